@@ -1,0 +1,48 @@
+// runner's command line, parsed with CLI11 into plain values. Everything the
+// user typed is checked here, before anything is opened or written.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "runner/cluster.h"
+
+namespace runner {
+
+constexpr ClusterId kMaxClusters = 9'223'372'036'854'775'807ULL;  // SQLite's INTEGER
+constexpr std::uint32_t kMaxParallel = 100'000;
+
+struct RunArgs {
+  ClusterId clusters = 0;
+  std::uint32_t parallel = 0;
+  std::vector<std::string> command;
+  std::filesystem::path db = "runner.db";
+  std::optional<std::string> job;
+  std::optional<std::filesystem::path> logs;
+  std::chrono::milliseconds grace{10'000};
+  bool skip_failed = false;
+  bool quiet = false;
+  bool verbose = false;
+};
+
+struct StatusArgs {
+  std::filesystem::path db = "runner.db";
+  std::optional<std::string> job;
+};
+
+// --help or --version: text to print, then exit 0.
+struct PrintAndExit {
+  std::string text;
+};
+
+using Invocation = std::variant<RunArgs, StatusArgs, PrintAndExit>;
+
+// args: the command line without the program name. Throws Error (exit code
+// 2) with a one-line message naming the bad value.
+Invocation parse_command_line(const std::vector<std::string>& args);
+
+}  // namespace runner

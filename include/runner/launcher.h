@@ -1,0 +1,70 @@
+// The seam between the scheduler and the processes it runs. The scheduler
+// decides what runs and when; a Launcher starts children, signals them, and
+// reports when they end. LocalLauncher does it with real processes; tests use
+// a fake one, and later launchers (memory caps, Slurm) slot in behind this.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+#include <sys/types.h>
+
+#include "runner/cluster.h"
+
+namespace runner {
+
+using Clock = std::chrono::steady_clock;
+
+// What to start: one attempt of one cluster.
+struct LaunchSpec {
+  ClusterId cluster = 0;
+  ClusterId clusters = 0;
+  std::uint32_t attempt = 0;
+  std::string job;
+  std::vector<std::string> argv;  // argv[0] is a path (resolved by the caller)
+  std::string log_path;           // stdout and stderr go here
+};
+
+struct Started {
+  pid_t pid = 0;
+};
+
+// The start itself failed: the program could not be executed, or the log
+// could not be opened. `error` is the errno.
+struct StartFailed {
+  int error = 0;
+  std::string message;  // "cannot execute ./migrat: No such file or directory"
+};
+
+using StartResult = std::variant<Started, StartFailed>;
+
+// How a child ended, with what wait4 measured for its process tree.
+struct ChildExit {
+  pid_t pid = 0;
+  std::optional<int> exit_code;  // set when it exited
+  std::optional<int> signal;     // set when a signal killed it
+  double user_cpu_s = 0;
+  double sys_cpu_s = 0;
+  std::uint64_t peak_rss_kib = 0;
+};
+
+// What woke the scheduler: children that ended, and signals runner received.
+struct Wakeup {
+  std::vector<ChildExit> exits;
+  std::vector<int> signals;
+};
+
+class Launcher {
+ public:
+  virtual ~Launcher() = default;
+  virtual StartResult start(const LaunchSpec& spec) = 0;
+  // Blocks until a child ends, a signal arrives, or the deadline passes.
+  virtual Wakeup wait(std::optional<Clock::time_point> deadline) = 0;
+  // Sends sig to the child's whole process group.
+  virtual void signal(pid_t pid, int sig) = 0;
+};
+
+}  // namespace runner

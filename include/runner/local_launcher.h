@@ -1,0 +1,48 @@
+// Runs children as real processes on this machine, through Boost.Process.
+// Each child gets its own process group, stdin from /dev/null, stdout and
+// stderr into its log file, the RUNNER_* variables, and the signal mask runner
+// had before it blocked its own signals. Children are reaped with wait4, so
+// their rusage (CPU time, peak RSS of the tree) is exact.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "runner/launcher.h"
+#include "runner/signals.h"
+
+namespace runner {
+
+// Where the program named by argv[0] is: a name with a '/' as it is, any other
+// name looked up in PATH as execvp would. Returns the errno of the failure.
+struct Resolved {
+  std::string path;
+  int error = 0;
+};
+Resolved resolve_program(const std::string& name);
+
+class LocalLauncher : public Launcher {
+ public:
+  explicit LocalLauncher(SignalChannel& signals);
+  ~LocalLauncher() override;
+  LocalLauncher(const LocalLauncher&) = delete;
+  LocalLauncher& operator=(const LocalLauncher&) = delete;
+
+  StartResult start(const LaunchSpec& spec) override;
+  Wakeup wait(std::optional<Clock::time_point> deadline) override;
+  void signal(pid_t pid, int sig) override;
+
+ private:
+  void reap(Wakeup& into);
+
+  SignalChannel& signals_;
+  int dev_null_ = -1;
+  std::vector<char*> base_env_;  // runner's environment minus any RUNNER_* variables
+  std::unordered_set<pid_t> children_;
+  std::string resolved_name_, resolved_path_;  // the last program looked up
+};
+
+}  // namespace runner

@@ -1,0 +1,75 @@
+// What a person sees while a job runs. On a terminal: one status line redrawn
+// in place. Elsewhere (cron, a pipe): a plain line at most every few seconds,
+// no control characters. Log lines from spdlog go through ProgressSink, which
+// lifts the status line out of their way.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <spdlog/sinks/base_sink.h>
+
+#include "runner/cluster.h"
+#include "runner/launcher.h"
+
+namespace runner {
+
+struct Snapshot {
+  ClusterId total = 0;
+  ClusterId done = 0;      // all done clusters of the job
+  ClusterId failed = 0;    // clusters that failed in this run
+  ClusterId running = 0;
+  ClusterId done_this_run = 0;
+  Clock::time_point started{};
+};
+
+// "1234/10000 done, 3 failed, 3 running, 41.2/s, ETA 3m33s"
+std::string describe(const Snapshot& s, Clock::time_point now);
+
+class Progress {
+ public:
+  enum class Mode { kTerminal, kPlain, kSilent };
+  Progress(std::FILE* out, Mode mode);
+
+  // Draws the status if it is due; cheap to call after every event.
+  void update(const Snapshot& s, Clock::time_point now);
+  // When the status should next be drawn even if nothing happens.
+  std::optional<Clock::time_point> next_tick() const;
+  // Removes the live line (terminal only), for the final summary.
+  void finish();
+
+  // For ProgressSink: hide the line before a log message and redraw it after.
+  void hide();
+  void unhide();
+
+ private:
+  void draw(Clock::time_point now);
+
+  std::FILE* out_;
+  Mode mode_;
+  Snapshot last_{};
+  bool have_snapshot_ = false;
+  bool shown_ = false;
+  std::string printed_;  // what the plain mode printed last
+  Clock::time_point last_draw_{};
+};
+
+// An spdlog sink that writes to stderr and keeps the terminal status line intact.
+class ProgressSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ProgressSink(Progress* progress) : progress_(progress) {}
+  void set_progress(Progress* progress) { progress_ = progress; }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override;
+  void flush_() override { std::fflush(stderr); }
+
+ private:
+  Progress* progress_;
+};
+
+}  // namespace runner

@@ -1,0 +1,35 @@
+// Signals runner handles in its wait loop rather than in a handler: they are
+// blocked for the whole process and read from a signalfd, so there is no race
+// between checking for a signal and going to sleep. Children get the mask that
+// was in force before (see original_mask()).
+#pragma once
+
+#include <initializer_list>
+#include <signal.h>
+#include <string>
+#include <vector>
+
+namespace runner {
+
+class SignalChannel {
+ public:
+  // Blocks the given signals (and SIGCHLD) and opens a signalfd for them.
+  explicit SignalChannel(std::initializer_list<int> signals);
+  ~SignalChannel();  // closes the fd, restores the original mask
+  SignalChannel(const SignalChannel&) = delete;
+  SignalChannel& operator=(const SignalChannel&) = delete;
+
+  int fd() const { return fd_; }
+  const sigset_t& original_mask() const { return original_; }
+  // Every signal pending now, without blocking; SIGCHLD included.
+  std::vector<int> drain();
+
+ private:
+  int fd_ = -1;
+  sigset_t original_{};
+};
+
+// Name of a signal for people: "SIGSEGV".
+std::string signal_name(int sig);
+
+}  // namespace runner

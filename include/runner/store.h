@@ -1,0 +1,143 @@
+// The durable log: one SQLite file (WAL mode) holding jobs, every attempt of
+// every cluster, the done clusters as ranges, and which runner holds each job.
+// The public face of the file is its two views, `progress` and `attempts`,
+// which the README documents; the tables behind them are runner's own.
+//
+// A Store owns its connection. It is not thread-safe; runner has one thread.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+
+#include "runner/cluster.h"
+#include "runner/intervals.h"
+#include "runner/sysinfo.h"
+
+namespace runner {
+
+constexpr int kSchemaVersion = 1;
+
+enum class AttemptState { kRunning, kDone, kFailed, kInterrupted };
+const char* to_string(AttemptState state);
+
+struct Job {
+  std::int64_t id = 0;
+  std::string name;
+  ClusterId clusters = 0;
+  std::string command;  // CommandTemplate::display()
+};
+
+struct Holder {
+  ProcessIdentity process;
+  double since = 0;  // epoch seconds
+};
+
+struct AttemptStart {
+  ClusterId cluster = 0;
+  std::uint32_t attempt = 0;
+  pid_t pid = 0;  // 0 when the start itself failed
+  double started_at = 0;
+  std::string log_path;
+};
+
+struct AttemptEnd {
+  AttemptState state = AttemptState::kDone;
+  double finished_at = 0;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  double user_cpu_s = 0;
+  double sys_cpu_s = 0;
+  std::uint64_t peak_rss_kib = 0;
+};
+
+// One row of the `progress` view.
+struct JobProgress {
+  std::string job;
+  ClusterId clusters = 0, done = 0, failed = 0, running = 0, pending = 0;
+};
+
+// A cluster whose latest attempt did not succeed.
+struct FailedCluster {
+  ClusterId cluster = 0;
+  std::uint32_t attempt = 0;
+  std::string state;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string log_path;
+};
+
+class Store {
+ public:
+  enum class Access { kReadWrite, kReadOnly };
+  // Opens (and, read-write, creates) the log at path. Throws Error, naming the
+  // path, for a file that is not SQLite, not runner's, or from a newer runner.
+  Store(const std::filesystem::path& path, Access access);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+  // Jobs. open_job refuses (Error, nothing written) a name that exists with a
+  // different N or command.
+  std::optional<Job> find_job(const std::string& name);
+  Job open_job(const std::string& name, ClusterId clusters, const std::string& command);
+  std::vector<Job> jobs();
+
+  // One runner per job. Throws Error naming the live holder; a dead holder's
+  // hold is taken over. release_hold only clears a hold this process owns.
+  void acquire_hold(const Job& job, const ProcessIdentity& self);
+  void release_hold(const Job& job, const ProcessIdentity& self);
+  std::optional<Holder> holder(const Job& job);
+
+  // Resume. Attempts left `running` by a runner that died become `interrupted`.
+  std::uint64_t recover_interrupted(const Job& job);
+  IntervalSet done_clusters(const Job& job);
+  std::vector<FailedCluster> failed_clusters(const Job& job, std::size_t limit = SIZE_MAX);
+
+  // Attempts. record_start returns the row id that record_end takes.
+  std::uint32_t next_attempt(const Job& job, ClusterId cluster);
+  std::int64_t record_start(const Job& job, const AttemptStart& start);
+  void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
+
+  // Reading for `runner status`.
+  std::vector<JobProgress> progress();
+  // Done clusters finished at or after `since`, for a rate.
+  std::uint64_t done_since(const Job& job, double since);
+
+  // Groups writes into one transaction (BEGIN IMMEDIATE); rolled back unless committed.
+  class Batch {
+   public:
+    explicit Batch(Store& store);
+    ~Batch();
+    void commit();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+   private:
+    Store& store_;
+    bool open_ = true;
+  };
+
+  SQLite::Database& db() { return db_; }
+
+ private:
+  void check_and_create_schema(Access access);
+  void mark_done(const Job& job, ClusterId cluster);
+
+  std::filesystem::path path_;
+  SQLite::Database db_;
+  std::string host_;
+  // Prepared statements on the hot path: one start and one end per cluster.
+  std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_;
+  std::unique_ptr<SQLite::Statement> done_before_, done_after_, done_insert_, done_extend_,
+      done_delete_;
+};
+
+}  // namespace runner

@@ -1,0 +1,28 @@
+// Durations and sizes the way people write them ("90s", "5m", "4G", "512M"),
+// and the reverse, for messages and the status line.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace runner {
+
+// "250ms", "90s", "5m", "2h", "1d", "1h30m", or a bare number of seconds.
+// Returns nullopt for anything else, including negative values.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// "512M", "4G", "4GiB", "1.5G", "100K", "1T", or a bare number of bytes.
+// Suffixes are binary (K = 1024), as memory is counted by the kernel.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+// A whole number in [min, max], digits only: no sign, no spaces, no exponent.
+std::optional<std::uint64_t> parse_count(std::string_view text, std::uint64_t min,
+                                         std::uint64_t max);
+
+std::string format_duration(std::chrono::milliseconds d);  // "1h02m", "3m05s", "4.2s"
+std::string format_size_kib(std::uint64_t kib);            // "512 KiB", "3.4 MiB", "4.0 GiB"
+
+}  // namespace runner

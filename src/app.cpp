@@ -1,0 +1,186 @@
+#include "runner/app.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "runner/error.h"
+#include "runner/local_launcher.h"
+#include "runner/progress.h"
+#include "runner/scheduler.h"
+#include "runner/signals.h"
+#include "runner/store.h"
+#include "runner/units.h"
+
+namespace runner {
+namespace fs = std::filesystem;
+namespace {
+
+std::shared_ptr<ProgressSink> g_sink;
+
+// The DB's folder must exist and be writable before anything is created.
+void check_db_path(const fs::path& db) {
+  auto folder = db.parent_path().empty() ? fs::path(".") : db.parent_path();
+  std::error_code ec;
+  if (!fs::exists(folder, ec))
+    throw Error(fmt::format("--db {}: folder {} does not exist", db.string(), folder.string()));
+  if (!fs::is_directory(folder, ec))
+    throw Error(fmt::format("--db {}: {} is not a folder", db.string(), folder.string()));
+  if (fs::is_directory(db, ec))
+    throw Error(fmt::format("--db {}: is a folder; pass a file path", db.string()));
+  if (::access(folder.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--db {}: folder {} is not writable", db.string(), folder.string()));
+  if (fs::exists(db, ec) && ::access(db.c_str(), R_OK | W_OK) != 0)
+    throw Error(fmt::format("--db {}: {}", db.string(), std::strerror(errno)));
+}
+
+// The logs root need not exist yet, but the nearest folder that does must be
+// writable, so that a bad --logs is refused before the log is touched.
+void check_logs_root(const fs::path& root, bool from_option) {
+  auto what = from_option ? fmt::format("--logs {}", root.string())
+                          : fmt::format("log folder {}", root.string());
+  std::error_code ec;
+  auto probe = fs::absolute(root, ec);
+  while (!fs::exists(probe, ec) && probe.has_parent_path() && probe != probe.parent_path())
+    probe = probe.parent_path();
+  if (!fs::is_directory(probe, ec))
+    throw Error(fmt::format("{}: {} is not a folder", what, probe.string()));
+  if (::access(probe.c_str(), W_OK) != 0)
+    throw Error(fmt::format("{}: folder {} is not writable", what, probe.string()));
+}
+
+fs::path default_logs_root(const fs::path& db) {
+  auto folder = db.parent_path().empty() ? fs::path(".") : db.parent_path();
+  return folder / (db.stem().string() + ".logs");
+}
+
+// Releases the job hold however the run ends.
+class HoldGuard {
+ public:
+  HoldGuard(Store& store, const Job& job, ProcessIdentity self)
+      : store_(store), job_(job), self_(std::move(self)) {
+    store_.acquire_hold(job_, self_);
+  }
+  ~HoldGuard() {
+    try {
+      store_.release_hold(job_, self_);
+    } catch (const std::exception& e) {
+      spdlog::warn("could not release the hold on job '{}': {}", job_.name, e.what());
+    }
+  }
+  HoldGuard(const HoldGuard&) = delete;
+  HoldGuard& operator=(const HoldGuard&) = delete;
+
+ private:
+  Store& store_;
+  const Job& job_;
+  ProcessIdentity self_;
+};
+
+// Points the log sink at the live status line for as long as it exists.
+class SinkBinding {
+ public:
+  explicit SinkBinding(Progress* progress) {
+    if (g_sink) g_sink->set_progress(progress);
+  }
+  ~SinkBinding() {
+    if (g_sink) g_sink->set_progress(nullptr);
+  }
+  SinkBinding(const SinkBinding&) = delete;
+  SinkBinding& operator=(const SinkBinding&) = delete;
+};
+
+void print_summary(const RunSummary& s, Store& store, const Job& job, const RunArgs& args) {
+  auto took = format_duration(s.elapsed);
+  if (s.stop_signal) {
+    fmt::print("job {}: stopped by {} after {}: {}/{} done, {} interrupted; run the same command "
+               "again to resume\n",
+               job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted);
+    return;
+  }
+  if (s.setup_failure) return;  // main prints the error itself
+  if (s.done == s.clusters) {
+    fmt::print("job {}: all {} clusters done ({} in this run, {})\n", job.name, s.clusters,
+               s.done_this_run, took);
+    return;
+  }
+  auto failed = store.failed_clusters(job, 10);
+  fmt::print("job {}: {}/{} done, {} failed in this run{}, {}\n", job.name, s.done, s.clusters,
+             s.failed_this_run,
+             s.skipped_failed ? fmt::format(", {} left alone (--skip-failed)", s.skipped_failed)
+                              : std::string(),
+             took);
+  for (const auto& f : failed) {
+    auto how = f.signal ? fmt::format("killed by {}", signal_name(*f.signal))
+                        : fmt::format("exit code {}", f.exit_code.value_or(-1));
+    fmt::print("  cluster {}: {} (log {})\n", f.cluster, how, f.log_path);
+  }
+  if (failed.size() == 10)
+    fmt::print("  more: runner status --db {} --job {}\n", args.db.string(), job.name);
+}
+
+}  // namespace
+
+void setup_logging(bool quiet, bool verbose) {
+  g_sink = std::make_shared<ProgressSink>(nullptr);
+  auto logger = std::make_shared<spdlog::logger>("runner", g_sink);
+  logger->set_pattern("runner: %^%l%$: %v");
+  logger->set_level(quiet ? spdlog::level::err
+                          : verbose ? spdlog::level::debug : spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+int run_job(const RunArgs& args) {
+  // Everything the user typed is checked before the log is created or written.
+  check_db_path(args.db);
+  // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
+  auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db)));
+  check_logs_root(logs_root, args.logs.has_value());
+  CommandTemplate command(args.command);
+  if (command.render(1, 1).front() == command.program()) {
+    auto resolved = resolve_program(command.program());
+    if (resolved.error != 0)
+      throw Error(fmt::format("cannot execute {}: {}", command.program(),
+                              resolved.error == ENOENT && command.program().find('/') == std::string::npos
+                                  ? "not found in PATH"
+                                  : std::strerror(resolved.error)));
+  }
+  auto job_name = args.job.value_or(derive_job_name(command, args.clusters));
+
+  // Signals are blocked from here on and handled in the scheduler's loop.
+  SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
+  Store store(args.db, Store::Access::kReadWrite);
+  auto job = store.open_job(job_name, args.clusters, command.display());
+  HoldGuard hold(store, job, current_process());
+
+  auto log_dir = logs_root / job.name;
+  std::error_code ec;
+  fs::create_directories(log_dir, ec);
+  if (ec) throw Error(fmt::format("cannot create log folder {}: {}", log_dir.string(), ec.message()));
+
+  auto mode = args.quiet                ? Progress::Mode::kSilent
+              : ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal
+                                        : Progress::Mode::kPlain;
+  Progress progress(stdout, mode);
+  SinkBinding binding(&progress);
+  spdlog::debug("job '{}': {} clusters, {} at a time, log {}", job.name, job.clusters,
+                args.parallel, store.path().string());
+
+  LocalLauncher launcher(signals);
+  SchedulerOptions options;
+  options.parallel = args.parallel;
+  options.grace = args.grace;
+  options.skip_failed = args.skip_failed;
+  options.log_dir = log_dir;
+  Scheduler scheduler(store, job, command, launcher, &progress, options);
+  auto summary = scheduler.run();
+
+  if (summary.setup_failure)
+    throw Error(*summary.setup_failure);
+  if (!args.quiet) print_summary(summary, store, job, args);
+  return summary.exit_code();
+}
+
+}  // namespace runner

@@ -1,0 +1,135 @@
+#include "runner/cli.h"
+
+#include <algorithm>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <sstream>
+
+#include "runner/error.h"
+#include "runner/units.h"
+
+namespace runner {
+namespace {
+
+constexpr const char* kRunExamples = R"(
+Examples:
+  runner 10000 3 -- ./migrate --cluster=
+      runs ./migrate --cluster=1/10000 ... --cluster=10000/10000, 3 at a time
+  runner 500 8 --job nightly -- python3 etl.py --part {i} --of {n}
+  sqlite3 runner.db 'select * from progress'
+
+The cluster token i/N is appended to the last argument when it ends with '=',
+otherwise added as a last argument; {} {i} {n} in any argument place it instead.
+Exit codes: 0 all done, 1 some clusters failed, 2 usage or setup error,
+128+signal when stopped by a signal (130 for Ctrl-C, 143 for SIGTERM).
+Run the same command again to resume: clusters already done are skipped.)";
+
+constexpr const char* kStatusExamples = R"(
+Examples:
+  runner status
+  runner status --db /srv/migrate/runner.db --job nightly)";
+
+ClusterId parse_clusters(const std::string& text) {
+  auto n = parse_count(text, 1, kMaxClusters);
+  if (!n)
+    throw Error(fmt::format("N '{}' is not valid: expected a whole number of clusters from 1 to {}",
+                            text, kMaxClusters));
+  return *n;
+}
+
+std::uint32_t parse_parallel(const std::string& text) {
+  auto p = parse_count(text, 1, kMaxParallel);
+  if (!p)
+    throw Error(fmt::format(
+        "P '{}' is not valid: expected a whole number of children at once from 1 to {}", text,
+        kMaxParallel));
+  return static_cast<std::uint32_t>(*p);
+}
+
+std::string check_job_name(const std::string& name) {
+  if (!is_valid_job_name(name))
+    throw Error(fmt::format(
+        "--job '{}' is not valid: use 1 to 128 letters, digits, '.', '_' or '-'", name));
+  return name;
+}
+
+}  // namespace
+
+Invocation parse_command_line(const std::vector<std::string>& args) {
+  // Everything after the first "--" is the command, untouched by option parsing:
+  // a child's own --help or -v must never reach runner's parser.
+  auto dash = std::find(args.begin(), args.end(), "--");
+  std::vector<std::string> own(args.begin(), dash);
+  std::optional<std::vector<std::string>> command;
+  if (dash != args.end()) command.emplace(dash + 1, args.end());
+
+  CLI::App app{"Runs a job split into N clusters, P at a time, and logs every attempt in SQLite.",
+               "runner"};
+  app.set_version_flag("--version", std::string("runner ") + RUNNER_VERSION);
+  app.footer(kRunExamples);
+
+  RunArgs run;
+  std::string n_text, p_text, grace_text, job;
+  std::string db_text = run.db.string(), logs_text;
+  app.add_option("N", n_text, "number of clusters, numbered 1..N");
+  app.add_option("P", p_text, "most clusters running at once");
+  app.add_option("--db", db_text, "the SQLite log (default ./runner.db)");
+  app.add_option("--job", job, "job name (default: derived from the command and N)");
+  app.add_option("--logs", logs_text, "folder for the logs (default: beside the DB)");
+  app.add_option("--grace", grace_text, "on a stop, time between SIGTERM and SIGKILL (default 10s)");
+  app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
+  app.add_flag("-q,--quiet", run.quiet, "print only errors");
+  app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
+
+  StatusArgs status;
+  std::string status_db = status.db.string(), status_job;
+  auto* status_cmd = app.add_subcommand("status", "Where each job in the log stands.");
+  status_cmd->add_option("--db", status_db, "the SQLite log (default ./runner.db)");
+  status_cmd->add_option("--job", status_job, "only this job");
+  status_cmd->footer(kStatusExamples);
+
+  try {
+    std::vector<std::string> reversed(own.rbegin(), own.rend());  // CLI11 pops from the back
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp& e) {
+    std::ostringstream out, err;
+    app.exit(e, out, err);
+    return PrintAndExit{out.str()};
+  } catch (const CLI::CallForVersion& e) {
+    std::ostringstream out, err;
+    app.exit(e, out, err);
+    return PrintAndExit{out.str()};
+  } catch (const CLI::ParseError& e) {
+    throw Error(fmt::format("{}; see 'runner --help'", e.what()));
+  }
+
+  if (status_cmd->parsed()) {
+    if (command) throw Error("'runner status' takes no command after '--'");
+    status.db = status_db;
+    if (!status_job.empty()) status.job = check_job_name(status_job);
+    return status;
+  }
+
+  if (n_text.empty() || p_text.empty())
+    throw Error("expected N and P: runner N P [OPTIONS] -- COMMAND [ARG...]; see 'runner --help'");
+  run.clusters = parse_clusters(n_text);
+  run.parallel = parse_parallel(p_text);
+  if (!command || command->empty() || command->front().empty())
+    throw Error("no command after '--': write runner N P [OPTIONS] -- COMMAND [ARG...]");
+  run.command = std::move(*command);
+  run.db = db_text;
+  if (db_text.empty()) throw Error("--db '' is not valid: expected a file path");
+  if (!job.empty()) run.job = check_job_name(job);
+  if (!logs_text.empty()) run.logs = logs_text;
+  if (!grace_text.empty()) {
+    auto grace = parse_duration(grace_text);
+    if (!grace)
+      throw Error(fmt::format("--grace '{}' is not valid: expected a duration like 30s, 5m or 1h",
+                              grace_text));
+    run.grace = *grace;
+  }
+  if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
+  return run;
+}
+
+}  // namespace runner

@@ -1,0 +1,209 @@
+#include "runner/local_launcher.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+
+extern char** environ;
+
+namespace runner {
+namespace bp = boost::process;
+namespace {
+
+// Runs in the forked child before exec, and in the parent around the fork.
+// Between fork and exec only async-signal-safe calls are allowed: no
+// allocation, no logging. A failure there is reported through Boost.Process's
+// close-on-exec error pipe, so it surfaces as a failed start in the parent.
+struct ChildSetup : bp::extend::handler {
+  int log_fd;
+  int null_fd;
+  const sigset_t* mask;
+  char** envp;
+  pid_t* failed_pid;
+
+  template <class Executor>
+  void on_setup(Executor& e) const {
+    e.env = envp;
+  }
+
+  template <class Executor>
+  void on_exec_setup(Executor& e) const {
+    // Its own process group, so Ctrl-C in the terminal reaches the child only
+    // through runner, and runner can signal the whole tree at once.
+    if (::setpgid(0, 0) != 0 || ::dup2(null_fd, STDIN_FILENO) < 0 ||
+        ::dup2(log_fd, STDOUT_FILENO) < 0 || ::dup2(log_fd, STDERR_FILENO) < 0 ||
+        ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0) {
+      e.set_error(std::error_code(errno, std::system_category()), "child setup failed");
+      ::_exit(127);
+    }
+  }
+
+  template <class Executor>
+  void on_error(Executor& e, const std::error_code&) const {
+    *failed_pid = e.pid;
+  }
+};
+
+double seconds(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+}  // namespace
+
+Resolved resolve_program(const std::string& name) {
+  if (name.empty()) return {name, ENOENT};
+  if (name.find('/') != std::string::npos) {
+    struct stat st {};
+    if (::stat(name.c_str(), &st) != 0) return {name, errno};
+    if (S_ISDIR(st.st_mode)) return {name, EISDIR};
+    if (::access(name.c_str(), X_OK) != 0) return {name, errno};
+    return {name, 0};
+  }
+  const char* path_env = std::getenv("PATH");
+  std::string_view dirs = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    auto colon = dirs.find(':');
+    auto dir = dirs.substr(0, colon);
+    auto candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, name);
+    if (is_executable_file(candidate)) return {candidate, 0};
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  return {name, ENOENT};
+}
+
+LocalLauncher::LocalLauncher(SignalChannel& signals) : signals_(signals) {
+  dev_null_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (dev_null_ < 0) throw std::system_error(errno, std::generic_category(), "open /dev/null");
+  for (char** e = environ; e && *e; ++e)
+    if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
+}
+
+LocalLauncher::~LocalLauncher() { ::close(dev_null_); }
+
+StartResult LocalLauncher::start(const LaunchSpec& spec) {
+  // Clusters nearly always run the same program: resolve it once, not per start.
+  const auto& program = spec.argv.front();
+  if (program != resolved_name_) {
+    auto resolved = resolve_program(program);
+    if (resolved.error != 0)
+      return StartFailed{resolved.error, fmt::format("cannot execute {}: {}", program,
+                                                     std::strerror(resolved.error))};
+    resolved_name_ = program;
+    resolved_path_ = resolved.path;
+  }
+  int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    int err = errno;
+    return StartFailed{err, fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err))};
+  }
+  // The child's environment: runner's own plus what tells it which cluster it is.
+  std::string vars[] = {
+      fmt::format("RUNNER_CLUSTER={}", spec.cluster),
+      fmt::format("RUNNER_CLUSTERS={}", spec.clusters),
+      fmt::format("RUNNER_ATTEMPT={}", spec.attempt),
+      fmt::format("RUNNER_JOB={}", spec.job),
+  };
+  std::vector<char*> envp = base_env_;
+  for (auto& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+
+  pid_t failed_pid = -1;
+  ChildSetup setup;
+  setup.log_fd = log_fd;
+  setup.null_fd = dev_null_;
+  setup.mask = &signals_.original_mask();
+  setup.envp = envp.data();
+  setup.failed_pid = &failed_pid;
+
+  std::error_code ec;
+  std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
+  bp::child child(bp::exe = resolved_path_, bp::args = args, setup, ec);
+  ::close(log_fd);
+  if (ec) {
+    // The child was forked but could not exec: collect it here, it is ours alone.
+    if (failed_pid > 0) ::waitpid(failed_pid, nullptr, 0);
+    int err = ec.value();
+    if (failed_pid <= 0)
+      return StartFailed{err, fmt::format("cannot start {}: fork failed: {}", spec.argv.front(),
+                                          std::strerror(err))};
+    return StartFailed{err, fmt::format("cannot execute {}: {}", spec.argv.front(),
+                                        std::strerror(err))};
+  }
+  // runner reaps its children itself with wait4, which Boost.Process's own
+  // wait would pre-empt and lose the rusage.
+  child.detach();
+  pid_t pid = child.id();
+  children_.insert(pid);
+  return Started{pid};
+}
+
+void LocalLauncher::reap(Wakeup& into) {
+  for (;;) {
+    int status = 0;
+    rusage usage{};
+    pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
+    if (pid <= 0) return;  // 0: children remain, none ended; -1 (ECHILD): none at all
+    if (children_.erase(pid) == 0) continue;
+    ChildExit exit;
+    exit.pid = pid;
+    if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) exit.signal = WTERMSIG(status);
+    exit.user_cpu_s = seconds(usage.ru_utime);
+    exit.sys_cpu_s = seconds(usage.ru_stime);
+    exit.peak_rss_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+    into.exits.push_back(exit);
+  }
+}
+
+Wakeup LocalLauncher::wait(std::optional<Clock::time_point> deadline) {
+  Wakeup wake;
+  for (;;) {
+    for (int sig : signals_.drain())
+      if (sig != SIGCHLD) wake.signals.push_back(sig);
+    reap(wake);
+    if (!wake.exits.empty() || !wake.signals.empty()) return wake;
+
+    // Sleep until the signalfd is readable (a child ended or a signal came)
+    // or the deadline passes. The signals stay blocked throughout, so one
+    // that arrives between the checks above and here still wakes us.
+    timespec ts{};
+    timespec* timeout = nullptr;
+    if (deadline) {
+      auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+      timeout = &ts;
+    }
+    pollfd pfd{signals_.fd(), POLLIN, 0};
+    int ready = ::ppoll(&pfd, 1, timeout, nullptr);
+    if (ready == 0) return wake;  // deadline
+    if (ready < 0 && errno != EINTR)
+      throw std::system_error(errno, std::generic_category(), "ppoll");
+  }
+}
+
+void LocalLauncher::signal(pid_t pid, int sig) {
+  // The child leads its own group: signal the group, so grandchildren get it
+  // too. The child is not reaped yet, so its group id cannot have been reused.
+  ::kill(-pid, sig);
+}
+
+}  // namespace runner

@@ -1,0 +1,32 @@
+// runner's entry point: parse the command line, call into the library, and
+// turn any error into one line on stderr and an exit code. Nothing else.
+#include <cstdio>
+#include <exception>
+#include <fmt/format.h>
+#include <string>
+#include <vector>
+
+#include "runner/app.h"
+#include "runner/error.h"
+
+int main(int argc, char** argv) {
+  try {
+    auto invocation = runner::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+    if (auto* run = std::get_if<runner::RunArgs>(&invocation)) {
+      runner::setup_logging(run->quiet, run->verbose);
+      return runner::run_job(*run);
+    }
+    if (auto* status = std::get_if<runner::StatusArgs>(&invocation)) {
+      runner::setup_logging(false, false);
+      return runner::show_status(*status);
+    }
+    fmt::print("{}", std::get<runner::PrintAndExit>(invocation).text);
+    return 0;
+  } catch (const runner::Error& e) {
+    fmt::print(stderr, "runner: {}\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "runner: internal error: {}\n", e.what());
+    return 70;  // EX_SOFTWARE
+  }
+}

@@ -1,0 +1,94 @@
+#include "runner/progress.h"
+
+#include <fmt/format.h>
+
+#include "runner/units.h"
+
+namespace runner {
+namespace {
+
+// A terminal line is redrawn at most this often, and at least once a second
+// so that the rate and ETA stay current while long clusters run.
+constexpr auto kTerminalMinGap = std::chrono::milliseconds(100);
+constexpr auto kTerminalTick = std::chrono::seconds(1);
+// Plain output is for logs: one line at most every few seconds.
+constexpr auto kPlainGap = std::chrono::seconds(5);
+
+}  // namespace
+
+std::string describe(const Snapshot& s, Clock::time_point now) {
+  auto line = fmt::format("{}/{} done, {} failed, {} running", s.done, s.total, s.failed, s.running);
+  auto elapsed = std::chrono::duration<double>(now - s.started).count();
+  if (s.done_this_run > 0 && elapsed > 0) {
+    double rate = static_cast<double>(s.done_this_run) / elapsed;
+    line += fmt::format(", {:.1f}/s", rate);
+    auto remaining = s.total - s.done - s.failed;
+    if (remaining > 0 && s.running > 0) {
+      auto eta_ms = static_cast<double>(remaining) / rate * 1e3;
+      if (eta_ms < 1e12)
+        line += ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(eta_ms)));
+    }
+  }
+  return line;
+}
+
+Progress::Progress(std::FILE* out, Mode mode) : out_(out), mode_(mode) {}
+
+void Progress::update(const Snapshot& s, Clock::time_point now) {
+  last_ = s;
+  have_snapshot_ = true;
+  if (mode_ == Mode::kSilent) return;
+  auto gap = mode_ == Mode::kTerminal ? kTerminalMinGap : kPlainGap;
+  if (last_draw_ == Clock::time_point{} || now - last_draw_ >= gap) draw(now);
+}
+
+std::optional<Clock::time_point> Progress::next_tick() const {
+  if (mode_ == Mode::kSilent || !have_snapshot_) return std::nullopt;
+  return last_draw_ + (mode_ == Mode::kTerminal ? std::chrono::duration_cast<Clock::duration>(kTerminalTick)
+                                                : std::chrono::duration_cast<Clock::duration>(kPlainGap));
+}
+
+void Progress::draw(Clock::time_point now) {
+  last_draw_ = now;
+  auto line = describe(last_, now);
+  if (mode_ == Mode::kTerminal) {
+    // \r and "erase to end of line": the line is rewritten in place.
+    fmt::print(out_, "\r\033[K{}", line);
+    shown_ = true;
+  } else {
+    // Say nothing when nothing changed: cron mails stay short.
+    auto counts = fmt::format("{}/{}/{}/{}", last_.done, last_.failed, last_.running, last_.total);
+    if (counts == printed_) return;
+    printed_ = counts;
+    fmt::print(out_, "{}\n", line);
+  }
+  std::fflush(out_);
+}
+
+void Progress::finish() {
+  hide();
+  have_snapshot_ = false;
+}
+
+void Progress::hide() {
+  if (mode_ == Mode::kTerminal && shown_) {
+    fmt::print(out_, "\r\033[K");
+    std::fflush(out_);
+    shown_ = false;
+  }
+}
+
+void Progress::unhide() {
+  if (mode_ == Mode::kTerminal && have_snapshot_) draw(Clock::now());
+}
+
+void ProgressSink::sink_it_(const spdlog::details::log_msg& msg) {
+  spdlog::memory_buf_t formatted;
+  formatter_->format(msg, formatted);
+  if (progress_) progress_->hide();
+  std::fwrite(formatted.data(), 1, formatted.size(), stderr);
+  std::fflush(stderr);
+  if (progress_) progress_->unhide();
+}
+
+}  // namespace runner

@@ -1,0 +1,68 @@
+#include "runner/signals.h"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <sys/signalfd.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace runner {
+
+SignalChannel::SignalChannel(std::initializer_list<int> signals) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int s : signals) sigaddset(&set, s);
+  if (sigprocmask(SIG_BLOCK, &set, &original_) != 0)
+    throw std::system_error(errno, std::generic_category(), "sigprocmask");
+  fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd_ < 0) {
+    int err = errno;
+    sigprocmask(SIG_SETMASK, &original_, nullptr);
+    throw std::system_error(err, std::generic_category(), "signalfd");
+  }
+}
+
+SignalChannel::~SignalChannel() {
+  ::close(fd_);
+  sigprocmask(SIG_SETMASK, &original_, nullptr);
+}
+
+std::vector<int> SignalChannel::drain() {
+  std::vector<int> out;
+  signalfd_siginfo info[16];
+  for (;;) {
+    ssize_t n = ::read(fd_, info, sizeof info);
+    if (n <= 0) break;  // EAGAIN: nothing more pending
+    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof info[0]); ++i)
+      out.push_back(static_cast<int>(info[i].ssi_signo));
+  }
+  return out;
+}
+
+std::string signal_name(int sig) {
+  switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
+    case SIGSYS: return "SIGSYS";
+    default: return "signal " + std::to_string(sig);
+  }
+}
+
+}  // namespace runner

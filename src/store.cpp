@@ -1,0 +1,423 @@
+#include "runner/store.h"
+
+#include <fmt/format.h>
+#include <SQLiteCpp/Exception.h>
+#include <sqlite3.h>
+
+#include "runner/error.h"
+
+namespace runner {
+namespace {
+
+// Failed-like states: the cluster ran and did not succeed. Later issues add
+// states here; the partial index and the views use this same list.
+#define RUNNER_UNSUCCESSFUL "('failed')"
+
+// Version 1 of the log. Base tables are runner's; the views are the contract.
+constexpr const char* kSchema = R"SQL(
+CREATE TABLE job (
+  id            INTEGER PRIMARY KEY,
+  name          TEXT NOT NULL UNIQUE,
+  clusters      INTEGER NOT NULL,
+  command       TEXT NOT NULL,
+  created_at    REAL NOT NULL,
+  holder_pid    INTEGER,
+  holder_host   TEXT,
+  holder_boot   TEXT,
+  holder_ticks  INTEGER,
+  holder_since  REAL
+);
+CREATE TABLE attempt (
+  id            INTEGER PRIMARY KEY,
+  job_id        INTEGER NOT NULL REFERENCES job(id),
+  cluster       INTEGER NOT NULL,
+  attempt       INTEGER NOT NULL,
+  state         TEXT NOT NULL,
+  pid           INTEGER,
+  host          TEXT,
+  started_at    REAL NOT NULL,
+  finished_at   REAL,
+  exit_code     INTEGER,
+  signal        INTEGER,
+  user_cpu_s    REAL,
+  sys_cpu_s     REAL,
+  peak_rss_kib  INTEGER,
+  log_path      TEXT,
+  UNIQUE (job_id, cluster, attempt)
+);
+CREATE INDEX attempt_running ON attempt(job_id, cluster) WHERE state = 'running';
+CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL R"SQL(;
+-- Done clusters as disjoint ranges: resume reads a handful of rows, not N.
+CREATE TABLE done_range (
+  job_id  INTEGER NOT NULL,
+  lo      INTEGER NOT NULL,
+  hi      INTEGER NOT NULL,
+  PRIMARY KEY (job_id, lo)
+) WITHOUT ROWID;
+
+CREATE VIEW attempts AS
+SELECT j.name AS job, a.cluster, a.attempt, a.state, a.pid, a.host,
+       strftime('%Y-%m-%d %H:%M:%f', a.started_at, 'unixepoch', 'localtime') AS started,
+       strftime('%Y-%m-%d %H:%M:%f', a.finished_at, 'unixepoch', 'localtime') AS finished,
+       round(a.finished_at - a.started_at, 3) AS duration_s,
+       a.exit_code, a.signal, a.user_cpu_s, a.sys_cpu_s, a.peak_rss_kib, a.log_path
+FROM attempt a JOIN job j ON j.id = a.job_id;
+
+-- A cluster counts as failed while its latest attempt is unsuccessful.
+CREATE VIEW progress AS
+SELECT name AS job, clusters, done, failed, running,
+       clusters - done - failed - running AS pending
+FROM (
+  SELECT j.name, j.clusters,
+    (SELECT coalesce(sum(d.hi - d.lo + 1), 0) FROM done_range d WHERE d.job_id = j.id) AS done,
+    (SELECT count(*) FROM attempt r WHERE r.job_id = j.id AND r.state = 'running') AS running,
+    (SELECT count(*) FROM attempt f
+      WHERE f.job_id = j.id AND f.state IN )SQL" RUNNER_UNSUCCESSFUL R"SQL(
+        AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id
+                        AND l.cluster = f.cluster AND l.attempt > f.attempt)) AS failed
+  FROM job j
+);
+)SQL";
+
+constexpr const char* kFailedQuery =
+    "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path FROM attempt f "
+    "WHERE f.job_id = ? AND f.state IN " RUNNER_UNSUCCESSFUL
+    " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
+    " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
+
+std::int64_t as_db(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+int open_flags(Store::Access access) {
+  return access == Store::Access::kReadOnly ? SQLite::OPEN_READONLY
+                                            : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
+}
+
+// SQLite reports a foreign file only when it first reads a page.
+SQLite::Database open_database(const std::filesystem::path& path, Store::Access access) {
+  if (access == Store::Access::kReadOnly && !std::filesystem::exists(path))
+    throw Error(fmt::format("--db {}: no such file; pass the --db that the job ran with",
+                            path.string()));
+  try {
+    return SQLite::Database(path.string(), open_flags(access), 60'000);
+  } catch (const SQLite::Exception& e) {
+    throw Error(fmt::format("--db {}: cannot open: {}", path.string(), e.what()));
+  }
+}
+
+}  // namespace
+
+const char* to_string(AttemptState state) {
+  switch (state) {
+    case AttemptState::kRunning: return "running";
+    case AttemptState::kDone: return "done";
+    case AttemptState::kFailed: return "failed";
+    case AttemptState::kInterrupted: return "interrupted";
+  }
+  return "unknown";
+}
+
+Store::Store(const std::filesystem::path& path, Access access)
+    : path_(path), db_(open_database(path, access)), host_(host_name()) {
+  check_and_create_schema(access);
+  if (access == Access::kReadWrite) {
+    // WAL lets sqlite3 readers look at progress while runner writes, and a
+    // reader holding a transaction open never blocks runner's commits.
+    db_.exec("PRAGMA journal_mode = WAL");
+    db_.exec("PRAGMA synchronous = NORMAL");
+  }
+  next_attempt_ = std::make_unique<SQLite::Statement>(
+      db_, "SELECT coalesce(max(attempt), 0) + 1 FROM attempt WHERE job_id = ? AND cluster = ?");
+  if (access == Access::kReadOnly) return;
+  insert_attempt_ = std::make_unique<SQLite::Statement>(
+      db_,
+      "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, log_path) "
+      "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)");
+  update_attempt_ = std::make_unique<SQLite::Statement>(
+      db_,
+      "UPDATE attempt SET state = ?, finished_at = ?, exit_code = ?, signal = ?, user_cpu_s = ?, "
+      "sys_cpu_s = ?, peak_rss_kib = ? WHERE id = ?");
+  done_before_ = std::make_unique<SQLite::Statement>(
+      db_, "SELECT lo, hi FROM done_range WHERE job_id = ? AND lo <= ? ORDER BY lo DESC LIMIT 1");
+  done_after_ = std::make_unique<SQLite::Statement>(
+      db_, "SELECT hi FROM done_range WHERE job_id = ? AND lo = ?");
+  done_insert_ = std::make_unique<SQLite::Statement>(
+      db_, "INSERT INTO done_range (job_id, lo, hi) VALUES (?, ?, ?)");
+  done_extend_ = std::make_unique<SQLite::Statement>(
+      db_, "UPDATE done_range SET hi = ? WHERE job_id = ? AND lo = ?");
+  done_delete_ = std::make_unique<SQLite::Statement>(
+      db_, "DELETE FROM done_range WHERE job_id = ? AND lo = ?");
+}
+
+Store::~Store() = default;
+
+void Store::check_and_create_schema(Access access) {
+  int version = 0;
+  int objects = 0;
+  try {
+    version = db_.execAndGet("PRAGMA user_version").getInt();
+    objects = db_.execAndGet("SELECT count(*) FROM sqlite_master").getInt();
+  } catch (const SQLite::Exception& e) {
+    if (e.getErrorCode() == SQLITE_NOTADB)
+      throw Error(fmt::format("--db {}: not a SQLite database; pass a new file or a runner log",
+                              path_.string()));
+    throw Error(fmt::format("--db {}: cannot read: {}", path_.string(), e.what()));
+  }
+  if (version > kSchemaVersion)
+    throw Error(fmt::format(
+        "--db {}: written by a newer runner (schema {}, this runner reads up to {}); upgrade runner",
+        path_.string(), version, kSchemaVersion));
+  if (version == kSchemaVersion) return;
+  if (objects > 0)
+    throw Error(fmt::format(
+        "--db {}: a SQLite database that runner did not create; pass a new file", path_.string()));
+  if (access == Access::kReadOnly)
+    throw Error(fmt::format("--db {}: holds no runner jobs yet", path_.string()));
+  // A second runner may be creating the schema at the same moment: the
+  // immediate transaction serialises us, and the re-check sees its work.
+  Batch batch(*this);
+  if (db_.execAndGet("PRAGMA user_version").getInt() == 0) {
+    db_.exec(kSchema);
+    db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
+  }
+  batch.commit();
+}
+
+std::optional<Job> Store::find_job(const std::string& name) {
+  SQLite::Statement q(db_, "SELECT id, name, clusters, command FROM job WHERE name = ?");
+  q.bind(1, name);
+  if (!q.executeStep()) return std::nullopt;
+  return Job{q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+             static_cast<ClusterId>(q.getColumn(2).getInt64()), q.getColumn(3).getString()};
+}
+
+std::vector<Job> Store::jobs() {
+  std::vector<Job> out;
+  SQLite::Statement q(db_, "SELECT id, name, clusters, command FROM job ORDER BY id");
+  while (q.executeStep())
+    out.push_back(Job{q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+                      static_cast<ClusterId>(q.getColumn(2).getInt64()),
+                      q.getColumn(3).getString()});
+  return out;
+}
+
+Job Store::open_job(const std::string& name, ClusterId clusters, const std::string& command) {
+  Batch batch(*this);
+  if (auto job = find_job(name)) {
+    if (job->clusters != clusters || job->command != command)
+      throw Error(fmt::format(
+          "job '{}' in {} has {} clusters and command `{}`, but this run asks for {} clusters and "
+          "`{}`; rerun the original command to resume it, or pass --job NEW_NAME to start a new job",
+          name, path_.string(), job->clusters, job->command, clusters, command));
+    return *job;
+  }
+  SQLite::Statement insert(
+      db_, "INSERT INTO job (name, clusters, command, created_at) VALUES (?, ?, ?, ?)");
+  insert.bind(1, name);
+  insert.bind(2, as_db(clusters));
+  insert.bind(3, command);
+  insert.bind(4, wall_clock_now());
+  insert.exec();
+  Job job{db_.getLastInsertRowid(), name, clusters, command};
+  batch.commit();
+  return job;
+}
+
+std::optional<Holder> Store::holder(const Job& job) {
+  SQLite::Statement q(db_,
+                      "SELECT holder_pid, holder_host, holder_boot, holder_ticks, holder_since "
+                      "FROM job WHERE id = ? AND holder_pid IS NOT NULL");
+  q.bind(1, job.id);
+  if (!q.executeStep()) return std::nullopt;
+  Holder h;
+  h.process.pid = q.getColumn(0).getInt();
+  h.process.host = q.getColumn(1).getString();
+  h.process.boot_id = q.getColumn(2).getString();
+  h.process.start_ticks = static_cast<std::uint64_t>(q.getColumn(3).getInt64());
+  h.since = q.getColumn(4).getDouble();
+  return h;
+}
+
+void Store::acquire_hold(const Job& job, const ProcessIdentity& self) {
+  Batch batch(*this);
+  if (auto h = holder(job); h && check_alive(h->process) != Liveness::kDead) {
+    auto since = db_.execAndGet(fmt::format(
+        "SELECT datetime({}, 'unixepoch', 'localtime')", h->since)).getString();
+    throw Error(fmt::format(
+        "job '{}' is already being run by pid {} on {} since {}; wait for it to finish or stop it",
+        job.name, h->process.pid, h->process.host, since));
+  }
+  SQLite::Statement q(db_,
+                      "UPDATE job SET holder_pid = ?, holder_host = ?, holder_boot = ?, "
+                      "holder_ticks = ?, holder_since = ? WHERE id = ?");
+  q.bind(1, self.pid);
+  q.bind(2, self.host);
+  q.bind(3, self.boot_id);
+  q.bind(4, as_db(self.start_ticks));
+  q.bind(5, wall_clock_now());
+  q.bind(6, job.id);
+  q.exec();
+  batch.commit();
+}
+
+void Store::release_hold(const Job& job, const ProcessIdentity& self) {
+  SQLite::Statement q(db_,
+                      "UPDATE job SET holder_pid = NULL, holder_host = NULL, holder_boot = NULL, "
+                      "holder_ticks = NULL, holder_since = NULL "
+                      "WHERE id = ? AND holder_pid = ? AND holder_host = ? AND holder_ticks = ?");
+  q.bind(1, job.id);
+  q.bind(2, self.pid);
+  q.bind(3, self.host);
+  q.bind(4, as_db(self.start_ticks));
+  q.exec();
+}
+
+std::uint64_t Store::recover_interrupted(const Job& job) {
+  SQLite::Statement q(db_,
+                      "UPDATE attempt SET state = 'interrupted' WHERE job_id = ? AND state = 'running'");
+  q.bind(1, job.id);
+  return static_cast<std::uint64_t>(q.exec());
+}
+
+IntervalSet Store::done_clusters(const Job& job) {
+  IntervalSet done;
+  SQLite::Statement q(db_, "SELECT lo, hi FROM done_range WHERE job_id = ?");
+  q.bind(1, job.id);
+  while (q.executeStep())
+    done.insert(static_cast<std::uint64_t>(q.getColumn(0).getInt64()),
+                static_cast<std::uint64_t>(q.getColumn(1).getInt64()));
+  return done;
+}
+
+std::vector<FailedCluster> Store::failed_clusters(const Job& job, std::size_t limit) {
+  std::vector<FailedCluster> out;
+  SQLite::Statement q(db_, kFailedQuery);
+  q.bind(1, job.id);
+  q.bind(2, limit == SIZE_MAX ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+  while (q.executeStep()) {
+    FailedCluster f;
+    f.cluster = static_cast<ClusterId>(q.getColumn(0).getInt64());
+    f.attempt = static_cast<std::uint32_t>(q.getColumn(1).getInt());
+    f.state = q.getColumn(2).getString();
+    if (!q.getColumn(3).isNull()) f.exit_code = q.getColumn(3).getInt();
+    if (!q.getColumn(4).isNull()) f.signal = q.getColumn(4).getInt();
+    f.log_path = q.getColumn(5).getString();
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::uint32_t Store::next_attempt(const Job& job, ClusterId cluster) {
+  auto& q = *next_attempt_;
+  q.reset();
+  q.bind(1, job.id);
+  q.bind(2, as_db(cluster));
+  q.executeStep();
+  auto attempt = static_cast<std::uint32_t>(q.getColumn(0).getInt());
+  q.reset();  // an unfinished SELECT would hold its read transaction open
+  return attempt;
+}
+
+std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
+  auto& q = *insert_attempt_;
+  q.reset();
+  q.bind(1, job.id);
+  q.bind(2, as_db(start.cluster));
+  q.bind(3, start.attempt);
+  if (start.pid > 0) q.bind(4, start.pid); else q.bind(4);
+  q.bind(5, host_);
+  q.bind(6, start.started_at);
+  q.bind(7, start.log_path);
+  q.exec();
+  return db_.getLastInsertRowid();
+}
+
+void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster,
+                       const AttemptEnd& end) {
+  auto& q = *update_attempt_;
+  q.reset();
+  q.bind(1, to_string(end.state));
+  q.bind(2, end.finished_at);
+  if (end.exit_code) q.bind(3, *end.exit_code); else q.bind(3);
+  if (end.signal) q.bind(4, *end.signal); else q.bind(4);
+  q.bind(5, end.user_cpu_s);
+  q.bind(6, end.sys_cpu_s);
+  q.bind(7, as_db(end.peak_rss_kib));
+  q.bind(8, row);
+  q.exec();
+  if (end.state == AttemptState::kDone) mark_done(job, cluster);
+}
+
+// Adds one cluster to the job's done ranges, merging with its neighbours, so
+// that the table keeps one row per run of consecutive done clusters.
+void Store::mark_done(const Job& job, ClusterId cluster) {
+  auto c = as_db(cluster);
+  std::optional<std::int64_t> before_lo;
+  auto& before = *done_before_;
+  before.reset();
+  before.bind(1, job.id);
+  before.bind(2, c);
+  if (before.executeStep()) {
+    auto lo = before.getColumn(0).getInt64(), hi = before.getColumn(1).getInt64();
+    before.reset();
+    if (hi >= c) return;  // already done
+    if (hi == c - 1) before_lo = lo;
+  }
+  std::optional<std::int64_t> after_hi;
+  auto& after = *done_after_;
+  after.reset();
+  after.bind(1, job.id);
+  after.bind(2, c + 1);
+  if (after.executeStep()) after_hi = after.getColumn(0).getInt64();
+  after.reset();
+
+  auto run = [&](SQLite::Statement& q, std::initializer_list<std::int64_t> values) {
+    q.reset();
+    int i = 1;
+    for (auto v : values) q.bind(i++, v);
+    q.exec();
+  };
+  if (after_hi) run(*done_delete_, {job.id, c + 1});
+  if (before_lo)
+    run(*done_extend_, {after_hi.value_or(c), job.id, *before_lo});
+  else
+    run(*done_insert_, {job.id, c, after_hi.value_or(c)});
+}
+
+std::vector<JobProgress> Store::progress() {
+  std::vector<JobProgress> out;
+  SQLite::Statement q(db_, "SELECT job, clusters, done, failed, running, pending FROM progress");
+  while (q.executeStep()) {
+    JobProgress p;
+    p.job = q.getColumn(0).getString();
+    p.clusters = static_cast<ClusterId>(q.getColumn(1).getInt64());
+    p.done = static_cast<ClusterId>(q.getColumn(2).getInt64());
+    p.failed = static_cast<ClusterId>(q.getColumn(3).getInt64());
+    p.running = static_cast<ClusterId>(q.getColumn(4).getInt64());
+    p.pending = static_cast<ClusterId>(q.getColumn(5).getInt64());
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::uint64_t Store::done_since(const Job& job, double since) {
+  SQLite::Statement q(db_,
+                      "SELECT count(*) FROM attempt WHERE job_id = ? AND state = 'done' "
+                      "AND finished_at >= ?");
+  q.bind(1, job.id);
+  q.bind(2, since);
+  q.executeStep();
+  return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
+}
+
+Store::Batch::Batch(Store& store) : store_(store) { store_.db_.exec("BEGIN IMMEDIATE"); }
+
+Store::Batch::~Batch() {
+  if (open_) store_.db_.tryExec("ROLLBACK");
+}
+
+void Store::Batch::commit() {
+  store_.db_.exec("COMMIT");
+  open_ = false;
+}
+
+}  // namespace runner
