@@ -1,1 +1,175 @@
-int main(){}
+// test_child: a program that behaves the way a test asks, so end-to-end tests
+// can run the real runner binary on known behaviour. Options, in any order:
+//   --record FILE        append "start C A PID" on start and "end C A" on exit
+//   --args-to-stdout     print argv and the RUNNER_* variables, one per line
+//   --exit CODE          exit with CODE (default 0)
+//   --exit-for C=CODE    exit with CODE when this is cluster C (repeatable)
+//   --signal-for C=SIG   kill itself with signal SIG when this is cluster C
+//   --sleep-ms MS        sleep before exiting
+//   --print N            write N lines to stdout and N to stderr
+//   --alloc-mib N        allocate and touch N MiB
+//   --ignore-term        ignore SIGTERM
+//   --die-with-parent    get SIGKILL when runner dies
+//   --ready-dir DIR      create DIR/C.ready once running
+//   --hold-file PATH     wait (at most 60 s) until PATH exists before exiting
+//   --live-count FILE    keep a count of live children in FILE (under flock),
+//                        and the highest count ever seen in FILE.max
+//   --barrier K          with --live-count: wait (at most 30 s) until K
+//                        children were alive at once; exit 3 if never
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+void nap_ms(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+void append_line(const std::string& path, const std::string& line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) std::exit(90);
+  // One write with O_APPEND: lines from concurrent children never interleave.
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::exit(91);
+  ::close(fd);
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Adds delta to the live count and returns the new value; keeps FILE.max.
+long update_count(const std::string& path, long delta) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 || ::flock(fd, LOCK_EX) != 0) std::exit(92);
+  char buf[32] = {};
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  long count = (n > 0 ? std::atol(buf) : 0) + delta;
+  auto text = std::to_string(count) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) < 0) std::exit(93);
+  if (delta > 0) {
+    auto max_path = path + ".max";
+    int mfd = ::open(max_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    char mbuf[32] = {};
+    ssize_t m = ::pread(mfd, mbuf, sizeof mbuf - 1, 0);
+    if (count > (m > 0 ? std::atol(mbuf) : 0)) {
+      if (::ftruncate(mfd, 0) != 0 || ::pwrite(mfd, text.data(), text.size(), 0) < 0) std::exit(94);
+    }
+    ::close(mfd);
+  }
+  ::close(fd);  // releases the lock
+  return count;
+}
+
+long read_count(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[32] = {};
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  ::close(fd);
+  return n > 0 ? std::atol(buf) : 0;
+}
+
+long match_for(const std::vector<std::string>& rules, long cluster, long fallback) {
+  for (const auto& r : rules) {
+    auto eq = r.find('=');
+    if (eq != std::string::npos && std::atol(r.substr(0, eq).c_str()) == cluster)
+      return std::atol(r.substr(eq + 1).c_str());
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string record, ready_dir, hold_file, live_count;
+  std::vector<std::string> exit_for, signal_for;
+  long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0;
+  bool args_to_stdout = false, ignore_term = false, die_with_parent = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--record") record = next();
+    else if (a == "--args-to-stdout") args_to_stdout = true;
+    else if (a == "--exit") exit_code = std::atol(next().c_str());
+    else if (a == "--exit-for") exit_for.push_back(next());
+    else if (a == "--signal-for") signal_for.push_back(next());
+    else if (a == "--sleep-ms") sleep_ms = std::atol(next().c_str());
+    else if (a == "--print") print = std::atol(next().c_str());
+    else if (a == "--alloc-mib") alloc_mib = std::atol(next().c_str());
+    else if (a == "--ignore-term") ignore_term = true;
+    else if (a == "--die-with-parent") die_with_parent = true;
+    else if (a == "--ready-dir") ready_dir = next();
+    else if (a == "--hold-file") hold_file = next();
+    else if (a == "--live-count") live_count = next();
+    else if (a == "--barrier") barrier = std::atol(next().c_str());
+  }
+  if (die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() == 1) return 95;  // runner died before prctl took effect
+  }
+  if (ignore_term) std::signal(SIGTERM, SIG_IGN);
+  const char* cluster_env = std::getenv("RUNNER_CLUSTER");
+  const char* attempt_env = std::getenv("RUNNER_ATTEMPT");
+  long cluster = cluster_env ? std::atol(cluster_env) : 0;
+  std::string attempt = attempt_env ? attempt_env : "0";
+
+  if (!record.empty())
+    append_line(record, "start " + std::to_string(cluster) + " " + attempt + " " +
+                            std::to_string(::getpid()) + "\n");
+  if (!live_count.empty()) update_count(live_count, +1);
+  if (args_to_stdout) {
+    for (int i = 0; i < argc; ++i) std::printf("arg[%d]=%s\n", i, argv[i]);
+    for (const char* v : {"RUNNER_CLUSTER", "RUNNER_CLUSTERS", "RUNNER_ATTEMPT", "RUNNER_JOB"})
+      std::printf("%s=%s\n", v, std::getenv(v) ? std::getenv(v) : "(unset)");
+    std::printf("stdin=%s\n", std::fgetc(stdin) == EOF ? "eof" : "data");
+  }
+  for (long i = 0; i < print; ++i) {
+    std::printf("out line %ld of cluster %ld\n", i, cluster);
+    std::fprintf(stderr, "err line %ld of cluster %ld\n", i, cluster);
+  }
+  std::fflush(stdout);
+  if (alloc_mib > 0) {
+    auto bytes = static_cast<std::size_t>(alloc_mib) << 20;
+    auto* p = static_cast<char*>(std::malloc(bytes));
+    if (!p) return 96;
+    for (std::size_t off = 0; off < bytes; off += 4096) p[off] = 1;
+  }
+  if (!ready_dir.empty()) append_line(ready_dir + "/" + std::to_string(cluster) + ".ready", "");
+  if (barrier > 0 && !live_count.empty()) {
+    int waited = 0;
+    while (read_count(live_count + ".max") < barrier) {
+      if (++waited > 30'000) return 3;
+      nap_ms(1);
+    }
+  }
+  if (!hold_file.empty()) {
+    for (int waited = 0; !exists(hold_file); ++waited) {
+      if (waited > 60'000) return 4;
+      nap_ms(1);
+    }
+  }
+  if (sleep_ms > 0) nap_ms(sleep_ms);
+  if (!live_count.empty()) update_count(live_count, -1);
+  if (long sig = match_for(signal_for, cluster, 0); sig > 0) {
+    std::signal(static_cast<int>(sig), SIG_DFL);
+    ::raise(static_cast<int>(sig));
+  }
+  auto code = static_cast<int>(match_for(exit_for, cluster, exit_code));
+  if (!record.empty())
+    append_line(record, "end " + std::to_string(cluster) + " " + attempt + "\n");
+  return code;
+}

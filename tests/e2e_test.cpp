@@ -1,0 +1,430 @@
+// End-to-end: the real runner binary on test_child, a real SQLite file.
+#include <csignal>
+#include <gtest/gtest.h>
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sys/stat.h>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+
+#include "e2e_util.h"
+
+namespace runner::testing {
+namespace {
+
+using Args = std::vector<std::string>;
+
+Args child(std::initializer_list<std::string> extra) {
+  Args a = {"--", child_bin()};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+Args cat(Args a, const Args& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::multiset<long> started_clusters(const fs::path& record) {
+  std::multiset<long> out;
+  for (const auto& line : read_lines(record))
+    if (line.rfind("start ", 0) == 0) out.insert(std::stol(line.substr(6)));
+  return out;
+}
+
+TEST(EndToEnd, RunsEveryClusterOnceAndRecordsEachAttempt) {
+  TempDir dir;
+  auto record = (dir / "record").string();
+  auto r = run_runner(cat({"20", "3"}, child({"--record", record, "--print", "2"})), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto started = started_clusters(record);
+  ASSERT_EQ(started.size(), 20u);
+  for (long c = 1; c <= 20; ++c) EXPECT_EQ(started.count(c), 1u) << "cluster " << c;
+
+  auto db = dir / "runner.db";
+  EXPECT_EQ(query(db, "SELECT clusters || ' ' || done || ' ' || failed || ' ' || running || ' ' "
+                      "|| pending FROM progress"),
+            "20 20 0 0 0");
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'done' AND attempt = 1 "
+                      "AND exit_code = 0 AND signal IS NULL AND pid > 0 AND host != '' "
+                      "AND started IS NOT NULL AND finished >= started AND duration_s >= 0 "
+                      "AND user_cpu_s >= 0 AND sys_cpu_s >= 0 AND peak_rss_kib > 0"),
+            "20");
+  // Each attempt's output went to its own log file, recorded in the view.
+  auto log = query(db, "SELECT log_path FROM attempts WHERE cluster = 7");
+  EXPECT_NE(read_file(log).find("out line 1 of cluster 7"), std::string::npos);
+  EXPECT_NE(read_file(log).find("err line 1 of cluster 7"), std::string::npos);
+}
+
+TEST(EndToEnd, AppendsTheTokenToATrailingEqualsArgument) {
+  TempDir dir;
+  auto r = run_runner(cat({"4", "2"}, child({"--args-to-stdout", "--cluster="})), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto log = read_file(query(dir / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 3"));
+  EXPECT_NE(log.find("arg[2]=--cluster=3/4\n"), std::string::npos) << log;
+  EXPECT_EQ(log.find("arg[3]="), std::string::npos) << log;
+  EXPECT_NE(log.find("RUNNER_CLUSTER=3\n"), std::string::npos);
+  EXPECT_NE(log.find("RUNNER_CLUSTERS=4\n"), std::string::npos);
+  EXPECT_NE(log.find("RUNNER_ATTEMPT=1\n"), std::string::npos);
+  EXPECT_NE(log.find("RUNNER_JOB=test_child-4-"), std::string::npos);
+  EXPECT_NE(log.find("stdin=eof"), std::string::npos);
+}
+
+TEST(EndToEnd, AddsTheTokenAsALastArgumentOrWherePlaceholdersSay) {
+  TempDir dir;
+  auto r = run_runner(cat({"2", "1"}, child({"--args-to-stdout"})), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto log = read_file(query(dir / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 2"));
+  EXPECT_NE(log.find("arg[2]=2/2\n"), std::string::npos) << log;
+
+  TempDir dir2;
+  r = run_runner(cat({"3", "1"}, child({"--args-to-stdout", "part={i}", "of={n}", "tok={}"})),
+                 dir2.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  log = read_file(query(dir2 / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 2"));
+  EXPECT_NE(log.find("arg[2]=part=2\narg[3]=of=3\narg[4]=tok=2/3\n"), std::string::npos) << log;
+  EXPECT_EQ(log.find("arg[5]="), std::string::npos) << log;
+}
+
+TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
+  TempDir dir;
+  auto record = (dir / "record").string();
+  auto cmd = child({"--record", record, "--exit-for", "4=1", "--signal-for", "6=11"});
+  auto r = run_runner(cat({"8", "2"}, cmd), dir.path());
+  EXPECT_EQ(r.code, 1) << r.err;
+  auto db = dir / "runner.db";
+  EXPECT_EQ(query(db, "SELECT done || ' ' || failed FROM progress"), "6 2");
+  EXPECT_EQ(query(db, "SELECT exit_code FROM attempts WHERE cluster = 4"), "1");
+  EXPECT_EQ(query(db, "SELECT signal || ' ' || state FROM attempts WHERE cluster = 6"), "11 failed");
+  EXPECT_NE(r.out.find("cluster 6: killed by SIGSEGV"), std::string::npos) << r.out;
+
+  // --skip-failed leaves them alone; nothing runs.
+  r = run_runner(cat({"8", "2", "--skip-failed"}, cmd), dir.path());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(started_clusters(record).size(), 8u);
+
+  // A plain rerun tries exactly the two failed clusters again, as attempt 2.
+  r = run_runner(cat({"8", "2"}, cmd), dir.path());
+  EXPECT_EQ(r.code, 1);
+  auto started = started_clusters(record);
+  EXPECT_EQ(started.size(), 10u);
+  EXPECT_EQ(started.count(4), 2u);
+  EXPECT_EQ(started.count(6), 2u);
+  EXPECT_EQ(query(db, "SELECT group_concat(attempt) FROM attempts WHERE cluster = 4"), "1,2");
+  // A retry never overwrites an earlier attempt's log.
+  auto logs = query(db, "SELECT count(DISTINCT log_path) FROM attempts WHERE cluster = 4");
+  EXPECT_EQ(logs, "2");
+  EXPECT_TRUE(fs::exists(query(db, "SELECT log_path FROM attempts WHERE cluster = 4 AND attempt = 1")));
+}
+
+TEST(EndToEnd, NeverRunsMoreThanPAtOnceAndFillsEverySlot) {
+  TempDir dir;
+  auto count = (dir / "live").string();
+  // The first three clusters wait until three are alive at once: a runner that
+  // ran fewer than P together would leave them to time out (exit 3).
+  auto r = run_runner(cat({"30", "3"}, child({"--live-count", count, "--barrier", "3"})),
+                      dir.path());
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_EQ(read_file(count + ".max"), "3\n");
+}
+
+TEST(EndToEnd, OutputWithoutATerminalHasNoControlCharacters) {
+  TempDir dir;
+  auto r = run_runner(cat({"5", "2"}, child({"--exit-for", "2=3"})), dir.path());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out.find('\r'), std::string::npos);
+  EXPECT_EQ(r.out.find('\033'), std::string::npos);
+  EXPECT_NE(r.out.find("4/5 done, 1 failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cluster 2: exit code 3"), std::string::npos) << r.out;
+}
+
+TEST(EndToEnd, QuietPrintsNothingWhenAllIsWell) {
+  TempDir dir;
+  auto r = run_runner(cat({"3", "2", "-q"}, child({})), dir.path());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(EndToEnd, ARefusedJobClashWritesNothing) {
+  TempDir dir;
+  ASSERT_EQ(run_runner(cat({"4", "2", "--job", "nightly"}, child({})), dir.path()).code, 0);
+  auto db = dir / "runner.db";
+  auto before = query(db, "SELECT count(*) || ' ' || max(id) FROM attempt");
+  auto r = run_runner(cat({"5", "2", "--job", "nightly"}, child({})), dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("job 'nightly'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("has 4 clusters"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("asks for 5 clusters"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--job"), std::string::npos) << r.err;
+  r = run_runner(cat({"4", "2", "--job", "nightly"}, child({"--exit", "1"})), dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--exit 1"), std::string::npos) << r.err;
+  EXPECT_EQ(query(db, "SELECT count(*) || ' ' || max(id) FROM attempt"), before);
+  EXPECT_EQ(query(db, "SELECT count(*) FROM job"), "1");
+}
+
+TEST(EndToEnd, ADerivedJobNameResumesTheSameJobAndSeparatesOthers) {
+  TempDir dir;
+  ASSERT_EQ(run_runner(cat({"3", "1"}, child({})), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(cat({"3", "1"}, child({})), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(cat({"4", "1"}, child({})), dir.path()).code, 0);
+  auto db = dir / "runner.db";
+  EXPECT_EQ(query(db, "SELECT count(*) FROM job"), "2");
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts"), "7");
+}
+
+TEST(EndToEnd, ASecondRunnerOnTheSameJobRefusesAtOnce) {
+  TempDir dir;
+  auto hold = dir / "go";
+  auto ready = dir / "ready";
+  fs::create_directory(ready);
+  auto args = cat({"2", "2", "--job", "j"},
+                  child({"--ready-dir", ready.string(), "--hold-file", hold.string()}));
+  RunnerProcess first(args, dir.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "1.ready"); }));
+  auto second = run_runner(args, dir.path());
+  EXPECT_EQ(second.code, 2);
+  EXPECT_NE(second.err.find("pid " + std::to_string(first.pid())), std::string::npos)
+      << second.err;
+  EXPECT_NE(second.err.find(" since "), std::string::npos) << second.err;
+  EXPECT_EQ(std::count(second.err.begin(), second.err.end(), '\n'), 1);
+  std::ofstream(hold.string()).put('x');
+  EXPECT_EQ(first.wait(), 0);
+  EXPECT_EQ(query(dir / "runner.db", "SELECT count(*) FROM attempts"), "2");
+}
+
+TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
+  TempDir dir;
+  auto ready = dir / "ready";
+  fs::create_directory(ready);
+  auto record = (dir / "record").string();
+  auto cmd = child({"--record", record, "--ready-dir", ready.string(), "--hold-file",
+                    (dir / "go").string(), "--die-with-parent"});
+  {
+    RunnerProcess first(cat({"3", "3", "--job", "j"}, cmd), dir.path());
+    ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
+    first.signal(SIGKILL);
+    EXPECT_EQ(first.wait(), 128 + SIGKILL);
+  }
+  auto db = dir / "runner.db";
+  EXPECT_EQ(query(db, "SELECT running FROM progress"), "3");
+  std::ofstream((dir / "go").string()).put('x');
+  auto r = run_runner(cat({"3", "3", "--job", "j"}, cmd), dir.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'interrupted' AND attempt = 1"),
+            "3");
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'done' AND attempt = 2"), "3");
+}
+
+// Starts a runner whose clusters wait for a file, and waits until all are up.
+struct Stoppable {
+  TempDir dir;
+  fs::path ready = dir / "ready";
+  std::unique_ptr<RunnerProcess> runner;
+  Stoppable(const std::string& parallel, Args extra_child, Args extra_runner = {}) {
+    fs::create_directory(ready);
+    Args a = {"10", parallel};
+    a.insert(a.end(), extra_runner.begin(), extra_runner.end());
+    Args c = {"--", child_bin(), "--ready-dir", ready.string(), "--hold-file",
+              (dir / "never").string()};
+    c.insert(c.end(), extra_child.begin(), extra_child.end());
+    runner = std::make_unique<RunnerProcess>(cat(a, c), dir.path());
+    auto n = std::stoul(parallel);
+    EXPECT_TRUE(wait_until(ready, [&] {
+      return static_cast<std::size_t>(std::distance(fs::directory_iterator(ready),
+                                                    fs::directory_iterator())) == n;
+    }));
+  }
+  std::string db_query(const std::string& sql) { return query(dir / "runner.db", sql); }
+};
+
+TEST(EndToEnd, SigintStopsChildrenRecordsThemInterruptedAndExits130) {
+  Stoppable s("3", {});
+  s.runner->signal(SIGINT);
+  EXPECT_EQ(s.runner->wait(), 130);
+  EXPECT_EQ(s.db_query("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "3");
+  EXPECT_EQ(s.db_query("SELECT count(*) FROM attempts"), "3");
+  EXPECT_EQ(s.db_query("SELECT group_concat(signal) FROM attempt"), "15,15,15");
+  EXPECT_NE(s.runner->out().find("stopped by SIGINT"), std::string::npos);
+  // The hold was released: the next run goes ahead and finishes the job.
+  std::ofstream((s.dir / "never").string()).put('x');
+  auto r = run_runner({"10", "3", "--", child_bin(), "--ready-dir", s.ready.string(),
+                       "--hold-file", (s.dir / "never").string()},
+                      s.dir.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(s.db_query("SELECT done FROM progress"), "10");
+}
+
+TEST(EndToEnd, SigtermExits143) {
+  Stoppable s("2", {});
+  s.runner->signal(SIGTERM);
+  EXPECT_EQ(s.runner->wait(), 143);
+  EXPECT_EQ(s.db_query("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "2");
+}
+
+TEST(EndToEnd, AChildIgnoringSigtermIsKilledAfterTheGrace) {
+  Stoppable s("2", {"--ignore-term"}, {"--grace", "300ms"});
+  s.runner->signal(SIGHUP);
+  EXPECT_EQ(s.runner->wait(), 129);
+  EXPECT_EQ(s.db_query("SELECT group_concat(signal) FROM attempt"), "9,9");
+  EXPECT_EQ(s.db_query("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "2");
+}
+
+TEST(EndToEnd, ASecondCtrlCSkipsTheGrace) {
+  Stoppable s("2", {"--ignore-term"}, {"--grace", "1h"});
+  s.runner->signal(SIGINT);
+  // Wait until runner has acted on the first signal before sending the second.
+  ASSERT_TRUE(wait_until(s.dir.path(), [&] {
+    return s.runner->err().find("SIGINT: stopping") != std::string::npos;
+  }));
+  s.runner->signal(SIGINT);
+  EXPECT_EQ(s.runner->wait(), 130);
+  EXPECT_EQ(s.db_query("SELECT group_concat(signal) FROM attempt"), "9,9");
+}
+
+TEST(EndToEnd, AMissingCommandIsAnErrorBeforeAnythingIsWritten) {
+  TempDir dir;
+  auto r = run_runner({"10", "2", "--", "./migrat", "--cluster="}, dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "runner: cannot execute ./migrat: No such file or directory\n");
+  EXPECT_FALSE(fs::exists(dir / "runner.db"));
+  r = run_runner({"10", "2", "--", "no-such-program-here"}, dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "runner: cannot execute no-such-program-here: not found in PATH\n");
+}
+
+TEST(EndToEnd, ACommandThatCannotExecuteStopsTheRunWithExitCode127Recorded) {
+  TempDir dir;
+  // Executable, but no #! line and not a binary: execve fails with ENOEXEC.
+  auto script = dir / "noshebang";
+  std::ofstream(script.string()) << "echo hi\n";
+  fs::permissions(script, fs::perms::owner_all);
+  auto r = run_runner({"100", "4", "--", script.string()}, dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot execute " + script.string() + ": Exec format error"),
+            std::string::npos)
+      << r.err;
+  auto db = dir / "runner.db";
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts"), "1");
+  EXPECT_EQ(query(db, "SELECT state || ' ' || exit_code FROM attempts"), "failed 127");
+}
+
+TEST(EndToEnd, AReaderHoldingATransactionDoesNotStallTheRunner) {
+  TempDir dir;
+  auto db = dir / "runner.db";
+  ASSERT_EQ(run_runner({"1", "1", "--", child_bin()}, dir.path()).code, 0);
+  SQLite::Database reader(db.string(), SQLite::OPEN_READONLY);
+  reader.exec("BEGIN");
+  SQLite::Statement q(reader, "SELECT done FROM progress");
+  ASSERT_TRUE(q.executeStep());
+  EXPECT_EQ(q.getColumn(0).getInt(), 1);
+  auto r = run_runner({"300", "4", "--", child_bin()}, dir.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  // The reader's snapshot is unchanged; a new one sees the finished job.
+  q.reset();
+  ASSERT_TRUE(q.executeStep());
+  EXPECT_EQ(q.getColumn(0).getInt(), 1);
+  reader.exec("COMMIT");
+  EXPECT_EQ(query(db, "SELECT sum(done) FROM progress"), "301");
+}
+
+TEST(EndToEnd, StatusShowsCountsAndFailedClusters) {
+  TempDir dir;
+  auto r = run_runner(cat({"6", "2"}, child({"--exit-for", "5=9"})), dir.path());
+  ASSERT_EQ(r.code, 1);
+  r = run_runner({"status"}, dir.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("done 5, failed 1, running 0, pending 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cluster 5 (attempt 1): exit code 9, log "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5.1.log"), std::string::npos) << r.out;
+  r = run_runner({"status", "--db", (dir / "missing.db").string()}, dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_FALSE(fs::exists(dir / "missing.db"));
+}
+
+TEST(EndToEnd, StatusShowsRateWhileAJobRuns) {
+  Stoppable s("2", {});
+  auto r = run_runner({"status"}, s.dir.path());
+  EXPECT_NE(r.out.find("running 2, pending 8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("running: pid " + std::to_string(s.runner->pid())), std::string::npos)
+      << r.out;
+}
+
+TEST(EndToEnd, HelpAndVersion) {
+  TempDir dir;
+  auto r = run_runner({"--help"}, dir.path());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("runner 10000 3 -- ./migrate --cluster="), std::string::npos) << r.out;
+  r = run_runner({"status", "--help"}, dir.path());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("runner status --db"), std::string::npos) << r.out;
+  r = run_runner({"--version"}, dir.path());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("runner ", 0), 0u) << r.out;
+  // A child's own --help after "--" is the child's.
+  r = run_runner({"1", "1", "--", child_bin(), "--help"}, dir.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+struct BadInput {
+  Args args;
+  std::string names;  // the message must contain this
+};
+
+void PrintTo(const BadInput& b, std::ostream* os) {
+  for (const auto& a : b.args) *os << a << ' ';
+}
+
+class EndToEndBadInput : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(EndToEndBadInput, OneLineExit2AndNothingWritten) {
+  TempDir dir;
+  std::ofstream((dir / "notes.txt").string()) << "not a database\n";
+  auto r = run_runner(GetParam().args, dir.path());
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("runner: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(GetParam().names), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "runner.db"));
+  EXPECT_FALSE(fs::exists(dir / "runner.logs"));
+  EXPECT_EQ(read_file(dir / "notes.txt"), "not a database\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, EndToEndBadInput,
+    ::testing::Values(
+        BadInput{{"0", "3", "--", "true"}, "N '0'"},
+        BadInput{{"-5", "3", "--", "true"}, "-5"},
+        BadInput{{"ten", "3", "--", "true"}, "N 'ten'"},
+        BadInput{{"99999999999999999999", "3", "--", "true"}, "N '99999999999999999999'"},
+        BadInput{{"10", "0", "--", "true"}, "P '0'"},
+        BadInput{{"10", "x", "--", "true"}, "P 'x'"},
+        BadInput{{"10", "3", "--"}, "no command after '--'"},
+        BadInput{{"10", "3"}, "no command after '--'"},
+        BadInput{{"10"}, "expected N and P"},
+        BadInput{{"10", "3", "--db", "/nonexistent/x/runner.db", "--", "true"},
+                 "folder /nonexistent/x does not exist"},
+        BadInput{{"10", "3", "--db", "/proc/runner.db", "--", "true"}, "--db /proc/runner.db"},
+        BadInput{{"10", "3", "--db", "notes.txt", "--", "true"}, "notes.txt: not a SQLite database"},
+        BadInput{{"10", "3", "--frobnicate", "--", "true"}, "--frobnicate"},
+        BadInput{{"10", "3", "--grace", "soon", "--", "true"}, "--grace 'soon'"},
+        BadInput{{"10", "3", "--job", "a/b", "--", "true"}, "--job 'a/b'"}));
+
+TEST(EndToEnd, ADatabaseFromANewerRunnerIsRefused) {
+  TempDir dir;
+  {
+    SQLite::Database db((dir / "runner.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE future (x); PRAGMA user_version = 99");
+  }
+  auto r = run_runner({"3", "1", "--", child_bin()}, dir.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("newer runner (schema 99"), std::string::npos) << r.err;
+  EXPECT_EQ(query(dir / "runner.db", "SELECT count(*) FROM sqlite_master"), "1");
+}
+
+}  // namespace
+}  // namespace runner::testing

@@ -1,0 +1,142 @@
+#include "e2e_util.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <poll.h>
+#include <spawn.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+
+extern char** environ;
+
+namespace runner::testing {
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "runner-test-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+RunnerProcess::RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd) {
+  static int counter = 0;
+  ++counter;
+  out_path_ = cwd / ("runner-out-" + std::to_string(counter) + ".txt");
+  err_path_ = cwd / ("runner-err-" + std::to_string(counter) + ".txt");
+  std::vector<std::string> argv_s = {runner_bin()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  // runner is started the way cron would start it: default signal mask.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  int rc = posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw std::runtime_error("posix_spawn runner failed");
+}
+
+RunnerProcess::~RunnerProcess() {
+  if (!status_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+}
+
+void RunnerProcess::signal(int sig) const { ::kill(pid_, sig); }
+
+int RunnerProcess::wait() {
+  if (!status_) {
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    status_ = st;
+  }
+  if (WIFEXITED(*status_)) return WEXITSTATUS(*status_);
+  return 128 + WTERMSIG(*status_);
+}
+
+std::string RunnerProcess::out() const { return read_file(out_path_); }
+std::string RunnerProcess::err() const { return read_file(err_path_); }
+
+Result run_runner(const std::vector<std::string>& args, const fs::path& cwd) {
+  RunnerProcess p(args, cwd);
+  Result r;
+  r.code = p.wait();
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+bool wait_until(const fs::path& dir, const std::function<bool()>& pred,
+                std::chrono::seconds limit) {
+  int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) throw std::runtime_error("inotify_init1 failed");
+  ::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  bool ok = false;
+  while (!(ok = pred()) && std::chrono::steady_clock::now() < deadline) {
+    // Woken by any change in dir; the timeout only bounds a change that
+    // inotify does not see (a write from another mount namespace, say).
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 50);
+    char buf[4096];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::size_t count_lines(const fs::path& path) { return read_lines(path).size(); }
+
+std::string query(const fs::path& db, const std::string& sql) {
+  SQLite::Database d(db.string(), SQLite::OPEN_READONLY, 10'000);
+  SQLite::Statement q(d, sql);
+  if (!q.executeStep()) return "";
+  return q.getColumn(0).isNull() ? "" : q.getColumn(0).getString();
+}
+
+std::string child_bin() { return TEST_CHILD_BIN; }
+std::string runner_bin() { return RUNNER_BIN; }
+
+}  // namespace runner::testing

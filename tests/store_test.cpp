@@ -1,0 +1,213 @@
+#include "runner/store.h"
+
+#include <fstream>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/Database.h>
+
+#include "runner/error.h"
+
+namespace runner {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/runner-store-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    path_ = dir_ / "runner.db";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Records one finished attempt.
+  void attempt(Store& s, const Job& j, ClusterId c, AttemptState state, int code = 0) {
+    auto n = s.next_attempt(j, c);
+    auto row = s.record_start(j, AttemptStart{c, n, 100, 1.0, "log"});
+    AttemptEnd end;
+    end.state = state;
+    end.finished_at = 2.0;
+    end.exit_code = code;
+    if (state != AttemptState::kRunning) s.record_end(j, row, c, end);
+  }
+
+  std::string one(Store& s, const std::string& sql) {
+    return s.db().execAndGet(sql).getString();
+  }
+
+  fs::path dir_, path_;
+};
+
+TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
+  Store s(path_, Store::Access::kReadWrite);
+  EXPECT_EQ(one(s, "PRAGMA user_version"), "1");
+  EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
+  SQLite::Statement cols(s.db(), "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
+  ASSERT_TRUE(cols.executeStep());
+  EXPECT_EQ(cols.getColumn(0).getString(),
+            "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
+            "user_cpu_s,sys_cpu_s,peak_rss_kib,log_path");
+  SQLite::Statement pcols(s.db(), "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
+  ASSERT_TRUE(pcols.executeStep());
+  EXPECT_EQ(pcols.getColumn(0).getString(), "job,clusters,done,failed,running,pending");
+}
+
+TEST_F(StoreTest, DoneClustersAreKeptAsMergedRanges) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 1'000'000'000, "cmd");
+  for (ClusterId c : {5, 3, 4, 1, 2, 9, 7, 8}) attempt(s, j, c, AttemptState::kDone);
+  EXPECT_EQ(one(s, "SELECT group_concat(lo || '-' || hi) FROM done_range"), "1-5,7-9");
+  attempt(s, j, 6, AttemptState::kDone);
+  EXPECT_EQ(one(s, "SELECT group_concat(lo || '-' || hi) FROM done_range"), "1-9");
+  auto done = s.done_clusters(j);
+  EXPECT_EQ(done.count(), 9u);
+  EXPECT_EQ(done.ranges(), 1u);
+  auto p = s.progress().at(0);
+  EXPECT_EQ(p.done, 9u);
+  EXPECT_EQ(p.pending, 1'000'000'000u - 9);
+}
+
+TEST_F(StoreTest, ProgressCountsAClusterByItsLatestAttempt) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  attempt(s, j, 1, AttemptState::kFailed, 1);  // failed, then done: done
+  attempt(s, j, 1, AttemptState::kDone);
+  attempt(s, j, 2, AttemptState::kFailed, 1);  // failed twice: failed once
+  attempt(s, j, 2, AttemptState::kFailed, 2);
+  attempt(s, j, 3, AttemptState::kFailed, 1);  // failed, then running: running
+  attempt(s, j, 3, AttemptState::kRunning);
+  attempt(s, j, 4, AttemptState::kInterrupted);  // interrupted: pending
+  auto p = s.progress().at(0);
+  EXPECT_EQ(p.done, 1u);
+  EXPECT_EQ(p.failed, 1u);
+  EXPECT_EQ(p.running, 1u);
+  EXPECT_EQ(p.pending, 7u);
+  auto failed = s.failed_clusters(j);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].cluster, 2u);
+  EXPECT_EQ(failed[0].attempt, 2u);
+  EXPECT_EQ(failed[0].exit_code, 2);
+}
+
+TEST_F(StoreTest, AttemptsAreNumberedPerCluster) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  EXPECT_EQ(s.next_attempt(j, 4), 1u);
+  attempt(s, j, 4, AttemptState::kFailed, 1);
+  EXPECT_EQ(s.next_attempt(j, 4), 2u);
+  EXPECT_EQ(s.next_attempt(j, 5), 1u);
+}
+
+TEST_F(StoreTest, RecoveryMarksLeftoverRunningAttemptsInterrupted) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  attempt(s, j, 1, AttemptState::kRunning);
+  attempt(s, j, 2, AttemptState::kRunning);
+  attempt(s, j, 3, AttemptState::kDone);
+  EXPECT_EQ(s.recover_interrupted(j), 2u);
+  EXPECT_EQ(one(s, "SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "2");
+  EXPECT_EQ(s.recover_interrupted(j), 0u);
+}
+
+TEST_F(StoreTest, AJobWithADifferentSizeOrCommandIsRefusedWithoutWriting) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "./a --x=");
+  EXPECT_EQ(s.open_job("j", 10, "./a --x=").id, j.id);
+  auto changes = s.db().getTotalChanges();
+  EXPECT_THROW(s.open_job("j", 11, "./a --x="), Error);
+  EXPECT_THROW(s.open_job("j", 10, "./b --x="), Error);
+  EXPECT_EQ(s.db().getTotalChanges(), changes);
+  EXPECT_EQ(s.jobs().size(), 1u);
+}
+
+TEST_F(StoreTest, AHoldIsRefusedWhileItsHolderLivesAndTakenOverWhenItDied) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  // This test process is a live holder.
+  auto self = current_process();
+  s.acquire_hold(j, self);
+  auto other = self;
+  other.pid = self.pid + 1;
+  try {
+    s.acquire_hold(j, other);
+    FAIL() << "a live hold was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(self.pid)), std::string::npos);
+  }
+  // A holder that has exited: a child we start and reap.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ProcessIdentity dead = self;
+  dead.pid = child;
+  dead.start_ticks = process_start_ticks(child).value_or(1);
+  ::waitpid(child, nullptr, 0);
+  s.release_hold(j, self);
+  s.acquire_hold(j, dead);
+  EXPECT_NO_THROW(s.acquire_hold(j, self));
+  EXPECT_EQ(s.holder(j)->process.pid, self.pid);
+  // A holder whose pid was reused by another process: a different start time.
+  auto reused = self;
+  reused.start_ticks = self.start_ticks + 1;
+  s.release_hold(j, self);
+  s.acquire_hold(j, reused);
+  EXPECT_NO_THROW(s.acquire_hold(j, self));
+  // After a reboot, no holder from before it is alive.
+  auto before_boot = self;
+  before_boot.boot_id = "another-boot";
+  s.release_hold(j, self);
+  s.acquire_hold(j, before_boot);
+  EXPECT_NO_THROW(s.acquire_hold(j, self));
+}
+
+TEST_F(StoreTest, RefusesAFileThatIsNotSQLiteAndLeavesItAlone) {
+  std::ofstream(path_.string()) << "hello\n";
+  EXPECT_THROW(Store(path_, Store::Access::kReadWrite), Error);
+  std::ifstream in(path_.string());
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text, "hello\n");
+}
+
+TEST_F(StoreTest, RefusesADatabaseItDidNotCreateOrFromANewerRunner) {
+  {
+    SQLite::Database db(path_.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE users (id)");
+  }
+  EXPECT_THROW(Store(path_, Store::Access::kReadWrite), Error);
+  {
+    SQLite::Database db(path_.string(), SQLite::OPEN_READWRITE);
+    db.exec("PRAGMA user_version = 7");
+  }
+  try {
+    Store s(path_, Store::Access::kReadWrite);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("schema 7"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(StoreTest, ReadOnlyNeverCreatesTheFile) {
+  EXPECT_THROW(Store(path_, Store::Access::kReadOnly), Error);
+  EXPECT_FALSE(fs::exists(path_));
+}
+
+TEST_F(StoreTest, AnUncommittedBatchIsRolledBack) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  {
+    Store::Batch batch(s);
+    attempt(s, j, 1, AttemptState::kDone);
+  }
+  EXPECT_EQ(s.done_clusters(j).count(), 0u);
+  {
+    Store::Batch batch(s);
+    attempt(s, j, 1, AttemptState::kDone);
+    batch.commit();
+  }
+  EXPECT_EQ(s.done_clusters(j).count(), 1u);
+}
+
+}  // namespace
+}  // namespace runner

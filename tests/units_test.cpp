@@ -1,0 +1,58 @@
+#include "runner/units.h"
+
+#include <gtest/gtest.h>
+
+namespace runner {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(Units, ParsesDurationsAsPeopleWriteThem) {
+  EXPECT_EQ(parse_duration("90s"), milliseconds(90'000));
+  EXPECT_EQ(parse_duration("5m"), milliseconds(300'000));
+  EXPECT_EQ(parse_duration("2h"), milliseconds(7'200'000));
+  EXPECT_EQ(parse_duration("1h30m"), milliseconds(5'400'000));
+  EXPECT_EQ(parse_duration("250ms"), milliseconds(250));
+  EXPECT_EQ(parse_duration("1.5s"), milliseconds(1'500));
+  EXPECT_EQ(parse_duration("10"), milliseconds(10'000));
+  EXPECT_EQ(parse_duration("1d"), milliseconds(86'400'000));
+}
+
+TEST(Units, RejectsBadDurations) {
+  for (const char* bad : {"", "s", "-5s", "5x", "5 s", "1h30", "abc", ".", "5s5"})
+    EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
+}
+
+TEST(Units, ParsesSizesInBinaryUnits) {
+  EXPECT_EQ(parse_size("512M"), 512ULL << 20);
+  EXPECT_EQ(parse_size("4G"), 4ULL << 30);
+  EXPECT_EQ(parse_size("4GiB"), 4ULL << 30);
+  EXPECT_EQ(parse_size("4gb"), 4ULL << 30);
+  EXPECT_EQ(parse_size("1.5G"), 3ULL << 29);
+  EXPECT_EQ(parse_size("100K"), 102'400ULL);
+  EXPECT_EQ(parse_size("4096"), 4096ULL);
+  for (const char* bad : {"", "G", "-1G", "4X", "4 G", "1e3"})
+    EXPECT_FALSE(parse_size(bad).has_value()) << bad;
+}
+
+TEST(Units, CountsAreDigitsOnlyAndInRange) {
+  EXPECT_EQ(parse_count("10000", 1, 100000), 10000u);
+  EXPECT_FALSE(parse_count("0", 1, 10));
+  EXPECT_FALSE(parse_count("11", 1, 10));
+  EXPECT_FALSE(parse_count("-1", 1, 10));
+  EXPECT_FALSE(parse_count("+1", 1, 10));
+  EXPECT_FALSE(parse_count("1e3", 1, 10000));
+  EXPECT_FALSE(parse_count(" 1", 1, 10));
+  EXPECT_FALSE(parse_count("99999999999999999999", 1, UINT64_MAX));
+}
+
+TEST(Units, FormatsForPeople) {
+  EXPECT_EQ(format_duration(milliseconds(4'200)), "4.2s");
+  EXPECT_EQ(format_duration(milliseconds(185'000)), "3m05s");
+  EXPECT_EQ(format_duration(milliseconds(3'720'000)), "1h02m");
+  EXPECT_EQ(format_size_kib(512), "512 KiB");
+  EXPECT_EQ(format_size_kib(4ULL << 20), "4.0 GiB");
+}
+
+}  // namespace
+}  // namespace runner

@@ -8,7 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <unordered_map>
+#include <map>
 
 #include "runner/cluster.h"
 #include "runner/error.h"
@@ -77,7 +77,7 @@ class Scheduler {
   std::set<ClusterId> skip_;  // failed clusters left alone (--skip-failed)
   ClusterId cursor_ = 1;      // every cluster below it has been started or skipped
   bool more_ = true;          // clusters remain to be started
-  std::unordered_map<pid_t, Running> running_;
+  std::map<pid_t, Running> running_;
   bool stopping_ = false;
   std::optional<Clock::time_point> kill_at_;  // end of the grace period
   Clock::time_point started_{};

@@ -1,0 +1,75 @@
+// Helpers for tests that run the real runner binary on test_child.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace runner::testing {
+
+namespace fs = std::filesystem;
+
+// A fresh folder, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// A runner process started in the background, its output going to files.
+class RunnerProcess {
+ public:
+  RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd);
+  ~RunnerProcess();  // kills it if it still runs
+  RunnerProcess(const RunnerProcess&) = delete;
+  RunnerProcess& operator=(const RunnerProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void signal(int sig) const;
+  // Waits for the exit; returns the exit code, or 128 + signal.
+  int wait();
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+  fs::path out_path_, err_path_;
+};
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs runner to the end with the given arguments in cwd.
+Result run_runner(const std::vector<std::string>& args, const fs::path& cwd);
+
+// Blocks until pred() holds, re-checking whenever something changes in dir
+// (inotify), for at most `limit`. Returns whether pred() held.
+bool wait_until(const fs::path& dir, const std::function<bool()>& pred,
+                std::chrono::seconds limit = std::chrono::seconds(60));
+
+std::string read_file(const fs::path& path);
+std::vector<std::string> read_lines(const fs::path& path);
+std::size_t count_lines(const fs::path& path);
+
+// One value from a read-only query, as text ("" for NULL).
+std::string query(const fs::path& db, const std::string& sql);
+
+// The test child's path and the runner binary's.
+std::string child_bin();
+std::string runner_bin();
+
+}  // namespace runner::testing
