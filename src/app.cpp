@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -31,9 +32,21 @@ void check_db_path(const fs::path& db) {
   if (fs::is_directory(db, ec))
     throw Error(fmt::format("--db {}: is a folder; pass a file path", db.string()));
   if (::access(folder.c_str(), W_OK) != 0)
-    throw Error(fmt::format("--db {}: folder {} is not writable", db.string(), folder.string()));
-  if (fs::exists(db, ec) && ::access(db.c_str(), R_OK | W_OK) != 0)
-    throw Error(fmt::format("--db {}: {}", db.string(), std::strerror(errno)));
+    throw Error(fmt::format("--db {}: folder {} is not writable: {}", db.string(),
+                            folder.string(), std::strerror(errno)));
+  if (fs::exists(db, ec)) {
+    if (::access(db.c_str(), R_OK | W_OK) != 0)
+      throw Error(fmt::format("--db {}: {}", db.string(), std::strerror(errno)));
+    return;
+  }
+  // access() says yes to root on a read-only mount: try creating the file, and
+  // leave nothing behind; SQLite creates it for real once all checks passed.
+  int fd = ::open(db.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw Error(fmt::format("--db {}: cannot create a file in folder {}: {}", db.string(),
+                            folder.string(), std::strerror(errno)));
+  ::close(fd);
+  ::unlink(db.c_str());
 }
 
 // The logs root need not exist yet, but the nearest folder that does must be

@@ -103,7 +103,7 @@ std::optional<std::uint64_t> parse_count(std::string_view text, std::uint64_t mi
 std::string format_duration(std::chrono::milliseconds d) {
   auto ms = d.count();
   if (ms < 0) ms = 0;
-  if (ms < 10'000) return fmt::format("{:.1f}s", static_cast<double>(ms) / 1e3);
+  if (ms < 60'000) return fmt::format("{:.1f}s", static_cast<double>(ms) / 1e3);
   auto s = ms / 1000;
   if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
   if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);

@@ -135,7 +135,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) std::printf("arg[%d]=%s\n", i, argv[i]);
     for (const char* v : {"RUNNER_CLUSTER", "RUNNER_CLUSTERS", "RUNNER_ATTEMPT", "RUNNER_JOB"})
       std::printf("%s=%s\n", v, std::getenv(v) ? std::getenv(v) : "(unset)");
-    std::printf("stdin=%s\n", std::fgetc(stdin) == EOF ? "eof" : "data");
+    struct stat in {}, null {};
+    bool devnull = ::fstat(0, &in) == 0 && ::stat("/dev/null", &null) == 0 &&
+                   S_ISCHR(in.st_mode) && in.st_rdev == null.st_rdev;
+    std::printf("stdin=%s\n", devnull ? "/dev/null" : "other");
+    std::printf("own_process_group=%s\n", ::getpgrp() == ::getpid() ? "yes" : "no");
   }
   for (long i = 0; i < print; ++i) {
     std::printf("out line %ld of cluster %ld\n", i, cluster);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <cstring>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <SQLiteCpp/Database.h>
@@ -69,7 +71,8 @@ TEST(EndToEnd, AppendsTheTokenToATrailingEqualsArgument) {
   EXPECT_NE(log.find("RUNNER_CLUSTERS=4\n"), std::string::npos);
   EXPECT_NE(log.find("RUNNER_ATTEMPT=1\n"), std::string::npos);
   EXPECT_NE(log.find("RUNNER_JOB=test_child-4-"), std::string::npos);
-  EXPECT_NE(log.find("stdin=eof"), std::string::npos);
+  EXPECT_NE(log.find("stdin=/dev/null"), std::string::npos);
+  EXPECT_NE(log.find("own_process_group=yes"), std::string::npos);
 }
 
 TEST(EndToEnd, AddsTheTokenAsALastArgumentOrWherePlaceholdersSay) {
@@ -224,9 +227,10 @@ struct Stoppable {
   TempDir dir;
   fs::path ready = dir / "ready";
   std::unique_ptr<RunnerProcess> runner;
-  Stoppable(const std::string& parallel, Args extra_child, Args extra_runner = {}) {
+  Stoppable(const std::string& parallel, Args extra_child, Args extra_runner = {},
+            const std::string& clusters = "10") {
     fs::create_directory(ready);
-    Args a = {"10", parallel};
+    Args a = {clusters, parallel};
     a.insert(a.end(), extra_runner.begin(), extra_runner.end());
     Args c = {"--", child_bin(), "--ready-dir", ready.string(), "--hold-file",
               (dir / "never").string()};
@@ -353,6 +357,27 @@ TEST(EndToEnd, StatusShowsRateWhileAJobRuns) {
       << r.out;
 }
 
+TEST(EndToEnd, TheSqlite3ShellSeesProgressWhileTheJobRuns) {
+  Stoppable s("3", {});
+  // Exactly what the README tells people to type.
+  FILE* p = ::popen(("cd " + s.dir.path().string() +
+                     " && sqlite3 runner.db 'select * from progress' 2>&1").c_str(),
+                    "r");
+  ASSERT_NE(p, nullptr);
+  char buf[512] = {};
+  auto n = std::fread(buf, 1, sizeof buf - 1, p);
+  EXPECT_EQ(::pclose(p), 0) << buf;
+  EXPECT_NE(std::string(buf, n).find("|10|0|0|3|7\n"), std::string::npos) << buf;
+}
+
+TEST(EndToEnd, ABillionClustersAreNeverWrittenOutAhead) {
+  Stoppable s("2", {}, {}, "1000000000");
+  s.runner->signal(SIGTERM);
+  EXPECT_EQ(s.runner->wait(), 143);
+  EXPECT_EQ(s.db_query("SELECT count(*) FROM attempt"), "2");
+  EXPECT_EQ(s.db_query("SELECT pending FROM progress"), "1000000000");
+}
+
 TEST(EndToEnd, HelpAndVersion) {
   TempDir dir;
   auto r = run_runner({"--help"}, dir.path());
@@ -408,11 +433,26 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{{"10"}, "expected N and P"},
         BadInput{{"10", "3", "--db", "/nonexistent/x/runner.db", "--", "true"},
                  "folder /nonexistent/x does not exist"},
-        BadInput{{"10", "3", "--db", "/proc/runner.db", "--", "true"}, "--db /proc/runner.db"},
+        BadInput{{"10", "3", "--db", "/proc/runner.db", "--", "true"}, "--db /proc/runner.db: cannot create a file in folder /proc"},
         BadInput{{"10", "3", "--db", "notes.txt", "--", "true"}, "notes.txt: not a SQLite database"},
         BadInput{{"10", "3", "--frobnicate", "--", "true"}, "--frobnicate"},
         BadInput{{"10", "3", "--grace", "soon", "--", "true"}, "--grace 'soon'"},
         BadInput{{"10", "3", "--job", "a/b", "--", "true"}, "--job 'a/b'"}));
+
+TEST(EndToEnd, ADbOnAReadOnlyFilesystemIsRefused) {
+  TempDir dir;
+  auto ro = dir / "ro";
+  fs::create_directory(ro);
+  if (::mount("none", ro.c_str(), "tmpfs", MS_RDONLY, "size=64k") != 0)
+    GTEST_SKIP() << "cannot mount a read-only tmpfs here: " << std::strerror(errno);
+  auto r = run_runner({"3", "1", "--db", (ro / "runner.db").string(), "--", child_bin()},
+                      dir.path());
+  ::umount(ro.c_str());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("folder " + ro.string() + " is not writable: Read-only file system"),
+            std::string::npos)
+      << r.err;
+}
 
 TEST(EndToEnd, ADatabaseFromANewerRunnerIsRefused) {
   TempDir dir;
