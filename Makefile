@@ -1,39 +1,51 @@
-# Entry points for people and CI. `make test` works on a fresh Debian 12 machine:
-# it installs what is missing, builds, and runs every test.
+# Entry points for people and CI. On a fresh Debian 12 machine `make demo` and
+# `make test` install what is missing (apt-get, as root or through sudo).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev sqlite3 python3
+LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test demo sanitize clean
+.PHONY: all deps build test unit sanitize lint demo clean
 
 all: build
 
-# Installs the Debian packages that are missing (needs root or sudo).
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# Every test, in the normal build and again under ASan + UBSan.
+test: unit sanitize
+
+unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 sanitize: deps
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRUNNER_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
 
-# Builds runner and runs the example migration over a few hundred clusters.
+# clang-format must agree with the tree, and clang-tidy's listed checks must pass.
+lint: build
+	$(call install_missing,$(LINT_PACKAGES))
+	clang-format --dry-run --Werror src/*.cpp include/runner/*.h tests/*.cpp tests/*.h
+	clang-tidy -p $(BUILD) --quiet src/*.cpp
+
+# Builds runner and runs the example migration over 300 clusters.
 demo: build
 	examples/demo.sh $(BUILD)/runner
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan demo

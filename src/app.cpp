@@ -1,11 +1,12 @@
 #include "runner/app.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "runner/error.h"
 #include "runner/local_launcher.h"
@@ -32,8 +33,8 @@ void check_db_path(const fs::path& db) {
   if (fs::is_directory(db, ec))
     throw Error(fmt::format("--db {}: is a folder; pass a file path", db.string()));
   if (::access(folder.c_str(), W_OK) != 0)
-    throw Error(fmt::format("--db {}: folder {} is not writable: {}", db.string(),
-                            folder.string(), std::strerror(errno)));
+    throw Error(fmt::format("--db {}: folder {} is not writable: {}", db.string(), folder.string(),
+                            std::strerror(errno)));
   if (fs::exists(db, ec)) {
     if (::access(db.c_str(), R_OK | W_OK) != 0)
       throw Error(fmt::format("--db {}: {}", db.string(), std::strerror(errno)));
@@ -108,9 +109,10 @@ class SinkBinding {
 void print_summary(const RunSummary& s, Store& store, const Job& job, const RunArgs& args) {
   auto took = format_duration(s.elapsed);
   if (s.stop_signal) {
-    fmt::print("job {}: stopped by {} after {}: {}/{} done, {} interrupted; run the same command "
-               "again to resume\n",
-               job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted);
+    fmt::print(
+        "job {}: stopped by {} after {}: {}/{} done, {} interrupted; run the same command "
+        "again to resume\n",
+        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted);
     return;
   }
   if (s.setup_failure) return;  // main prints the error itself
@@ -140,8 +142,9 @@ void setup_logging(bool quiet, bool verbose) {
   g_sink = std::make_shared<ProgressSink>(nullptr);
   auto logger = std::make_shared<spdlog::logger>("runner", g_sink);
   logger->set_pattern("runner: %^%l%$: %v");
-  logger->set_level(quiet ? spdlog::level::err
-                          : verbose ? spdlog::level::debug : spdlog::level::info);
+  logger->set_level(quiet     ? spdlog::level::err
+                    : verbose ? spdlog::level::debug
+                              : spdlog::level::info);
   spdlog::set_default_logger(logger);
 }
 
@@ -149,16 +152,17 @@ int run_job(const RunArgs& args) {
   // Everything the user typed is checked before the log is created or written.
   check_db_path(args.db);
   // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
-  auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db)));
+  auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db))).lexically_normal();
   check_logs_root(logs_root, args.logs.has_value());
   CommandTemplate command(args.command);
   if (command.render(1, 1).front() == command.program()) {
     auto resolved = resolve_program(command.program());
     if (resolved.error != 0)
-      throw Error(fmt::format("cannot execute {}: {}", command.program(),
-                              resolved.error == ENOENT && command.program().find('/') == std::string::npos
-                                  ? "not found in PATH"
-                                  : std::strerror(resolved.error)));
+      throw Error(
+          fmt::format("cannot execute {}: {}", command.program(),
+                      resolved.error == ENOENT && command.program().find('/') == std::string::npos
+                          ? "not found in PATH"
+                          : std::strerror(resolved.error)));
   }
   auto job_name = args.job.value_or(derive_job_name(command, args.clusters));
 
@@ -171,7 +175,8 @@ int run_job(const RunArgs& args) {
   auto log_dir = logs_root / job.name;
   std::error_code ec;
   fs::create_directories(log_dir, ec);
-  if (ec) throw Error(fmt::format("cannot create log folder {}: {}", log_dir.string(), ec.message()));
+  if (ec)
+    throw Error(fmt::format("cannot create log folder {}: {}", log_dir.string(), ec.message()));
 
   auto mode = args.quiet                ? Progress::Mode::kSilent
               : ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal
@@ -190,8 +195,7 @@ int run_job(const RunArgs& args) {
   Scheduler scheduler(store, job, command, launcher, &progress, options);
   auto summary = scheduler.run();
 
-  if (summary.setup_failure)
-    throw Error(*summary.setup_failure);
+  if (summary.setup_failure) throw Error(*summary.setup_failure);
   if (!args.quiet) print_summary(summary, store, job, args);
   return summary.exit_code();
 }

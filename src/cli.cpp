@@ -1,8 +1,9 @@
 #include "runner/cli.h"
 
-#include <algorithm>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <sstream>
 
 #include "runner/error.h"
@@ -40,9 +41,9 @@ ClusterId parse_clusters(const std::string& text) {
 std::uint32_t parse_parallel(const std::string& text) {
   auto p = parse_count(text, 1, kMaxParallel);
   if (!p)
-    throw Error(fmt::format(
-        "P '{}' is not valid: expected a whole number of children at once from 1 to {}", text,
-        kMaxParallel));
+    throw Error(
+        fmt::format("P '{}' is not valid: expected a whole number of children at once from 1 to {}",
+                    text, kMaxParallel));
   return static_cast<std::uint32_t>(*p);
 }
 
@@ -76,7 +77,8 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--db", db_text, "the SQLite log (default ./runner.db)");
   app.add_option("--job", job, "job name (default: derived from the command and N)");
   app.add_option("--logs", logs_text, "folder for the logs (default: beside the DB)");
-  app.add_option("--grace", grace_text, "on a stop, time between SIGTERM and SIGKILL (default 10s)");
+  app.add_option("--grace", grace_text,
+                 "on a stop, time between SIGTERM and SIGKILL (default 10s)");
   app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");

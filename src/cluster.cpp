@@ -1,7 +1,8 @@
 #include "runner/cluster.h"
 
-#include <cassert>
 #include <fmt/format.h>
+
+#include <cassert>
 
 namespace runner {
 namespace {
@@ -35,7 +36,9 @@ std::string substitute(const std::string& arg, ClusterId cluster, ClusterId clus
   return out;
 }
 
-bool is_name_char(unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; }
+bool is_name_char(unsigned char c) {
+  return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+}
 
 // FNV-1a: small, stable across builds and platforms, good enough to tell
 // command lines apart in a job name.
@@ -85,8 +88,8 @@ std::string shell_quote(std::string_view arg) {
   if (arg.empty()) return "''";
   bool plain = true;
   for (unsigned char c : arg)
-    if (!(std::isalnum(c) || std::string_view("@%_+=:,./-{}").find(static_cast<char>(c)) !=
-                                 std::string_view::npos))
+    if (!(std::isalnum(c) ||
+          std::string_view("@%_+=:,./-{}").find(static_cast<char>(c)) != std::string_view::npos))
       plain = false;
   if (plain) return std::string(arg);
   std::string out = "'";

@@ -1,7 +1,5 @@
 #include "runner/local_launcher.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -14,6 +12,8 @@
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
+#include <cerrno>
+#include <cstring>
 
 extern char** environ;
 
@@ -95,7 +95,9 @@ LocalLauncher::LocalLauncher(SignalChannel& signals) : signals_(signals) {
     if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
 }
 
-LocalLauncher::~LocalLauncher() { ::close(dev_null_); }
+LocalLauncher::~LocalLauncher() {
+  ::close(dev_null_);
+}
 
 StartResult LocalLauncher::start(const LaunchSpec& spec) {
   // Clusters nearly always run the same program: resolve it once, not per start.
@@ -111,7 +113,8 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     int err = errno;
-    return StartFailed{err, fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err))};
+    return StartFailed{err,
+                       fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err))};
   }
   // The child's environment: runner's own plus what tells it which cluster it is.
   std::string vars[] = {
@@ -143,8 +146,8 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
     if (failed_pid <= 0)
       return StartFailed{err, fmt::format("cannot start {}: fork failed: {}", spec.argv.front(),
                                           std::strerror(err))};
-    return StartFailed{err, fmt::format("cannot execute {}: {}", spec.argv.front(),
-                                        std::strerror(err))};
+    return StartFailed{err,
+                       fmt::format("cannot execute {}: {}", spec.argv.front(), std::strerror(err))};
   }
   // runner reaps its children itself with wait4, which Boost.Process's own
   // wait would pre-empt and lose the rusage.

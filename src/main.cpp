@@ -1,8 +1,9 @@
 // runner's entry point: parse the command line, call into the library, and
 // turn any error into one line on stderr and an exit code. Nothing else.
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <exception>
-#include <fmt/format.h>
 #include <string>
 #include <vector>
 

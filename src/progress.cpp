@@ -17,7 +17,8 @@ constexpr auto kPlainGap = std::chrono::seconds(5);
 }  // namespace
 
 std::string describe(const Snapshot& s, Clock::time_point now) {
-  auto line = fmt::format("{}/{} done, {} failed, {} running", s.done, s.total, s.failed, s.running);
+  auto line =
+      fmt::format("{}/{} done, {} failed, {} running", s.done, s.total, s.failed, s.running);
   auto elapsed = std::chrono::duration<double>(now - s.started).count();
   if (s.done_this_run > 0 && elapsed > 0) {
     double rate = static_cast<double>(s.done_this_run) / elapsed;
@@ -26,7 +27,8 @@ std::string describe(const Snapshot& s, Clock::time_point now) {
     if (remaining > 0 && s.running > 0) {
       auto eta_ms = static_cast<double>(remaining) / rate * 1e3;
       if (eta_ms < 1e12)
-        line += ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(eta_ms)));
+        line +=
+            ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(eta_ms)));
     }
   }
   return line;
@@ -44,8 +46,9 @@ void Progress::update(const Snapshot& s, Clock::time_point now) {
 
 std::optional<Clock::time_point> Progress::next_tick() const {
   if (mode_ == Mode::kSilent || !have_snapshot_) return std::nullopt;
-  return last_draw_ + (mode_ == Mode::kTerminal ? std::chrono::duration_cast<Clock::duration>(kTerminalTick)
-                                                : std::chrono::duration_cast<Clock::duration>(kPlainGap));
+  return last_draw_ + (mode_ == Mode::kTerminal
+                           ? std::chrono::duration_cast<Clock::duration>(kTerminalTick)
+                           : std::chrono::duration_cast<Clock::duration>(kPlainGap));
 }
 
 void Progress::draw(Clock::time_point now) {

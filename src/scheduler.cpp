@@ -39,8 +39,9 @@ RunSummary Scheduler::run() {
   // Resume: what a dead runner left `running` did not finish; it runs again.
   summary_.recovered = store_.recover_interrupted(job_);
   if (summary_.recovered > 0)
-    spdlog::info("{} attempt(s) left running by an earlier runner marked interrupted; they run again",
-                 summary_.recovered);
+    spdlog::info(
+        "{} attempt(s) left running by an earlier runner marked interrupted; they run again",
+        summary_.recovered);
   done_ = store_.done_clusters(job_);
   if (options_.skip_failed)
     for (const auto& f : store_.failed_clusters(job_)) skip_.insert(f.cluster);

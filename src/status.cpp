@@ -19,15 +19,15 @@ void print_job(Store& store, const Job& job, const JobProgress& p) {
   if (auto holder = store.holder(job); holder && check_alive(holder->process) != Liveness::kDead) {
     auto elapsed = wall_clock_now() - holder->since;
     auto done = store.done_since(job, holder->since);
-    auto line = fmt::format("  running: pid {} on {} for {}", holder->process.pid,
-                            holder->process.host,
-                            format_duration(std::chrono::milliseconds(
-                                static_cast<long long>(elapsed * 1e3))));
+    auto line = fmt::format(
+        "  running: pid {} on {} for {}", holder->process.pid, holder->process.host,
+        format_duration(std::chrono::milliseconds(static_cast<long long>(elapsed * 1e3))));
     if (done > 0 && elapsed > 0) {
       double rate = static_cast<double>(done) / elapsed;
       line += fmt::format(", {:.1f} clusters/s", rate);
       auto left = static_cast<double>(p.pending + p.running) / rate;
-      line += ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(left * 1e3)));
+      line +=
+          ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(left * 1e3)));
     }
     fmt::print("{}\n", line);
   }
@@ -39,9 +39,10 @@ void print_job(Store& store, const Job& job, const JobProgress& p) {
     fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt, how, f.log_path);
   }
   if (p.failed > kFailedShown)
-    fmt::print("    ... and {} more: sqlite3 {} \"select * from attempts where job = '{}' and "
-               "state = 'failed'\"\n",
-               p.failed - kFailedShown, store.path().string(), job.name);
+    fmt::print(
+        "    ... and {} more: sqlite3 {} \"select * from attempts where job = '{}' and "
+        "state = 'failed'\"\n",
+        p.failed - kFailedShown, store.path().string(), job.name);
 }
 
 }  // namespace

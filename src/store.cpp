@@ -1,7 +1,7 @@
 #include "runner/store.h"
 
-#include <fmt/format.h>
 #include <SQLiteCpp/Exception.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include "runner/error.h"
@@ -46,7 +46,8 @@ CREATE TABLE attempt (
   UNIQUE (job_id, cluster, attempt)
 );
 CREATE INDEX attempt_running ON attempt(job_id, cluster) WHERE state = 'running';
-CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL R"SQL(;
+CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL
+                                R"SQL(;
 -- Done clusters as disjoint ranges: resume reads a handful of rows, not N.
 CREATE TABLE done_range (
   job_id  INTEGER NOT NULL,
@@ -85,7 +86,9 @@ constexpr const char* kFailedQuery =
     " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
     " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
 
-std::int64_t as_db(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+std::int64_t as_db(std::uint64_t v) {
+  return static_cast<std::int64_t>(v);
+}
 
 int open_flags(Store::Access access) {
   return access == Store::Access::kReadOnly ? SQLite::OPEN_READONLY
@@ -95,8 +98,8 @@ int open_flags(Store::Access access) {
 // SQLite reports a foreign file only when it first reads a page.
 SQLite::Database open_database(const std::filesystem::path& path, Store::Access access) {
   if (access == Store::Access::kReadOnly && !std::filesystem::exists(path))
-    throw Error(fmt::format("--db {}: no such file; pass the --db that the job ran with",
-                            path.string()));
+    throw Error(
+        fmt::format("--db {}: no such file; pass the --db that the job ran with", path.string()));
   try {
     return SQLite::Database(path.string(), open_flags(access), 60'000);
   } catch (const SQLite::Exception& e) {
@@ -108,10 +111,14 @@ SQLite::Database open_database(const std::filesystem::path& path, Store::Access 
 
 const char* to_string(AttemptState state) {
   switch (state) {
-    case AttemptState::kRunning: return "running";
-    case AttemptState::kDone: return "done";
-    case AttemptState::kFailed: return "failed";
-    case AttemptState::kInterrupted: return "interrupted";
+    case AttemptState::kRunning:
+      return "running";
+    case AttemptState::kDone:
+      return "done";
+    case AttemptState::kFailed:
+      return "failed";
+    case AttemptState::kInterrupted:
+      return "interrupted";
   }
   return "unknown";
 }
@@ -163,9 +170,10 @@ void Store::check_and_create_schema(Access access) {
     throw Error(fmt::format("--db {}: cannot read: {}", path_.string(), e.what()));
   }
   if (version > kSchemaVersion)
-    throw Error(fmt::format(
-        "--db {}: written by a newer runner (schema {}, this runner reads up to {}); upgrade runner",
-        path_.string(), version, kSchemaVersion));
+    throw Error(
+        fmt::format("--db {}: written by a newer runner (schema {}, this runner reads up to {}); "
+                    "upgrade runner",
+                    path_.string(), version, kSchemaVersion));
   if (version == kSchemaVersion) return;
   if (objects > 0)
     throw Error(fmt::format(
@@ -206,7 +214,8 @@ Job Store::open_job(const std::string& name, ClusterId clusters, const std::stri
     if (job->clusters != clusters || job->command != command)
       throw Error(fmt::format(
           "job '{}' in {} has {} clusters and command `{}`, but this run asks for {} clusters and "
-          "`{}`; rerun the original command to resume it, or pass --job NEW_NAME to start a new job",
+          "`{}`; rerun the original command to resume it, or pass --job NEW_NAME to start a new "
+          "job",
           name, path_.string(), job->clusters, job->command, clusters, command));
     return *job;
   }
@@ -240,8 +249,9 @@ std::optional<Holder> Store::holder(const Job& job) {
 void Store::acquire_hold(const Job& job, const ProcessIdentity& self) {
   Batch batch(*this);
   if (auto h = holder(job); h && check_alive(h->process) != Liveness::kDead) {
-    auto since = db_.execAndGet(fmt::format(
-        "SELECT datetime({}, 'unixepoch', 'localtime')", h->since)).getString();
+    auto since =
+        db_.execAndGet(fmt::format("SELECT datetime({}, 'unixepoch', 'localtime')", h->since))
+            .getString();
     throw Error(fmt::format(
         "job '{}' is already being run by pid {} on {} since {}; wait for it to finish or stop it",
         job.name, h->process.pid, h->process.host, since));
@@ -272,8 +282,8 @@ void Store::release_hold(const Job& job, const ProcessIdentity& self) {
 }
 
 std::uint64_t Store::recover_interrupted(const Job& job) {
-  SQLite::Statement q(db_,
-                      "UPDATE attempt SET state = 'interrupted' WHERE job_id = ? AND state = 'running'");
+  SQLite::Statement q(
+      db_, "UPDATE attempt SET state = 'interrupted' WHERE job_id = ? AND state = 'running'");
   q.bind(1, job.id);
   return static_cast<std::uint64_t>(q.exec());
 }
@@ -323,7 +333,10 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
   q.bind(1, job.id);
   q.bind(2, as_db(start.cluster));
   q.bind(3, start.attempt);
-  if (start.pid > 0) q.bind(4, start.pid); else q.bind(4);
+  if (start.pid > 0)
+    q.bind(4, start.pid);
+  else
+    q.bind(4);
   q.bind(5, host_);
   q.bind(6, start.started_at);
   q.bind(7, start.log_path);
@@ -331,14 +344,19 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
   return db_.getLastInsertRowid();
 }
 
-void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster,
-                       const AttemptEnd& end) {
+void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end) {
   auto& q = *update_attempt_;
   q.reset();
   q.bind(1, to_string(end.state));
   q.bind(2, end.finished_at);
-  if (end.exit_code) q.bind(3, *end.exit_code); else q.bind(3);
-  if (end.signal) q.bind(4, *end.signal); else q.bind(4);
+  if (end.exit_code)
+    q.bind(3, *end.exit_code);
+  else
+    q.bind(3);
+  if (end.signal)
+    q.bind(4, *end.signal);
+  else
+    q.bind(4);
   q.bind(5, end.user_cpu_s);
   q.bind(6, end.sys_cpu_s);
   q.bind(7, as_db(end.peak_rss_kib));
@@ -409,7 +427,9 @@ std::uint64_t Store::done_since(const Job& job, double since) {
   return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
 }
 
-Store::Batch::Batch(Store& store) : store_(store) { store_.db_.exec("BEGIN IMMEDIATE"); }
+Store::Batch::Batch(Store& store) : store_(store) {
+  store_.db_.exec("BEGIN IMMEDIATE");
+}
 
 Store::Batch::~Batch() {
   if (open_) store_.db_.tryExec("ROLLBACK");

@@ -1,10 +1,11 @@
 #include "runner/sysinfo.h"
 
-#include <chrono>
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace runner {
 

@@ -1,8 +1,9 @@
 #include "runner/units.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
 
 namespace runner {
 namespace {
@@ -12,8 +13,8 @@ namespace {
 std::optional<double> take_number(std::string_view& text) {
   std::size_t n = 0;
   bool dot = false;
-  while (n < text.size() && (std::isdigit(static_cast<unsigned char>(text[n])) ||
-                             (text[n] == '.' && !dot))) {
+  while (n < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[n])) || (text[n] == '.' && !dot))) {
     dot = dot || text[n] == '.';
     ++n;
   }
@@ -77,12 +78,18 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   if (u.size() == 3 && u.substr(1) == "IB") u.resize(1);  // GiB -> G
   if (u.size() == 2 && u[1] == 'B') u.resize(1);          // GB -> G, taken as binary
   double scale = 0;
-  if (u.empty() || u == "B") scale = 1;
-  else if (u == "K") scale = 1024.0;
-  else if (u == "M") scale = 1024.0 * 1024;
-  else if (u == "G") scale = 1024.0 * 1024 * 1024;
-  else if (u == "T") scale = 1024.0 * 1024 * 1024 * 1024;
-  else return std::nullopt;
+  if (u.empty() || u == "B")
+    scale = 1;
+  else if (u == "K")
+    scale = 1024.0;
+  else if (u == "M")
+    scale = 1024.0 * 1024;
+  else if (u == "G")
+    scale = 1024.0 * 1024 * 1024;
+  else if (u == "T")
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return std::nullopt;
   double bytes = *number * scale;
   if (!std::isfinite(bytes) || bytes >= 9.2e18) return std::nullopt;
   return static_cast<std::uint64_t>(std::llround(bytes));

@@ -16,18 +16,19 @@
 //                        and the highest count ever seen in FILE.max
 //   --barrier K          with --live-count: wait (at most 30 s) until K
 //                        children were alive at once; exit 3 if never
-#include <cerrno>
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
-#include <string>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 namespace {
@@ -102,20 +103,34 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--record") record = next();
-    else if (a == "--args-to-stdout") args_to_stdout = true;
-    else if (a == "--exit") exit_code = std::atol(next().c_str());
-    else if (a == "--exit-for") exit_for.push_back(next());
-    else if (a == "--signal-for") signal_for.push_back(next());
-    else if (a == "--sleep-ms") sleep_ms = std::atol(next().c_str());
-    else if (a == "--print") print = std::atol(next().c_str());
-    else if (a == "--alloc-mib") alloc_mib = std::atol(next().c_str());
-    else if (a == "--ignore-term") ignore_term = true;
-    else if (a == "--die-with-parent") die_with_parent = true;
-    else if (a == "--ready-dir") ready_dir = next();
-    else if (a == "--hold-file") hold_file = next();
-    else if (a == "--live-count") live_count = next();
-    else if (a == "--barrier") barrier = std::atol(next().c_str());
+    if (a == "--record")
+      record = next();
+    else if (a == "--args-to-stdout")
+      args_to_stdout = true;
+    else if (a == "--exit")
+      exit_code = std::atol(next().c_str());
+    else if (a == "--exit-for")
+      exit_for.push_back(next());
+    else if (a == "--signal-for")
+      signal_for.push_back(next());
+    else if (a == "--sleep-ms")
+      sleep_ms = std::atol(next().c_str());
+    else if (a == "--print")
+      print = std::atol(next().c_str());
+    else if (a == "--alloc-mib")
+      alloc_mib = std::atol(next().c_str());
+    else if (a == "--ignore-term")
+      ignore_term = true;
+    else if (a == "--die-with-parent")
+      die_with_parent = true;
+    else if (a == "--ready-dir")
+      ready_dir = next();
+    else if (a == "--hold-file")
+      hold_file = next();
+    else if (a == "--live-count")
+      live_count = next();
+    else if (a == "--barrier")
+      barrier = std::atol(next().c_str());
   }
   if (die_with_parent) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -135,9 +150,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) std::printf("arg[%d]=%s\n", i, argv[i]);
     for (const char* v : {"RUNNER_CLUSTER", "RUNNER_CLUSTERS", "RUNNER_ATTEMPT", "RUNNER_JOB"})
       std::printf("%s=%s\n", v, std::getenv(v) ? std::getenv(v) : "(unset)");
-    struct stat in {}, null {};
-    bool devnull = ::fstat(0, &in) == 0 && ::stat("/dev/null", &null) == 0 &&
-                   S_ISCHR(in.st_mode) && in.st_rdev == null.st_rdev;
+    struct stat in {
+    }, null{};
+    bool devnull = ::fstat(0, &in) == 0 && ::stat("/dev/null", &null) == 0 && S_ISCHR(in.st_mode) &&
+                   in.st_rdev == null.st_rdev;
     std::printf("stdin=%s\n", devnull ? "/dev/null" : "other");
     std::printf("own_process_group=%s\n", ::getpgrp() == ::getpid() ? "yes" : "no");
   }
@@ -173,7 +189,6 @@ int main(int argc, char** argv) {
     ::raise(static_cast<int>(sig));
   }
   auto code = static_cast<int>(match_for(exit_for, cluster, exit_code));
-  if (!record.empty())
-    append_line(record, "end " + std::to_string(cluster) + " " + attempt + "\n");
+  if (!record.empty()) append_line(record, "end " + std::to_string(cluster) + " " + attempt + "\n");
   return code;
 }

@@ -1,7 +1,8 @@
 #include "runner/cluster.h"
 
-#include <cstdio>
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 namespace runner {
 namespace {
@@ -63,7 +64,8 @@ TEST(JobName, IsStableAndTellsCommandsAndSizesApart) {
 
 TEST(JobName, ValidNamesAreSafeFolderNames) {
   EXPECT_TRUE(is_valid_job_name("nightly-2026.11_a"));
-  for (const char* bad : {"", ".", "..", "a/b", "a b", "ä"}) EXPECT_FALSE(is_valid_job_name(bad)) << bad;
+  for (const char* bad : {"", ".", "..", "a/b", "a b", "ä"})
+    EXPECT_FALSE(is_valid_job_name(bad)) << bad;
   EXPECT_FALSE(is_valid_job_name(std::string(129, 'a')));
 }
 

@@ -2,15 +2,15 @@
 // time, and proves from the children's own record that the job ends complete,
 // that no cluster whose `done` was committed ever ran again, and that the log
 // is intact.
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <gtest/gtest.h>
+
 #include <csignal>
 #include <cstdio>
-#include <gtest/gtest.h>
 #include <map>
 #include <random>
 #include <set>
-
-#include <SQLiteCpp/Database.h>
-#include <SQLiteCpp/Statement.h>
 
 #include "e2e_util.h"
 
@@ -37,8 +37,8 @@ TEST(Crash, KillNineAtManyMomentsLosesNothingAndRedoesNothingDone) {
   auto record = dir / "record";
   auto db = dir / "runner.db";
   std::mt19937 rng(20261122);
-  const std::vector<std::string> cmd = {"--",     child_bin(), "--record",  record.string(),
-                                        "--sleep-ms", "2",     "--die-with-parent"};
+  const std::vector<std::string> cmd = {
+      "--", child_bin(), "--record", record.string(), "--sleep-ms", "2", "--die-with-parent"};
 
   // For each cut: the clusters committed done, and how much of the record
   // existed when the runner died.
@@ -76,7 +76,8 @@ TEST(Crash, KillNineAtManyMomentsLosesNothingAndRedoesNothingDone) {
     for (std::size_t i = offset; i < lines.size(); ++i) {
       if (lines[i].rfind("start ", 0) != 0) continue;
       long c = std::stol(lines[i].substr(6));
-      EXPECT_FALSE(done.contains(c)) << "cluster " << c << " ran again after its done was committed";
+      EXPECT_FALSE(done.contains(c))
+          << "cluster " << c << " ran again after its done was committed";
     }
   }
   EXPECT_EQ(query(db, "SELECT done || '/' || clusters FROM progress"), "300/300");

@@ -1,15 +1,15 @@
 // End-to-end: the real runner binary on test_child, a real SQLite file.
-#include <csignal>
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <gtest/gtest.h>
-#include <algorithm>
-#include <fstream>
-#include <set>
-#include <cstring>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-#include <SQLiteCpp/Database.h>
-#include <SQLiteCpp/Statement.h>
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <set>
 
 #include "e2e_util.h"
 
@@ -46,13 +46,15 @@ TEST(EndToEnd, RunsEveryClusterOnceAndRecordsEachAttempt) {
   for (long c = 1; c <= 20; ++c) EXPECT_EQ(started.count(c), 1u) << "cluster " << c;
 
   auto db = dir / "runner.db";
-  EXPECT_EQ(query(db, "SELECT clusters || ' ' || done || ' ' || failed || ' ' || running || ' ' "
-                      "|| pending FROM progress"),
+  EXPECT_EQ(query(db,
+                  "SELECT clusters || ' ' || done || ' ' || failed || ' ' || running || ' ' "
+                  "|| pending FROM progress"),
             "20 20 0 0 0");
-  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'done' AND attempt = 1 "
-                      "AND exit_code = 0 AND signal IS NULL AND pid > 0 AND host != '' "
-                      "AND started IS NOT NULL AND finished >= started AND duration_s >= 0 "
-                      "AND user_cpu_s >= 0 AND sys_cpu_s >= 0 AND peak_rss_kib > 0"),
+  EXPECT_EQ(query(db,
+                  "SELECT count(*) FROM attempts WHERE state = 'done' AND attempt = 1 "
+                  "AND exit_code = 0 AND signal IS NULL AND pid > 0 AND host != '' "
+                  "AND started IS NOT NULL AND finished >= started AND duration_s >= 0 "
+                  "AND user_cpu_s >= 0 AND sys_cpu_s >= 0 AND peak_rss_kib > 0"),
             "20");
   // Each attempt's output went to its own log file, recorded in the view.
   auto log = query(db, "SELECT log_path FROM attempts WHERE cluster = 7");
@@ -100,7 +102,8 @@ TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
   auto db = dir / "runner.db";
   EXPECT_EQ(query(db, "SELECT done || ' ' || failed FROM progress"), "6 2");
   EXPECT_EQ(query(db, "SELECT exit_code FROM attempts WHERE cluster = 4"), "1");
-  EXPECT_EQ(query(db, "SELECT signal || ' ' || state FROM attempts WHERE cluster = 6"), "11 failed");
+  EXPECT_EQ(query(db, "SELECT signal || ' ' || state FROM attempts WHERE cluster = 6"),
+            "11 failed");
   EXPECT_NE(r.out.find("cluster 6: killed by SIGSEGV"), std::string::npos) << r.out;
 
   // --skip-failed leaves them alone; nothing runs.
@@ -119,7 +122,8 @@ TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
   // A retry never overwrites an earlier attempt's log.
   auto logs = query(db, "SELECT count(DISTINCT log_path) FROM attempts WHERE cluster = 4");
   EXPECT_EQ(logs, "2");
-  EXPECT_TRUE(fs::exists(query(db, "SELECT log_path FROM attempts WHERE cluster = 4 AND attempt = 1")));
+  EXPECT_TRUE(
+      fs::exists(query(db, "SELECT log_path FROM attempts WHERE cluster = 4 AND attempt = 1")));
 }
 
 TEST(EndToEnd, NeverRunsMoreThanPAtOnceAndFillsEverySlot) {
@@ -127,8 +131,8 @@ TEST(EndToEnd, NeverRunsMoreThanPAtOnceAndFillsEverySlot) {
   auto count = (dir / "live").string();
   // The first three clusters wait until three are alive at once: a runner that
   // ran fewer than P together would leave them to time out (exit 3).
-  auto r = run_runner(cat({"30", "3"}, child({"--live-count", count, "--barrier", "3"})),
-                      dir.path());
+  auto r =
+      run_runner(cat({"30", "3"}, child({"--live-count", count, "--barrier", "3"})), dir.path());
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   EXPECT_EQ(read_file(count + ".max"), "3\n");
 }
@@ -190,8 +194,7 @@ TEST(EndToEnd, ASecondRunnerOnTheSameJobRefusesAtOnce) {
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "1.ready"); }));
   auto second = run_runner(args, dir.path());
   EXPECT_EQ(second.code, 2);
-  EXPECT_NE(second.err.find("pid " + std::to_string(first.pid())), std::string::npos)
-      << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(first.pid())), std::string::npos) << second.err;
   EXPECT_NE(second.err.find(" since "), std::string::npos) << second.err;
   EXPECT_EQ(std::count(second.err.begin(), second.err.end(), '\n'), 1);
   std::ofstream(hold.string()).put('x');
@@ -232,14 +235,14 @@ struct Stoppable {
     fs::create_directory(ready);
     Args a = {clusters, parallel};
     a.insert(a.end(), extra_runner.begin(), extra_runner.end());
-    Args c = {"--", child_bin(), "--ready-dir", ready.string(), "--hold-file",
-              (dir / "never").string()};
+    Args c = {"--",           child_bin(),   "--ready-dir",
+              ready.string(), "--hold-file", (dir / "never").string()};
     c.insert(c.end(), extra_child.begin(), extra_child.end());
     runner = std::make_unique<RunnerProcess>(cat(a, c), dir.path());
     auto n = std::stoul(parallel);
     EXPECT_TRUE(wait_until(ready, [&] {
-      return static_cast<std::size_t>(std::distance(fs::directory_iterator(ready),
-                                                    fs::directory_iterator())) == n;
+      return static_cast<std::size_t>(
+                 std::distance(fs::directory_iterator(ready), fs::directory_iterator())) == n;
     }));
   }
   std::string db_query(const std::string& sql) { return query(dir / "runner.db", sql); }
@@ -255,8 +258,8 @@ TEST(EndToEnd, SigintStopsChildrenRecordsThemInterruptedAndExits130) {
   EXPECT_NE(s.runner->out().find("stopped by SIGINT"), std::string::npos);
   // The hold was released: the next run goes ahead and finishes the job.
   std::ofstream((s.dir / "never").string()).put('x');
-  auto r = run_runner({"10", "3", "--", child_bin(), "--ready-dir", s.ready.string(),
-                       "--hold-file", (s.dir / "never").string()},
+  auto r = run_runner({"10", "3", "--", child_bin(), "--ready-dir", s.ready.string(), "--hold-file",
+                       (s.dir / "never").string()},
                       s.dir.path());
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(s.db_query("SELECT done FROM progress"), "10");
@@ -281,9 +284,8 @@ TEST(EndToEnd, ASecondCtrlCSkipsTheGrace) {
   Stoppable s("2", {"--ignore-term"}, {"--grace", "1h"});
   s.runner->signal(SIGINT);
   // Wait until runner has acted on the first signal before sending the second.
-  ASSERT_TRUE(wait_until(s.dir.path(), [&] {
-    return s.runner->err().find("SIGINT: stopping") != std::string::npos;
-  }));
+  ASSERT_TRUE(wait_until(
+      s.dir.path(), [&] { return s.runner->err().find("SIGINT: stopping") != std::string::npos; }));
   s.runner->signal(SIGINT);
   EXPECT_EQ(s.runner->wait(), 130);
   EXPECT_EQ(s.db_query("SELECT group_concat(signal) FROM attempt"), "9,9");
@@ -360,9 +362,10 @@ TEST(EndToEnd, StatusShowsRateWhileAJobRuns) {
 TEST(EndToEnd, TheSqlite3ShellSeesProgressWhileTheJobRuns) {
   Stoppable s("3", {});
   // Exactly what the README tells people to type.
-  FILE* p = ::popen(("cd " + s.dir.path().string() +
-                     " && sqlite3 runner.db 'select * from progress' 2>&1").c_str(),
-                    "r");
+  FILE* p = ::popen(
+      ("cd " + s.dir.path().string() + " && sqlite3 runner.db 'select * from progress' 2>&1")
+          .c_str(),
+      "r");
   ASSERT_NE(p, nullptr);
   char buf[512] = {};
   auto n = std::fread(buf, 1, sizeof buf - 1, p);
@@ -422,19 +425,18 @@ TEST_P(EndToEndBadInput, OneLineExit2AndNothingWritten) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, EndToEndBadInput,
     ::testing::Values(
-        BadInput{{"0", "3", "--", "true"}, "N '0'"},
-        BadInput{{"-5", "3", "--", "true"}, "-5"},
+        BadInput{{"0", "3", "--", "true"}, "N '0'"}, BadInput{{"-5", "3", "--", "true"}, "-5"},
         BadInput{{"ten", "3", "--", "true"}, "N 'ten'"},
         BadInput{{"99999999999999999999", "3", "--", "true"}, "N '99999999999999999999'"},
-        BadInput{{"10", "0", "--", "true"}, "P '0'"},
-        BadInput{{"10", "x", "--", "true"}, "P 'x'"},
+        BadInput{{"10", "0", "--", "true"}, "P '0'"}, BadInput{{"10", "x", "--", "true"}, "P 'x'"},
         BadInput{{"10", "3", "--"}, "no command after '--'"},
-        BadInput{{"10", "3"}, "no command after '--'"},
-        BadInput{{"10"}, "expected N and P"},
+        BadInput{{"10", "3"}, "no command after '--'"}, BadInput{{"10"}, "expected N and P"},
         BadInput{{"10", "3", "--db", "/nonexistent/x/runner.db", "--", "true"},
                  "folder /nonexistent/x does not exist"},
-        BadInput{{"10", "3", "--db", "/proc/runner.db", "--", "true"}, "--db /proc/runner.db: cannot create a file in folder /proc"},
-        BadInput{{"10", "3", "--db", "notes.txt", "--", "true"}, "notes.txt: not a SQLite database"},
+        BadInput{{"10", "3", "--db", "/proc/runner.db", "--", "true"},
+                 "--db /proc/runner.db: cannot create a file in folder /proc"},
+        BadInput{{"10", "3", "--db", "notes.txt", "--", "true"},
+                 "notes.txt: not a SQLite database"},
         BadInput{{"10", "3", "--frobnicate", "--", "true"}, "--frobnicate"},
         BadInput{{"10", "3", "--grace", "soon", "--", "true"}, "--grace 'soon'"},
         BadInput{{"10", "3", "--job", "a/b", "--", "true"}, "--job 'a/b'"}));
@@ -445,8 +447,8 @@ TEST(EndToEnd, ADbOnAReadOnlyFilesystemIsRefused) {
   fs::create_directory(ro);
   if (::mount("none", ro.c_str(), "tmpfs", MS_RDONLY, "size=64k") != 0)
     GTEST_SKIP() << "cannot mount a read-only tmpfs here: " << std::strerror(errno);
-  auto r = run_runner({"3", "1", "--db", (ro / "runner.db").string(), "--", child_bin()},
-                      dir.path());
+  auto r =
+      run_runner({"3", "1", "--db", (ro / "runner.db").string(), "--", child_bin()}, dir.path());
   ::umount(ro.c_str());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("folder " + ro.string() + " is not writable: Read-only file system"),

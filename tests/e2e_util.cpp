@@ -1,20 +1,20 @@
 #include "e2e_util.h"
 
-#include <cerrno>
-#include <csignal>
-#include <cstdlib>
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <fcntl.h>
-#include <fstream>
 #include <poll.h>
 #include <spawn.h>
-#include <sstream>
-#include <stdexcept>
 #include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <SQLiteCpp/Database.h>
-#include <SQLiteCpp/Statement.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 
 extern char** environ;
 
@@ -68,7 +68,9 @@ RunnerProcess::~RunnerProcess() {
   }
 }
 
-void RunnerProcess::signal(int sig) const { ::kill(pid_, sig); }
+void RunnerProcess::signal(int sig) const {
+  ::kill(pid_, sig);
+}
 
 int RunnerProcess::wait() {
   if (!status_) {
@@ -81,8 +83,12 @@ int RunnerProcess::wait() {
   return 128 + WTERMSIG(*status_);
 }
 
-std::string RunnerProcess::out() const { return read_file(out_path_); }
-std::string RunnerProcess::err() const { return read_file(err_path_); }
+std::string RunnerProcess::out() const {
+  return read_file(out_path_);
+}
+std::string RunnerProcess::err() const {
+  return read_file(err_path_);
+}
 
 Result run_runner(const std::vector<std::string>& args, const fs::path& cwd) {
   RunnerProcess p(args, cwd);
@@ -127,7 +133,9 @@ std::vector<std::string> read_lines(const fs::path& path) {
   return lines;
 }
 
-std::size_t count_lines(const fs::path& path) { return read_lines(path).size(); }
+std::size_t count_lines(const fs::path& path) {
+  return read_lines(path).size();
+}
 
 std::string query(const fs::path& db, const std::string& sql) {
   SQLite::Database d(db.string(), SQLite::OPEN_READONLY, 10'000);
@@ -136,7 +144,11 @@ std::string query(const fs::path& db, const std::string& sql) {
   return q.getColumn(0).isNull() ? "" : q.getColumn(0).getString();
 }
 
-std::string child_bin() { return TEST_CHILD_BIN; }
-std::string runner_bin() { return RUNNER_BIN; }
+std::string child_bin() {
+  return TEST_CHILD_BIN;
+}
+std::string runner_bin() {
+  return RUNNER_BIN;
+}
 
 }  // namespace runner::testing

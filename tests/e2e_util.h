@@ -1,12 +1,13 @@
 // Helpers for tests that run the real runner binary on test_child.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 namespace runner::testing {

@@ -1,7 +1,8 @@
 #include "runner/intervals.h"
 
-#include <algorithm>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <numeric>
 #include <random>
 #include <vector>

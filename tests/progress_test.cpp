@@ -1,7 +1,8 @@
 #include "runner/progress.h"
 
-#include <cstdio>
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 namespace runner {
 namespace {
@@ -55,8 +56,9 @@ TEST(Progress, PlainOutputIsThrottledAndFreeOfControlCharacters) {
   p.update(at(60, t0), t0 + std::chrono::seconds(6));
   p.update(at(60, t0), t0 + std::chrono::seconds(12));  // nothing changed: nothing printed
   auto out = contents(f);
-  EXPECT_EQ(out, "1/100 done, 0 failed, 3 running\n"
-                 "60/100 done, 0 failed, 3 running, 10.0/s, ETA 4.0s\n")
+  EXPECT_EQ(out,
+            "1/100 done, 0 failed, 3 running\n"
+            "60/100 done, 0 failed, 3 running, 10.0/s, ETA 4.0s\n")
       << out;
   std::fclose(f);
 }

@@ -1,10 +1,11 @@
 // The scheduler against a fake launcher: no processes, every decision visible.
 #include "runner/scheduler.h"
 
+#include <gtest/gtest.h>
+
 #include <csignal>
 #include <deque>
 #include <functional>
-#include <gtest/gtest.h>
 #include <map>
 
 namespace runner {
@@ -135,7 +136,8 @@ TEST_F(SchedulerTest, RunsEveryClusterOnceInOrderAtMostPAtATime) {
     EXPECT_EQ(spec.job, "job");
     EXPECT_EQ(spec.log_path, (dir_ / (std::to_string(c) + ".1.log")).string());
   }
-  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'done' AND peak_rss_kib = 1234"), "10");
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'done' AND peak_rss_kib = 1234"),
+            "10");
 }
 
 TEST_F(SchedulerTest, StartsTheNextClusterTheMomentOneEnds) {
@@ -246,7 +248,8 @@ TEST_F(SchedulerTest, AChildThatFinishesWellDuringTheStopCountsAsDone) {
 
 TEST_F(SchedulerTest, AStartFailureBeforeAnySuccessStopsTheRun) {
   launcher_.fail_start = [](ClusterId) {
-    return std::optional<StartFailed>(StartFailed{ENOEXEC, "cannot execute ./migrate: Exec format error"});
+    return std::optional<StartFailed>(
+        StartFailed{ENOEXEC, "cannot execute ./migrate: Exec format error"});
   };
   auto s = run(1000, 4);
   EXPECT_EQ(s.exit_code(), 2);

@@ -1,11 +1,11 @@
 #include "runner/store.h"
 
-#include <fstream>
+#include <SQLiteCpp/Database.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <SQLiteCpp/Database.h>
+#include <fstream>
 
 #include "runner/error.h"
 
@@ -34,9 +34,7 @@ class StoreTest : public ::testing::Test {
     if (state != AttemptState::kRunning) s.record_end(j, row, c, end);
   }
 
-  std::string one(Store& s, const std::string& sql) {
-    return s.db().execAndGet(sql).getString();
-  }
+  std::string one(Store& s, const std::string& sql) { return s.db().execAndGet(sql).getString(); }
 
   fs::path dir_, path_;
 };
@@ -45,12 +43,14 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   Store s(path_, Store::Access::kReadWrite);
   EXPECT_EQ(one(s, "PRAGMA user_version"), "1");
   EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
-  SQLite::Statement cols(s.db(), "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
+  SQLite::Statement cols(s.db(),
+                         "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
   ASSERT_TRUE(cols.executeStep());
   EXPECT_EQ(cols.getColumn(0).getString(),
             "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
             "user_cpu_s,sys_cpu_s,peak_rss_kib,log_path");
-  SQLite::Statement pcols(s.db(), "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
+  SQLite::Statement pcols(s.db(),
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
   ASSERT_TRUE(pcols.executeStep());
   EXPECT_EQ(pcols.getColumn(0).getString(), "job,clusters,done,failed,running,pending");
 }

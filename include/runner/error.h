@@ -10,9 +10,9 @@ namespace runner {
 
 // Exit codes are part of runner's contract with cron scripts; the README lists them.
 enum class ExitCode : int {
-  kDone = 0,         // every cluster is done
-  kSomeFailed = 1,   // the run finished, some clusters are not done
-  kUsage = 2,        // bad command line or setup; nothing was run
+  kDone = 0,        // every cluster is done
+  kSomeFailed = 1,  // the run finished, some clusters are not done
+  kUsage = 2,       // bad command line or setup; nothing was run
 };
 
 class Error : public std::runtime_error {

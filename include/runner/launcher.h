@@ -4,13 +4,14 @@
 // a fake one, and later launchers (memory caps, Slurm) slot in behind this.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
-#include <sys/types.h>
 
 #include "runner/cluster.h"
 

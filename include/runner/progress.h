@@ -4,14 +4,14 @@
 // lifts the status line out of their way.
 #pragma once
 
+#include <spdlog/sinks/base_sink.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-
-#include <spdlog/sinks/base_sink.h>
 
 #include "runner/cluster.h"
 #include "runner/launcher.h"
@@ -20,8 +20,8 @@ namespace runner {
 
 struct Snapshot {
   ClusterId total = 0;
-  ClusterId done = 0;      // all done clusters of the job
-  ClusterId failed = 0;    // clusters that failed in this run
+  ClusterId done = 0;    // all done clusters of the job
+  ClusterId failed = 0;  // clusters that failed in this run
   ClusterId running = 0;
   ClusterId done_this_run = 0;
   Clock::time_point started{};

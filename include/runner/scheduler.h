@@ -5,10 +5,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
-#include <map>
 
 #include "runner/cluster.h"
 #include "runner/error.h"
@@ -29,14 +29,14 @@ struct SchedulerOptions {
 // What one run did, for the summary and the exit code.
 struct RunSummary {
   ClusterId clusters = 0;
-  ClusterId done = 0;             // done clusters of the job at the end
+  ClusterId done = 0;  // done clusters of the job at the end
   ClusterId done_this_run = 0;
   ClusterId failed_this_run = 0;
-  ClusterId interrupted = 0;      // attempts stopped by runner's own shutdown
-  ClusterId recovered = 0;        // attempts a dead runner had left `running`
-  ClusterId skipped_failed = 0;   // left alone by --skip-failed
-  std::optional<int> stop_signal;           // set when a signal stopped the run
-  std::optional<std::string> setup_failure; // the command cannot be executed at all
+  ClusterId interrupted = 0;                 // attempts stopped by runner's own shutdown
+  ClusterId recovered = 0;                   // attempts a dead runner had left `running`
+  ClusterId skipped_failed = 0;              // left alone by --skip-failed
+  std::optional<int> stop_signal;            // set when a signal stopped the run
+  std::optional<std::string> setup_failure;  // the command cannot be executed at all
   std::chrono::milliseconds elapsed{0};
 
   int exit_code() const;

@@ -4,8 +4,9 @@
 // was in force before (see original_mask()).
 #pragma once
 
-#include <initializer_list>
 #include <signal.h>
+
+#include <initializer_list>
 #include <string>
 #include <vector>
 

@@ -6,14 +6,14 @@
 // A Store owns its connection. It is not thread-safe; runner has one thread.
 #pragma once
 
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <SQLiteCpp/Database.h>
-#include <SQLiteCpp/Statement.h>
 
 #include "runner/cluster.h"
 #include "runner/intervals.h"

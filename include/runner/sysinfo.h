@@ -2,10 +2,11 @@
 // job holder from a dead one, even after a reboot or pid reuse.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 
 namespace runner {
 
