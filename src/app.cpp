@@ -128,8 +128,7 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
                               : std::string(),
              took);
   for (const auto& f : failed) {
-    auto how = f.signal ? fmt::format("killed by {}", signal_name(*f.signal))
-                        : fmt::format("exit code {}", f.exit_code.value_or(-1));
+    auto how = describe_ending(f.exit_code, f.signal);
     fmt::print("  cluster {}: {} (log {})\n", f.cluster, how, f.log_path);
   }
   if (failed.size() == 10)

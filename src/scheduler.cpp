@@ -7,15 +7,6 @@
 #include "runner/sysinfo.h"
 
 namespace runner {
-namespace {
-
-std::string describe_exit(const ChildExit& e) {
-  if (e.signal) return fmt::format("killed by {}", signal_name(*e.signal));
-  return fmt::format("exit code {}", e.exit_code.value_or(-1));
-}
-
-}  // namespace
-
 int RunSummary::exit_code() const {
   if (stop_signal) return 128 + *stop_signal;
   if (setup_failure) return static_cast<int>(ExitCode::kUsage);
@@ -169,7 +160,7 @@ void Scheduler::finish(const ChildExit& exit) {
     case AttemptState::kFailed:
       ++summary_.failed_this_run;
       spdlog::warn("cluster {}/{} failed: {} (log {})", r.cluster, job_.clusters,
-                   describe_exit(exit), r.log_path);
+                   describe_ending(exit.exit_code, exit.signal), r.log_path);
       break;
     default:
       ++summary_.interrupted;

@@ -85,4 +85,9 @@ std::string signal_name(int sig) {
   }
 }
 
+std::string describe_ending(std::optional<int> exit_code, std::optional<int> signal) {
+  if (signal) return "killed by " + signal_name(*signal);
+  return "exit code " + std::to_string(exit_code.value_or(-1));
+}
+
 }  // namespace runner

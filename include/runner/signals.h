@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,8 @@ class SignalChannel {
 
 // Name of a signal for people: "SIGSEGV".
 std::string signal_name(int sig);
+
+// How a process ended, for people: "exit code 3", "killed by SIGSEGV".
+std::string describe_ending(std::optional<int> exit_code, std::optional<int> signal);
 
 }  // namespace runner
