@@ -10,6 +10,7 @@
 
 #include "runner/error.h"
 #include "runner/local_launcher.h"
+#include "runner/memory.h"
 #include "runner/progress.h"
 #include "runner/scheduler.h"
 #include "runner/signals.h"
@@ -116,19 +117,26 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
     return;
   }
   if (s.setup_failure) return;  // main prints the error itself
+  auto evicted = s.evicted
+                     ? fmt::format(", {} evicted and rerun to stay within the budget", s.evicted)
+                     : std::string();
   if (s.done == s.clusters) {
-    fmt::print("job {}: all {} clusters done ({} in this run, {})\n", job.name, s.clusters,
-               s.done_this_run, took);
+    fmt::print("job {}: all {} clusters done ({} in this run{}, {})\n", job.name, s.clusters,
+               s.done_this_run, evicted, took);
     return;
   }
   auto failed = store.failed_clusters(job, 10);
-  fmt::print("job {}: {}/{} done, {} failed in this run{}, {}\n", job.name, s.done, s.clusters,
+  fmt::print("job {}: {}/{} done, {} failed in this run{}{}, {}\n", job.name, s.done, s.clusters,
              s.failed_this_run,
+             s.oom_this_run ? fmt::format(" ({} out of memory)", s.oom_this_run) : std::string(),
              s.skipped_failed ? fmt::format(", {} left alone (--skip-failed)", s.skipped_failed)
                               : std::string(),
              took);
+  if (s.too_big > 0)
+    fmt::print("  {} cluster(s) need more than the whole memory budget and were not started\n",
+               s.too_big);
   for (const auto& f : failed) {
-    auto how = describe_ending(f.exit_code, f.signal);
+    auto how = describe_failure(f);
     fmt::print("  cluster {}: {} (log {})\n", f.cluster, how, f.log_path);
   }
   if (failed.size() == 10)
@@ -164,6 +172,20 @@ int run_job(const RunArgs& args) {
                           : std::strerror(resolved.error)));
   }
   auto job_name = args.job.value_or(derive_job_name(command, args.clusters));
+  auto probe = probe_memory();
+  auto mechanism = choose_mechanism(args.cap, probe);
+  auto budget = args.mem_budget;
+  if (args.mem_budget_auto) {
+    budget = available_memory(probe);
+    if (!budget) throw Error("--mem-budget auto: cannot tell how much memory is available here");
+  }
+  if (budget && args.mem_limit && *args.mem_limit > *budget)
+    throw Error(
+        fmt::format("--mem-limit {} is more than the --mem-budget {}: no cluster could use it",
+                    format_size_kib(*args.mem_limit / 1024), format_size_kib(*budget / 1024)));
+  // An rlimit with no limit to set does nothing: say so in the log as "none".
+  if (mechanism == CapMechanism::kRlimit && !args.mem_limit && !budget)
+    mechanism = CapMechanism::kNone;
 
   // Signals are blocked from here on and handled in the scheduler's loop.
   SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
@@ -185,12 +207,29 @@ int run_job(const RunArgs& args) {
   spdlog::debug("job '{}': {} clusters, {} at a time, log {}", job.name, job.clusters,
                 args.parallel, store.path().string());
 
-  LocalLauncher launcher(signals);
+  std::unique_ptr<MemoryCaps> caps;
+  try {
+    caps = make_memory_caps(mechanism, probe);
+  } catch (const std::system_error& e) {
+    throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
+                            to_string(mechanism), e.what()));
+  }
+  // Where cgroups allow, the kernel itself holds the run to the budget.
+  if (caps && budget && !caps->set_total_limit(*budget))
+    spdlog::warn("could not set the {} budget on the run's cgroup",
+                 format_size_kib(*budget / 1024));
+  if (budget)
+    spdlog::info("memory budget {}, caps by {}", format_size_kib(*budget / 1024),
+                 to_string(mechanism));
+  LocalLauncher launcher(signals, caps.get());
   SchedulerOptions options;
   options.parallel = args.parallel;
   options.grace = args.grace;
   options.skip_failed = args.skip_failed;
   options.log_dir = log_dir;
+  options.mem_limit = args.mem_limit;
+  options.mem_budget = budget;
+  options.mem_overcommit = args.mem_overcommit;
   Scheduler scheduler(store, job, command, launcher, &progress, options);
   auto summary = scheduler.run();
 

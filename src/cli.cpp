@@ -25,6 +25,16 @@ Exit codes: 0 all done, 1 some clusters failed, 2 usage or setup error,
 128+signal when stopped by a signal (130 for Ctrl-C, 143 for SIGTERM).
 Run the same command again to resume: clusters already done are skipped.)";
 
+constexpr const char* kReportExamples = R"(
+Examples:
+  runner report
+  runner report --job nightly --csv > peaks.csv
+  runner report --mem-budget 16G)";
+
+constexpr const char* kDoctorExamples = R"(
+Example:
+  runner doctor)";
+
 constexpr const char* kStatusExamples = R"(
 Examples:
   runner status
@@ -45,6 +55,15 @@ std::uint32_t parse_parallel(const std::string& text) {
         fmt::format("P '{}' is not valid: expected a whole number of children at once from 1 to {}",
                     text, kMaxParallel));
   return static_cast<std::uint32_t>(*p);
+}
+
+std::uint64_t parse_size_option(const std::string& option, const std::string& text) {
+  auto size = parse_size(text);
+  if (!size || *size < (1ULL << 20))
+    throw Error(
+        fmt::format("{} '{}' is not valid: expected a size of at least 1M, like 512M, 4G or 1.5G",
+                    option, text));
+  return *size;
 }
 
 std::string check_job_name(const std::string& name) {
@@ -80,6 +99,14 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--grace", grace_text,
                  "on a stop, time between SIGTERM and SIGKILL (default 10s)");
   app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
+  std::string mem_limit_text, mem_budget_text, cap_text;
+  app.add_option("--mem-limit", mem_limit_text, "cap each child's memory (e.g. 4G)");
+  app.add_option("--mem-budget", mem_budget_text,
+                 "keep all running children within this much memory (e.g. 16G, or auto)");
+  app.add_flag(
+      "--mem-overcommit", run.mem_overcommit,
+      "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
+  app.add_option("--cap", cap_text, "how to cap memory: auto (default), cgroup, rlimit or none");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
 
@@ -89,6 +116,22 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
   status_cmd->add_option("--db", status_db, "the SQLite log (default ./runner.db)");
   status_cmd->add_option("--job", status_job, "only this job");
   status_cmd->footer(kStatusExamples);
+
+  ReportArgs report;
+  std::string report_db = report.db.string(), report_job, report_budget;
+  bool csv = false, json = false;
+  auto* report_cmd =
+      app.add_subcommand("report", "Per-cluster attempts, state, duration and peak memory.");
+  report_cmd->add_option("--db", report_db, "the SQLite log (default ./runner.db)");
+  report_cmd->add_option("--job", report_job, "only this job");
+  report_cmd->add_flag("--csv", csv, "one row per cluster, peaks in MiB");
+  report_cmd->add_flag("--json", json, "the whole report as JSON");
+  report_cmd->add_option("--mem-budget", report_budget, "say the highest P that fits this budget");
+  report_cmd->footer(kReportExamples);
+
+  auto* doctor_cmd = app.add_subcommand(
+      "doctor", "How runner can cap memory on this machine, and what would make it better.");
+  doctor_cmd->footer(kDoctorExamples);
 
   try {
     std::vector<std::string> reversed(own.rbegin(), own.rend());  // CLI11 pops from the back
@@ -112,6 +155,22 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     return status;
   }
 
+  if (report_cmd->parsed()) {
+    if (command) throw Error("'runner report' takes no command after '--'");
+    if (csv && json) throw Error("--csv and --json cannot be used together");
+    report.db = report_db;
+    if (!report_job.empty()) report.job = check_job_name(report_job);
+    if (csv) report.format = ReportArgs::Format::kCsv;
+    if (json) report.format = ReportArgs::Format::kJson;
+    if (!report_budget.empty())
+      report.mem_budget = parse_size_option("--mem-budget", report_budget);
+    return report;
+  }
+  if (doctor_cmd->parsed()) {
+    if (command) throw Error("'runner doctor' takes no command after '--'");
+    return DoctorArgs{};
+  }
+
   if (n_text.empty() || p_text.empty())
     throw Error("expected N and P: runner N P [OPTIONS] -- COMMAND [ARG...]; see 'runner --help'");
   run.clusters = parse_clusters(n_text);
@@ -131,6 +190,22 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     run.grace = *grace;
   }
   if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
+  if (!cap_text.empty()) {
+    auto cap = parse_cap_choice(cap_text);
+    if (!cap)
+      throw Error(
+          fmt::format("--cap '{}' is not valid: expected auto, cgroup, rlimit or none", cap_text));
+    run.cap = *cap;
+  }
+  if (!mem_limit_text.empty()) run.mem_limit = parse_size_option("--mem-limit", mem_limit_text);
+  if (mem_budget_text == "auto")
+    run.mem_budget_auto = true;
+  else if (!mem_budget_text.empty())
+    run.mem_budget = parse_size_option("--mem-budget", mem_budget_text);
+  if (run.mem_overcommit && mem_budget_text.empty())
+    throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
+  if (run.mem_limit && run.cap == CapChoice::kNone)
+    throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
   return run;
 }
 

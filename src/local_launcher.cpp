@@ -29,6 +29,7 @@ struct ChildSetup : bp::extend::handler {
   int log_fd;
   int null_fd;
   const sigset_t* mask;
+  const Cage* cage;  // null: no cage
   char** envp;
   pid_t* failed_pid;
 
@@ -46,6 +47,13 @@ struct ChildSetup : bp::extend::handler {
         ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0) {
       e.set_error(std::error_code(errno, std::system_category()), "child setup failed");
       ::_exit(127);
+    }
+    // Into the cage before exec, so that not one page escapes the cap.
+    if (cage) {
+      if (int err = cage->enter(); err != 0) {
+        e.set_error(std::error_code(err, std::system_category()), "cannot enter the memory cage");
+        ::_exit(127);
+      }
     }
   }
 
@@ -88,7 +96,8 @@ Resolved resolve_program(const std::string& name) {
   return {name, ENOENT};
 }
 
-LocalLauncher::LocalLauncher(SignalChannel& signals) : signals_(signals) {
+LocalLauncher::LocalLauncher(SignalChannel& signals, MemoryCaps* caps)
+    : signals_(signals), caps_(caps) {
   dev_null_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (dev_null_ < 0) throw std::system_error(errno, std::generic_category(), "open /dev/null");
   for (char** e = environ; e && *e; ++e)
@@ -109,6 +118,14 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
                                                      std::strerror(resolved.error))};
     resolved_name_ = program;
     resolved_path_ = resolved.path;
+  }
+  std::unique_ptr<Cage> cage;
+  if (caps_) {
+    try {
+      cage = caps_->cage(fmt::format("c{}-a{}", spec.cluster, spec.attempt), spec.mem_limit);
+    } catch (const std::system_error& e) {
+      return StartFailed{e.code().value(), e.what()};
+    }
   }
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) {
@@ -132,6 +149,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   setup.log_fd = log_fd;
   setup.null_fd = dev_null_;
   setup.mask = &signals_.original_mask();
+  setup.cage = cage.get();
   setup.envp = envp.data();
   setup.failed_pid = &failed_pid;
 
@@ -153,7 +171,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   // wait would pre-empt and lose the rusage.
   child.detach();
   pid_t pid = child.id();
-  children_.insert(pid);
+  children_.emplace(pid, Child{std::move(cage), spec.log_path, spec.mem_limit});
   return Started{pid};
 }
 
@@ -163,7 +181,8 @@ void LocalLauncher::reap(Wakeup& into) {
     rusage usage{};
     pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
     if (pid <= 0) return;  // 0: children remain, none ended; -1 (ECHILD): none at all
-    if (children_.erase(pid) == 0) continue;
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;
     ChildExit exit;
     exit.pid = pid;
     if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
@@ -171,6 +190,8 @@ void LocalLauncher::reap(Wakeup& into) {
     exit.user_cpu_s = seconds(usage.ru_utime);
     exit.sys_cpu_s = seconds(usage.ru_stime);
     exit.peak_rss_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+    judge_memory(it->second, exit);
+    children_.erase(it);
     into.exits.push_back(exit);
   }
 }
@@ -203,10 +224,47 @@ Wakeup LocalLauncher::wait(std::optional<Clock::time_point> deadline) {
   }
 }
 
+// What the cage saw: the cgroup's peak and OOM kills, which are certain; or,
+// under an rlimit, the signs of a failed allocation in the log, which are not.
+void LocalLauncher::judge_memory(Child& child, ChildExit& exit) {
+  if (!child.cage) return;
+  auto use = child.cage->collect();
+  if (use.peak_bytes) exit.peak_cgroup_kib = *use.peak_bytes / 1024;
+  if (use.oom_kills > 0) {
+    exit.oom = true;
+    exit.oom_note = fmt::format("the kernel killed {} process(es) of it for memory", use.oom_kills);
+    return;
+  }
+  bool failed = exit.signal || exit.exit_code.value_or(0) != 0;
+  if (failed && child.mem_limit && caps_->mechanism() == CapMechanism::kRlimit) {
+    if (auto sign = allocation_failure_sign(child.log_path)) {
+      exit.oom = true;
+      exit.oom_note = fmt::format("likely: under the rlimit cap its log shows '{}'", *sign);
+    }
+  }
+}
+
 void LocalLauncher::signal(pid_t pid, int sig) {
   // The child leads its own group: signal the group, so grandchildren get it
   // too. The child is not reaped yet, so its group id cannot have been reused.
   ::kill(-pid, sig);
+  // Processes that left the group (setsid) are still in the cgroup.
+  if (auto it = children_.find(pid); it != children_.end() && it->second.cage)
+    it->second.cage->signal_all(sig);
+}
+
+std::string LocalLauncher::cap_name() const {
+  return caps_ ? to_string(caps_->mechanism()) : "none";
+}
+
+std::optional<std::uint64_t> LocalLauncher::memory_in_use(pid_t pid) const {
+  auto it = children_.find(pid);
+  if (it == children_.end() || !it->second.cage) return std::nullopt;
+  return it->second.cage->current_bytes();
+}
+
+std::optional<std::uint64_t> LocalLauncher::total_memory_in_use() const {
+  return caps_ ? caps_->total_bytes() : std::nullopt;
 }
 
 }  // namespace runner

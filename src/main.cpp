@@ -21,6 +21,14 @@ int main(int argc, char** argv) {
       runner::setup_logging(false, false);
       return runner::show_status(*status);
     }
+    if (auto* report = std::get_if<runner::ReportArgs>(&invocation)) {
+      runner::setup_logging(false, false);
+      return runner::show_report(*report);
+    }
+    if (auto* doctor = std::get_if<runner::DoctorArgs>(&invocation)) {
+      runner::setup_logging(false, false);
+      return runner::show_doctor(*doctor);
+    }
     fmt::print("{}", std::get<runner::PrintAndExit>(invocation).text);
     return 0;
   } catch (const runner::Error& e) {

@@ -34,7 +34,7 @@ void print_job(Store& store, const Job& job, const JobProgress& p) {
   if (p.failed == 0) return;
   fmt::print("  failed clusters:\n");
   for (const auto& f : store.failed_clusters(job, kFailedShown)) {
-    auto how = describe_ending(f.exit_code, f.signal);
+    auto how = describe_failure(f);
     fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt, how, f.log_path);
   }
   if (p.failed > kFailedShown)

@@ -5,16 +5,19 @@
 #include <sqlite3.h>
 
 #include "runner/error.h"
+#include "runner/signals.h"
+#include "runner/units.h"
 
 namespace runner {
 namespace {
 
-// Failed-like states: the cluster ran and did not succeed. Later issues add
-// states here; the partial index and the views use this same list.
-#define RUNNER_UNSUCCESSFUL "('failed')"
+// States in which a cluster ran and did not succeed. The partial index and
+// the views use this same list.
+#define RUNNER_UNSUCCESSFUL "('failed', 'oom', 'timeout')"
 
-// Version 1 of the log. Base tables are runner's; the views are the contract.
-constexpr const char* kSchema = R"SQL(
+// Version 1: the tables. Later versions change them by migration steps below;
+// the views and the partial index are always made anew at the latest version.
+constexpr const char* kTablesV1 = R"SQL(
 CREATE TABLE job (
   id            INTEGER PRIMARY KEY,
   name          TEXT NOT NULL UNIQUE,
@@ -46,8 +49,6 @@ CREATE TABLE attempt (
   UNIQUE (job_id, cluster, attempt)
 );
 CREATE INDEX attempt_running ON attempt(job_id, cluster) WHERE state = 'running';
-CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL
-                                R"SQL(;
 -- Done clusters as disjoint ranges: resume reads a handful of rows, not N.
 CREATE TABLE done_range (
   job_id  INTEGER NOT NULL,
@@ -55,16 +56,36 @@ CREATE TABLE done_range (
   hi      INTEGER NOT NULL,
   PRIMARY KEY (job_id, lo)
 ) WITHOUT ROWID;
+)SQL";
 
+// Version 2: memory caps and the cgroup's own peak.
+constexpr const char* kMigrationV2 = R"SQL(
+ALTER TABLE attempt ADD COLUMN cap TEXT;
+ALTER TABLE attempt ADD COLUMN mem_limit_kib INTEGER;
+ALTER TABLE attempt ADD COLUMN peak_cgroup_kib INTEGER;
+ALTER TABLE attempt ADD COLUMN note TEXT;
+)SQL";
+
+constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2};
+static_assert(std::size(kMigrations) == 2, "kSchemaVersion counts the migrations");
+
+constexpr const char* kViews = R"SQL(
+DROP INDEX IF EXISTS attempt_unsuccessful;
+CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL
+                               R"SQL(;
+
+DROP VIEW IF EXISTS attempts;
 CREATE VIEW attempts AS
 SELECT j.name AS job, a.cluster, a.attempt, a.state, a.pid, a.host,
        strftime('%Y-%m-%d %H:%M:%f', a.started_at, 'unixepoch', 'localtime') AS started,
        strftime('%Y-%m-%d %H:%M:%f', a.finished_at, 'unixepoch', 'localtime') AS finished,
        round(a.finished_at - a.started_at, 3) AS duration_s,
-       a.exit_code, a.signal, a.user_cpu_s, a.sys_cpu_s, a.peak_rss_kib, a.log_path
+       a.exit_code, a.signal, a.user_cpu_s, a.sys_cpu_s, a.peak_rss_kib, a.peak_cgroup_kib,
+       a.mem_limit_kib, a.cap, a.log_path, a.note
 FROM attempt a JOIN job j ON j.id = a.job_id;
 
 -- A cluster counts as failed while its latest attempt is unsuccessful.
+DROP VIEW IF EXISTS progress;
 CREATE VIEW progress AS
 SELECT name AS job, clusters, done, failed, running,
        clusters - done - failed - running AS pending
@@ -81,7 +102,8 @@ FROM (
 )SQL";
 
 constexpr const char* kFailedQuery =
-    "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path FROM attempt f "
+    "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path, f.mem_limit_kib, "
+    "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note FROM attempt f "
     "WHERE f.job_id = ? AND f.state IN " RUNNER_UNSUCCESSFUL
     " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
     " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
@@ -109,6 +131,20 @@ SQLite::Database open_database(const std::filesystem::path& path, Store::Access 
 
 }  // namespace
 
+std::string describe_failure(const FailedCluster& f) {
+  if (f.state == "oom") {
+    auto text = f.mem_limit_kib
+                    ? fmt::format("out of memory at the {} cap (peak {})",
+                                  format_size_kib(*f.mem_limit_kib), format_size_kib(f.peak_kib))
+                    : fmt::format("out of memory (peak {})", format_size_kib(f.peak_kib));
+    if (!f.note.empty()) text += "; " + f.note;
+    return text;
+  }
+  auto text = describe_ending(f.exit_code, f.signal);
+  if (f.state == "timeout") text = "timed out, " + text;
+  return text;
+}
+
 const char* to_string(AttemptState state) {
   switch (state) {
     case AttemptState::kRunning:
@@ -119,6 +155,10 @@ const char* to_string(AttemptState state) {
       return "failed";
     case AttemptState::kInterrupted:
       return "interrupted";
+    case AttemptState::kOom:
+      return "oom";
+    case AttemptState::kTimeout:
+      return "timeout";
   }
   return "unknown";
 }
@@ -134,15 +174,20 @@ Store::Store(const std::filesystem::path& path, Access access)
   }
   next_attempt_ = std::make_unique<SQLite::Statement>(
       db_, "SELECT coalesce(max(attempt), 0) + 1 FROM attempt WHERE job_id = ? AND cluster = ?");
+  peak_ = std::make_unique<SQLite::Statement>(
+      db_,
+      "SELECT max(coalesce(peak_cgroup_kib, peak_rss_kib)) FROM attempt "
+      "WHERE job_id = ? AND cluster = ? AND state IN ('done', "
+      "'failed', 'oom', 'timeout')");
   if (access == Access::kReadOnly) return;
   insert_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
-      "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, log_path) "
-      "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)");
+      "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, log_path, "
+      "cap, mem_limit_kib) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)");
   update_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "UPDATE attempt SET state = ?, finished_at = ?, exit_code = ?, signal = ?, user_cpu_s = ?, "
-      "sys_cpu_s = ?, peak_rss_kib = ? WHERE id = ?");
+      "sys_cpu_s = ?, peak_rss_kib = ?, peak_cgroup_kib = ?, note = ? WHERE id = ?");
   done_before_ = std::make_unique<SQLite::Statement>(
       db_, "SELECT lo, hi FROM done_range WHERE job_id = ? AND lo <= ? ORDER BY lo DESC LIMIT 1");
   done_after_ = std::make_unique<SQLite::Statement>(
@@ -175,16 +220,23 @@ void Store::check_and_create_schema(Access access) {
                     "upgrade runner",
                     path_.string(), version, kSchemaVersion));
   if (version == kSchemaVersion) return;
-  if (objects > 0)
+  if (version == 0 && objects > 0)
     throw Error(fmt::format(
         "--db {}: a SQLite database that runner did not create; pass a new file", path_.string()));
-  if (access == Access::kReadOnly)
-    throw Error(fmt::format("--db {}: holds no runner jobs yet", path_.string()));
-  // A second runner may be creating the schema at the same moment: the
-  // immediate transaction serialises us, and the re-check sees its work.
+  if (access == Access::kReadOnly) {
+    if (version == 0) throw Error(fmt::format("--db {}: holds no runner jobs yet", path_.string()));
+    throw Error(
+        fmt::format("--db {}: written by an older runner (schema {}); run a job on it once "
+                    "to upgrade it",
+                    path_.string(), version));
+  }
+  // A second runner may be upgrading at the same moment: the immediate
+  // transaction serialises us, and the re-read sees its work.
   Batch batch(*this);
-  if (db_.execAndGet("PRAGMA user_version").getInt() == 0) {
-    db_.exec(kSchema);
+  version = db_.execAndGet("PRAGMA user_version").getInt();
+  if (version < kSchemaVersion) {
+    for (int v = version; v < kSchemaVersion; ++v) db_.exec(kMigrations[v]);
+    db_.exec(kViews);
     db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   }
   batch.commit();
@@ -311,9 +363,40 @@ std::vector<FailedCluster> Store::failed_clusters(const Job& job, std::size_t li
     if (!q.getColumn(3).isNull()) f.exit_code = q.getColumn(3).getInt();
     if (!q.getColumn(4).isNull()) f.signal = q.getColumn(4).getInt();
     f.log_path = q.getColumn(5).getString();
+    if (!q.getColumn(6).isNull())
+      f.mem_limit_kib = static_cast<std::uint64_t>(q.getColumn(6).getInt64());
+    f.peak_kib = static_cast<std::uint64_t>(q.getColumn(7).getInt64());
+    f.note = q.getColumn(8).getString();
     out.push_back(std::move(f));
   }
   return out;
+}
+
+std::vector<std::int64_t> Store::related_jobs(const Job& job) {
+  std::vector<std::int64_t> ids{job.id};
+  SQLite::Statement q(db_,
+                      "SELECT id FROM job WHERE command = ? AND clusters = ? AND id != ? "
+                      "ORDER BY id DESC LIMIT 10");
+  q.bind(1, job.command);
+  q.bind(2, as_db(job.clusters));
+  q.bind(3, job.id);
+  while (q.executeStep()) ids.push_back(q.getColumn(0).getInt64());
+  return ids;
+}
+
+std::optional<std::uint64_t> Store::peak_kib(const std::vector<std::int64_t>& jobs,
+                                             ClusterId cluster) {
+  std::optional<std::uint64_t> best;
+  auto& q = *peak_;
+  for (auto id : jobs) {
+    q.reset();
+    q.bind(1, id);
+    q.bind(2, as_db(cluster));
+    if (q.executeStep() && !q.getColumn(0).isNull() && q.getColumn(0).getInt64() > 0)
+      best = std::max(best.value_or(0), static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+  }
+  q.reset();
+  return best;
 }
 
 std::uint32_t Store::next_attempt(const Job& job, ClusterId cluster) {
@@ -340,6 +423,11 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
   q.bind(5, host_);
   q.bind(6, start.started_at);
   q.bind(7, start.log_path);
+  q.bind(8, start.cap);
+  if (start.mem_limit_kib)
+    q.bind(9, as_db(*start.mem_limit_kib));
+  else
+    q.bind(9);
   q.exec();
   return db_.getLastInsertRowid();
 }
@@ -360,7 +448,15 @@ void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, cons
   q.bind(5, end.user_cpu_s);
   q.bind(6, end.sys_cpu_s);
   q.bind(7, as_db(end.peak_rss_kib));
-  q.bind(8, row);
+  if (end.peak_cgroup_kib)
+    q.bind(8, as_db(*end.peak_cgroup_kib));
+  else
+    q.bind(8);
+  if (end.note.empty())
+    q.bind(9);
+  else
+    q.bind(9, end.note);
+  q.bind(10, row);
   q.exec();
   if (end.state == AttemptState::kDone) mark_done(job, cluster);
 }
@@ -399,6 +495,30 @@ void Store::mark_done(const Job& job, ClusterId cluster) {
     run(*done_extend_, {after_hi.value_or(c), job.id, *before_lo});
   else
     run(*done_insert_, {job.id, c, after_hi.value_or(c)});
+}
+
+std::vector<ClusterReport> Store::cluster_report(const Job& job) {
+  std::vector<ClusterReport> out;
+  SQLite::Statement q(
+      db_,
+      "SELECT a.cluster, c.n, a.state, a.finished_at - a.started_at, c.rss, c.cg FROM "
+      "(SELECT cluster, count(*) AS n, max(attempt) AS last, max(peak_rss_kib) AS rss, "
+      "        max(peak_cgroup_kib) AS cg FROM attempt WHERE job_id = ?1 GROUP BY cluster) c "
+      "JOIN attempt a ON a.job_id = ?1 AND a.cluster = c.cluster AND a.attempt = c.last "
+      "ORDER BY a.cluster");
+  q.bind(1, job.id);
+  while (q.executeStep()) {
+    ClusterReport r;
+    r.cluster = static_cast<ClusterId>(q.getColumn(0).getInt64());
+    r.attempts = static_cast<std::uint32_t>(q.getColumn(1).getInt());
+    r.state = q.getColumn(2).getString();
+    if (!q.getColumn(3).isNull()) r.duration_s = q.getColumn(3).getDouble();
+    r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
+    if (!q.getColumn(5).isNull())
+      r.peak_cgroup_kib = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 std::vector<JobProgress> Store::progress() {

@@ -7,7 +7,10 @@
 //   --signal-for C=SIG   kill itself with signal SIG when this is cluster C
 //   --sleep-ms MS        sleep before exiting
 //   --print N            write N lines to stdout and N to stderr
-//   --alloc-mib N        allocate and touch N MiB
+//   --alloc-mib N        allocate and touch N MiB (and say so on stderr if it fails)
+//   --alloc-for C=MIB    allocate MIB MiB instead when this is cluster C (repeatable)
+//   --hold-ms MS         keep the allocation this long, then free it before going on
+//   --mem-record FILE    append "start C MIB" once allocated and "end C MIB" once freed
 //   --ignore-term        ignore SIGTERM
 //   --die-with-parent    get SIGKILL when runner dies
 //   --ready-dir DIR      create DIR/C.ready once running
@@ -97,8 +100,9 @@ long match_for(const std::vector<std::string>& rules, long cluster, long fallbac
 
 int main(int argc, char** argv) {
   std::string record, ready_dir, hold_file, live_count;
-  std::vector<std::string> exit_for, signal_for;
-  long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0;
+  std::vector<std::string> exit_for, signal_for, alloc_for;
+  std::string mem_record;
+  long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0, hold_ms = -1;
   bool args_to_stdout = false, ignore_term = false, die_with_parent = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -119,6 +123,12 @@ int main(int argc, char** argv) {
       print = std::atol(next().c_str());
     else if (a == "--alloc-mib")
       alloc_mib = std::atol(next().c_str());
+    else if (a == "--alloc-for")
+      alloc_for.push_back(next());
+    else if (a == "--hold-ms")
+      hold_ms = std::atol(next().c_str());
+    else if (a == "--mem-record")
+      mem_record = next();
     else if (a == "--ignore-term")
       ignore_term = true;
     else if (a == "--die-with-parent")
@@ -162,11 +172,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "err line %ld of cluster %ld\n", i, cluster);
   }
   std::fflush(stdout);
+  alloc_mib = match_for(alloc_for, cluster, alloc_mib);
   if (alloc_mib > 0) {
     auto bytes = static_cast<std::size_t>(alloc_mib) << 20;
     auto* p = static_cast<char*>(std::malloc(bytes));
-    if (!p) return 96;
+    if (!p) {
+      std::fprintf(stderr, "test_child: cannot allocate %ld MiB: %s\n", alloc_mib,
+                   std::strerror(errno));
+      return 96;
+    }
     for (std::size_t off = 0; off < bytes; off += 4096) p[off] = 1;
+    auto tag = " " + std::to_string(cluster) + " " + std::to_string(alloc_mib) + "\n";
+    if (!mem_record.empty()) append_line(mem_record, "start" + tag);
+    if (hold_ms >= 0) {
+      nap_ms(hold_ms);
+      if (!mem_record.empty()) append_line(mem_record, "end" + tag);
+      std::free(p);
+    }
   }
   if (!ready_dir.empty()) append_line(ready_dir + "/" + std::to_string(cluster) + ".ready", "");
   if (barrier > 0 && !live_count.empty()) {

@@ -29,11 +29,20 @@ class FakeLauncher : public Launcher {
   std::deque<Wakeup> script;
   bool ends_on_sigterm = true;  // a child that gets SIGTERM ends at the next wait
   std::vector<LaunchSpec> specs;
+  // Memory: whether an attempt ends out of memory, and what a child uses.
+  std::function<bool(ClusterId, std::uint32_t)> oom_for = [](ClusterId, std::uint32_t) {
+    return false;
+  };
+  std::function<std::uint64_t(ClusterId)> usage_for;  // unset: no usage to report
+  std::function<void(const LaunchSpec&)> on_start = [](const LaunchSpec&) {};
+  std::map<pid_t, std::uint32_t> attempt_of;
 
   StartResult start(const LaunchSpec& spec) override {
     specs.push_back(spec);
     if (auto f = fail_start(spec.cluster)) return *f;
+    on_start(spec);
     pid_t pid = next_pid_++;
+    attempt_of[pid] = spec.attempt;
     running[pid] = spec.cluster;
     order.push_back(pid);
     max_running = std::max(max_running, running.size());
@@ -53,7 +62,10 @@ class FakeLauncher : public Launcher {
     if (!w.exits.empty()) return w;
     if (!order.empty() && !stuck_) {
       auto pid = order.front();
-      w.exits.push_back(end(pid, exit_for(running[pid]), std::nullopt));
+      bool oom = oom_for(running[pid], attempt_of[pid]);
+      w.exits.push_back(end(pid, oom ? std::nullopt : std::optional<int>(exit_for(running[pid])),
+                            oom ? std::optional<int>(SIGKILL) : std::nullopt));
+      w.exits.back().oom = oom;
       return w;
     }
     EXPECT_TRUE(deadline.has_value()) << "the scheduler would sleep forever";
@@ -64,6 +76,17 @@ class FakeLauncher : public Launcher {
     events.push_back(std::string(sig == SIGTERM ? "SIGTERM " : "SIGKILL ") +
                      std::to_string(running.at(pid)));
     if (sig == SIGKILL || ends_on_sigterm) pending_kill_.push_back(pid);
+  }
+
+  std::optional<std::uint64_t> memory_in_use(pid_t pid) const override {
+    if (!usage_for || !running.contains(pid)) return std::nullopt;
+    return usage_for(running.at(pid));
+  }
+  std::optional<std::uint64_t> total_memory_in_use() const override {
+    if (!usage_for) return std::nullopt;
+    std::uint64_t total = 0;
+    for (const auto& [pid, c] : running) total += usage_for(c);
+    return total;
   }
 
   // After this, children end only when signalled.
@@ -100,7 +123,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   RunSummary run(ClusterId n, std::uint32_t p, SchedulerOptions options = {}) {
-    job_ = store_->open_job("job", n, "cmd");
+    job_ = store_->open_job("job", n, "cmd");  // "cmd": as earlier jobs in these tests
     options.parallel = p;
     options.log_dir = dir_;
     Scheduler s(*store_, job_, command_, launcher_, nullptr, options);
@@ -270,6 +293,115 @@ TEST_F(SchedulerTest, AStartFailureAfterASuccessIsOneFailedCluster) {
   EXPECT_FALSE(s.setup_failure);
   EXPECT_EQ(s.done, 4u);
   EXPECT_EQ(one("SELECT exit_code FROM attempts WHERE cluster = 3"), "127");
+}
+
+constexpr std::uint64_t MiB = 1ULL << 20;
+
+// Records a finished attempt with a peak in an earlier job of the same command.
+void remember_peak(Store& store, const Job& job, ClusterId c, std::uint64_t peak_mib) {
+  auto row = store.record_start(job, AttemptStart{c, 1, 1, 1.0, "log"});
+  AttemptEnd end;
+  end.state = AttemptState::kDone;
+  end.exit_code = 0;
+  end.peak_rss_kib = peak_mib * 1024;
+  store.record_end(job, row, c, end);
+}
+
+TEST_F(SchedulerTest, ABudgetNeverLetsReservationsPassIt) {
+  auto yesterday = store_->open_job("yesterday", 40, "cmd");
+  for (ClusterId c = 1; c <= 40; ++c) remember_peak(*store_, yesterday, c, c % 5 == 0 ? 350 : 100);
+  std::map<pid_t, std::uint64_t> need;
+  std::uint64_t most = 0;
+  std::size_t most_running = 0;
+  launcher_.on_start = [&](const LaunchSpec& spec) {
+    // What the budget reserves: the recorded peak with its 5% margin.
+    std::uint64_t in_use = 0;
+    for (const auto& [pid, c] : launcher_.running) in_use += (c % 5 == 0 ? 350 : 100) * 105 / 100;
+    in_use += (spec.cluster % 5 == 0 ? 350 : 100) * 105 / 100;
+    most = std::max(most, in_use);
+    most_running = std::max(most_running, launcher_.running.size() + 1);
+    EXPECT_EQ(spec.mem_limit, 1000 * MiB);  // no --mem-limit: capped at the budget
+  };
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  auto s = run(40, 8, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_LE(most, 1000u);
+  EXPECT_GE(most_running, 5u);  // memory, not P, decided how many ran
+  EXPECT_LT(most_running, 9u);
+}
+
+TEST_F(SchedulerTest, WithoutHistoryEachClusterReservesItsCap) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_limit = 400 * MiB;
+  launcher_.on_start = [&](const LaunchSpec& spec) { EXPECT_EQ(spec.mem_limit, 400 * MiB); };
+  auto s = run(10, 8, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(launcher_.max_running, 2u);
+}
+
+TEST_F(SchedulerTest, AnOomUnderABudgetRunsOnceMoreAloneWithTheWholeBudget) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_limit = 200 * MiB;
+  launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
+  std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
+  launcher_.on_start = [&](const LaunchSpec& spec) {
+    if (spec.cluster == 2) {
+      starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
+      EXPECT_EQ(spec.mem_limit, spec.attempt == 1 ? 200 * MiB : 1000 * MiB);
+    }
+  };
+  auto s = run(12, 4, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  ASSERT_EQ(starts_of_2.size(), 2u);
+  EXPECT_EQ(starts_of_2[1].second, 0u);  // alone
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+            "oom,done");
+}
+
+TEST_F(SchedulerTest, ASecondOomStaysOom) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  launcher_.oom_for = [](ClusterId c, std::uint32_t) { return c == 2; };
+  auto s = run(3, 2, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+            "oom,oom");
+  EXPECT_EQ(one("SELECT failed FROM progress WHERE job = 'job'"), "1");
+}
+
+TEST_F(SchedulerTest, AClusterLargerThanTheBudgetIsReportedNotStarted) {
+  auto yesterday = store_->open_job("yesterday", 3, "cmd");
+  remember_peak(*store_, yesterday, 2, 5000);
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  auto s = run(3, 2, o);
+  EXPECT_EQ(s.too_big, 1u);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(starts(), (std::vector<std::string>{"start 1", "start 3"}));
+}
+
+TEST_F(SchedulerTest, OvercommitEvictsTheYoungestGuessAndRunsItAgainWithoutFailing) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_overcommit = true;
+  // Cluster 4 turns out to need 900 MiB; the rest 50.
+  launcher_.usage_for = [](ClusterId c) { return (c == 4 ? 900 : 50) * MiB; };
+  std::vector<ClusterId> started;
+  launcher_.on_start = [&](const LaunchSpec& spec) { started.push_back(spec.cluster); };
+  auto s = run(8, 8, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  // The one that outgrew its guess went, not the youngest of all.
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_EQ(one("SELECT cluster FROM attempts WHERE state = 'interrupted'"), "4");
+  EXPECT_EQ(std::count(started.begin(), started.end(), 4), 2);
+  EXPECT_EQ(s.failed_this_run, 0u);
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'interrupted' AND note LIKE "
+                "'evicted at % to keep the pool within the memory budget'"),
+            std::to_string(s.evicted));
+  EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "8");
 }
 
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {

@@ -41,14 +41,14 @@ class StoreTest : public ::testing::Test {
 
 TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   Store s(path_, Store::Access::kReadWrite);
-  EXPECT_EQ(one(s, "PRAGMA user_version"), "1");
+  EXPECT_EQ(one(s, "PRAGMA user_version"), "2");
   EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
   SQLite::Statement cols(s.db(),
                          "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
   ASSERT_TRUE(cols.executeStep());
   EXPECT_EQ(cols.getColumn(0).getString(),
             "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
-            "user_cpu_s,sys_cpu_s,peak_rss_kib,log_path");
+            "user_cpu_s,sys_cpu_s,peak_rss_kib,peak_cgroup_kib,mem_limit_kib,cap,log_path,note");
   SQLite::Statement pcols(s.db(),
                           "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
   ASSERT_TRUE(pcols.executeStep());
@@ -160,6 +160,81 @@ TEST_F(StoreTest, AHoldIsRefusedWhileItsHolderLivesAndTakenOverWhenItDied) {
   s.release_hold(j, self);
   s.acquire_hold(j, before_boot);
   EXPECT_NO_THROW(s.acquire_hold(j, self));
+}
+
+TEST_F(StoreTest, UpgradesALogFromSchemaOneKeepingEveryAttempt) {
+  {
+    // The tables as schema 1 had them, with one job and two attempts.
+    SQLite::Database db(path_.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(R"SQL(
+      CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, clusters INTEGER NOT NULL,
+        command TEXT NOT NULL, created_at REAL NOT NULL, holder_pid INTEGER, holder_host TEXT,
+        holder_boot TEXT, holder_ticks INTEGER, holder_since REAL);
+      CREATE TABLE attempt (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES job(id),
+        cluster INTEGER NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, pid INTEGER,
+        host TEXT, started_at REAL NOT NULL, finished_at REAL, exit_code INTEGER, signal INTEGER,
+        user_cpu_s REAL, sys_cpu_s REAL, peak_rss_kib INTEGER, log_path TEXT,
+        UNIQUE (job_id, cluster, attempt));
+      CREATE INDEX attempt_running ON attempt(job_id, cluster) WHERE state = 'running';
+      CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN ('failed');
+      CREATE TABLE done_range (job_id INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+        PRIMARY KEY (job_id, lo)) WITHOUT ROWID;
+      CREATE VIEW attempts AS SELECT a.cluster FROM attempt a;
+      CREATE VIEW progress AS SELECT name AS job FROM job;
+      INSERT INTO job VALUES (1, 'old', 5, 'cmd', 1.0, NULL, NULL, NULL, NULL, NULL);
+      INSERT INTO attempt (job_id, cluster, attempt, state, started_at, finished_at, exit_code,
+        peak_rss_kib, log_path) VALUES (1, 1, 1, 'done', 1.0, 2.0, 0, 100, 'a'),
+                                       (1, 2, 1, 'failed', 1.0, 2.0, 3, 200, 'b');
+      INSERT INTO done_range VALUES (1, 1, 1);
+      PRAGMA user_version = 1;
+    )SQL");
+  }
+  Store s(path_, Store::Access::kReadWrite);
+  EXPECT_EQ(one(s, "PRAGMA user_version"), "2");
+  auto p = s.progress().at(0);
+  EXPECT_EQ(p.job, "old");
+  EXPECT_EQ(p.done, 1u);
+  EXPECT_EQ(p.failed, 1u);
+  EXPECT_EQ(p.pending, 3u);
+  EXPECT_EQ(one(s, "SELECT count(*) FROM attempts WHERE peak_cgroup_kib IS NULL"), "2");
+  EXPECT_EQ(s.failed_clusters(*s.find_job("old")).at(0).exit_code, 3);
+}
+
+TEST_F(StoreTest, OomAndTimeoutCountAsFailedAndAreDescribedInWords) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto j = s.open_job("j", 10, "cmd");
+  auto row = s.record_start(j, AttemptStart{1, 1, 100, 1.0, "log", "cgroup-v1", 204800});
+  AttemptEnd end;
+  end.state = AttemptState::kOom;
+  end.signal = 9;
+  end.peak_rss_kib = 210000;
+  end.peak_cgroup_kib = 204800;
+  end.note = "the kernel killed 1 process(es) of it for memory";
+  s.record_end(j, row, 1, end);
+  EXPECT_EQ(s.progress().at(0).failed, 1u);
+  auto f = s.failed_clusters(j).at(0);
+  EXPECT_EQ(f.state, "oom");
+  EXPECT_EQ(describe_failure(f),
+            "out of memory at the 200.0 MiB cap (peak 200.0 MiB); the kernel killed 1 process(es) "
+            "of it for memory");
+  // History for the budget: the cgroup figure where there is one.
+  EXPECT_EQ(s.peak_kib(s.related_jobs(j), 1), 204800u);
+  EXPECT_EQ(s.peak_kib(s.related_jobs(j), 2), std::nullopt);
+}
+
+TEST_F(StoreTest, PeaksAreLearnedFromEarlierJobsWithTheSameCommandAndSize) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto monday = s.open_job("monday", 10, "cmd");
+  auto other = s.open_job("other", 10, "another cmd");
+  auto tuesday = s.open_job("tuesday", 10, "cmd");
+  attempt(s, monday, 3, AttemptState::kDone);
+  s.db().exec("UPDATE attempt SET peak_rss_kib = 7777");
+  attempt(s, other, 4, AttemptState::kDone);
+  s.db().exec("UPDATE attempt SET peak_rss_kib = 9999 WHERE cluster = 4");
+  auto related = s.related_jobs(tuesday);
+  EXPECT_EQ(related, (std::vector<std::int64_t>{tuesday.id, monday.id}));
+  EXPECT_EQ(s.peak_kib(related, 3), 7777u);
+  EXPECT_EQ(s.peak_kib(related, 4), std::nullopt);
 }
 
 TEST_F(StoreTest, RefusesAFileThatIsNotSQLiteAndLeavesItAlone) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runner/cluster.h"
+#include "runner/memory.h"
 
 namespace runner {
 
@@ -27,7 +28,22 @@ struct RunArgs {
   bool skip_failed = false;
   bool quiet = false;
   bool verbose = false;
+  // Memory.
+  std::optional<std::uint64_t> mem_limit;   // bytes
+  std::optional<std::uint64_t> mem_budget;  // bytes; unset with mem_budget_auto
+  bool mem_budget_auto = false;             // --mem-budget auto: what is available
+  bool mem_overcommit = false;
+  CapChoice cap = CapChoice::kAuto;
 };
+
+struct ReportArgs {
+  std::filesystem::path db = "runner.db";
+  std::optional<std::string> job;
+  enum class Format { kText, kCsv, kJson } format = Format::kText;
+  std::optional<std::uint64_t> mem_budget;  // for the advice on P
+};
+
+struct DoctorArgs {};
 
 struct StatusArgs {
   std::filesystem::path db = "runner.db";
@@ -39,7 +55,7 @@ struct PrintAndExit {
   std::string text;
 };
 
-using Invocation = std::variant<RunArgs, StatusArgs, PrintAndExit>;
+using Invocation = std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, PrintAndExit>;
 
 // args: the command line without the program name. Throws Error (exit code
 // 2) with a one-line message naming the bad value.

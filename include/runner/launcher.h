@@ -25,8 +25,9 @@ struct LaunchSpec {
   ClusterId clusters = 0;
   std::uint32_t attempt = 0;
   std::string job;
-  std::vector<std::string> argv;  // argv[0] is a path (resolved by the caller)
-  std::string log_path;           // stdout and stderr go here
+  std::vector<std::string> argv;           // argv[0] is a path (resolved by the caller)
+  std::string log_path;                    // stdout and stderr go here
+  std::optional<std::uint64_t> mem_limit;  // bytes; the launcher's mechanism enforces it
 };
 
 struct Started {
@@ -50,6 +51,9 @@ struct ChildExit {
   double user_cpu_s = 0;
   double sys_cpu_s = 0;
   std::uint64_t peak_rss_kib = 0;
+  std::optional<std::uint64_t> peak_cgroup_kib;  // where the launcher has a cgroup
+  bool oom = false;      // it died for want of memory (certain, or likely: see note)
+  std::string oom_note;  // the evidence, in words
 };
 
 // What woke the scheduler: children that ended, and signals runner received.
@@ -64,8 +68,14 @@ class Launcher {
   virtual StartResult start(const LaunchSpec& spec) = 0;
   // Blocks until a child ends, a signal arrives, or the deadline passes.
   virtual Wakeup wait(std::optional<Clock::time_point> deadline) = 0;
-  // Sends sig to the child's whole process group.
+  // Sends sig to the child's whole process group (and its cgroup, if any).
   virtual void signal(pid_t pid, int sig) = 0;
+
+  // Memory: the mechanism that caps children ("cgroup-v1", "rlimit", "none"),
+  // and, where it can be read cheaply, what a child and all of them use now.
+  virtual std::string cap_name() const { return "none"; }
+  virtual std::optional<std::uint64_t> memory_in_use(pid_t) const { return std::nullopt; }
+  virtual std::optional<std::uint64_t> total_memory_in_use() const { return std::nullopt; }
 };
 
 }  // namespace runner

@@ -1,17 +1,20 @@
 // Runs children as real processes on this machine, through Boost.Process.
 // Each child gets its own process group, stdin from /dev/null, stdout and
 // stderr into its log file, the RUNNER_* variables, and the signal mask runner
-// had before it blocked its own signals. Children are reaped with wait4, so
-// their rusage (CPU time, peak RSS of the tree) is exact.
+// had before it blocked its own signals, and, given MemoryCaps, a cage of its
+// own (a cgroup, or an rlimit) that it enters before exec. Children are reaped
+// with wait4, so their rusage (CPU time, peak RSS of the tree) is exact.
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "runner/launcher.h"
+#include "runner/memory.h"
 #include "runner/signals.h"
 
 namespace runner {
@@ -26,7 +29,8 @@ Resolved resolve_program(const std::string& name);
 
 class LocalLauncher : public Launcher {
  public:
-  explicit LocalLauncher(SignalChannel& signals);
+  // caps may be null: no caps, and no cgroup peaks.
+  LocalLauncher(SignalChannel& signals, MemoryCaps* caps);
   ~LocalLauncher() override;
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
@@ -34,14 +38,24 @@ class LocalLauncher : public Launcher {
   StartResult start(const LaunchSpec& spec) override;
   Wakeup wait(std::optional<Clock::time_point> deadline) override;
   void signal(pid_t pid, int sig) override;
+  std::string cap_name() const override;
+  std::optional<std::uint64_t> memory_in_use(pid_t pid) const override;
+  std::optional<std::uint64_t> total_memory_in_use() const override;
 
  private:
+  struct Child {
+    std::unique_ptr<Cage> cage;
+    std::string log_path;
+    std::optional<std::uint64_t> mem_limit;
+  };
   void reap(Wakeup& into);
+  void judge_memory(Child& child, ChildExit& exit);
 
   SignalChannel& signals_;
   int dev_null_ = -1;
   std::vector<char*> base_env_;  // runner's environment minus any RUNNER_* variables
-  std::unordered_set<pid_t> children_;
+  MemoryCaps* caps_;
+  std::unordered_map<pid_t, Child> children_;
   std::string resolved_name_, resolved_path_;  // the last program looked up
 };
 

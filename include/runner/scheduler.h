@@ -1,15 +1,18 @@
 // The pool loop: starts clusters that are not done, at most P at a time,
 // starting the next one the moment a slot frees; records every attempt in the
-// store; stops in steps (SIGTERM, grace, SIGKILL) when runner is signalled.
+// store; keeps the pool within a memory budget when one is given; stops in
+// steps (SIGTERM, grace, SIGKILL) when runner is signalled.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 
+#include "runner/budget.h"
 #include "runner/cluster.h"
 #include "runner/error.h"
 #include "runner/intervals.h"
@@ -23,7 +26,10 @@ struct SchedulerOptions {
   std::uint32_t parallel = 1;
   std::chrono::milliseconds grace{10'000};
   bool skip_failed = false;
-  std::filesystem::path log_dir;  // this job's folder; must exist
+  std::filesystem::path log_dir;            // this job's folder; must exist
+  std::optional<std::uint64_t> mem_limit;   // bytes, each child's cap
+  std::optional<std::uint64_t> mem_budget;  // bytes, all running children together
+  bool mem_overcommit = false;
 };
 
 // What one run did, for the summary and the exit code.
@@ -31,10 +37,13 @@ struct RunSummary {
   ClusterId clusters = 0;
   ClusterId done = 0;  // done clusters of the job at the end
   ClusterId done_this_run = 0;
-  ClusterId failed_this_run = 0;
+  ClusterId failed_this_run = 0;  // ended failed, oom or timeout
+  ClusterId oom_this_run = 0;
   ClusterId interrupted = 0;                 // attempts stopped by runner's own shutdown
   ClusterId recovered = 0;                   // attempts a dead runner had left `running`
   ClusterId skipped_failed = 0;              // left alone by --skip-failed
+  ClusterId too_big = 0;                     // need more than the whole budget: not started
+  ClusterId evicted = 0;                     // stopped and requeued to keep within the budget
   std::optional<int> stop_signal;            // set when a signal stopped the run
   std::optional<std::string> setup_failure;  // the command cannot be executed at all
   std::chrono::milliseconds elapsed{0};
@@ -49,20 +58,35 @@ class Scheduler {
   RunSummary run();
 
  private:
-  struct Running {
+  // A cluster about to start, with what to reserve for it and what to cap it at.
+  struct Candidate {
     ClusterId cluster = 0;
+    std::uint64_t need = 0;  // bytes reserved from the budget
+    bool guessed = false;    // need is a learned guess (overcommit)
+    bool alone = false;      // a retry after OOM: the whole budget to itself
+    std::optional<std::uint64_t> cap;
+  };
+  struct Running {
+    Candidate what;
     std::uint32_t attempt = 0;
     std::int64_t row = 0;
     std::string log_path;
-    bool signalled = false;  // runner asked it to stop: its end is `interrupted`
+    Clock::time_point started{};
+    bool signalled = false;                   // runner asked it to stop: its end is `interrupted`
+    std::optional<std::uint64_t> evicted_at;  // bytes in use when evicted for the budget
   };
 
   std::optional<ClusterId> next_cluster();
+  std::optional<Candidate> next_candidate();
+  Candidate candidate_for(ClusterId cluster);
+  bool fits(const Candidate& c) const;
+  bool has_work() const { return more_ || !deferred_.empty() || !requeue_.empty(); }
   void fill();
-  void start(ClusterId cluster);
+  void start(const Candidate& c);
   void finish(const ChildExit& exit);
   void on_signal(int sig);
   void signal_all(int sig);
+  void watch_memory();
   std::optional<Clock::time_point> deadline() const;
   Snapshot snapshot() const;
 
@@ -76,12 +100,21 @@ class Scheduler {
   IntervalSet done_;
   std::set<ClusterId> skip_;  // failed clusters left alone (--skip-failed)
   ClusterId cursor_ = 1;      // every cluster below it has been started or skipped
-  bool more_ = true;          // clusters remain to be started
+  bool more_ = true;          // clusters remain below N to be started
   std::map<pid_t, Running> running_;
   bool stopping_ = false;
   std::optional<Clock::time_point> kill_at_;  // end of the grace period
   Clock::time_point started_{};
   RunSummary summary_;
+
+  // Memory budget, when there is one.
+  std::optional<MemoryBudget> budget_;
+  std::vector<std::int64_t> history_jobs_;
+  std::deque<Candidate> requeue_;   // to run again in this run; nothing passes them
+  std::deque<Candidate> deferred_;  // did not fit yet; later clusters may pass them
+  std::size_t head_passed_ = 0;     // how often the oldest deferred one was passed
+  bool pressure_ = false;           // real usage is near the budget: admit nothing
+  std::optional<Clock::time_point> next_watch_;
 };
 
 }  // namespace runner

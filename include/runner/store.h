@@ -21,9 +21,9 @@
 
 namespace runner {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
-enum class AttemptState { kRunning, kDone, kFailed, kInterrupted };
+enum class AttemptState { kRunning, kDone, kFailed, kInterrupted, kOom, kTimeout };
 const char* to_string(AttemptState state);
 
 struct Job {
@@ -44,6 +44,8 @@ struct AttemptStart {
   pid_t pid = 0;  // 0 when the start itself failed
   double started_at = 0;
   std::string log_path;
+  std::string cap;  // the memory mechanism: "cgroup-v1", "rlimit", "none"
+  std::optional<std::uint64_t> mem_limit_kib;
 };
 
 struct AttemptEnd {
@@ -54,6 +56,8 @@ struct AttemptEnd {
   double user_cpu_s = 0;
   double sys_cpu_s = 0;
   std::uint64_t peak_rss_kib = 0;
+  std::optional<std::uint64_t> peak_cgroup_kib;
+  std::string note;  // why, in words, where the state alone does not say
 };
 
 // One row of the `progress` view.
@@ -70,7 +74,23 @@ struct FailedCluster {
   std::optional<int> exit_code;
   std::optional<int> signal;
   std::string log_path;
+  std::optional<std::uint64_t> mem_limit_kib;
+  std::uint64_t peak_kib = 0;  // the cgroup's peak where there was one, else the RSS peak
+  std::string note;
 };
+
+// One cluster in `runner report`: its attempts, and the last one's outcome.
+struct ClusterReport {
+  ClusterId cluster = 0;
+  std::uint32_t attempts = 0;
+  std::string state;  // of the latest attempt
+  std::optional<double> duration_s;
+  std::uint64_t peak_rss_kib = 0;                // highest over its attempts
+  std::optional<std::uint64_t> peak_cgroup_kib;  // highest over its attempts
+};
+
+// A failed cluster in words: "out of memory at the 4.0 GiB cap (peak 4.0 GiB)".
+std::string describe_failure(const FailedCluster& f);
 
 class Store {
  public:
@@ -101,10 +121,19 @@ class Store {
   IntervalSet done_clusters(const Job& job);
   std::vector<FailedCluster> failed_clusters(const Job& job, std::size_t limit = SIZE_MAX);
 
+  // Memory history: this job and earlier jobs with the same command and N
+  // (nightly jobs repeat), this job first; and a cluster's highest recorded
+  // peak (the larger of the two figures) among them.
+  std::vector<std::int64_t> related_jobs(const Job& job);
+  std::optional<std::uint64_t> peak_kib(const std::vector<std::int64_t>& jobs, ClusterId cluster);
+
   // Attempts. record_start returns the row id that record_end takes.
   std::uint32_t next_attempt(const Job& job, ClusterId cluster);
   std::int64_t record_start(const Job& job, const AttemptStart& start);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
+
+  // Every cluster that ran, in order, for `runner report`.
+  std::vector<ClusterReport> cluster_report(const Job& job);
 
   // Reading for `runner status`.
   std::vector<JobProgress> progress();
@@ -135,7 +164,7 @@ class Store {
   SQLite::Database db_;
   std::string host_;
   // Prepared statements on the hot path: one start and one end per cluster.
-  std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_;
+  std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_, peak_;
   std::unique_ptr<SQLite::Statement> done_before_, done_after_, done_insert_, done_extend_,
       done_delete_;
 };

@@ -1,0 +1,95 @@
+// Memory caps and peaks, per mechanism. For each attempt runner makes a Cage:
+// a cgroup of its own (v2 or v1) where the machine allows one, or a setrlimit
+// applied in the child where it does not. A cgroup also gives the attempt's
+// true peak (counting grandchildren, and pages shared between processes once)
+// and a count of OOM kills, which tells an out-of-memory death from a crash.
+//
+// MemoryCaps owns one run's cgroup folder, `runner-<pid>-<start>`, below
+// runner's own cgroup; every cage is a folder inside it, removed when its
+// attempt ends. Folders left by a runner that died are swept on the next start.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace runner {
+
+enum class CapMechanism { kCgroupV2, kCgroupV1, kRlimit, kNone };
+std::string to_string(CapMechanism m);
+
+// What --cap asks for: auto picks the best the machine offers.
+enum class CapChoice { kAuto, kCgroup, kRlimit, kNone };
+std::optional<CapChoice> parse_cap_choice(std::string_view text);
+
+// Where this process's cgroups are, and what it may do with them.
+struct MemoryProbe {
+  std::optional<std::filesystem::path> v2_dir;  // own v2 cgroup, usable for a subtree
+  std::string v2_why_not;
+  std::optional<std::filesystem::path> v1_dir;  // own v1 memory cgroup, usable
+  std::string v1_why_not;
+};
+
+// The files the probe reads; tests point them at a fake tree.
+struct ProbeSources {
+  std::filesystem::path self_cgroup = "/proc/self/cgroup";
+  std::filesystem::path mounts = "/proc/self/mounts";
+  bool try_mkdir = true;  // prove a child cgroup can be made (and removed)
+};
+MemoryProbe probe_memory(const ProbeSources& sources = {});
+
+// The mechanism for a choice; throws Error when --cap cgroup cannot be had.
+CapMechanism choose_mechanism(CapChoice choice, const MemoryProbe& probe);
+
+// What a cage measured over its attempt's life.
+struct MemoryUse {
+  std::optional<std::uint64_t> peak_bytes;  // cgroups only
+  std::uint64_t oom_kills = 0;
+};
+
+class Cage {
+ public:
+  virtual ~Cage() = default;
+  // Runs in the child between fork and exec: async-signal-safe only. Joins the
+  // cgroup or sets the rlimit. Returns 0 or an errno.
+  virtual int enter() const noexcept = 0;
+  // After the attempt's main process ended: reads the peak and OOM kills, kills
+  // whatever is left in the cgroup, removes it. Call once.
+  virtual MemoryUse collect() = 0;
+  // Memory charged to the cage now (cgroups only).
+  virtual std::optional<std::uint64_t> current_bytes() const { return std::nullopt; }
+  // Signals every process in the cage (cgroups only; a no-op otherwise).
+  virtual void signal_all(int) const {}
+};
+
+class MemoryCaps {
+ public:
+  virtual ~MemoryCaps() = default;
+  virtual CapMechanism mechanism() const = 0;
+  // A cage named `name` with an optional cap in bytes. Throws std::system_error.
+  virtual std::unique_ptr<Cage> cage(const std::string& name,
+                                     std::optional<std::uint64_t> limit) = 0;
+  // All cages together: usage now, and a hard limit on the sum (cgroups only).
+  virtual std::optional<std::uint64_t> total_bytes() const { return std::nullopt; }
+  virtual bool set_total_limit(std::uint64_t) { return false; }
+};
+
+// kNone gives nullptr: no cages at all.
+std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe);
+
+// For rlimit, where the kernel does not say: signs in an attempt's log that it
+// died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the
+// sign found, reading only the end of the log.
+std::optional<std::string> allocation_failure_sign(const std::filesystem::path& log);
+
+// What is available to runner: the limit of the cgroup it lives in, else
+// MemAvailable. For --mem-budget auto.
+std::optional<std::uint64_t> available_memory(const MemoryProbe& probe);
+
+}  // namespace runner

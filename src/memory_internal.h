@@ -1,0 +1,34 @@
+// Shared by memory.cpp and memory_cgroup.cpp: reading and writing cgroupfs files.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "runner/memory.h"
+
+namespace runner {
+namespace cgroupfs {
+
+enum class Version { kV1, kV2 };
+
+std::string read_text(const std::filesystem::path& file);  // trimmed; "" if unreadable
+std::optional<std::uint64_t> read_u64(const std::filesystem::path& file);
+// The value of `key` in a "key value" file (memory.events, memory.oom_control).
+std::optional<std::uint64_t> read_key(const std::filesystem::path& file, const std::string& key);
+// Returns 0 or the errno of the failed open or write.
+int write_text(const std::filesystem::path& file, const std::string& text);
+
+}  // namespace cgroupfs
+
+// Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
+std::unique_ptr<MemoryCaps> make_cgroup_caps(cgroupfs::Version version,
+                                             const std::filesystem::path& own_dir);
+
+// Removes run folders that runners which are gone left below own_dir, killing
+// any process still in them. Returns how many folders were removed.
+std::size_t sweep_stale_runs(const std::filesystem::path& own_dir);
+
+}  // namespace runner

@@ -1,0 +1,171 @@
+#include "runner/report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "runner/app.h"
+#include "runner/error.h"
+#include "runner/units.h"
+
+namespace runner {
+namespace {
+
+constexpr std::size_t kHeaviest = 10;
+
+double mib(std::uint64_t kib) {
+  return static_cast<double>(kib) / 1024;
+}
+
+std::vector<const ClusterReport*> heaviest(const std::vector<ClusterReport>& clusters) {
+  std::vector<const ClusterReport*> out;
+  for (const auto& c : clusters) out.push_back(&c);
+  auto n = std::min(kHeaviest, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
+                    [](auto* a, auto* b) { return judged_peak_kib(*a) > judged_peak_kib(*b); });
+  out.resize(n);
+  return out;
+}
+
+std::string duration_text(const ClusterReport& c) {
+  return c.duration_s ? fmt::format("{:.3f}", *c.duration_s) : "";
+}
+
+}  // namespace
+
+std::uint64_t judged_peak_kib(const ClusterReport& c) {
+  return c.peak_cgroup_kib.value_or(c.peak_rss_kib);
+}
+
+PeakStats peak_stats(const std::vector<ClusterReport>& clusters) {
+  std::vector<std::uint64_t> peaks;
+  for (const auto& c : clusters)
+    if (judged_peak_kib(c) > 0) peaks.push_back(judged_peak_kib(c));
+  PeakStats s;
+  s.clusters = peaks.size();
+  if (peaks.empty()) return s;
+  std::sort(peaks.begin(), peaks.end());
+  // Nearest-rank percentiles: always a peak some cluster really had.
+  auto rank = [&](double p) {
+    auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(peaks.size())));
+    return peaks[std::clamp<std::size_t>(i, 1, peaks.size()) - 1];
+  };
+  s.min_kib = peaks.front();
+  s.median_kib = rank(0.5);
+  s.p95_kib = rank(0.95);
+  s.max_kib = peaks.back();
+  return s;
+}
+
+std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_bytes) {
+  if (stats.p95_kib == 0) return 0;
+  return budget_bytes / (stats.p95_kib * 1024);
+}
+
+void write_report_text(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
+                       std::optional<std::uint64_t> budget_bytes) {
+  std::size_t attempts = 0;
+  std::map<std::string, std::size_t> states;
+  for (const auto& c : clusters) {
+    attempts += c.attempts;
+    ++states[c.state];
+  }
+  fmt::print(out, "job {}: {} of {} clusters ran, {} attempts\n", job.name, clusters.size(),
+             job.clusters, attempts);
+  std::string by_state;
+  for (const auto& [state, n] : states)
+    by_state += fmt::format("{}{} {}", by_state.empty() ? "" : ", ", n, state);
+  if (!by_state.empty()) fmt::print(out, "  latest state: {}\n", by_state);
+  auto s = peak_stats(clusters);
+  if (s.clusters == 0) {
+    fmt::print(out, "  no peaks recorded yet\n");
+    return;
+  }
+  fmt::print(out, "  peak memory per cluster: min {}, median {}, p95 {}, max {}\n",
+             format_size_kib(s.min_kib), format_size_kib(s.median_kib), format_size_kib(s.p95_kib),
+             format_size_kib(s.max_kib));
+  fmt::print(out, "  heaviest clusters:\n");
+  for (const auto* c : heaviest(clusters))
+    fmt::print(out, "    cluster {}: {} ({}, {} attempt(s))\n", c->cluster,
+               format_size_kib(judged_peak_kib(*c)), c->state, c->attempts);
+  if (budget_bytes) {
+    auto p = advised_parallel(s, *budget_bytes);
+    if (p == 0)
+      fmt::print(out, "  with a {} budget: no P fits, the p95 peak {} is larger than the budget\n",
+                 format_size_kib(*budget_bytes / 1024), format_size_kib(s.p95_kib));
+    else
+      fmt::print(out,
+                 "  with a {} budget: P = {} keeps {} clusters at the p95 peak ({}) within it\n",
+                 format_size_kib(*budget_bytes / 1024), p, p, format_size_kib(s.p95_kib));
+  }
+}
+
+void write_report_csv_header(std::FILE* out) {
+  fmt::print(out, "job,cluster,attempts,state,duration_s,peak_mib,peak_rss_mib,peak_cgroup_mib\n");
+}
+
+void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters) {
+  for (const auto& c : clusters)
+    fmt::print(out, "{},{},{},{},{},{:.1f},{:.1f},{}\n", job.name, c.cluster, c.attempts, c.state,
+               duration_text(c), mib(judged_peak_kib(c)), mib(c.peak_rss_kib),
+               c.peak_cgroup_kib ? fmt::format("{:.1f}", mib(*c.peak_cgroup_kib)) : "");
+}
+
+void write_report_json(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
+                       std::optional<std::uint64_t> budget_bytes) {
+  // Job names and states are plain ASCII words: nothing here needs escaping.
+  auto s = peak_stats(clusters);
+  fmt::print(out,
+             "{{\"job\": \"{}\", \"clusters\": {}, \"peaks_kib\": {{\"min\": {}, \"median\": {}, "
+             "\"p95\": {}, \"max\": {}}}",
+             job.name, job.clusters, s.min_kib, s.median_kib, s.p95_kib, s.max_kib);
+  if (budget_bytes)
+    fmt::print(out, ", \"mem_budget_bytes\": {}, \"advised_parallel\": {}", *budget_bytes,
+               advised_parallel(s, *budget_bytes));
+  fmt::print(out, ", \"per_cluster\": [");
+  for (std::size_t i = 0; i < clusters.size(); ++i) {
+    const auto& c = clusters[i];
+    fmt::print(out,
+               "{}\n  {{\"cluster\": {}, \"attempts\": {}, \"state\": \"{}\", \"duration_s\": {}, "
+               "\"peak_rss_kib\": {}, \"peak_cgroup_kib\": {}}}",
+               i ? "," : "", c.cluster, c.attempts, c.state,
+               c.duration_s ? fmt::format("{:.3f}", *c.duration_s) : "null", c.peak_rss_kib,
+               c.peak_cgroup_kib ? std::to_string(*c.peak_cgroup_kib) : "null");
+  }
+  fmt::print(out, "\n]}}");
+}
+
+int show_report(const ReportArgs& args) {
+  using Format = ReportArgs::Format;
+  Store store(args.db, Store::Access::kReadOnly);
+  std::vector<Job> jobs;
+  for (auto& job : store.jobs())
+    if (!args.job || job.name == *args.job) jobs.push_back(std::move(job));
+  if (jobs.empty() && args.job)
+    throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
+  // CSV: one header, one table. JSON: one array of jobs. Text: one block a job.
+  if (args.format == Format::kCsv) write_report_csv_header(stdout);
+  if (args.format == Format::kJson) fmt::print("[");
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    auto clusters = store.cluster_report(jobs[i]);
+    switch (args.format) {
+      case Format::kText:
+        if (i) fmt::print("\n");
+        write_report_text(stdout, jobs[i], clusters, args.mem_budget);
+        break;
+      case Format::kCsv:
+        write_report_csv(stdout, jobs[i], clusters);
+        break;
+      case Format::kJson:
+        if (i) fmt::print(",");
+        write_report_json(stdout, jobs[i], clusters, args.mem_budget);
+        break;
+    }
+  }
+  if (args.format == Format::kJson) fmt::print("]\n");
+  return 0;
+}
+
+}  // namespace runner

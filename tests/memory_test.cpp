@@ -1,0 +1,156 @@
+// Memory mechanisms against a fake cgroup tree: the parsing, the choice, and
+// what a v2 cage writes and reads. The real kernel is exercised end to end in
+// memory_e2e_test.cpp.
+#include "runner/memory.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "memory_internal.h"
+#include "runner/error.h"
+
+namespace runner {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FakeCgroupTree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/runner-cgfake-XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  void write(const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+  }
+  ProbeSources sources() {
+    return ProbeSources{root_ / "proc-self-cgroup", root_ / "proc-mounts", false};
+  }
+  fs::path root_;
+};
+
+TEST_F(FakeCgroupTree, FindsAV1MemoryCgroup) {
+  write(root_ / "proc-self-cgroup", "4:memory:/jobs/a\n0::/\n");
+  write(root_ / "proc-mounts",
+        "cgroup " + (root_ / "mem").string() + " cgroup rw,relatime,memory 0 0\n");
+  fs::create_directories(root_ / "mem/jobs/a");
+  auto probe = probe_memory(sources());
+  ASSERT_TRUE(probe.v1_dir);
+  EXPECT_EQ(*probe.v1_dir, root_ / "mem/jobs/a");
+  EXPECT_FALSE(probe.v2_dir);
+  EXPECT_NE(probe.v2_why_not.find("no cgroup v2"), std::string::npos);
+  EXPECT_EQ(choose_mechanism(CapChoice::kAuto, probe), CapMechanism::kCgroupV1);
+  EXPECT_EQ(choose_mechanism(CapChoice::kRlimit, probe), CapMechanism::kRlimit);
+}
+
+TEST_F(FakeCgroupTree, PrefersV2WhenItsMemoryControllerIsDelegated) {
+  write(root_ / "proc-self-cgroup", "0::/user.slice/runner.scope\n");
+  write(root_ / "proc-mounts", "cgroup2 " + (root_ / "unified").string() + " cgroup2 rw 0 0\n");
+  write(root_ / "unified/user.slice/runner.scope/cgroup.controllers", "cpu io memory pids\n");
+  auto probe = probe_memory(sources());
+  ASSERT_TRUE(probe.v2_dir);
+  EXPECT_EQ(choose_mechanism(CapChoice::kAuto, probe), CapMechanism::kCgroupV2);
+  EXPECT_EQ(choose_mechanism(CapChoice::kCgroup, probe), CapMechanism::kCgroupV2);
+}
+
+TEST_F(FakeCgroupTree, SaysWhyV2IsNotUsableAndFallsBackToRlimit) {
+  write(root_ / "proc-self-cgroup", "0::/\n");
+  write(root_ / "proc-mounts", "cgroup2 " + (root_ / "unified").string() + " cgroup2 rw 0 0\n");
+  write(root_ / "unified/cgroup.controllers", "hugetlb\n");
+  auto probe = probe_memory(sources());
+  EXPECT_FALSE(probe.v2_dir);
+  EXPECT_NE(probe.v2_why_not.find("memory controller is not enabled"), std::string::npos)
+      << probe.v2_why_not;
+  EXPECT_NE(probe.v2_why_not.find("hugetlb"), std::string::npos);
+  EXPECT_EQ(choose_mechanism(CapChoice::kAuto, probe), CapMechanism::kRlimit);
+  EXPECT_THROW(choose_mechanism(CapChoice::kCgroup, probe), Error);
+}
+
+TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKills) {
+  fs::create_directories(root_ / "own");
+  auto caps = make_cgroup_caps(cgroupfs::Version::kV2, root_ / "own");
+  ASSERT_EQ(caps->mechanism(), CapMechanism::kCgroupV2);
+  fs::path run;
+  for (const auto& e : fs::directory_iterator(root_ / "own")) run = e.path();
+  ASSERT_EQ(run.filename().string().rfind("runner-", 0), 0u) << run;
+  EXPECT_EQ(cgroupfs::read_text(run / "cgroup.subtree_control"), "+memory");
+  EXPECT_TRUE(caps->set_total_limit(8ULL << 30));
+  EXPECT_EQ(cgroupfs::read_text(run / "memory.max"), "8589934592");
+
+  auto cage = caps->cage("c3-a1", 200ULL << 20);
+  auto dir = run / "c3-a1";
+  EXPECT_EQ(cgroupfs::read_text(dir / "memory.max"), "209715200");
+  EXPECT_EQ(cgroupfs::read_text(dir / "memory.swap.max"), "0");
+  EXPECT_EQ(cgroupfs::read_text(dir / "memory.oom.group"), "1");
+  // What the kernel would have written by the attempt's end:
+  std::ofstream(dir / "memory.peak") << "209711104\n";
+  std::ofstream(dir / "memory.events") << "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n";
+  std::ofstream(dir / "memory.current") << "1000\n";
+  EXPECT_EQ(cage->current_bytes(), 1000u);
+  // A plain folder with files in it cannot be rmdir'ed like a cgroup; only
+  // the figures are checked here.
+  auto use = cage->collect();
+  EXPECT_EQ(use.peak_bytes, 209711104u);
+  EXPECT_EQ(use.oom_kills, 1u);
+  EXPECT_EQ(cgroupfs::read_text(dir / "cgroup.kill"), "1");
+  fs::remove_all(dir);
+}
+
+TEST_F(FakeCgroupTree, TheCageWritesTheChildsPidIntoItsCgroup) {
+  fs::create_directories(root_ / "own");
+  auto caps = make_cgroup_caps(cgroupfs::Version::kV1, root_ / "own");
+  auto cage = caps->cage("c1-a1", std::nullopt);
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(cage->enter() == 0 ? 0 : 1);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  fs::path run;
+  for (const auto& e : fs::directory_iterator(root_ / "own")) run = e.path();
+  EXPECT_EQ(cgroupfs::read_text(run / "c1-a1/cgroup.procs"), std::to_string(pid));
+  fs::remove_all(run / "c1-a1");
+}
+
+TEST(RlimitCage, SetsRlimitDataInTheChild) {
+  auto caps = make_memory_caps(CapMechanism::kRlimit, MemoryProbe{});
+  auto cage = caps->cage("x", 64ULL << 20);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (cage->enter() != 0) ::_exit(2);
+    rlimit r{};
+    ::getrlimit(RLIMIT_DATA, &r);
+    ::_exit(r.rlim_cur == (64ULL << 20) ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(make_memory_caps(CapMechanism::kNone, MemoryProbe{}), nullptr);
+}
+
+TEST_F(FakeCgroupTree, AllocationFailureSignsAreFoundAtTheEndOfALog) {
+  auto log = root_ / "a.log";
+  std::ofstream(log) << std::string(200 * 1024, 'x') << "\nTraceback...\nMemoryError\n";
+  EXPECT_EQ(allocation_failure_sign(log), "MemoryError");
+  std::ofstream(log) << "terminate called after throwing an instance of 'std::bad_alloc'\n";
+  EXPECT_EQ(allocation_failure_sign(log), "std::bad_alloc");
+  std::ofstream(log) << "Segmentation fault\n";
+  EXPECT_EQ(allocation_failure_sign(log), std::nullopt);
+  EXPECT_EQ(allocation_failure_sign(root_ / "missing.log"), std::nullopt);
+}
+
+TEST(CapChoice, ParsesTheFourChoices) {
+  EXPECT_EQ(parse_cap_choice("auto"), CapChoice::kAuto);
+  EXPECT_EQ(parse_cap_choice("cgroup"), CapChoice::kCgroup);
+  EXPECT_EQ(parse_cap_choice("rlimit"), CapChoice::kRlimit);
+  EXPECT_EQ(parse_cap_choice("none"), CapChoice::kNone);
+  EXPECT_EQ(parse_cap_choice("cgroups"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace runner
