@@ -29,13 +29,18 @@ build: deps
 # Every test, in the normal build and again under ASan + UBSan.
 test: unit sanitize
 
+# Skipped tests say why; the reasons are printed after the run.
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@grep -A1 ': Skipped$$' $(BUILD)/Testing/Temporary/LastTest.log | grep -v -e '^--$$' -e ': Skipped$$' \
+	  | sed 's/^/skipped: /' || true
 
 sanitize: deps
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRUNNER_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+	@grep -A1 ': Skipped$$' $(BUILD)-asan/Testing/Temporary/LastTest.log | grep -v -e '^--$$' -e ': Skipped$$' \
+	  | sed 's/^/skipped: /' || true
 
 # clang-format must agree with the tree, and clang-tidy's listed checks must pass.
 lint: build
