@@ -11,6 +11,8 @@
 #include "runner/error.h"
 #include "runner/local_launcher.h"
 #include "runner/memory.h"
+#include "runner/orphans.h"
+#include "runner/policy.h"
 #include "runner/progress.h"
 #include "runner/scheduler.h"
 #include "runner/signals.h"
@@ -120,11 +122,14 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
   auto evicted = s.evicted
                      ? fmt::format(", {} evicted and rerun to stay within the budget", s.evicted)
                      : std::string();
+  if (s.retried || s.timed_out)
+    evicted += fmt::format(", {} retried, {} timed out", s.retried, s.timed_out);
   if (s.done == s.clusters) {
     fmt::print("job {}: all {} clusters done ({} in this run{}, {})\n", job.name, s.clusters,
                s.done_this_run, evicted, took);
     return;
   }
+  if (s.halted) fmt::print("job {}: stopped early: {}\n", job.name, *s.halted);
   auto failed = store.failed_clusters(job, 10);
   fmt::print("job {}: {}/{} done, {} failed in this run{}{}, {}\n", job.name, s.done, s.clusters,
              s.failed_this_run,
@@ -189,8 +194,10 @@ int run_job(const RunArgs& args) {
 
   // Signals are blocked from here on and handled in the scheduler's loop.
   SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
-  Store store(args.db, Store::Access::kReadWrite);
+  Store store(args.db, Store::Access::kReadWrite,
+              args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal);
   auto job = store.open_job(job_name, args.clusters, command.display());
+  auto previous_holder = store.holder(job);
   HoldGuard hold(store, job, current_process());
 
   auto log_dir = logs_root / job.name;
@@ -209,7 +216,7 @@ int run_job(const RunArgs& args) {
 
   std::unique_ptr<MemoryCaps> caps;
   try {
-    caps = make_memory_caps(mechanism, probe);
+    caps = make_memory_caps(mechanism, probe, !args.orphans_wait);
   } catch (const std::system_error& e) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
                             to_string(mechanism), e.what()));
@@ -221,6 +228,14 @@ int run_job(const RunArgs& args) {
   if (budget)
     spdlog::info("memory budget {}, caps by {}", format_size_kib(*budget / 1024),
                  to_string(mechanism));
+  // Clusters that a killed runner left running must not run twice at once.
+  auto orphans = find_orphans(store.left_running(job), previous_holder);
+  if (auto sig = settle_orphans(
+          orphans, args.orphans_wait ? OrphanPolicy::kWait : OrphanPolicy::kKill, signals)) {
+    fmt::print(stderr, "runner: {} while waiting for clusters left running; nothing was started\n",
+               signal_name(*sig));
+    return 128 + *sig;
+  }
   LocalLauncher launcher(signals, caps.get());
   SchedulerOptions options;
   options.parallel = args.parallel;
@@ -230,6 +245,11 @@ int run_job(const RunArgs& args) {
   options.mem_limit = args.mem_limit;
   options.mem_budget = budget;
   options.mem_overcommit = args.mem_overcommit;
+  options.timeout = args.timeout;
+  options.retry = *RetryPolicy::parse_on(args.retry_on);
+  options.retry.retries = args.retries;
+  options.retry.delay = args.retry_delay;
+  options.halt = *HaltPolicy::parse(args.halt);
   Scheduler scheduler(store, job, command, launcher, &progress, options);
   auto summary = scheduler.run();
 

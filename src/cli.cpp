@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runner/error.h"
+#include "runner/policy.h"
 #include "runner/units.h"
 
 namespace runner {
@@ -107,6 +108,18 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
       "--mem-overcommit", run.mem_overcommit,
       "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
   app.add_option("--cap", cap_text, "how to cap memory: auto (default), cgroup, rlimit or none");
+  std::string timeout_text, retries_text, retry_delay_text, sync_text, orphans_text;
+  app.add_option("--timeout", timeout_text, "stop an attempt that runs longer (e.g. 30m)");
+  app.add_option("--retries", retries_text, "run a failed cluster up to K more times (default 0)");
+  app.add_option("--retry-delay", retry_delay_text,
+                 "wait before the first retry, doubling after (default 1s)");
+  app.add_option(
+      "--retry-on", run.retry_on,
+      "what is retried: exit, exit:N, signal, timeout, oom (default exit,signal,timeout)");
+  app.add_option("--halt", run.halt, "never (default), soon,fail=N[%] or now,fail=N[%]");
+  app.add_option("--sync", sync_text, "normal (default) or full: see the README");
+  app.add_option("--orphans", orphans_text,
+                 "kill (default) or wait for clusters a killed runner left running");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
 
@@ -206,6 +219,42 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
   if (run.mem_limit && run.cap == CapChoice::kNone)
     throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
+  if (!timeout_text.empty()) {
+    auto timeout = parse_duration(timeout_text);
+    if (!timeout || timeout->count() == 0)
+      throw Error(fmt::format(
+          "--timeout '{}' is not valid: expected a duration above zero like 90s, 30m or 2h",
+          timeout_text));
+    run.timeout = *timeout;
+  }
+  if (!retries_text.empty()) {
+    auto retries = parse_count(retries_text, 0, 1000);
+    if (!retries)
+      throw Error(fmt::format("--retries '{}' is not valid: expected a whole number from 0 to 1000",
+                              retries_text));
+    run.retries = static_cast<std::uint32_t>(*retries);
+  }
+  if (!retry_delay_text.empty()) {
+    auto delay = parse_duration(retry_delay_text);
+    if (!delay)
+      throw Error(
+          fmt::format("--retry-delay '{}' is not valid: expected a duration like 500ms, 10s or 1m",
+                      retry_delay_text));
+    run.retry_delay = *delay;
+  }
+  if (!RetryPolicy::parse_on(run.retry_on))
+    throw Error(fmt::format(
+        "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, oom",
+        run.retry_on));
+  if (!HaltPolicy::parse(run.halt))
+    throw Error(fmt::format(
+        "--halt '{}' is not valid: expected never, soon,fail=N, now,fail=N or with N%", run.halt));
+  if (!sync_text.empty() && sync_text != "normal" && sync_text != "full")
+    throw Error(fmt::format("--sync '{}' is not valid: expected normal or full", sync_text));
+  run.sync_full = sync_text == "full";
+  if (!orphans_text.empty() && orphans_text != "kill" && orphans_text != "wait")
+    throw Error(fmt::format("--orphans '{}' is not valid: expected kill or wait", orphans_text));
+  run.orphans_wait = orphans_text == "wait";
   return run;
 }
 

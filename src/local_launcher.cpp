@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,10 @@
 #include <boost/process/extend.hpp>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+
+#include "runner/orphans.h"
+#include "runner/sysinfo.h"
 
 extern char** environ;
 
@@ -102,13 +108,78 @@ LocalLauncher::LocalLauncher(SignalChannel& signals, MemoryCaps* caps)
   if (dev_null_ < 0) throw std::system_error(errno, std::generic_category(), "open /dev/null");
   for (char** e = environ; e && *e; ++e)
     if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
+  // Every process of this run carries its id: after a kill -9 of runner, the
+  // next one finds them all by it (see orphans.h).
+  run_var_ = "RUNNER_RUN=" + run_id(current_process());
+  base_env_.push_back(run_var_.data());
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 }
 
 LocalLauncher::~LocalLauncher() {
+  // Nothing runner started outlives it: kill what is left and collect it.
+  for (auto& [pid, child] : children_) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+  kill_strays(true);
+  for (int i = 0; i < 2000; ++i) {
+    pid_t pid = ::waitpid(-1, nullptr, WNOHANG);
+    if (pid < 0) break;  // ECHILD: all collected
+    if (pid == 0) ::usleep(1000);
+  }
   ::close(dev_null_);
 }
 
+namespace {
+
+// The RUNNER_CLUSTER and RUNNER_ATTEMPT a process was started with.
+std::string env_tag_of(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/environ", pid), std::ios::binary);
+  std::string env((std::istreambuf_iterator<char>(in)), {});
+  std::string tag;
+  for (std::size_t at = 0; at < env.size();) {
+    auto end = env.find('\0', at);
+    if (end == std::string::npos) end = env.size();
+    auto var = std::string_view(env).substr(at, end - at);
+    if (var.starts_with("RUNNER_CLUSTER=") || var.starts_with("RUNNER_ATTEMPT=")) {
+      tag += var;
+      tag += '\n';
+    }
+    at = end + 1;
+  }
+  return tag;
+}
+
+}  // namespace
+
+// Children of runner that are not a running cluster's own process were
+// adopted: descendants whose parent died (runner is their subreaper). Each is
+// killed once the cluster whose RUNNER_* variables it carries is no longer
+// running; with `all`, every one.
+void LocalLauncher::kill_strays(bool all) {
+  std::ifstream in(fmt::format("/proc/self/task/{}/children", ::getpid()));
+  std::vector<pid_t> strays;
+  for (pid_t pid; in >> pid;)
+    if (!children_.contains(pid)) strays.push_back(pid);
+  for (pid_t pid : strays) {
+    if (!all) {
+      auto tag = env_tag_of(pid);
+      bool owner_runs = false;
+      for (const auto& [main, child] : children_) owner_runs = owner_runs || child.env_tag == tag;
+      if (owner_runs) continue;
+    }
+    ::kill(pid, SIGKILL);
+  }
+}
+
 StartResult LocalLauncher::start(const LaunchSpec& spec) {
+  // A log folder with no room left fails every start: stop, do not fail clusters.
+  auto folder = spec.log_path.substr(0, spec.log_path.rfind('/') + 1);
+  struct statvfs space {};
+  if (::statvfs(folder.c_str(), &space) == 0 && space.f_bavail * space.f_frsize < 64 * 1024)
+    return StartFailed{ENOSPC,
+                       fmt::format("log folder {} is full: {}", folder, std::strerror(ENOSPC)),
+                       StartFailed::Kind::kEnvironment};
   // Clusters nearly always run the same program: resolve it once, not per start.
   const auto& program = spec.argv.front();
   if (program != resolved_name_) {
@@ -124,14 +195,15 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
     try {
       cage = caps_->cage(fmt::format("c{}-a{}", spec.cluster, spec.attempt), spec.mem_limit);
     } catch (const std::system_error& e) {
-      return StartFailed{e.code().value(), e.what()};
+      return StartFailed{e.code().value(), e.what(), StartFailed::Kind::kEnvironment};
     }
   }
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     int err = errno;
     return StartFailed{err,
-                       fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err))};
+                       fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err)),
+                       StartFailed::Kind::kEnvironment};
   }
   // The child's environment: runner's own plus what tells it which cluster it is.
   std::string vars[] = {
@@ -158,31 +230,36 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   bp::child child(bp::exe = resolved_path_, bp::args = args, setup, ec);
   ::close(log_fd);
   if (ec) {
-    // The child was forked but could not exec: collect it here, it is ours alone.
-    if (failed_pid > 0) ::waitpid(failed_pid, nullptr, 0);
     int err = ec.value();
-    if (failed_pid <= 0)
-      return StartFailed{err, fmt::format("cannot start {}: fork failed: {}", spec.argv.front(),
-                                          std::strerror(err))};
-    return StartFailed{err,
-                       fmt::format("cannot execute {}: {}", spec.argv.front(), std::strerror(err))};
+    if (failed_pid <= 0) {
+      // No process could be made: the machine is short of them for now.
+      auto kind = err == EAGAIN || err == ENOMEM ? StartFailed::Kind::kTransient
+                                                 : StartFailed::Kind::kEnvironment;
+      return StartFailed{
+          err, fmt::format("cannot start {}: fork failed: {}", program, std::strerror(err)), kind};
+    }
+    // The child was forked but could not exec: collect it here, it is ours alone.
+    ::waitpid(failed_pid, nullptr, 0);
+    return StartFailed{err, fmt::format("cannot execute {}: {}", program, std::strerror(err))};
   }
   // runner reaps its children itself with wait4, which Boost.Process's own
   // wait would pre-empt and lose the rusage.
   child.detach();
   pid_t pid = child.id();
-  children_.emplace(pid, Child{std::move(cage), spec.log_path, spec.mem_limit});
-  return Started{pid};
+  auto tag = fmt::format("RUNNER_CLUSTER={}\nRUNNER_ATTEMPT={}\n", spec.cluster, spec.attempt);
+  children_.emplace(pid, Child{std::move(cage), spec.log_path, spec.mem_limit, std::move(tag)});
+  return Started{pid, process_start_ticks(pid).value_or(0)};
 }
 
 void LocalLauncher::reap(Wakeup& into) {
+  bool cluster_ended = false;
   for (;;) {
     int status = 0;
     rusage usage{};
     pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
-    if (pid <= 0) return;  // 0: children remain, none ended; -1 (ECHILD): none at all
+    if (pid <= 0) break;  // 0: children remain, none ended; -1 (ECHILD): none at all
     auto it = children_.find(pid);
-    if (it == children_.end()) continue;
+    if (it == children_.end()) continue;  // an adopted descendant: collected, nothing more
     ChildExit exit;
     exit.pid = pid;
     if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
@@ -190,10 +267,15 @@ void LocalLauncher::reap(Wakeup& into) {
     exit.user_cpu_s = seconds(usage.ru_utime);
     exit.sys_cpu_s = seconds(usage.ru_stime);
     exit.peak_rss_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+    // What is left of its process group goes with it. The group cannot have
+    // been reused: its id stays taken while any member lives.
+    ::kill(-pid, SIGKILL);
     judge_memory(it->second, exit);
     children_.erase(it);
     into.exits.push_back(exit);
+    cluster_ended = true;
   }
+  if (cluster_ended) kill_strays(false);
 }
 
 Wakeup LocalLauncher::wait(std::optional<Clock::time_point> deadline) {
@@ -248,6 +330,8 @@ void LocalLauncher::signal(pid_t pid, int sig) {
   // The child leads its own group: signal the group, so grandchildren get it
   // too. The child is not reaped yet, so its group id cannot have been reused.
   ::kill(-pid, sig);
+  // A stopped child cannot act on SIGTERM until it is continued.
+  if (sig == SIGTERM) ::kill(-pid, SIGCONT);
   // Processes that left the group (setsid) are still in the cgroup.
   if (auto it = children_.find(pid); it != children_.end() && it->second.cage)
     it->second.cage->signal_all(sig);

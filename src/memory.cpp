@@ -179,12 +179,13 @@ CapMechanism choose_mechanism(CapChoice choice, const MemoryProbe& probe) {
   return CapMechanism::kNone;
 }
 
-std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe) {
+std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
+                                             bool kill_leftovers) {
   switch (mechanism) {
     case CapMechanism::kCgroupV2:
-      return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir);
+      return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers);
     case CapMechanism::kCgroupV1:
-      return make_cgroup_caps(cgroupfs::Version::kV1, *probe.v1_dir);
+      return make_cgroup_caps(cgroupfs::Version::kV1, *probe.v1_dir, kill_leftovers);
     case CapMechanism::kRlimit:
       return std::make_unique<RlimitCaps>();
     case CapMechanism::kNone:

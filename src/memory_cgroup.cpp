@@ -173,8 +173,9 @@ class CgroupCage : public Cage {
 
 class CgroupCaps : public MemoryCaps {
  public:
-  CgroupCaps(Version version, const fs::path& own_dir) : version_(version) {
-    sweep_stale_runs(own_dir);
+  CgroupCaps(Version version, const fs::path& own_dir, bool kill_leftovers)
+      : version_(version), own_dir_(own_dir) {
+    sweep_stale_runs(own_dir, kill_leftovers);
     auto self = current_process();
     run_dir_ = own_dir / fmt::format("runner-{}-{}", self.pid, self.start_ticks);
     if (::mkdir(run_dir_.c_str(), 0755) != 0)
@@ -188,6 +189,8 @@ class CgroupCaps : public MemoryCaps {
   ~CgroupCaps() override {
     if (!kill_and_remove(run_dir_, version_))
       spdlog::warn("could not remove cgroup {}", run_dir_.string());
+    // Folders spared at the start because processes were still in them.
+    sweep_stale_runs(own_dir_, false);
   }
 
   CapMechanism mechanism() const override {
@@ -210,16 +213,30 @@ class CgroupCaps : public MemoryCaps {
 
  private:
   Version version_;
+  fs::path own_dir_;
   fs::path run_dir_;
 };
 
 }  // namespace
 
-std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir) {
-  return std::make_unique<CgroupCaps>(version, own_dir);
+std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir,
+                                             bool kill_leftovers) {
+  return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers);
 }
 
-std::size_t sweep_stale_runs(const fs::path& own_dir) {
+namespace {
+
+bool holds_processes(const fs::path& dir) {
+  if (!procs_of(dir).empty()) return true;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.is_directory(ec) && holds_processes(entry.path())) return true;
+  return false;
+}
+
+}  // namespace
+
+std::size_t sweep_stale_runs(const fs::path& own_dir, bool kill) {
   std::size_t removed = 0;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(own_dir, ec)) {
@@ -229,6 +246,7 @@ std::size_t sweep_stale_runs(const fs::path& own_dir) {
       continue;
     ProcessIdentity who{static_cast<pid_t>(pid), host_name(), boot_id(), ticks};
     if (check_alive(who) == Liveness::kAlive) continue;  // another runner's, still running
+    if (!kill && holds_processes(entry.path())) continue;
     auto version = fs::exists(entry.path() / "cgroup.controllers") ? Version::kV2 : Version::kV1;
     if (kill_and_remove(entry.path(), version)) ++removed;
   }

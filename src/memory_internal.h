@@ -25,10 +25,12 @@ int write_text(const std::filesystem::path& file, const std::string& text);
 
 // Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
 std::unique_ptr<MemoryCaps> make_cgroup_caps(cgroupfs::Version version,
-                                             const std::filesystem::path& own_dir);
+                                             const std::filesystem::path& own_dir,
+                                             bool kill_leftovers = true);
 
-// Removes run folders that runners which are gone left below own_dir, killing
-// any process still in them. Returns how many folders were removed.
-std::size_t sweep_stale_runs(const std::filesystem::path& own_dir);
+// Removes run folders that runners which are gone left below own_dir: with
+// kill, killing any process still in them; without, only the empty ones.
+// Returns how many folders were removed.
+std::size_t sweep_stale_runs(const std::filesystem::path& own_dir, bool kill);
 
 }  // namespace runner

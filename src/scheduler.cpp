@@ -15,12 +15,28 @@ namespace {
 constexpr std::size_t kLookahead = 64;
 // With overcommit, real usage is read this often while guessed clusters run.
 constexpr auto kWatchEvery = std::chrono::milliseconds(50);
-// Stop admitting at this share of the budget; evict the youngest guess at the second.
+// Stop admitting at this share of the budget; evict a guessed cluster at the second.
 constexpr double kPressureShare = 0.90;
 constexpr double kEvictShare = 0.97;
+// When no process can be made (fork: EAGAIN), wait this long, doubling, up to the last.
+constexpr auto kFirstStartBackoff = std::chrono::milliseconds(50);
+constexpr auto kLastStartBackoff = std::chrono::milliseconds(5000);
 
 std::string size_text(std::uint64_t bytes) {
   return format_size_kib(bytes / 1024);
+}
+
+Outcome outcome_of(AttemptState state, const ChildExit& exit) {
+  switch (state) {
+    case AttemptState::kDone:
+      return Outcome::kDone;
+    case AttemptState::kTimeout:
+      return Outcome::kTimeout;
+    case AttemptState::kOom:
+      return Outcome::kOom;
+    default:
+      return exit.signal ? Outcome::kSignal : Outcome::kExit;
+  }
 }
 
 }  // namespace
@@ -39,7 +55,9 @@ Scheduler::Scheduler(Store& store, const Job& job, const CommandTemplate& comman
       command_(command),
       launcher_(launcher),
       progress_(progress),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      rng_(options_.seed ? options_.seed
+                         : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
   summary_.clusters = job_.clusters;
   if (options_.mem_budget) {
     auto cap = options_.mem_limit.value_or(*options_.mem_budget);
@@ -80,16 +98,12 @@ RunSummary Scheduler::run() {
       auto wake = launcher_.wait(deadline());
       exits = std::move(wake.exits);
       for (int sig : wake.signals) on_signal(sig);
-      if (kill_at_ && Clock::now() >= *kill_at_) {
-        spdlog::warn("grace period over: killing {} cluster(s) still running", running_.size());
-        signal_all(SIGKILL);
-        kill_at_.reset();
-      }
+      enforce_deadlines();
       watch_memory();
     }
   } catch (...) {
     // runner cannot keep its log: leave no child running unrecorded.
-    signal_all(SIGKILL);
+    for (auto& [pid, r] : running_) launcher_.signal(pid, SIGKILL);
     throw;
   }
   if (progress_) progress_->finish();
@@ -136,19 +150,49 @@ bool Scheduler::fits(const Candidate& c) const {
 }
 
 std::optional<Scheduler::Candidate> Scheduler::next_candidate() {
-  if (!budget_) {
-    auto c = next_cluster();
-    if (!c) return std::nullopt;
-    return candidate_for(*c);
-  }
-  // Clusters to run again in this run go first, in order: nothing passes them.
+  // Clusters to run again in this run at once go first, in order: nothing
+  // passes them (an OOM retry waiting to run alone, an evicted cluster).
   if (!requeue_.empty()) {
     if (!fits(requeue_.front())) return std::nullopt;
     auto c = requeue_.front();
     requeue_.pop_front();
     return c;
   }
-  // Then those set aside for want of memory, oldest first.
+  // Retries whose backoff is over and first attempts take turns, so that
+  // neither starves the other.
+  for (int turn = 0; turn < 2; ++turn) {
+    bool retry = (turn == 0) == retry_turn_;
+    auto c = retry ? take_ready_retry() : take_first_attempt();
+    if (c) {
+      retry_turn_ = !retry;
+      return c;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Scheduler::Candidate> Scheduler::take_ready_retry() {
+  auto now = Clock::now();
+  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
+    ready_retries_.push_back(retry_at_.begin()->second);
+    retry_at_.erase(retry_at_.begin());
+  }
+  for (auto it = ready_retries_.begin(); it != ready_retries_.end(); ++it) {
+    if (!fits(*it)) continue;
+    auto c = *it;
+    ready_retries_.erase(it);
+    return c;
+  }
+  return std::nullopt;
+}
+
+std::optional<Scheduler::Candidate> Scheduler::take_first_attempt() {
+  if (!budget_) {
+    auto c = next_cluster();
+    if (!c) return std::nullopt;
+    return candidate_for(*c);
+  }
+  // Those set aside for want of memory, oldest first.
   for (auto it = deferred_.begin(); it != deferred_.end(); ++it) {
     if (!fits(*it)) continue;
     auto c = *it;
@@ -181,7 +225,9 @@ std::optional<Scheduler::Candidate> Scheduler::next_candidate() {
 
 void Scheduler::fill() {
   if (running_.empty()) pressure_ = false;
-  while (!stopping_ && !pressure_ && running_.size() < options_.parallel) {
+  if (start_again_at_ && Clock::now() < *start_again_at_) return;
+  start_again_at_.reset();
+  while (!stopping_ && !pressure_ && !start_again_at_ && running_.size() < options_.parallel) {
     auto c = next_candidate();
     if (!c) return;
     start(*c);
@@ -201,32 +247,52 @@ void Scheduler::start(const Candidate& c) {
   AttemptStart record{c.cluster, spec.attempt, 0, wall_clock_now(), spec.log_path};
   record.cap = launcher_.cap_name();
   if (c.cap) record.mem_limit_kib = *c.cap / 1024;
+  if (options_.timeout) record.timeout_s = static_cast<double>(options_.timeout->count()) / 1e3;
   auto result = launcher_.start(spec);
   if (auto* started = std::get_if<Started>(&result)) {
     record.pid = started->pid;
+    record.pid_ticks = started->start_ticks;
     auto row = store_.record_start(job_, record);
-    running_.emplace(started->pid,
-                     Running{c, spec.attempt, row, spec.log_path, Clock::now(), false, {}});
+    Running r{c, spec.attempt, row, spec.log_path, Clock::now()};
+    if (options_.timeout) r.timeout_at = r.started + *options_.timeout;
+    running_.emplace(started->pid, r);
     if (budget_) budget_->reserve(c.need);
+    if (c.retry > 0) ++summary_.retried;
+    start_backoff_ = std::chrono::milliseconds(0);
     return;
   }
-  // The start itself failed: recorded as a failed attempt with exit code 127,
-  // as a shell reports a command it cannot execute.
   const auto& failure = std::get<StartFailed>(result);
+  if (failure.kind == StartFailed::Kind::kTransient) {
+    // The machine has no process to spare now: not the cluster's fault. It
+    // goes back to the front, and starts pause, longer each time.
+    start_backoff_ = std::min<std::chrono::milliseconds>(
+        kLastStartBackoff, start_backoff_.count() ? start_backoff_ * 2 : kFirstStartBackoff);
+    start_again_at_ = Clock::now() + start_backoff_;
+    requeue_.push_front(c);
+    spdlog::warn("{}; trying again in {}", failure.message, format_duration(start_backoff_));
+    return;
+  }
+  // The start itself failed: recorded as a failed attempt; exit code 127 when
+  // the command could not be executed, as a shell reports it.
   auto row = store_.record_start(job_, record);
   AttemptEnd end;
   end.state = AttemptState::kFailed;
   end.finished_at = record.started_at;
-  end.exit_code = 127;
+  if (failure.kind == StartFailed::Kind::kCommand) end.exit_code = 127;
   end.note = failure.message;
   store_.record_end(job_, row, c.cluster, end);
   ++summary_.failed_this_run;
   spdlog::error("cluster {}/{}: {}", c.cluster, job_.clusters, failure.message);
-  if (done_.count() == 0) {
+  if (failure.kind == StartFailed::Kind::kEnvironment) {
+    stop(failure.message, false);
+  } else if (done_.count() == 0) {
     // Nothing of this job has ever worked: the command is broken, not the
     // cluster. Stop rather than fail every cluster one by one.
     summary_.setup_failure = failure.message;
     stopping_ = true;
+  } else {
+    ++finished_;
+    ++final_failures_;
   }
 }
 
@@ -251,6 +317,9 @@ void Scheduler::finish(const ChildExit& exit) {
     end.state = AttemptState::kInterrupted;
     end.note = fmt::format("evicted at {} to keep the pool within the memory budget",
                            size_text(*r.evicted_at));
+  } else if (r.timed_out) {
+    end.state = AttemptState::kTimeout;
+    end.note = fmt::format("timed out after {}", format_duration(*options_.timeout));
   } else if (r.signalled) {
     end.state = AttemptState::kInterrupted;
   } else if (exit.oom) {
@@ -272,30 +341,12 @@ void Scheduler::finish(const ChildExit& exit) {
     case AttemptState::kDone:
       done_.insert(cluster);
       ++summary_.done_this_run;
+      ++finished_;
       break;
-    case AttemptState::kOom: {
-      ++summary_.failed_this_run;
-      ++summary_.oom_this_run;
-      auto cap = r.what.cap ? fmt::format(" at the {} cap", size_text(*r.what.cap)) : "";
-      spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) (log {})", cluster, job_.clusters,
-                   cap, size_text(peak_bytes), exit.oom_note, r.log_path);
-      // Under a budget, do what a person would: once more, alone, with all of it.
-      if (budget_ && !r.what.alone && !stopping_) {
-        spdlog::info("cluster {}/{}: trying it once more alone, capped at the whole {} budget",
-                     cluster, job_.clusters, size_text(budget_->total()));
-        requeue_.push_back(Candidate{cluster, budget_->total(), false, true, budget_->total()});
-      }
-      break;
-    }
-    case AttemptState::kFailed:
-      ++summary_.failed_this_run;
-      spdlog::warn("cluster {}/{} failed: {} (log {})", cluster, job_.clusters,
-                   describe_ending(exit.exit_code, exit.signal), r.log_path);
-      break;
-    default:
+    case AttemptState::kInterrupted:
       if (r.evicted_at && !stopping_) {
-        // Evicted, not failed: it goes back to the front of the queue, reserving
-        // more than it had reached when it was stopped.
+        // Evicted, not failed: back to the front of the queue, reserving more
+        // than it had reached when it was stopped.
         auto c = r.what;
         c.need = std::min(budget_->total(), std::max(c.need, *r.evicted_at + *r.evicted_at / 2));
         c.guessed = false;
@@ -304,13 +355,129 @@ void Scheduler::finish(const ChildExit& exit) {
         ++summary_.interrupted;
       }
       break;
+    default:
+      after_unsuccessful(r, end.state, exit);
+      break;
+  }
+}
+
+// A cluster failed, ran out of memory or timed out: say so, and decide
+// whether it runs again in this run.
+void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const ChildExit& exit) {
+  const auto cluster = r.what.cluster;
+  ++summary_.failed_this_run;
+  auto peak_bytes = exit.peak_cgroup_kib.value_or(exit.peak_rss_kib) * 1024;
+  if (state == AttemptState::kOom) {
+    ++summary_.oom_this_run;
+    auto cap = r.what.cap ? fmt::format(" at the {} cap", size_text(*r.what.cap)) : "";
+    spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) (log {})", cluster, job_.clusters,
+                 cap, size_text(peak_bytes), exit.oom_note, r.log_path);
+    // Under a budget, do what a person would: once more, alone, with all of it.
+    if (budget_ && !r.what.alone && !stopping_) {
+      spdlog::info("cluster {}/{}: trying it once more alone, capped at the whole {} budget",
+                   cluster, job_.clusters, size_text(budget_->total()));
+      auto c = r.what;
+      c.need = c.cap.emplace(budget_->total());
+      c.alone = true;
+      requeue_.push_back(c);
+      return;
+    }
+  } else if (state == AttemptState::kTimeout) {
+    ++summary_.timed_out;
+    spdlog::warn("cluster {}/{}: timed out after {} (log {})", cluster, job_.clusters,
+                 format_duration(*options_.timeout), r.log_path);
+  } else {
+    spdlog::warn("cluster {}/{} failed: {} (log {})", cluster, job_.clusters,
+                 describe_ending(exit.exit_code, exit.signal), r.log_path);
+  }
+  const auto& retry = options_.retry;
+  if (!stopping_ && r.what.retry < retry.retries &&
+      retry.applies(outcome_of(state, exit), exit.exit_code)) {
+    auto c = r.what;
+    ++c.retry;
+    auto wait = retry.backoff(c.retry, rng_);
+    spdlog::info("cluster {}/{}: retry {} of {} in {}", cluster, job_.clusters, c.retry,
+                 retry.retries, format_duration(wait));
+    if (budget_) {
+      auto fresh = candidate_for(cluster);  // its peak is known now
+      c.need = fresh.need;
+      c.guessed = fresh.guessed;
+    }
+    retry_at_.emplace(Clock::now() + wait, c);
+    return;
+  }
+  ++finished_;
+  ++final_failures_;
+  if (!stopping_ && options_.halt.reached(final_failures_, finished_))
+    stop(fmt::format("--halt: {}", options_.halt.describe()),
+         options_.halt.when() == HaltPolicy::When::kNow);
+}
+
+// Stops starting clusters; with kill_running, also stops the running ones in
+// steps: SIGTERM now, SIGKILL after the grace.
+void Scheduler::stop(const std::string& why, bool kill_running) {
+  if (!summary_.halted && !summary_.stop_signal) summary_.halted = why;
+  stopping_ = true;
+  spdlog::warn("stopping: {}{}", why,
+               running_.empty() ? ""
+               : kill_running
+                   ? fmt::format("; stopping {} running cluster(s)", running_.size())
+                   : fmt::format("; letting {} running cluster(s) finish", running_.size()));
+  if (kill_running)
+    for (auto& [pid, r] : running_) {
+      r.signalled = true;
+      terminate(pid, r);
+    }
+}
+
+void Scheduler::terminate(pid_t pid, Running& r) {
+  launcher_.signal(pid, SIGTERM);
+  if (!r.kill_at) r.kill_at = Clock::now() + options_.grace;
+}
+
+void Scheduler::on_signal(int sig) {
+  if (!summary_.stop_signal) {
+    summary_.stop_signal = sig;
+    stopping_ = true;
+    if (running_.empty()) return;
+    spdlog::warn("{}: stopping {} running cluster(s), killing them in {} (again to kill now)",
+                 signal_name(sig), running_.size(), format_duration(options_.grace));
+    for (auto& [pid, r] : running_) {
+      r.signalled = true;
+      terminate(pid, r);
+    }
+    return;
+  }
+  // A second signal: the user does not want to wait for the grace period.
+  if (!running_.empty()) {
+    spdlog::warn("{} again: killing {} cluster(s) now", signal_name(sig), running_.size());
+    for (auto& [pid, r] : running_) {
+      r.signalled = true;
+      r.kill_at = Clock::now();
+    }
+  }
+}
+
+// Timeouts and the end of grace periods, each child on its own clock.
+void Scheduler::enforce_deadlines() {
+  auto now = Clock::now();
+  for (auto& [pid, r] : running_) {
+    if (r.timeout_at && now >= *r.timeout_at && !r.timed_out && !r.signalled) {
+      r.timed_out = true;
+      spdlog::warn("cluster {}/{}: {} timeout reached; stopping it", r.what.cluster, job_.clusters,
+                   format_duration(*options_.timeout));
+      terminate(pid, r);
+    }
+    if (r.kill_at && now >= *r.kill_at) {
+      launcher_.signal(pid, SIGKILL);
+      r.kill_at.reset();
+    }
   }
 }
 
 // With overcommit, guesses can be wrong: read what the pool really uses, and
-// stop admitting, then evict the youngest guessed cluster, before the total
-// passes the budget. (Where cgroups allow, the kernel also holds the run to
-// the budget as a whole.)
+// stop admitting, then evict a guessed cluster, before the total passes the
+// budget. (Where cgroups allow, the kernel also holds the run to the budget.)
 void Scheduler::watch_memory() {
   next_watch_.reset();
   if (!budget_ || !budget_->overcommit() || stopping_ || running_.empty()) return;
@@ -321,62 +488,45 @@ void Scheduler::watch_memory() {
   if (static_cast<double>(*total) >= kEvictShare * budget) {
     // The youngest guessed cluster that outgrew its guess; failing that, the
     // youngest guessed one. The youngest has the least work to lose.
-    Running* youngest = nullptr;
-    pid_t youngest_pid = 0;
-    bool youngest_outgrew = false;
+    Running* victim = nullptr;
+    pid_t victim_pid = 0;
+    bool victim_outgrew = false;
     for (auto& [pid, r] : running_) {
-      if (!r.what.guessed || r.evicted_at || r.signalled) continue;
+      if (!r.what.guessed || r.evicted_at || r.signalled || r.timed_out) continue;
       bool outgrew = launcher_.memory_in_use(pid).value_or(0) > r.what.need;
-      if (!youngest || (outgrew && !youngest_outgrew) ||
-          (outgrew == youngest_outgrew && r.started > youngest->started)) {
-        youngest = &r;
-        youngest_pid = pid;
-        youngest_outgrew = outgrew;
+      if (!victim || (outgrew && !victim_outgrew) ||
+          (outgrew == victim_outgrew && r.started > victim->started)) {
+        victim = &r;
+        victim_pid = pid;
+        victim_outgrew = outgrew;
       }
     }
-    if (youngest) {
-      youngest->evicted_at = launcher_.memory_in_use(youngest_pid).value_or(youngest->what.need);
+    if (victim) {
+      victim->evicted_at = launcher_.memory_in_use(victim_pid).value_or(victim->what.need);
       ++summary_.evicted;
       spdlog::info("memory at {} of the {} budget: evicting cluster {}/{} and queueing it again",
-                   size_text(*total), size_text(budget_->total()), youngest->what.cluster,
+                   size_text(*total), size_text(budget_->total()), victim->what.cluster,
                    job_.clusters);
-      launcher_.signal(youngest_pid, SIGKILL);
+      launcher_.signal(victim_pid, SIGKILL);
     }
   }
   for (const auto& [pid, r] : running_)
     if (r.what.guessed) next_watch_ = Clock::now() + kWatchEvery;
 }
 
-void Scheduler::on_signal(int sig) {
-  if (!summary_.stop_signal) {
-    summary_.stop_signal = sig;
-    stopping_ = true;
-    if (running_.empty()) return;
-    spdlog::warn("{}: stopping {} running cluster(s), killing them in {} (again to kill now)",
-                 signal_name(sig), running_.size(), format_duration(options_.grace));
-    signal_all(SIGTERM);
-    kill_at_ = Clock::now() + options_.grace;
-    return;
-  }
-  // A second signal: the user does not want to wait for the grace period.
-  if (!running_.empty()) {
-    spdlog::warn("{} again: killing {} cluster(s) now", signal_name(sig), running_.size());
-    signal_all(SIGKILL);
-  }
-  kill_at_.reset();
-}
-
-void Scheduler::signal_all(int sig) {
-  for (auto& [pid, r] : running_) {
-    launcher_.signal(pid, sig);
-    r.signalled = true;
-  }
-}
-
 std::optional<Clock::time_point> Scheduler::deadline() const {
   std::optional<Clock::time_point> earliest;
-  for (auto t : {kill_at_, next_watch_, progress_ ? progress_->next_tick() : std::nullopt})
+  auto consider = [&](std::optional<Clock::time_point> t) {
     if (t && (!earliest || *t < *earliest)) earliest = t;
+  };
+  consider(next_watch_);
+  consider(progress_ ? progress_->next_tick() : std::nullopt);
+  consider(start_again_at_);
+  if (!stopping_ && !retry_at_.empty()) consider(retry_at_.begin()->first);
+  for (const auto& [pid, r] : running_) {
+    consider(r.kill_at);
+    if (!r.timed_out && !r.signalled) consider(r.timeout_at);
+  }
   return earliest;
 }
 
@@ -384,7 +534,7 @@ Snapshot Scheduler::snapshot() const {
   Snapshot s;
   s.total = job_.clusters;
   s.done = done_.count();
-  s.failed = summary_.failed_this_run + summary_.skipped_failed;
+  s.failed = final_failures_ + summary_.skipped_failed;
   s.running = running_.size();
   s.done_this_run = summary_.done_this_run;
   s.started = started_;

@@ -2,7 +2,9 @@
 
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include "runner/error.h"
 #include "runner/signals.h"
@@ -58,12 +60,15 @@ CREATE TABLE done_range (
 ) WITHOUT ROWID;
 )SQL";
 
-// Version 2: memory caps and the cgroup's own peak.
+// Version 2: memory caps and the cgroup's own peak; timeouts; the child's
+// start time, to recognise it after runner itself was killed.
 constexpr const char* kMigrationV2 = R"SQL(
 ALTER TABLE attempt ADD COLUMN cap TEXT;
 ALTER TABLE attempt ADD COLUMN mem_limit_kib INTEGER;
 ALTER TABLE attempt ADD COLUMN peak_cgroup_kib INTEGER;
 ALTER TABLE attempt ADD COLUMN note TEXT;
+ALTER TABLE attempt ADD COLUMN timeout_s REAL;
+ALTER TABLE attempt ADD COLUMN pid_ticks INTEGER;
 )SQL";
 
 constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2};
@@ -81,7 +86,7 @@ SELECT j.name AS job, a.cluster, a.attempt, a.state, a.pid, a.host,
        strftime('%Y-%m-%d %H:%M:%f', a.finished_at, 'unixepoch', 'localtime') AS finished,
        round(a.finished_at - a.started_at, 3) AS duration_s,
        a.exit_code, a.signal, a.user_cpu_s, a.sys_cpu_s, a.peak_rss_kib, a.peak_cgroup_kib,
-       a.mem_limit_kib, a.cap, a.log_path, a.note
+       a.mem_limit_kib, a.cap, a.timeout_s, a.log_path, a.note
 FROM attempt a JOIN job j ON j.id = a.job_id;
 
 -- A cluster counts as failed while its latest attempt is unsuccessful.
@@ -163,14 +168,19 @@ const char* to_string(AttemptState state) {
   return "unknown";
 }
 
-Store::Store(const std::filesystem::path& path, Access access)
+Store::Store(const std::filesystem::path& path, Access access, Sync sync)
     : path_(path), db_(open_database(path, access)), host_(host_name()) {
+  if (access == Access::kReadWrite) {
+    // Another writer (a sqlite3 shell in a transaction, say) makes runner
+    // wait, for as long as it takes, rather than fail: it says so now and then.
+    sqlite3_busy_handler(db_.getHandle(), &Store::on_busy, this);
+  }
   check_and_create_schema(access);
   if (access == Access::kReadWrite) {
     // WAL lets sqlite3 readers look at progress while runner writes, and a
     // reader holding a transaction open never blocks runner's commits.
     db_.exec("PRAGMA journal_mode = WAL");
-    db_.exec("PRAGMA synchronous = NORMAL");
+    db_.exec(sync == Sync::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
   }
   next_attempt_ = std::make_unique<SQLite::Statement>(
       db_, "SELECT coalesce(max(attempt), 0) + 1 FROM attempt WHERE job_id = ? AND cluster = ?");
@@ -183,7 +193,8 @@ Store::Store(const std::filesystem::path& path, Access access)
   insert_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, log_path, "
-      "cap, mem_limit_kib) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)");
+      "cap, mem_limit_kib, timeout_s, pid_ticks) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
+      "?)");
   update_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "UPDATE attempt SET state = ?, finished_at = ?, exit_code = ?, signal = ?, user_cpu_s = ?, "
@@ -201,6 +212,20 @@ Store::Store(const std::filesystem::path& path, Access access)
 }
 
 Store::~Store() = default;
+
+int Store::on_busy(void* self, int count) {
+  // Back off from 1 ms to 50 ms between tries; speak up about every 10 s.
+  auto* store = static_cast<Store*>(self);
+  int ms = std::min(50, 1 + count);
+  if (count == 0) store->busy_waited_ms_ = 0;
+  auto before = store->busy_waited_ms_;
+  store->busy_waited_ms_ += ms;
+  if (before / 10'000 != store->busy_waited_ms_ / 10'000)
+    spdlog::warn("{} is locked by another writer; waiting ({}s so far)", store->path_.string(),
+                 store->busy_waited_ms_ / 1000);
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return 1;
+}
 
 void Store::check_and_create_schema(Access access) {
   int version = 0;
@@ -333,6 +358,19 @@ void Store::release_hold(const Job& job, const ProcessIdentity& self) {
   q.exec();
 }
 
+std::vector<LeftRunning> Store::left_running(const Job& job) {
+  std::vector<LeftRunning> out;
+  SQLite::Statement q(db_,
+                      "SELECT cluster, pid, pid_ticks, host FROM attempt WHERE job_id = ? "
+                      "AND state = 'running' AND pid IS NOT NULL");
+  q.bind(1, job.id);
+  while (q.executeStep())
+    out.push_back(LeftRunning{
+        static_cast<ClusterId>(q.getColumn(0).getInt64()), q.getColumn(1).getInt(),
+        static_cast<std::uint64_t>(q.getColumn(2).getInt64()), q.getColumn(3).getString()});
+  return out;
+}
+
 std::uint64_t Store::recover_interrupted(const Job& job) {
   SQLite::Statement q(
       db_, "UPDATE attempt SET state = 'interrupted' WHERE job_id = ? AND state = 'running'");
@@ -428,6 +466,14 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
     q.bind(9, as_db(*start.mem_limit_kib));
   else
     q.bind(9);
+  if (start.timeout_s)
+    q.bind(10, *start.timeout_s);
+  else
+    q.bind(10);
+  if (start.pid_ticks)
+    q.bind(11, as_db(start.pid_ticks));
+  else
+    q.bind(11);
   q.exec();
   return db_.getLastInsertRowid();
 }

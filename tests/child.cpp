@@ -19,6 +19,13 @@
 //                        and the highest count ever seen in FILE.max
 //   --barrier K          with --live-count: wait (at most 30 s) until K
 //                        children were alive at once; exit 3 if never
+//   --exclusive DIR      hold a lock on DIR/C.lock while alive; if another copy
+//                        of this cluster holds it, append "overlap C" to
+//                        DIR/overlaps and exit 5
+//   --daemon DIR         leave a grandchild behind that setsid()s, writes its
+//                        pid to DIR/C.pid and sleeps for ever; go on once it did
+//   --stop-self          stop itself with SIGSTOP once started
+//   --print-mib N        write N MiB to stdout
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -101,7 +108,9 @@ long match_for(const std::vector<std::string>& rules, long cluster, long fallbac
 int main(int argc, char** argv) {
   std::string record, ready_dir, hold_file, live_count;
   std::vector<std::string> exit_for, signal_for, alloc_for;
-  std::string mem_record;
+  std::string mem_record, exclusive, daemon_file;
+  bool stop_self = false;
+  long print_mib = 0;
   long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0, hold_ms = -1;
   bool args_to_stdout = false, ignore_term = false, die_with_parent = false;
   for (int i = 1; i < argc; ++i) {
@@ -141,6 +150,14 @@ int main(int argc, char** argv) {
       live_count = next();
     else if (a == "--barrier")
       barrier = std::atol(next().c_str());
+    else if (a == "--exclusive")
+      exclusive = next();
+    else if (a == "--daemon")
+      daemon_file = next();
+    else if (a == "--stop-self")
+      stop_self = true;
+    else if (a == "--print-mib")
+      print_mib = std::atol(next().c_str());
   }
   if (die_with_parent) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -190,6 +207,38 @@ int main(int argc, char** argv) {
       std::free(p);
     }
   }
+  if (!exclusive.empty()) {
+    auto lock = exclusive + "/" + std::to_string(cluster) + ".lock";
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);  // kept open (and locked) until exit
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      append_line(exclusive + "/overlaps", "overlap " + std::to_string(cluster) + "\n");
+      return 5;
+    }
+  }
+  if (!daemon_file.empty()) {
+    auto pid_file = daemon_file + "/" + std::to_string(cluster) + ".pid";
+    if (::fork() == 0) {
+      ::setsid();
+      if (::fork() == 0) {
+        auto tmp = pid_file + ".tmp";
+        append_line(tmp, std::to_string(::getpid()) + "\n");
+        ::rename(tmp.c_str(), pid_file.c_str());
+        for (;;) ::pause();
+      }
+      ::_exit(0);
+    }
+    for (int waited = 0; !exists(pid_file); ++waited) {
+      if (waited > 30'000) return 7;
+      nap_ms(1);
+    }
+  }
+  if (print_mib > 0) {
+    std::string block(1 << 20, 'x');
+    block.back() = '\n';
+    for (long i = 0; i < print_mib; ++i)
+      if (::write(1, block.data(), block.size()) != static_cast<ssize_t>(block.size())) return 6;
+  }
+  if (stop_self) ::raise(SIGSTOP);
   if (!ready_dir.empty()) append_line(ready_dir + "/" + std::to_string(cluster) + ".ready", "");
   if (barrier > 0 && !live_count.empty()) {
     int waited = 0;

@@ -404,6 +404,129 @@ TEST_F(SchedulerTest, OvercommitEvictsTheYoungestGuessAndRunsItAgainWithoutFaili
   EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "8");
 }
 
+TEST_F(SchedulerTest, ATimeoutTermsThenKillsAndRecordsTimeout) {
+  launcher_.hang();
+  launcher_.ends_on_sigterm = false;
+  SchedulerOptions o;
+  o.timeout = std::chrono::milliseconds(0);
+  o.grace = std::chrono::milliseconds(0);
+  auto s = run(1, 1, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(s.timed_out, 1u);
+  EXPECT_EQ(launcher_.events,
+            (std::vector<std::string>{"start 1", "SIGTERM 1", "SIGKILL 1", "end 1"}));
+  EXPECT_EQ(one("SELECT state || ' ' || timeout_s || ' ' || note FROM attempts"),
+            "timeout 0.0 timed out after 0.0s");
+}
+
+TEST_F(SchedulerTest, FailedClustersAreRetriedUpToKTimesAsNewAttempts) {
+  launcher_.exit_for = [this](ClusterId c) {
+    // Cluster 2 fails on its first two attempts, cluster 4 always.
+    auto attempts =
+        std::count(launcher_.events.begin(), launcher_.events.end(), "start " + std::to_string(c));
+    return (c == 2 && attempts <= 2) || c == 4 ? 1 : 0;
+  };
+  SchedulerOptions o;
+  o.retry.retries = 2;
+  o.retry.delay = std::chrono::milliseconds(0);
+  auto s = run(5, 2, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(s.retried, 4u);
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+            "failed,failed,done");
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 4 ORDER BY attempt"),
+            "failed,failed,failed");
+  EXPECT_EQ(
+      one("SELECT group_concat(DISTINCT log_path) IS NOT NULL AND count(DISTINCT log_path) = 3 "
+          "FROM attempts WHERE cluster = 4"),
+      "1");
+}
+
+TEST_F(SchedulerTest, RetryOnLeavesOtherFailuresAlone) {
+  launcher_.exit_for = [](ClusterId c) { return c == 1 ? 75 : c == 2 ? 1 : 0; };
+  SchedulerOptions o;
+  o.retry = *RetryPolicy::parse_on("exit:75");
+  o.retry.retries = 1;
+  o.retry.delay = std::chrono::milliseconds(0);
+  run(2, 1, o);
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE cluster = 1"), "2");
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE cluster = 2"), "1");
+}
+
+TEST_F(SchedulerTest, RetriesNeverStarveFirstAttempts) {
+  // Every attempt fails and is retried three times at once: with P = 1, new
+  // clusters must still start every other time, not after all the retries.
+  launcher_.exit_for = [](ClusterId) { return 1; };
+  SchedulerOptions o;
+  o.retry.retries = 3;
+  o.retry.delay = std::chrono::milliseconds(0);
+  run(6, 1, o);
+  auto s = starts();
+  EXPECT_EQ(s.size(), 24u);
+  std::vector<std::size_t> first_start;
+  for (ClusterId c = 1; c <= 6; ++c)
+    first_start.push_back(static_cast<std::size_t>(
+        std::find(s.begin(), s.end(), "start " + std::to_string(c)) - s.begin()));
+  for (std::size_t i = 1; i < first_start.size(); ++i)
+    EXPECT_EQ(first_start[i] - first_start[i - 1], 2u) << "cluster " << i + 1;
+}
+
+TEST_F(SchedulerTest, HaltSoonStopsStartingAndLetsRunningOnesFinish) {
+  launcher_.exit_for = [](ClusterId c) { return c <= 2 ? 1 : 0; };
+  SchedulerOptions o;
+  o.halt = *HaltPolicy::parse("soon,fail=2");
+  auto s = run(20, 3, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  ASSERT_TRUE(s.halted);
+  EXPECT_EQ(*s.halted, "--halt: 2 cluster(s) failed");
+  // Clusters 1-3 started; 1 and 2 failed, 4 started in between; 3 and 4 finished.
+  EXPECT_EQ(starts(), (std::vector<std::string>{"start 1", "start 2", "start 3", "start 4"}));
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'done'"), "2");
+}
+
+TEST_F(SchedulerTest, HaltNowAlsoStopsTheRunningOnes) {
+  launcher_.exit_for = [](ClusterId c) { return c == 1 ? 1 : 0; };
+  SchedulerOptions o;
+  o.halt = *HaltPolicy::parse("now,fail=1");
+  auto s = run(20, 3, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_TRUE(s.halted);
+  EXPECT_EQ(std::count_if(launcher_.events.begin(), launcher_.events.end(),
+                          [](const std::string& e) { return e.rfind("SIGTERM", 0) == 0; }),
+            2);  // clusters 2 and 3, running when 1 failed; nothing started after
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "2");
+  EXPECT_EQ(starts().size(), 3u);
+}
+
+TEST_F(SchedulerTest, AForkFailureBacksOffAndRetriesTheStartWithoutFailingTheCluster) {
+  int refusals = 3;
+  launcher_.fail_start = [&](ClusterId) -> std::optional<StartFailed> {
+    if (refusals-- > 0)
+      return StartFailed{EAGAIN, "cannot start x: fork failed", StartFailed::Kind::kTransient};
+    return std::nullopt;
+  };
+  auto s = run(3, 2);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(one("SELECT count(*) || ' ' || sum(state = 'done') FROM attempts"), "3 3");
+}
+
+TEST_F(SchedulerTest, AFullLogFolderStopsTheRunCleanly) {
+  launcher_.fail_start = [](ClusterId c) -> std::optional<StartFailed> {
+    if (c == 3)
+      return StartFailed{ENOSPC, "log folder /x/ is full: No space left on device",
+                         StartFailed::Kind::kEnvironment};
+    return std::nullopt;
+  };
+  auto s = run(10, 2);
+  EXPECT_EQ(s.exit_code(), 1);
+  ASSERT_TRUE(s.halted);
+  EXPECT_EQ(*s.halted, "log folder /x/ is full: No space left on device");
+  EXPECT_EQ(one("SELECT state || ' ' || coalesce(exit_code, '-') || ' ' || note FROM attempts "
+                "WHERE cluster = 3"),
+            "failed - log folder /x/ is full: No space left on device");
+  EXPECT_EQ(starts().size(), 2u);  // 1 and 2; 3 could not start, nothing after it
+}
+
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {
   // A billion clusters: pending ones are never written; stop after a thousand.
   std::size_t ended = 0;

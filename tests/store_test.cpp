@@ -46,9 +46,11 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   SQLite::Statement cols(s.db(),
                          "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
   ASSERT_TRUE(cols.executeStep());
-  EXPECT_EQ(cols.getColumn(0).getString(),
-            "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
-            "user_cpu_s,sys_cpu_s,peak_rss_kib,peak_cgroup_kib,mem_limit_kib,cap,log_path,note");
+  EXPECT_EQ(
+      cols.getColumn(0).getString(),
+      "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
+      "user_cpu_s,sys_cpu_s,peak_rss_kib,peak_cgroup_kib,mem_limit_kib,cap,timeout_s,log_path,"
+      "note");
   SQLite::Statement pcols(s.db(),
                           "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
   ASSERT_TRUE(pcols.executeStep());

@@ -34,6 +34,14 @@ struct RunArgs {
   bool mem_budget_auto = false;             // --mem-budget auto: what is available
   bool mem_overcommit = false;
   CapChoice cap = CapChoice::kAuto;
+  // Reliability.
+  std::optional<std::chrono::milliseconds> timeout;
+  std::uint32_t retries = 0;
+  std::chrono::milliseconds retry_delay{1000};
+  std::string retry_on = "exit,signal,timeout";
+  std::string halt = "never";
+  bool sync_full = false;
+  bool orphans_wait = false;  // --orphans wait; the default kills them
 };
 
 struct ReportArgs {

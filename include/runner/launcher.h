@@ -32,13 +32,19 @@ struct LaunchSpec {
 
 struct Started {
   pid_t pid = 0;
+  std::uint64_t start_ticks = 0;  // its start time (/proc), to know it again by
 };
 
-// The start itself failed: the program could not be executed, or the log
-// could not be opened. `error` is the errno.
+// The start itself failed. `error` is the errno.
 struct StartFailed {
+  enum class Kind {
+    kCommand,      // the program could not be executed: the attempt failed (127)
+    kTransient,    // no process could be made now (fork: EAGAIN): try again later
+    kEnvironment,  // runner's own means failed (log folder full, cgroup): stop starting
+  };
   int error = 0;
   std::string message;  // "cannot execute ./migrat: No such file or directory"
+  Kind kind = Kind::kCommand;
 };
 
 using StartResult = std::variant<Started, StartFailed>;

@@ -30,6 +30,8 @@ Resolved resolve_program(const std::string& name);
 class LocalLauncher : public Launcher {
  public:
   // caps may be null: no caps, and no cgroup peaks.
+  // runner becomes a child subreaper: descendants that daemonise (setsid,
+  // double fork) are reparented to it, and killed once their cluster ended.
   LocalLauncher(SignalChannel& signals, MemoryCaps* caps);
   ~LocalLauncher() override;
   LocalLauncher(const LocalLauncher&) = delete;
@@ -47,13 +49,16 @@ class LocalLauncher : public Launcher {
     std::unique_ptr<Cage> cage;
     std::string log_path;
     std::optional<std::uint64_t> mem_limit;
+    std::string env_tag;  // "RUNNER_CLUSTER=3\0RUNNER_ATTEMPT=1": how its descendants are known
   };
   void reap(Wakeup& into);
+  void kill_strays(bool all);
   void judge_memory(Child& child, ChildExit& exit);
 
   SignalChannel& signals_;
   int dev_null_ = -1;
-  std::vector<char*> base_env_;  // runner's environment minus any RUNNER_* variables
+  std::string run_var_;          // RUNNER_RUN=<pid>-<start>
+  std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus run_var_
   MemoryCaps* caps_;
   std::unordered_map<pid_t, Child> children_;
   std::string resolved_name_, resolved_path_;  // the last program looked up

@@ -80,8 +80,11 @@ class MemoryCaps {
   virtual bool set_total_limit(std::uint64_t) { return false; }
 };
 
-// kNone gives nullptr: no cages at all.
-std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe);
+// kNone gives nullptr: no cages at all. Cgroup folders that runners which
+// died left behind are removed; with kill_leftovers, also those that still
+// hold processes (killed first), else only empty ones.
+std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
+                                             bool kill_leftovers = true);
 
 // For rlimit, where the kernel does not say: signs in an attempt's log that it
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the

@@ -1,7 +1,8 @@
 // The pool loop: starts clusters that are not done, at most P at a time,
 // starting the next one the moment a slot frees; records every attempt in the
-// store; keeps the pool within a memory budget when one is given; stops in
-// steps (SIGTERM, grace, SIGKILL) when runner is signalled.
+// store; keeps the pool within a memory budget when one is given; enforces
+// timeouts, retries and --halt; stops in steps (SIGTERM, grace, SIGKILL) when
+// runner is signalled.
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 
@@ -17,6 +19,7 @@
 #include "runner/error.h"
 #include "runner/intervals.h"
 #include "runner/launcher.h"
+#include "runner/policy.h"
 #include "runner/progress.h"
 #include "runner/store.h"
 
@@ -30,6 +33,10 @@ struct SchedulerOptions {
   std::optional<std::uint64_t> mem_limit;   // bytes, each child's cap
   std::optional<std::uint64_t> mem_budget;  // bytes, all running children together
   bool mem_overcommit = false;
+  std::optional<std::chrono::milliseconds> timeout;  // per attempt
+  RetryPolicy retry;
+  HaltPolicy halt;
+  std::uint64_t seed = 0;  // for the retries' jitter; 0: from the clock
 };
 
 // What one run did, for the summary and the exit code.
@@ -37,14 +44,17 @@ struct RunSummary {
   ClusterId clusters = 0;
   ClusterId done = 0;  // done clusters of the job at the end
   ClusterId done_this_run = 0;
-  ClusterId failed_this_run = 0;  // ended failed, oom or timeout
+  ClusterId failed_this_run = 0;  // attempts that ended failed, oom or timeout
   ClusterId oom_this_run = 0;
+  ClusterId timed_out = 0;
+  ClusterId retried = 0;                     // attempts started again by --retries
   ClusterId interrupted = 0;                 // attempts stopped by runner's own shutdown
   ClusterId recovered = 0;                   // attempts a dead runner had left `running`
   ClusterId skipped_failed = 0;              // left alone by --skip-failed
   ClusterId too_big = 0;                     // need more than the whole budget: not started
   ClusterId evicted = 0;                     // stopped and requeued to keep within the budget
   std::optional<int> stop_signal;            // set when a signal stopped the run
+  std::optional<std::string> halted;         // why the run stopped early otherwise
   std::optional<std::string> setup_failure;  // the command cannot be executed at all
   std::chrono::milliseconds elapsed{0};
 
@@ -61,9 +71,10 @@ class Scheduler {
   // A cluster about to start, with what to reserve for it and what to cap it at.
   struct Candidate {
     ClusterId cluster = 0;
-    std::uint64_t need = 0;  // bytes reserved from the budget
-    bool guessed = false;    // need is a learned guess (overcommit)
-    bool alone = false;      // a retry after OOM: the whole budget to itself
+    std::uint32_t retry = 0;  // retries of it so far in this run
+    std::uint64_t need = 0;   // bytes reserved from the budget
+    bool guessed = false;     // need is a learned guess (overcommit)
+    bool alone = false;       // a retry after OOM: the whole budget to itself
     std::optional<std::uint64_t> cap;
   };
   struct Running {
@@ -72,20 +83,31 @@ class Scheduler {
     std::int64_t row = 0;
     std::string log_path;
     Clock::time_point started{};
-    bool signalled = false;                   // runner asked it to stop: its end is `interrupted`
+    bool signalled = false;                   // runner stopped it: its end is `interrupted`
+    bool timed_out = false;                   // --timeout expired: its end is `timeout`
     std::optional<std::uint64_t> evicted_at;  // bytes in use when evicted for the budget
+    std::optional<Clock::time_point> timeout_at;
+    std::optional<Clock::time_point> kill_at;  // SIGKILL if still there by then
   };
 
   std::optional<ClusterId> next_cluster();
   std::optional<Candidate> next_candidate();
+  std::optional<Candidate> take_first_attempt();
+  std::optional<Candidate> take_ready_retry();
   Candidate candidate_for(ClusterId cluster);
   bool fits(const Candidate& c) const;
-  bool has_work() const { return more_ || !deferred_.empty() || !requeue_.empty(); }
+  bool has_work() const {
+    return more_ || !deferred_.empty() || !requeue_.empty() || !ready_retries_.empty() ||
+           !retry_at_.empty();
+  }
   void fill();
   void start(const Candidate& c);
   void finish(const ChildExit& exit);
+  void after_unsuccessful(const Running& r, AttemptState state, const ChildExit& exit);
   void on_signal(int sig);
-  void signal_all(int sig);
+  void stop(const std::string& why, bool kill_running);
+  void terminate(pid_t pid, Running& r);
+  void enforce_deadlines();
   void watch_memory();
   std::optional<Clock::time_point> deadline() const;
   Snapshot snapshot() const;
@@ -103,7 +125,6 @@ class Scheduler {
   bool more_ = true;          // clusters remain below N to be started
   std::map<pid_t, Running> running_;
   bool stopping_ = false;
-  std::optional<Clock::time_point> kill_at_;  // end of the grace period
   Clock::time_point started_{};
   RunSummary summary_;
 
@@ -115,6 +136,16 @@ class Scheduler {
   std::size_t head_passed_ = 0;     // how often the oldest deferred one was passed
   bool pressure_ = false;           // real usage is near the budget: admit nothing
   std::optional<Clock::time_point> next_watch_;
+
+  // Retries, halting, and starts that must wait for the machine.
+  std::multimap<Clock::time_point, Candidate> retry_at_;  // waiting out their backoff
+  std::deque<Candidate> ready_retries_;
+  bool retry_turn_ = false;  // retries and first attempts take turns
+  std::mt19937_64 rng_;
+  ClusterId finished_ = 0;  // clusters with a final outcome in this run
+  ClusterId final_failures_ = 0;
+  std::optional<Clock::time_point> start_again_at_;  // after a fork failure
+  std::chrono::milliseconds start_backoff_{0};
 };
 
 }  // namespace runner

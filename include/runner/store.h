@@ -46,6 +46,16 @@ struct AttemptStart {
   std::string log_path;
   std::string cap;  // the memory mechanism: "cgroup-v1", "rlimit", "none"
   std::optional<std::uint64_t> mem_limit_kib;
+  std::optional<double> timeout_s;
+  std::uint64_t pid_ticks = 0;  // the child's start time, to know it again by
+};
+
+// An attempt a runner left `running`, to look for its process.
+struct LeftRunning {
+  ClusterId cluster = 0;
+  pid_t pid = 0;
+  std::uint64_t pid_ticks = 0;
+  std::string host;
 };
 
 struct AttemptEnd {
@@ -95,9 +105,12 @@ std::string describe_failure(const FailedCluster& f);
 class Store {
  public:
   enum class Access { kReadWrite, kReadOnly };
+  // synchronous = NORMAL (a commit survives runner's death) or FULL (it also
+  // survives the machine's).
+  enum class Sync { kNormal, kFull };
   // Opens (and, read-write, creates) the log at path. Throws Error, naming the
   // path, for a file that is not SQLite, not runner's, or from a newer runner.
-  Store(const std::filesystem::path& path, Access access);
+  Store(const std::filesystem::path& path, Access access, Sync sync = Sync::kNormal);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -116,7 +129,9 @@ class Store {
   void release_hold(const Job& job, const ProcessIdentity& self);
   std::optional<Holder> holder(const Job& job);
 
-  // Resume. Attempts left `running` by a runner that died become `interrupted`.
+  // Resume. Attempts left `running` by a runner that died become `interrupted`;
+  // left_running lists them first, so that their processes can be found.
+  std::vector<LeftRunning> left_running(const Job& job);
   std::uint64_t recover_interrupted(const Job& job);
   IntervalSet done_clusters(const Job& job);
   std::vector<FailedCluster> failed_clusters(const Job& job, std::size_t limit = SIZE_MAX);
@@ -158,11 +173,13 @@ class Store {
 
  private:
   void check_and_create_schema(Access access);
+  static int on_busy(void* self, int count);
   void mark_done(const Job& job, ClusterId cluster);
 
   std::filesystem::path path_;
   SQLite::Database db_;
   std::string host_;
+  std::int64_t busy_waited_ms_ = 0;
   // Prepared statements on the hot path: one start and one end per cluster.
   std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_, peak_;
   std::unique_ptr<SQLite::Statement> done_before_, done_after_, done_insert_, done_extend_,
