@@ -10,10 +10,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+// vfork instead of fork: the child borrows runner's memory until it execs, so
+// no page tables are copied and no copy-on-write faults follow, which is most
+// of what a start costs. Boost.Process has the vfork path but enables it only
+// for old POSIX feature levels; glibc's vfork is fine.
+#define BOOST_POSIX_HAS_VFORK 1
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
+#include <boost/process/posix.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -27,10 +33,11 @@ namespace runner {
 namespace bp = boost::process;
 namespace {
 
-// Runs in the forked child before exec, and in the parent around the fork.
-// Between fork and exec only async-signal-safe calls are allowed: no
-// allocation, no logging. A failure there is reported through Boost.Process's
-// close-on-exec error pipe, so it surfaces as a failed start in the parent.
+// Runs in the vforked child before exec, and in the parent around the vfork.
+// Between vfork and exec only async-signal-safe calls are allowed, and
+// nothing that touches runner's memory: no allocation, no logging. A failure
+// there is left in the (shared) executor by set_error with a message short
+// enough to need no allocation, and surfaces as a failed start in the parent.
 struct ChildSetup : bp::extend::handler {
   int log_fd;
   int null_fd;
@@ -51,13 +58,13 @@ struct ChildSetup : bp::extend::handler {
     if (::setpgid(0, 0) != 0 || ::dup2(null_fd, STDIN_FILENO) < 0 ||
         ::dup2(log_fd, STDOUT_FILENO) < 0 || ::dup2(log_fd, STDERR_FILENO) < 0 ||
         ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0) {
-      e.set_error(std::error_code(errno, std::system_category()), "child setup failed");
+      e.set_error(std::error_code(errno, std::system_category()), "setup failed");
       ::_exit(127);
     }
     // Into the cage before exec, so that not one page escapes the cap.
     if (cage) {
       if (int err = cage->enter(); err != 0) {
-        e.set_error(std::error_code(err, std::system_category()), "cannot enter the memory cage");
+        e.set_error(std::error_code(err, std::system_category()), "cage failed");
         ::_exit(127);
       }
     }
@@ -122,6 +129,7 @@ LocalLauncher::~LocalLauncher() {
     ::kill(pid, SIGKILL);
   }
   kill_strays(true);
+  if (log_dir_fd_ >= 0) ::close(log_dir_fd_);
   for (int i = 0; i < 2000; ++i) {
     pid_t pid = ::waitpid(-1, nullptr, WNOHANG);
     if (pid < 0) break;  // ECHILD: all collected
@@ -173,10 +181,18 @@ void LocalLauncher::kill_strays(bool all) {
 }
 
 StartResult LocalLauncher::start(const LaunchSpec& spec) {
+  // The log folder stays open: each log is created relative to it, without
+  // walking the whole path again.
+  auto slash = spec.log_path.rfind('/');
+  auto folder = spec.log_path.substr(0, slash + 1);
+  if (folder != log_dir_) {
+    if (log_dir_fd_ >= 0) ::close(log_dir_fd_);
+    log_dir_fd_ = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    log_dir_ = folder;
+  }
   // A log folder with no room left fails every start: stop, do not fail clusters.
-  auto folder = spec.log_path.substr(0, spec.log_path.rfind('/') + 1);
   struct statvfs space {};
-  if (::statvfs(folder.c_str(), &space) == 0 && space.f_bavail * space.f_frsize < 64 * 1024)
+  if (::fstatvfs(log_dir_fd_, &space) == 0 && space.f_bavail * space.f_frsize < 64 * 1024)
     return StartFailed{ENOSPC,
                        fmt::format("log folder {} is full: {}", folder, std::strerror(ENOSPC)),
                        StartFailed::Kind::kEnvironment};
@@ -198,7 +214,8 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
       return StartFailed{e.code().value(), e.what(), StartFailed::Kind::kEnvironment};
     }
   }
-  int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int log_fd = ::openat(log_dir_fd_, spec.log_path.c_str() + slash + 1,
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     int err = errno;
     return StartFailed{err,
@@ -227,7 +244,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
 
   std::error_code ec;
   std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
-  bp::child child(bp::exe = resolved_path_, bp::args = args, setup, ec);
+  bp::child child(bp::exe = resolved_path_, bp::args = args, setup, bp::posix::use_vfork, ec);
   ::close(log_fd);
   if (ec) {
     int err = ec.value();
@@ -238,7 +255,8 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
       return StartFailed{
           err, fmt::format("cannot start {}: fork failed: {}", program, std::strerror(err)), kind};
     }
-    // The child was forked but could not exec: collect it here, it is ours alone.
+    // The child could not exec. Boost.Process may have collected it already;
+    // if not, it is ours alone to collect.
     ::waitpid(failed_pid, nullptr, 0);
     return StartFailed{err, fmt::format("cannot execute {}: {}", program, std::strerror(err))};
   }
@@ -248,7 +266,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   pid_t pid = child.id();
   auto tag = fmt::format("RUNNER_CLUSTER={}\nRUNNER_ATTEMPT={}\n", spec.cluster, spec.attempt);
   children_.emplace(pid, Child{std::move(cage), spec.log_path, spec.mem_limit, std::move(tag)});
-  return Started{pid, process_start_ticks(pid).value_or(0)};
+  return Started{pid};
 }
 
 void LocalLauncher::reap(Wakeup& into) {
@@ -275,7 +293,9 @@ void LocalLauncher::reap(Wakeup& into) {
     into.exits.push_back(exit);
     cluster_ended = true;
   }
-  if (cluster_ended) kill_strays(false);
+  // A cgroup takes every descendant with its cluster; without one, adopted
+  // descendants are looked for.
+  if (cluster_ended && !has_cgroups()) kill_strays(false);
 }
 
 Wakeup LocalLauncher::wait(std::optional<Clock::time_point> deadline) {
@@ -335,6 +355,11 @@ void LocalLauncher::signal(pid_t pid, int sig) {
   // Processes that left the group (setsid) are still in the cgroup.
   if (auto it = children_.find(pid); it != children_.end() && it->second.cage)
     it->second.cage->signal_all(sig);
+}
+
+bool LocalLauncher::has_cgroups() const {
+  return caps_ && (caps_->mechanism() == CapMechanism::kCgroupV1 ||
+                   caps_->mechanism() == CapMechanism::kCgroupV2);
 }
 
 std::string LocalLauncher::cap_name() const {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -35,10 +36,12 @@ std::vector<Orphan> find_orphans(const std::vector<LeftRunning>& left,
   if (previous && previous->process.boot_id != boot_id()) return out;  // rebooted since
   auto host = host_name();
   std::set<pid_t> seen;
+  // A recorded child: alive, and started when its attempt did (the pid has
+  // not been reused since). Start times agree to within clock ticks; allow 2 s.
   for (const auto& l : left) {
-    if (l.host != host || l.pid <= 0 || l.pid_ticks == 0) continue;
-    auto ticks = process_start_ticks(l.pid);
-    if (ticks && *ticks == l.pid_ticks && seen.insert(l.pid).second)
+    if (l.host != host || l.pid <= 0) continue;
+    auto started = process_started_at(l.pid);
+    if (started && std::abs(*started - l.started_at) < 2.0 && seen.insert(l.pid).second)
       out.push_back(Orphan{l.cluster, l.pid});
   }
   // A child started just before its runner died may not be in the log yet:

@@ -18,6 +18,9 @@ constexpr auto kWatchEvery = std::chrono::milliseconds(50);
 // Stop admitting at this share of the budget; evict a guessed cluster at the second.
 constexpr double kPressureShare = 0.90;
 constexpr double kEvictShare = 0.97;
+// Group commit: at most this many ends and starts, or this old, per transaction.
+constexpr std::size_t kGroupSize = 64;
+constexpr auto kGroupAge = std::chrono::milliseconds(20);
 // When no process can be made (fork: EAGAIN), wait this long, doubling, up to the last.
 constexpr auto kFirstStartBackoff = std::chrono::milliseconds(50);
 constexpr auto kLastStartBackoff = std::chrono::milliseconds(5000);
@@ -74,28 +77,49 @@ RunSummary Scheduler::run() {
         "{} attempt(s) left running by an earlier runner marked interrupted; they run again",
         summary_.recovered);
   done_ = store_.done_clusters(job_);
+  fresh_from_ = store_.highest_attempted(job_) + 1;
   if (options_.skip_failed)
     for (const auto& f : store_.failed_clusters(job_)) skip_.insert(f.cluster);
   summary_.skipped_failed = skip_.size();
   if (budget_) history_jobs_ = store_.related_jobs(job_);
 
+  // Group commit: ends and starts are written in one transaction until
+  // runner would go to sleep, or the group is large or old enough. A
+  // completion is acknowledged (counted, shown) only once it is committed;
+  // what a crash loses is only unacknowledged, and runs again.
   std::vector<ChildExit> exits;
+  std::optional<Store::Batch> batch;
+  std::size_t uncommitted = 0;
+  Clock::time_point opened{};
+  auto commit = [&] {
+    if (!batch) return;
+    batch->commit();
+    batch.reset();
+    uncommitted = 0;
+    if (progress_) progress_->update(snapshot(), Clock::now());
+  };
   try {
     for (;;) {
-      // One transaction per wakeup: the ends just reaped and the starts they
-      // make room for. A completion is acknowledged (counted, shown) only
-      // after this commit.
-      {
-        Store::Batch batch(store_);
-        for (const auto& e : exits) finish(e);
-        if (!stopping_) fill();
-        batch.commit();
+      if (!batch) {
+        batch.emplace(store_);
+        opened = Clock::now();
       }
+      for (const auto& e : exits) finish(e);
+      auto before = running_.size() + exits.size();
+      if (!stopping_) fill();
+      uncommitted += exits.size() + (running_.size() + exits.size() - before);
       exits.clear();
-      if (progress_) progress_->update(snapshot(), Clock::now());
-      if (running_.empty() && (stopping_ || !has_work())) break;
+      bool over = running_.empty() && (stopping_ || !has_work());
+      if (over || uncommitted >= kGroupSize || Clock::now() - opened >= kGroupAge) commit();
+      if (over) break;
 
-      auto wake = launcher_.wait(deadline());
+      // With a group open, look for more without sleeping; commit before sleeping.
+      Wakeup wake;
+      if (batch && uncommitted > 0) wake = launcher_.wait(Clock::now());
+      if (wake.exits.empty() && wake.signals.empty()) {
+        commit();
+        wake = launcher_.wait(deadline());
+      }
       exits = std::move(wake.exits);
       for (int sig : wake.signals) on_signal(sig);
       enforce_deadlines();
@@ -238,7 +262,11 @@ void Scheduler::start(const Candidate& c) {
   LaunchSpec spec;
   spec.cluster = c.cluster;
   spec.clusters = job_.clusters;
-  spec.attempt = store_.next_attempt(job_, c.cluster);
+  // Most clusters were never attempted, and a retry knows its last attempt:
+  // the log is asked only about the rest.
+  spec.attempt = c.last_attempt             ? c.last_attempt + 1
+                 : c.cluster >= fresh_from_ ? 1
+                                            : store_.next_attempt(job_, c.cluster);
   spec.job = job_.name;
   spec.argv = command_.render(c.cluster, job_.clusters);
   spec.log_path = (options_.log_dir / fmt::format("{}.{}.log", c.cluster, spec.attempt)).string();
@@ -251,7 +279,6 @@ void Scheduler::start(const Candidate& c) {
   auto result = launcher_.start(spec);
   if (auto* started = std::get_if<Started>(&result)) {
     record.pid = started->pid;
-    record.pid_ticks = started->start_ticks;
     auto row = store_.record_start(job_, record);
     Running r{c, spec.attempt, row, spec.log_path, Clock::now()};
     if (options_.timeout) r.timeout_at = r.started + *options_.timeout;
@@ -348,6 +375,7 @@ void Scheduler::finish(const ChildExit& exit) {
         // Evicted, not failed: back to the front of the queue, reserving more
         // than it had reached when it was stopped.
         auto c = r.what;
+        c.last_attempt = r.attempt;
         c.need = std::min(budget_->total(), std::max(c.need, *r.evicted_at + *r.evicted_at / 2));
         c.guessed = false;
         requeue_.push_back(c);
@@ -377,6 +405,7 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const C
       spdlog::info("cluster {}/{}: trying it once more alone, capped at the whole {} budget",
                    cluster, job_.clusters, size_text(budget_->total()));
       auto c = r.what;
+      c.last_attempt = r.attempt;
       c.need = c.cap.emplace(budget_->total());
       c.alone = true;
       requeue_.push_back(c);
@@ -394,6 +423,7 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const C
   if (!stopping_ && r.what.retry < retry.retries &&
       retry.applies(outcome_of(state, exit), exit.exit_code)) {
     auto c = r.what;
+    c.last_attempt = r.attempt;
     ++c.retry;
     auto wait = retry.backoff(c.retry, rng_);
     spdlog::info("cluster {}/{}: retry {} of {} in {}", cluster, job_.clusters, c.retry,

@@ -60,15 +60,13 @@ CREATE TABLE done_range (
 ) WITHOUT ROWID;
 )SQL";
 
-// Version 2: memory caps and the cgroup's own peak; timeouts; the child's
-// start time, to recognise it after runner itself was killed.
+// Version 2: memory caps and the cgroup's own peak; timeouts.
 constexpr const char* kMigrationV2 = R"SQL(
 ALTER TABLE attempt ADD COLUMN cap TEXT;
 ALTER TABLE attempt ADD COLUMN mem_limit_kib INTEGER;
 ALTER TABLE attempt ADD COLUMN peak_cgroup_kib INTEGER;
 ALTER TABLE attempt ADD COLUMN note TEXT;
 ALTER TABLE attempt ADD COLUMN timeout_s REAL;
-ALTER TABLE attempt ADD COLUMN pid_ticks INTEGER;
 )SQL";
 
 constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2};
@@ -193,8 +191,7 @@ Store::Store(const std::filesystem::path& path, Access access, Sync sync)
   insert_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, log_path, "
-      "cap, mem_limit_kib, timeout_s, pid_ticks) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
-      "?)");
+      "cap, mem_limit_kib, timeout_s) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)");
   update_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "UPDATE attempt SET state = ?, finished_at = ?, exit_code = ?, signal = ?, user_cpu_s = ?, "
@@ -361,13 +358,13 @@ void Store::release_hold(const Job& job, const ProcessIdentity& self) {
 std::vector<LeftRunning> Store::left_running(const Job& job) {
   std::vector<LeftRunning> out;
   SQLite::Statement q(db_,
-                      "SELECT cluster, pid, pid_ticks, host FROM attempt WHERE job_id = ? "
+                      "SELECT cluster, pid, started_at, host FROM attempt WHERE job_id = ? "
                       "AND state = 'running' AND pid IS NOT NULL");
   q.bind(1, job.id);
   while (q.executeStep())
-    out.push_back(LeftRunning{
-        static_cast<ClusterId>(q.getColumn(0).getInt64()), q.getColumn(1).getInt(),
-        static_cast<std::uint64_t>(q.getColumn(2).getInt64()), q.getColumn(3).getString()});
+    out.push_back(LeftRunning{static_cast<ClusterId>(q.getColumn(0).getInt64()),
+                              q.getColumn(1).getInt(), q.getColumn(2).getDouble(),
+                              q.getColumn(3).getString()});
   return out;
 }
 
@@ -385,6 +382,7 @@ IntervalSet Store::done_clusters(const Job& job) {
   while (q.executeStep())
     done.insert(static_cast<std::uint64_t>(q.getColumn(0).getInt64()),
                 static_cast<std::uint64_t>(q.getColumn(1).getInt64()));
+  done_mirror_[job.id] = done;
   return done;
 }
 
@@ -437,6 +435,13 @@ std::optional<std::uint64_t> Store::peak_kib(const std::vector<std::int64_t>& jo
   return best;
 }
 
+ClusterId Store::highest_attempted(const Job& job) {
+  SQLite::Statement q(db_, "SELECT coalesce(max(cluster), 0) FROM attempt WHERE job_id = ?");
+  q.bind(1, job.id);
+  q.executeStep();
+  return static_cast<ClusterId>(q.getColumn(0).getInt64());
+}
+
 std::uint32_t Store::next_attempt(const Job& job, ClusterId cluster) {
   auto& q = *next_attempt_;
   q.reset();
@@ -470,10 +475,6 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
     q.bind(10, *start.timeout_s);
   else
     q.bind(10);
-  if (start.pid_ticks)
-    q.bind(11, as_db(start.pid_ticks));
-  else
-    q.bind(11);
   q.exec();
   return db_.getLastInsertRowid();
 }
@@ -512,6 +513,20 @@ void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, cons
 void Store::mark_done(const Job& job, ClusterId cluster) {
   auto c = as_db(cluster);
   std::optional<std::int64_t> before_lo;
+  std::optional<std::int64_t> after_hi;
+  // With the ranges in memory (the job's holder loaded them), no reads needed.
+  if (auto mirror = done_mirror_.find(job.id); mirror != done_mirror_.end()) {
+    auto& set = mirror->second;
+    if (set.contains(cluster)) return;
+    const auto& ranges = set.raw();
+    if (auto it = ranges.upper_bound(cluster);
+        it != ranges.begin() && std::prev(it)->second == cluster - 1)
+      before_lo = as_db(std::prev(it)->first);
+    if (auto it = ranges.find(cluster + 1); it != ranges.end()) after_hi = as_db(it->second);
+    set.insert(cluster);
+    write_done_range(job, c, before_lo, after_hi);
+    return;
+  }
   auto& before = *done_before_;
   before.reset();
   before.bind(1, job.id);
@@ -522,14 +537,19 @@ void Store::mark_done(const Job& job, ClusterId cluster) {
     if (hi >= c) return;  // already done
     if (hi == c - 1) before_lo = lo;
   }
-  std::optional<std::int64_t> after_hi;
   auto& after = *done_after_;
   after.reset();
   after.bind(1, job.id);
   after.bind(2, c + 1);
   if (after.executeStep()) after_hi = after.getColumn(0).getInt64();
   after.reset();
+  write_done_range(job, c, before_lo, after_hi);
+}
 
+// Cluster c joins the range ending just before it (starting at before_lo)
+// and the one starting just after it (ending at after_hi), where they exist.
+void Store::write_done_range(const Job& job, std::int64_t c, std::optional<std::int64_t> before_lo,
+                             std::optional<std::int64_t> after_hi) {
   auto run = [&](SQLite::Statement& q, std::initializer_list<std::int64_t> values) {
     q.reset();
     int i = 1;

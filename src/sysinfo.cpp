@@ -61,4 +61,22 @@ double wall_clock_now() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
+std::optional<double> process_started_at(pid_t pid) {
+  auto ticks = process_start_ticks(pid);
+  if (!ticks) return std::nullopt;
+  static const double boot = [] {
+    std::ifstream in("/proc/stat");
+    for (std::string key; in >> key;) {
+      if (key == "btime") {
+        double t = 0;
+        in >> t;
+        return t;
+      }
+      in.ignore(4096, '\n');
+    }
+    return 0.0;
+  }();
+  return boot + static_cast<double>(*ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace runner

@@ -76,6 +76,82 @@ TEST(CommandLine, RejectsBadValuesNamingThem) {
   EXPECT_NE(error_of({}).find("expected N and P"), std::string::npos);
 }
 
+TEST(CommandLine, MemoryAndReliabilityOptions) {
+  auto r = parse_run({"10",
+                      "2",
+                      "--mem-limit",
+                      "512M",
+                      "--mem-budget",
+                      "4G",
+                      "--mem-overcommit",
+                      "--cap",
+                      "rlimit",
+                      "--timeout",
+                      "90s",
+                      "--retries",
+                      "3",
+                      "--retry-delay",
+                      "2s",
+                      "--retry-on",
+                      "exit:75,timeout",
+                      "--halt",
+                      "now,fail=10%",
+                      "--sync",
+                      "full",
+                      "--orphans",
+                      "wait",
+                      "--",
+                      "x"});
+  EXPECT_EQ(r.mem_limit, 512ULL << 20);
+  EXPECT_EQ(r.mem_budget, 4ULL << 30);
+  EXPECT_TRUE(r.mem_overcommit);
+  EXPECT_EQ(r.cap, CapChoice::kRlimit);
+  EXPECT_EQ(r.timeout, std::chrono::seconds(90));
+  EXPECT_EQ(r.retries, 3u);
+  EXPECT_EQ(r.retry_delay, std::chrono::seconds(2));
+  EXPECT_EQ(r.retry_on, "exit:75,timeout");
+  EXPECT_EQ(r.halt, "now,fail=10%");
+  EXPECT_TRUE(r.sync_full);
+  EXPECT_TRUE(r.orphans_wait);
+  auto defaults = parse_run({"10", "2", "--", "x"});
+  EXPECT_FALSE(defaults.timeout);
+  EXPECT_EQ(defaults.retries, 0u);
+  EXPECT_FALSE(defaults.sync_full);
+  EXPECT_FALSE(defaults.orphans_wait);
+  EXPECT_TRUE(parse_run({"10", "2", "--mem-budget", "auto", "--", "x"}).mem_budget_auto);
+}
+
+TEST(CommandLine, RejectsBadMemoryAndReliabilityValues) {
+  auto err = [](std::vector<std::string> opts) {
+    opts.insert(opts.begin(), {"10", "2"});
+    opts.insert(opts.end(), {"--", "x"});
+    return error_of(opts);
+  };
+  EXPECT_NE(err({"--mem-limit", "lots"}).find("--mem-limit 'lots' is not valid"),
+            std::string::npos);
+  EXPECT_NE(err({"--mem-limit", "10K"}).find("at least 1M"), std::string::npos);
+  EXPECT_NE(err({"--mem-budget", "x"}).find("--mem-budget 'x'"), std::string::npos);
+  EXPECT_NE(err({"--mem-overcommit"}).find("needs --mem-budget"), std::string::npos);
+  EXPECT_NE(err({"--cap", "docker"}).find("--cap 'docker'"), std::string::npos);
+  EXPECT_NE(err({"--cap", "none", "--mem-limit", "1G"}).find("--cap none"), std::string::npos);
+  EXPECT_NE(err({"--timeout", "0s"}).find("--timeout '0s'"), std::string::npos);
+  EXPECT_NE(err({"--retries", "-1"}).find("--retries '-1'"), std::string::npos);
+  EXPECT_NE(err({"--retry-delay", "soon"}).find("--retry-delay 'soon'"), std::string::npos);
+  EXPECT_NE(err({"--retry-on", "crash"}).find("--retry-on 'crash'"), std::string::npos);
+  EXPECT_NE(err({"--halt", "fail=3"}).find("--halt 'fail=3'"), std::string::npos);
+  EXPECT_NE(err({"--sync", "extra"}).find("--sync 'extra'"), std::string::npos);
+  EXPECT_NE(err({"--orphans", "adopt"}).find("--orphans 'adopt'"), std::string::npos);
+}
+
+TEST(CommandLine, ReportAndDoctor) {
+  auto report = parse_command_line({"report", "--csv", "--mem-budget", "16G", "--job", "n"});
+  ASSERT_TRUE(std::holds_alternative<ReportArgs>(report));
+  EXPECT_EQ(std::get<ReportArgs>(report).format, ReportArgs::Format::kCsv);
+  EXPECT_EQ(std::get<ReportArgs>(report).mem_budget, 16ULL << 30);
+  EXPECT_NE(error_of({"report", "--csv", "--json"}).find("--csv and --json"), std::string::npos);
+  EXPECT_TRUE(std::holds_alternative<DoctorArgs>(parse_command_line({"doctor"})));
+}
+
 TEST(CommandLine, StatusSubcommand) {
   auto inv = parse_command_line({"status", "--db", "a.db", "--job", "j"});
   ASSERT_TRUE(std::holds_alternative<StatusArgs>(inv));

@@ -32,7 +32,6 @@ struct LaunchSpec {
 
 struct Started {
   pid_t pid = 0;
-  std::uint64_t start_ticks = 0;  // its start time (/proc), to know it again by
 };
 
 // The start itself failed. `error` is the errno.

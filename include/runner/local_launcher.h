@@ -53,6 +53,7 @@ class LocalLauncher : public Launcher {
   };
   void reap(Wakeup& into);
   void kill_strays(bool all);
+  bool has_cgroups() const;
   void judge_memory(Child& child, ChildExit& exit);
 
   SignalChannel& signals_;
@@ -62,6 +63,8 @@ class LocalLauncher : public Launcher {
   MemoryCaps* caps_;
   std::unordered_map<pid_t, Child> children_;
   std::string resolved_name_, resolved_path_;  // the last program looked up
+  std::string log_dir_;                        // the open log folder, and its fd
+  int log_dir_fd_ = -1;
 };
 
 }  // namespace runner

@@ -26,8 +26,9 @@ struct Orphan {
 std::string run_id(const ProcessIdentity& runner);
 
 // The attempts left `running` whose process still lives on this host (same
-// pid, same start time, no reboot since `previous`, the job's last holder),
-// and any process carrying the previous holder's RUNNER_RUN (cluster 0).
+// pid, started when the attempt did, no reboot since `previous`, the job's
+// last holder), and any process carrying the previous holder's RUNNER_RUN
+// (cluster 0): a child whose attempt was not recorded yet, or a grandchild.
 std::vector<Orphan> find_orphans(const std::vector<LeftRunning>& left,
                                  const std::optional<Holder>& previous);
 

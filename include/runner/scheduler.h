@@ -71,10 +71,11 @@ class Scheduler {
   // A cluster about to start, with what to reserve for it and what to cap it at.
   struct Candidate {
     ClusterId cluster = 0;
-    std::uint32_t retry = 0;  // retries of it so far in this run
-    std::uint64_t need = 0;   // bytes reserved from the budget
-    bool guessed = false;     // need is a learned guess (overcommit)
-    bool alone = false;       // a retry after OOM: the whole budget to itself
+    std::uint32_t retry = 0;         // retries of it so far in this run
+    std::uint32_t last_attempt = 0;  // its latest attempt's number, where known
+    std::uint64_t need = 0;          // bytes reserved from the budget
+    bool guessed = false;            // need is a learned guess (overcommit)
+    bool alone = false;              // a retry after OOM: the whole budget to itself
     std::optional<std::uint64_t> cap;
   };
   struct Running {
@@ -122,6 +123,7 @@ class Scheduler {
   IntervalSet done_;
   std::set<ClusterId> skip_;  // failed clusters left alone (--skip-failed)
   ClusterId cursor_ = 1;      // every cluster below it has been started or skipped
+  ClusterId fresh_from_ = 1;  // clusters from here on were never attempted
   bool more_ = true;          // clusters remain below N to be started
   std::map<pid_t, Running> running_;
   bool stopping_ = false;

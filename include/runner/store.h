@@ -10,6 +10,7 @@
 #include <SQLiteCpp/Statement.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,14 +48,13 @@ struct AttemptStart {
   std::string cap;  // the memory mechanism: "cgroup-v1", "rlimit", "none"
   std::optional<std::uint64_t> mem_limit_kib;
   std::optional<double> timeout_s;
-  std::uint64_t pid_ticks = 0;  // the child's start time, to know it again by
 };
 
 // An attempt a runner left `running`, to look for its process.
 struct LeftRunning {
   ClusterId cluster = 0;
   pid_t pid = 0;
-  std::uint64_t pid_ticks = 0;
+  double started_at = 0;  // epoch seconds
   std::string host;
 };
 
@@ -144,6 +144,8 @@ class Store {
 
   // Attempts. record_start returns the row id that record_end takes.
   std::uint32_t next_attempt(const Job& job, ClusterId cluster);
+  // The highest cluster with any attempt: every cluster above it starts at attempt 1.
+  ClusterId highest_attempted(const Job& job);
   std::int64_t record_start(const Job& job, const AttemptStart& start);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
 
@@ -175,11 +177,17 @@ class Store {
   void check_and_create_schema(Access access);
   static int on_busy(void* self, int count);
   void mark_done(const Job& job, ClusterId cluster);
+  void write_done_range(const Job& job, std::int64_t c, std::optional<std::int64_t> before_lo,
+                        std::optional<std::int64_t> after_hi);
 
   std::filesystem::path path_;
   SQLite::Database db_;
   std::string host_;
   std::int64_t busy_waited_ms_ = 0;
+  // Done ranges of the jobs whose ranges were loaded, kept in step with the
+  // table, so that marking a cluster done needs no reads. Only the job's
+  // holder writes them, so nothing else changes them underneath.
+  std::map<std::int64_t, IntervalSet> done_mirror_;
   // Prepared statements on the hot path: one start and one end per cluster.
   std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_, peak_;
   std::unique_ptr<SQLite::Statement> done_before_, done_after_, done_insert_, done_extend_,

@@ -29,5 +29,8 @@ enum class Liveness { kAlive, kDead, kUnknown };  // kUnknown: another host
 Liveness check_alive(const ProcessIdentity& who);
 
 double wall_clock_now();  // seconds since the epoch, for the log
+// When a process started, in seconds since the epoch (to about 10 ms), or
+// nullopt if it is gone or a zombie.
+std::optional<double> process_started_at(pid_t pid);
 
 }  // namespace runner
