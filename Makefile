@@ -6,7 +6,7 @@ DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsql
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev sqlite3 python3
 LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test unit sanitize lint demo clean
+.PHONY: all deps build test unit sanitize lint demo bench clean
 
 all: build
 
@@ -48,9 +48,18 @@ lint: build
 	clang-format --dry-run --Werror src/*.cpp include/runner/*.h tests/*.cpp tests/*.h
 	clang-tidy -p $(BUILD) --quiet src/*.cpp
 
+# The benchmark suite (not part of make test): a Release build, then every
+# scenario several times; figures go to BENCHMARKS.md's latest run.
+BENCH_ARGS ?=
+bench: deps
+	$(call install_missing,parallel time)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner test_child bench-floor
+	python3 bench/bench.py $(BENCH_ARGS) --out bench/latest.md
+
 # Builds runner and runs the example migration over 300 clusters.
 demo: build
 	examples/demo.sh $(BUILD)/runner
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan demo
+	rm -rf $(BUILD) $(BUILD)-asan build-release demo

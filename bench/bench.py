@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""runner's benchmark suite (make bench): each scenario several times, medians
+with min-max, every figure beside the same work done by other tools in the
+same run. Writes the table to stdout and, with --out, to a Markdown file."""
+import argparse
+import os
+import platform
+import resource
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def run_timed(cmd, cwd, stdin=None):
+    """Runs cmd to the end; returns (wall s, cpu s of it and its children, exit code)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, cwd=cwd, stdin=stdin, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if p.returncode != 0:
+        sys.stderr.write(f"bench: {' '.join(cmd[:6])}... exited {p.returncode}: "
+                         f"{p.stderr.decode()[-500:]}\n")
+    return wall, cpu, p.returncode
+
+
+def peak_rss_kib(cmd, cwd):
+    """Peak RSS of cmd itself, as GNU time reports it (wait4's ru_maxrss)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, cwd=cwd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    return int(out.stderr.strip().splitlines()[-1])
+
+
+def fmt_stats(values, unit="s", digits=2):
+    med = statistics.median(values)
+    return f"{med:.{digits}f} {unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.join(ROOT, "build-release")
+        self.runner = os.path.join(self.build, "runner")
+        self.child = os.path.join(self.build, "tests", "test_child")
+        self.floor = os.path.join(self.build, "bench-floor")
+        self.lines = []
+        self.scratch = tempfile.mkdtemp(prefix="runner-bench-", dir=args.scratch)
+
+    def say(self, line=""):
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def fresh(self, name):
+        # A new folder every time, removed only at the end: deleting thousands
+        # of files just before a run makes the next file creations slow on
+        # ext4, which would be measuring the benchmark, not the tools.
+        self.counter = getattr(self, "counter", 0) + 1
+        path = os.path.join(self.scratch, f"{name}-{self.counter}")
+        os.makedirs(path)
+        return path
+
+    def versions(self):
+        def first_line(cmd):
+            try:
+                return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+            except Exception:
+                return "unknown"
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        self.say(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}")
+        self.say(f"- machine: {platform.machine()}, {os.cpu_count()} cores, "
+                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GiB:.0f} GiB, "
+                 f"kernel {platform.release()}")
+        self.say(f"- runner: {first_line([self.runner, '--version'])}; "
+                 f"xargs: {first_line(['xargs', '--version'])}; "
+                 f"GNU parallel: {first_line(['parallel', '--version'])}")
+        self.say(f"- scratch folder: {self.scratch} "
+                 f"({subprocess.run(['stat', '-f', '-c', '%T', self.scratch], capture_output=True, text=True).stdout.strip()}), "
+                 f"{self.args.runs} runs each")
+
+    # 1. Dispatch -------------------------------------------------------
+    def dispatch(self):
+        n = self.args.clusters
+        self.say()
+        self.say(f"## 1. Dispatch: {n} clusters of /bin/true")
+        self.say()
+        self.say("| P | tool | wall | CPU | wall ÷ floor |")
+        self.say("|---|---|---|---|---|")
+        for p in (2, 8):
+            tools = {
+                "floor (posix_spawn + wait)": lambda d: [self.floor, str(n), str(p), "/bin/true"],
+                "runner": lambda d: [self.runner, str(n), str(p), "-q", "--db",
+                                     os.path.join(d, "r.db"), "--", "/bin/true"],
+                "runner --cap none": lambda d: [self.runner, str(n), str(p), "-q", "--cap", "none",
+                                                "--db", os.path.join(d, "r.db"), "--", "/bin/true"],
+                "xargs -P": lambda d: ["sh", "-c", f"seq {n} | xargs -P {p} -n 1 /bin/true"],
+                "GNU parallel --joblog": lambda d: ["sh", "-c", f"seq {n} | parallel -j {p} "
+                                                    f"--joblog {d}/joblog /bin/true"],
+            }
+            results = {}
+            for name, make in tools.items():
+                if name.startswith("GNU parallel") and not self.args.parallel:
+                    continue
+                walls, cpus = [], []
+                for _ in range(self.args.runs):
+                    d = self.fresh("dispatch")
+                    wall, cpu, _ = run_timed(make(d), d)
+                    walls.append(wall)
+                    cpus.append(cpu)
+                results[name] = (walls, cpus)
+            floor = statistics.median(results["floor (posix_spawn + wait)"][0])
+            for name, (walls, cpus) in results.items():
+                ratio = statistics.median(walls) / floor
+                self.say(f"| {p} | {name} | {fmt_stats(walls)} | {fmt_stats(cpus)} | "
+                         f"{ratio:.2f} ({min(walls) / floor:.2f}-{max(walls) / floor:.2f}) |")
+            if p == 2:
+                d = self.fresh("dispatch")
+                self.dispatch_rss = peak_rss_kib(tools["runner"](d), d)
+
+    # 2. Resume ---------------------------------------------------------
+    def resume(self):
+        n = 1_000_000
+        self.say()
+        self.say(f"## 2. Resume: {n} clusters all recorded done, started again")
+        self.say()
+        d = self.fresh("resume")
+        db = os.path.join(d, "r.db")
+        cmd = [self.runner, str(n), "8", "-q", "--job", "resume", "--db", db, "--", "/bin/true"]
+        # A log with the job, then a million done attempts written straight in.
+        p = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not os.path.exists(db):
+            time.sleep(0.01)
+        time.sleep(0.2)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        con = sqlite3.connect(db)
+        with con:
+            job = con.execute("SELECT id FROM job WHERE name = 'resume'").fetchone()[0]
+            con.execute("DELETE FROM attempt")
+            con.execute("DELETE FROM done_range")
+            con.execute("UPDATE job SET holder_pid = NULL")
+            con.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+                "INSERT INTO attempt (job_id, cluster, attempt, state, pid, host, started_at, "
+                "finished_at, exit_code, peak_rss_kib, log_path) SELECT ?, x, 1, 'done', 1000, 'h', "
+                "1.7e9 + x, 1.7e9 + x + 0.01, 0, 1000, '/logs/' || x || '.1.log' FROM c", (n, job))
+            con.execute("INSERT INTO done_range VALUES (?, 1, ?)", (job, n))
+        con.close()
+        walls = [run_timed(cmd, d)[0] for _ in range(self.args.runs)]
+        self.say("| tool | time to exit with nothing to do |")
+        self.say("|---|---|")
+        self.say(f"| runner (1,000,000 attempts in the log) | {fmt_stats(walls, digits=3)} |")
+        if self.args.parallel:
+            joblog = os.path.join(d, "joblog")
+            with open(joblog, "w") as f:
+                f.write("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n")
+                for i in range(1, n + 1):
+                    f.write(f"{i}\t:\t1700000000.000\t0.001\t0\t0\t0\t0\t/bin/true {i}\n")
+            pwalls = [run_timed(["sh", "-c", f"seq {n} | parallel -j 8 --joblog {joblog} "
+                                             f"--resume /bin/true"], d)[0]
+                      for _ in range(max(1, self.args.runs - 1))]
+            self.say(f"| GNU parallel --resume (1,000,000-row joblog) | {fmt_stats(pwalls)} |")
+
+    # 3. Runner memory ----------------------------------------------------
+    def memory(self):
+        self.say()
+        self.say("## 3. runner's own peak RSS")
+        self.say()
+        self.say("| job | peak RSS |")
+        self.say("|---|---|")
+        self.say(f"| scenario 1, P = 2 | {self.dispatch_rss / 1024:.1f} MiB |")
+        d = self.fresh("billion")
+        db = os.path.join(d, "r.db")
+        cmd = ["/usr/bin/time", "-f", "%M", self.runner, "1000000000", "8", "-q", "--db", db,
+               "--", "/bin/true"]
+        p = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+        done = 0
+        while done < 3000:
+            time.sleep(0.2)
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                done = con.execute("SELECT coalesce(sum(done), 0) FROM progress").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                pass
+        subprocess.run(["pkill", "-TERM", "-f", f"runner 1000000000 8 -q --db {db}"])
+        err = p.communicate()[1]
+        rss = int(err.strip().splitlines()[-1])
+        self.say(f"| N = 1,000,000,000, stopped after {done} done | {rss / 1024:.1f} MiB |")
+
+    # 4. Memory budget ----------------------------------------------------
+    def budget(self):
+        clusters, big, budget, p = 48, 8, 8 * GiB, 8
+        big_mib, small_mib, hold_ms = 1536, 150, 1000
+        bigs = [c for c in range(1, clusters + 1) if c % 6 == 3][:big]
+        self.say()
+        self.say(f"## 4. Memory budget: {clusters} clusters, {big} hold {big_mib} MiB and the rest "
+                 f"{small_mib} MiB for {hold_ms / 1000:.0f} s; budget 8 GiB, P = {p}")
+        self.say()
+        total_mem_s = (big * big_mib + (clusters - big) * small_mib) * MiB * hold_ms / 1000
+        lower = max(total_mem_s / budget, clusters * hold_ms / 1000 / p)
+        self.say(f"Lower bound: max(memory-seconds ÷ budget, clusters × duration ÷ P) = "
+                 f"{lower:.2f} s")
+        self.say()
+        self.say("| run | makespan | ÷ lower bound | most memory at once |")
+        self.say("|---|---|---|---|")
+        d = self.fresh("budget")
+        record = os.path.join(d, "mem")
+        child = [self.child, "--alloc-mib", str(small_mib)]
+        for c in bigs:
+            child += ["--alloc-for", f"{c}={big_mib}"]
+        child += ["--hold-ms", str(hold_ms), "--mem-record", record]
+
+        def most_at_once():
+            held = most = 0
+            for line in open(record):
+                what, _, mib = line.split()
+                held += int(mib) if what == "start" else -int(mib)
+                most = max(most, held)
+            return most
+
+        def measure(name, cmd, runs):
+            spans, peaks = [], []
+            for i in range(runs):
+                if os.path.exists(record):
+                    os.remove(record)
+                spans.append(run_timed(cmd(i), d)[0])
+                peaks.append(most_at_once())
+            self.say(f"| {name} | {fmt_stats(spans)} | {statistics.median(spans) / lower:.2f} | "
+                     f"{max(peaks) / 1024:.2f} GiB |")
+
+        runs = self.args.runs
+        measure("runner --mem-budget 8G --mem-overcommit, first run (nothing known)",
+                lambda i: [self.runner, str(clusters), str(p), "-q", "--db", f"{d}/r.db",
+                           "--job", f"first-{time.time_ns()}", "--mem-budget", "8G",
+                           "--mem-overcommit", "--"] + child, runs)
+        measure("runner --mem-budget 8G, second job (peaks known)",
+                lambda i: [self.runner, str(clusters), str(p), "-q", "--db", f"{d}/r.db",
+                           "--job", f"second-{time.time_ns()}", "--mem-budget", "8G", "--"] + child,
+                runs)
+        safe_p = budget // (big_mib * MiB)
+        args_file = os.path.join(d, "args")
+        with open(args_file, "w") as f:
+            for c in range(1, clusters + 1):
+                mib = big_mib if c in bigs else small_mib
+                f.write(f"--alloc-mib {mib} --hold-ms {hold_ms} --mem-record {record}\n")
+        measure(f"best safe static P = {safe_p} (xargs -P {safe_p})",
+                lambda i: ["sh", "-c", f"xargs -P {safe_p} -L 1 {self.child} < {args_file}"], runs)
+        if self.args.parallel:
+            # GNU parallel knows no budget, only free memory: a balloon leaves
+            # about 8 GiB of this machine free while it runs.
+            avail = int(open("/proc/meminfo").read().split("MemAvailable:")[1].split()[0]) * 1024
+            balloon_mib = max(0, (avail - budget - GiB // 2) // MiB)
+            balloon = subprocess.Popen([self.child, "--alloc-mib", str(balloon_mib), "--hold-file",
+                                        os.path.join(d, "deflate")])
+            time.sleep(5)
+            measure(f"GNU parallel -j {p} --memfree {big_mib}M (about 8 GiB free)",
+                    lambda i: ["sh", "-c", f"parallel -j {p} --memfree {big_mib}M --colsep ' ' "
+                                           f"{self.child} {{}} < {args_file}"], runs)
+            open(os.path.join(d, "deflate"), "w").close()
+            balloon.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--clusters", type=int, default=10000)
+    ap.add_argument("--no-parallel", dest="parallel", action="store_false")
+    ap.add_argument("--only", default="1234")
+    ap.add_argument("--scratch", default=None)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    b = Bench(args)
+    b.say("# runner benchmarks")
+    b.say()
+    b.versions()
+    try:
+        if "1" in args.only or "3" in args.only:
+            b.dispatch()
+        if "2" in args.only:
+            b.resume()
+        if "3" in args.only:
+            b.memory()
+        if "4" in args.only:
+            b.budget()
+    finally:
+        shutil.rmtree(b.scratch, ignore_errors=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(b.lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
