@@ -144,6 +144,14 @@ std::string query(const fs::path& db, const std::string& sql) {
   return q.getColumn(0).isNull() ? "" : q.getColumn(0).getString();
 }
 
+std::vector<std::string> with_child(std::vector<std::string> runner_args,
+                                    const std::vector<std::string>& child_args) {
+  runner_args.push_back("--");
+  runner_args.push_back(child_bin());
+  runner_args.insert(runner_args.end(), child_args.begin(), child_args.end());
+  return runner_args;
+}
+
 std::string child_bin() {
   return TEST_CHILD_BIN;
 }

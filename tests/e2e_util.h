@@ -69,6 +69,10 @@ std::size_t count_lines(const fs::path& path);
 // One value from a read-only query, as text ("" for NULL).
 std::string query(const fs::path& db, const std::string& sql);
 
+// runner's arguments, then "--", test_child and the child's arguments.
+std::vector<std::string> with_child(std::vector<std::string> runner_args,
+                                    const std::vector<std::string>& child_args);
+
 // The test child's path and the runner binary's.
 std::string child_bin();
 std::string runner_bin();

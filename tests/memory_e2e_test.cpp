@@ -15,13 +15,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-Args with_child(Args runner_args, Args child_args) {
-  runner_args.push_back("--");
-  runner_args.push_back(child_bin());
-  runner_args.insert(runner_args.end(), child_args.begin(), child_args.end());
-  return runner_args;
-}
-
 // runner's own cgroup folder in the hierarchy it will use, or a reason to skip.
 std::optional<fs::path> cgroup_dir(std::string* why) {
   auto probe = probe_memory();

@@ -20,13 +20,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-Args with_child(Args runner_args, Args child_args) {
-  runner_args.push_back("--");
-  runner_args.push_back(child_bin());
-  runner_args.insert(runner_args.end(), child_args.begin(), child_args.end());
-  return runner_args;
-}
-
 // Alive, and not a zombie waiting for whoever adopted it to collect it.
 bool process_exists(pid_t pid) {
   auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
