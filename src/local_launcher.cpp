@@ -192,7 +192,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   }
   // A log folder with no room left fails every start: stop, do not fail clusters.
   struct statvfs space {};
-  if (::fstatvfs(log_dir_fd_, &space) == 0 && space.f_bavail * space.f_frsize < 64 * 1024)
+  if (::fstatvfs(log_dir_fd_, &space) == 0 && space.f_bavail * space.f_frsize < 64UL * 1024)
     return StartFailed{ENOSPC,
                        fmt::format("log folder {} is full: {}", folder, std::strerror(ENOSPC)),
                        StartFailed::Kind::kEnvironment};

@@ -206,7 +206,7 @@ std::optional<std::string> allocation_failure_sign(const fs::path& log) {
   if (!in) return std::nullopt;
   in.seekg(0, std::ios::end);
   auto size = static_cast<std::streamoff>(in.tellg());
-  constexpr std::streamoff kTail = 64 * 1024;
+  constexpr std::streamoff kTail = std::streamoff{64} * 1024;
   in.seekg(std::max<std::streamoff>(0, size - kTail));
   std::string tail((std::istreambuf_iterator<char>(in)), {});
   for (auto sign : kSigns)

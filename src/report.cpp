@@ -21,6 +21,7 @@ double mib(std::uint64_t kib) {
 
 std::vector<const ClusterReport*> heaviest(const std::vector<ClusterReport>& clusters) {
   std::vector<const ClusterReport*> out;
+  out.reserve(clusters.size());
   for (const auto& c : clusters) out.push_back(&c);
   auto n = std::min(kHeaviest, out.size());
   std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
