@@ -148,6 +148,77 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
     fmt::print("  more: runner status --db {} --job {}\n", args.db.string(), job.name);
 }
 
+// A command that cannot be found is refused before anything is written.
+void check_command(const CommandTemplate& command) {
+  if (command.render(1, 1).front() != command.program()) return;  // {i} in the program
+  auto resolved = resolve_program(command.program());
+  if (resolved.error == 0) return;
+  bool bare_name = command.program().find('/') == std::string::npos;
+  throw Error(fmt::format(
+      "cannot execute {}: {}", command.program(),
+      resolved.error == ENOENT && bare_name ? "not found in PATH" : std::strerror(resolved.error)));
+}
+
+struct MemoryPlan {
+  CapMechanism mechanism = CapMechanism::kNone;
+  std::optional<std::uint64_t> budget;  // bytes
+};
+
+MemoryPlan plan_memory(const RunArgs& args, const MemoryProbe& probe) {
+  MemoryPlan plan{choose_mechanism(args.cap, probe), args.mem_budget};
+  if (args.mem_budget_auto) {
+    plan.budget = available_memory(probe);
+    if (!plan.budget)
+      throw Error("--mem-budget auto: cannot tell how much memory is available here");
+  }
+  if (plan.budget && args.mem_limit && *args.mem_limit > *plan.budget)
+    throw Error(
+        fmt::format("--mem-limit {} is more than the --mem-budget {}: no cluster could use it",
+                    format_size_kib(*args.mem_limit / 1024), format_size_kib(*plan.budget / 1024)));
+  // An rlimit with no limit to set does nothing: say so in the log as "none".
+  if (plan.mechanism == CapMechanism::kRlimit && !args.mem_limit && !plan.budget)
+    plan.mechanism = CapMechanism::kNone;
+  return plan;
+}
+
+std::unique_ptr<MemoryCaps> set_up_caps(const MemoryPlan& plan, const MemoryProbe& probe,
+                                        const RunArgs& args) {
+  std::unique_ptr<MemoryCaps> caps;
+  try {
+    caps = make_memory_caps(plan.mechanism, probe, !args.orphans_wait);
+  } catch (const std::system_error& e) {
+    throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
+                            to_string(plan.mechanism), e.what()));
+  }
+  if (!plan.budget) return caps;
+  // Where cgroups allow, the kernel itself holds the run to the budget.
+  if (caps && !caps->set_total_limit(*plan.budget))
+    spdlog::warn("could not set the {} budget on the run's cgroup",
+                 format_size_kib(*plan.budget / 1024));
+  spdlog::info("memory budget {}, caps by {}", format_size_kib(*plan.budget / 1024),
+               to_string(plan.mechanism));
+  return caps;
+}
+
+SchedulerOptions scheduler_options(const RunArgs& args, const fs::path& log_dir,
+                                   std::optional<std::uint64_t> budget) {
+  SchedulerOptions options;
+  options.parallel = args.parallel;
+  options.grace = args.grace;
+  options.skip_failed = args.skip_failed;
+  options.log_dir = log_dir;
+  options.mem_limit = args.mem_limit;
+  options.mem_budget = budget;
+  options.mem_overcommit = args.mem_overcommit;
+  options.timeout = args.timeout;
+  // Both were checked when the command line was parsed.
+  options.retry = *RetryPolicy::parse_on(args.retry_on);
+  options.retry.retries = args.retries;
+  options.retry.delay = args.retry_delay;
+  options.halt = *HaltPolicy::parse(args.halt);
+  return options;
+}
+
 }  // namespace
 
 void setup_logging(bool quiet, bool verbose) {
@@ -167,30 +238,10 @@ int run_job(const RunArgs& args) {
   auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db))).lexically_normal();
   check_logs_root(logs_root, args.logs.has_value());
   CommandTemplate command(args.command);
-  if (command.render(1, 1).front() == command.program()) {
-    auto resolved = resolve_program(command.program());
-    if (resolved.error != 0)
-      throw Error(
-          fmt::format("cannot execute {}: {}", command.program(),
-                      resolved.error == ENOENT && command.program().find('/') == std::string::npos
-                          ? "not found in PATH"
-                          : std::strerror(resolved.error)));
-  }
+  check_command(command);
   auto job_name = args.job.value_or(derive_job_name(command, args.clusters));
   auto probe = probe_memory();
-  auto mechanism = choose_mechanism(args.cap, probe);
-  auto budget = args.mem_budget;
-  if (args.mem_budget_auto) {
-    budget = available_memory(probe);
-    if (!budget) throw Error("--mem-budget auto: cannot tell how much memory is available here");
-  }
-  if (budget && args.mem_limit && *args.mem_limit > *budget)
-    throw Error(
-        fmt::format("--mem-limit {} is more than the --mem-budget {}: no cluster could use it",
-                    format_size_kib(*args.mem_limit / 1024), format_size_kib(*budget / 1024)));
-  // An rlimit with no limit to set does nothing: say so in the log as "none".
-  if (mechanism == CapMechanism::kRlimit && !args.mem_limit && !budget)
-    mechanism = CapMechanism::kNone;
+  auto memory = plan_memory(args, probe);
 
   // Signals are blocked from here on and handled in the scheduler's loop.
   SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
@@ -211,46 +262,19 @@ int run_job(const RunArgs& args) {
                                         : Progress::Mode::kPlain;
   Progress progress(stdout, mode);
   SinkBinding binding(&progress);
-  spdlog::debug("job '{}': {} clusters, {} at a time, log {}", job.name, job.clusters,
-                args.parallel, store.path().string());
+  auto caps = set_up_caps(memory, probe, args);
 
-  std::unique_ptr<MemoryCaps> caps;
-  try {
-    caps = make_memory_caps(mechanism, probe, !args.orphans_wait);
-  } catch (const std::system_error& e) {
-    throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
-                            to_string(mechanism), e.what()));
-  }
-  // Where cgroups allow, the kernel itself holds the run to the budget.
-  if (caps && budget && !caps->set_total_limit(*budget))
-    spdlog::warn("could not set the {} budget on the run's cgroup",
-                 format_size_kib(*budget / 1024));
-  if (budget)
-    spdlog::info("memory budget {}, caps by {}", format_size_kib(*budget / 1024),
-                 to_string(mechanism));
   // Clusters that a killed runner left running must not run twice at once.
   auto orphans = find_orphans(store.left_running(job), previous_holder);
-  if (auto sig = settle_orphans(
-          orphans, args.orphans_wait ? OrphanPolicy::kWait : OrphanPolicy::kKill, signals)) {
+  auto policy = args.orphans_wait ? OrphanPolicy::kWait : OrphanPolicy::kKill;
+  if (auto sig = settle_orphans(orphans, policy, signals)) {
     fmt::print(stderr, "runner: {} while waiting for clusters left running; nothing was started\n",
                signal_name(*sig));
     return 128 + *sig;
   }
   LocalLauncher launcher(signals, caps.get());
-  SchedulerOptions options;
-  options.parallel = args.parallel;
-  options.grace = args.grace;
-  options.skip_failed = args.skip_failed;
-  options.log_dir = log_dir;
-  options.mem_limit = args.mem_limit;
-  options.mem_budget = budget;
-  options.mem_overcommit = args.mem_overcommit;
-  options.timeout = args.timeout;
-  options.retry = *RetryPolicy::parse_on(args.retry_on);
-  options.retry.retries = args.retries;
-  options.retry.delay = args.retry_delay;
-  options.halt = *HaltPolicy::parse(args.halt);
-  Scheduler scheduler(store, job, command, launcher, &progress, options);
+  Scheduler scheduler(store, job, command, launcher, &progress,
+                      scheduler_options(args, log_dir, memory.budget));
   auto summary = scheduler.run();
 
   if (summary.setup_failure) throw Error(*summary.setup_failure);
