@@ -57,6 +57,15 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   EXPECT_EQ(pcols.getColumn(0).getString(), "job,clusters,done,failed,running,pending");
 }
 
+TEST_F(StoreTest, SyncFullMakesEveryCommitDurable) {
+  {
+    Store normal(path_, Store::Access::kReadWrite);
+    EXPECT_EQ(one(normal, "PRAGMA synchronous"), "1");  // NORMAL
+  }
+  Store full(path_, Store::Access::kReadWrite, Store::Sync::kFull);
+  EXPECT_EQ(one(full, "PRAGMA synchronous"), "2");  // FULL
+}
+
 TEST_F(StoreTest, DoneClustersAreKeptAsMergedRanges) {
   Store s(path_, Store::Access::kReadWrite);
   auto j = s.open_job("j", 1'000'000'000, "cmd");
