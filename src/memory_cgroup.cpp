@@ -83,15 +83,17 @@ std::vector<pid_t> procs_of(const fs::path& dir) {
 // first. A v1 cgroup can only be removed once its last process is gone, and a
 // killed process takes a moment to go: retry for a short while.
 bool kill_and_remove(const fs::path& dir, Version version) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_directory(ec)) kill_and_remove(entry.path(), version);
   for (int round = 0; round < 2000; ++round) {
+    // Nearly always the attempt left nothing behind and this is all it takes.
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
+    if (errno != EBUSY) return false;  // ENOTEMPTY: not a cgroup at all
+    // Something is left: sub-cgroups the attempt made, or processes.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.is_directory(ec)) kill_and_remove(entry.path(), version);
     if (version == Version::kV2) cgroupfs::write_text(dir / "cgroup.kill", "1");
     for (pid_t p : procs_of(dir)) ::kill(p, SIGKILL);
-    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
-    if (errno != EBUSY) return false;
-    ::usleep(1000);
+    if (round > 0) ::usleep(1000);
   }
   return false;
 }
