@@ -45,7 +45,7 @@ sanitize: deps
 # clang-format must agree with the tree, and clang-tidy's listed checks must pass.
 lint: build
 	$(call install_missing,$(LINT_PACKAGES))
-	clang-format --dry-run --Werror src/*.cpp include/runner/*.h tests/*.cpp tests/*.h
+	clang-format --dry-run --Werror src/*.cpp src/*.h include/runner/*.h tests/*.cpp tests/*.h
 	clang-tidy -p $(BUILD) --quiet src/*.cpp
 
 # The benchmark suite (not part of make test): a Release build, then every
