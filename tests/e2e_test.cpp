@@ -212,6 +212,7 @@ TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
   {
     RunnerProcess first(cat({"3", "3", "--job", "j"}, cmd), dir.path());
     ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
+    ASSERT_TRUE(wait_for_running(dir.path(), 3));
     first.signal(SIGKILL);
     EXPECT_EQ(first.wait(), 128 + SIGKILL);
   }
@@ -244,6 +245,7 @@ struct Stoppable {
       return static_cast<std::size_t>(
                  std::distance(fs::directory_iterator(ready), fs::directory_iterator())) == n;
     }));
+    EXPECT_TRUE(wait_for_running(dir.path(), static_cast<int>(n)));
   }
   std::string db_query(const std::string& sql) { return query(dir / "runner.db", sql); }
 };

@@ -144,6 +144,17 @@ std::string query(const fs::path& db, const std::string& sql) {
   return q.getColumn(0).isNull() ? "" : q.getColumn(0).getString();
 }
 
+bool wait_for_running(const fs::path& dir, int n) {
+  return wait_until(dir, [&] {
+    try {
+      return query(dir / "runner.db", "SELECT coalesce(sum(running), 0) FROM progress") ==
+             std::to_string(n);
+    } catch (const std::exception&) {
+      return false;  // not created yet
+    }
+  });
+}
+
 std::vector<std::string> with_child(std::vector<std::string> runner_args,
                                     const std::vector<std::string>& child_args) {
   runner_args.push_back("--");

@@ -69,6 +69,10 @@ std::size_t count_lines(const fs::path& path);
 // One value from a read-only query, as text ("" for NULL).
 std::string query(const fs::path& db, const std::string& sql);
 
+// Waits until the log in dir/runner.db shows n attempts running: runner
+// commits starts in groups, so a child can be up before its attempt is.
+bool wait_for_running(const fs::path& dir, int n);
+
 // runner's arguments, then "--", test_child and the child's arguments.
 std::vector<std::string> with_child(std::vector<std::string> runner_args,
                                     const std::vector<std::string>& child_args);

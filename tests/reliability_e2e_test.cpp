@@ -227,6 +227,7 @@ TEST(Reliability, ADbLockedByAnotherWriterMakesRunnerWaitAndLoseNothing) {
       with_child({"3", "3"}, {"--ready-dir", ready.string(), "--hold-file", go.string()}),
       t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 3));
   // Another writer takes the DB's write lock and holds it until told to stop.
   auto locked = t / "locked";
   auto release = t / "release";
