@@ -67,6 +67,16 @@ std::uint64_t parse_size_option(const std::string& option, const std::string& te
   return *size;
 }
 
+// A duration option, or an Error naming it, its value and examples of good ones.
+std::chrono::milliseconds parse_duration_option(const std::string& option, const std::string& text,
+                                                const char* examples, bool above_zero = false) {
+  auto d = parse_duration(text);
+  if (!d || (above_zero && d->count() == 0))
+    throw Error(fmt::format("{} '{}' is not valid: expected a duration {}like {}", option, text,
+                            above_zero ? "above zero " : "", examples));
+  return *d;
+}
+
 std::string check_job_name(const std::string& name) {
   if (!is_valid_job_name(name))
     throw Error(fmt::format(
@@ -195,13 +205,8 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
   if (db_text.empty()) throw Error("--db '' is not valid: expected a file path");
   if (!job.empty()) run.job = check_job_name(job);
   if (!logs_text.empty()) run.logs = logs_text;
-  if (!grace_text.empty()) {
-    auto grace = parse_duration(grace_text);
-    if (!grace)
-      throw Error(fmt::format("--grace '{}' is not valid: expected a duration like 30s, 5m or 1h",
-                              grace_text));
-    run.grace = *grace;
-  }
+  if (!grace_text.empty())
+    run.grace = parse_duration_option("--grace", grace_text, "30s, 5m or 1h");
   if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
   if (!cap_text.empty()) {
     auto cap = parse_cap_choice(cap_text);
@@ -219,14 +224,8 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
   if (run.mem_limit && run.cap == CapChoice::kNone)
     throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
-  if (!timeout_text.empty()) {
-    auto timeout = parse_duration(timeout_text);
-    if (!timeout || timeout->count() == 0)
-      throw Error(fmt::format(
-          "--timeout '{}' is not valid: expected a duration above zero like 90s, 30m or 2h",
-          timeout_text));
-    run.timeout = *timeout;
-  }
+  if (!timeout_text.empty())
+    run.timeout = parse_duration_option("--timeout", timeout_text, "90s, 30m or 2h", true);
   if (!retries_text.empty()) {
     auto retries = parse_count(retries_text, 0, 1000);
     if (!retries)
@@ -234,14 +233,8 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
                               retries_text));
     run.retries = static_cast<std::uint32_t>(*retries);
   }
-  if (!retry_delay_text.empty()) {
-    auto delay = parse_duration(retry_delay_text);
-    if (!delay)
-      throw Error(
-          fmt::format("--retry-delay '{}' is not valid: expected a duration like 500ms, 10s or 1m",
-                      retry_delay_text));
-    run.retry_delay = *delay;
-  }
+  if (!retry_delay_text.empty())
+    run.retry_delay = parse_duration_option("--retry-delay", retry_delay_text, "500ms, 10s or 1m");
   if (!RetryPolicy::parse_on(run.retry_on))
     throw Error(fmt::format(
         "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, oom",
