@@ -18,17 +18,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-Args child(std::initializer_list<std::string> extra) {
-  Args a = {"--", child_bin()};
-  a.insert(a.end(), extra.begin(), extra.end());
-  return a;
-}
-
-Args cat(Args a, const Args& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 std::multiset<long> started_clusters(const fs::path& record) {
   std::multiset<long> out;
   for (const auto& line : read_lines(record))
@@ -39,7 +28,7 @@ std::multiset<long> started_clusters(const fs::path& record) {
 TEST(EndToEnd, RunsEveryClusterOnceAndRecordsEachAttempt) {
   TempDir dir;
   auto record = (dir / "record").string();
-  auto r = run_runner(cat({"20", "3"}, child({"--record", record, "--print", "2"})), dir.path());
+  auto r = run_runner(with_child({"20", "3"}, {"--record", record, "--print", "2"}), dir.path());
   ASSERT_EQ(r.code, 0) << r.err;
   auto started = started_clusters(record);
   ASSERT_EQ(started.size(), 20u);
@@ -64,7 +53,7 @@ TEST(EndToEnd, RunsEveryClusterOnceAndRecordsEachAttempt) {
 
 TEST(EndToEnd, AppendsTheTokenToATrailingEqualsArgument) {
   TempDir dir;
-  auto r = run_runner(cat({"4", "2"}, child({"--args-to-stdout", "--cluster="})), dir.path());
+  auto r = run_runner(with_child({"4", "2"}, {"--args-to-stdout", "--cluster="}), dir.path());
   ASSERT_EQ(r.code, 0) << r.err;
   auto log = read_file(query(dir / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 3"));
   EXPECT_NE(log.find("arg[2]=--cluster=3/4\n"), std::string::npos) << log;
@@ -79,13 +68,13 @@ TEST(EndToEnd, AppendsTheTokenToATrailingEqualsArgument) {
 
 TEST(EndToEnd, AddsTheTokenAsALastArgumentOrWherePlaceholdersSay) {
   TempDir dir;
-  auto r = run_runner(cat({"2", "1"}, child({"--args-to-stdout"})), dir.path());
+  auto r = run_runner(with_child({"2", "1"}, {"--args-to-stdout"}), dir.path());
   ASSERT_EQ(r.code, 0) << r.err;
   auto log = read_file(query(dir / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 2"));
   EXPECT_NE(log.find("arg[2]=2/2\n"), std::string::npos) << log;
 
   TempDir dir2;
-  r = run_runner(cat({"3", "1"}, child({"--args-to-stdout", "part={i}", "of={n}", "tok={}"})),
+  r = run_runner(with_child({"3", "1"}, {"--args-to-stdout", "part={i}", "of={n}", "tok={}"}),
                  dir2.path());
   ASSERT_EQ(r.code, 0) << r.err;
   log = read_file(query(dir2 / "runner.db", "SELECT log_path FROM attempts WHERE cluster = 2"));
@@ -96,8 +85,8 @@ TEST(EndToEnd, AddsTheTokenAsALastArgumentOrWherePlaceholdersSay) {
 TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
   TempDir dir;
   auto record = (dir / "record").string();
-  auto cmd = child({"--record", record, "--exit-for", "4=1", "--signal-for", "6=11"});
-  auto r = run_runner(cat({"8", "2"}, cmd), dir.path());
+  Args cmd = {"--record", record, "--exit-for", "4=1", "--signal-for", "6=11"};
+  auto r = run_runner(with_child({"8", "2"}, cmd), dir.path());
   EXPECT_EQ(r.code, 1) << r.err;
   auto db = dir / "runner.db";
   EXPECT_EQ(query(db, "SELECT done || ' ' || failed FROM progress"), "6 2");
@@ -107,12 +96,12 @@ TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
   EXPECT_NE(r.out.find("cluster 6: killed by SIGSEGV"), std::string::npos) << r.out;
 
   // --skip-failed leaves them alone; nothing runs.
-  r = run_runner(cat({"8", "2", "--skip-failed"}, cmd), dir.path());
+  r = run_runner(with_child({"8", "2", "--skip-failed"}, cmd), dir.path());
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_EQ(started_clusters(record).size(), 8u);
 
   // A plain rerun tries exactly the two failed clusters again, as attempt 2.
-  r = run_runner(cat({"8", "2"}, cmd), dir.path());
+  r = run_runner(with_child({"8", "2"}, cmd), dir.path());
   EXPECT_EQ(r.code, 1);
   auto started = started_clusters(record);
   EXPECT_EQ(started.size(), 10u);
@@ -132,14 +121,14 @@ TEST(EndToEnd, NeverRunsMoreThanPAtOnceAndFillsEverySlot) {
   // The first three clusters wait until three are alive at once: a runner that
   // ran fewer than P together would leave them to time out (exit 3).
   auto r =
-      run_runner(cat({"30", "3"}, child({"--live-count", count, "--barrier", "3"})), dir.path());
+      run_runner(with_child({"30", "3"}, {"--live-count", count, "--barrier", "3"}), dir.path());
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   EXPECT_EQ(read_file(count + ".max"), "3\n");
 }
 
 TEST(EndToEnd, OutputWithoutATerminalHasNoControlCharacters) {
   TempDir dir;
-  auto r = run_runner(cat({"5", "2"}, child({"--exit-for", "2=3"})), dir.path());
+  auto r = run_runner(with_child({"5", "2"}, {"--exit-for", "2=3"}), dir.path());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out.find('\r'), std::string::npos);
   EXPECT_EQ(r.out.find('\033'), std::string::npos);
@@ -149,7 +138,7 @@ TEST(EndToEnd, OutputWithoutATerminalHasNoControlCharacters) {
 
 TEST(EndToEnd, QuietPrintsNothingWhenAllIsWell) {
   TempDir dir;
-  auto r = run_runner(cat({"3", "2", "-q"}, child({})), dir.path());
+  auto r = run_runner(with_child({"3", "2", "-q"}, {}), dir.path());
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "");
@@ -157,16 +146,16 @@ TEST(EndToEnd, QuietPrintsNothingWhenAllIsWell) {
 
 TEST(EndToEnd, ARefusedJobClashWritesNothing) {
   TempDir dir;
-  ASSERT_EQ(run_runner(cat({"4", "2", "--job", "nightly"}, child({})), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(with_child({"4", "2", "--job", "nightly"}, {}), dir.path()).code, 0);
   auto db = dir / "runner.db";
   auto before = query(db, "SELECT count(*) || ' ' || max(id) FROM attempt");
-  auto r = run_runner(cat({"5", "2", "--job", "nightly"}, child({})), dir.path());
+  auto r = run_runner(with_child({"5", "2", "--job", "nightly"}, {}), dir.path());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("job 'nightly'"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("has 4 clusters"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("asks for 5 clusters"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--job"), std::string::npos) << r.err;
-  r = run_runner(cat({"4", "2", "--job", "nightly"}, child({"--exit", "1"})), dir.path());
+  r = run_runner(with_child({"4", "2", "--job", "nightly"}, {"--exit", "1"}), dir.path());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--exit 1"), std::string::npos) << r.err;
   EXPECT_EQ(query(db, "SELECT count(*) || ' ' || max(id) FROM attempt"), before);
@@ -175,9 +164,9 @@ TEST(EndToEnd, ARefusedJobClashWritesNothing) {
 
 TEST(EndToEnd, ADerivedJobNameResumesTheSameJobAndSeparatesOthers) {
   TempDir dir;
-  ASSERT_EQ(run_runner(cat({"3", "1"}, child({})), dir.path()).code, 0);
-  ASSERT_EQ(run_runner(cat({"3", "1"}, child({})), dir.path()).code, 0);
-  ASSERT_EQ(run_runner(cat({"4", "1"}, child({})), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(with_child({"3", "1"}, {}), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(with_child({"3", "1"}, {}), dir.path()).code, 0);
+  ASSERT_EQ(run_runner(with_child({"4", "1"}, {}), dir.path()).code, 0);
   auto db = dir / "runner.db";
   EXPECT_EQ(query(db, "SELECT count(*) FROM job"), "2");
   EXPECT_EQ(query(db, "SELECT count(*) FROM attempts"), "7");
@@ -188,8 +177,8 @@ TEST(EndToEnd, ASecondRunnerOnTheSameJobRefusesAtOnce) {
   auto hold = dir / "go";
   auto ready = dir / "ready";
   fs::create_directory(ready);
-  auto args = cat({"2", "2", "--job", "j"},
-                  child({"--ready-dir", ready.string(), "--hold-file", hold.string()}));
+  auto args = with_child({"2", "2", "--job", "j"},
+                         {"--ready-dir", ready.string(), "--hold-file", hold.string()});
   RunnerProcess first(args, dir.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "1.ready"); }));
   auto second = run_runner(args, dir.path());
@@ -207,10 +196,11 @@ TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
   auto ready = dir / "ready";
   fs::create_directory(ready);
   auto record = (dir / "record").string();
-  auto cmd = child({"--record", record, "--ready-dir", ready.string(), "--hold-file",
-                    (dir / "go").string(), "--die-with-parent"});
+  Args cmd = {"--record",         record,        "--ready-dir",
+              ready.string(),     "--hold-file", (dir / "go").string(),
+              "--die-with-parent"};
   {
-    RunnerProcess first(cat({"3", "3", "--job", "j"}, cmd), dir.path());
+    RunnerProcess first(with_child({"3", "3", "--job", "j"}, cmd), dir.path());
     ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
     ASSERT_TRUE(wait_for_running(dir.path(), 3));
     first.signal(SIGKILL);
@@ -219,7 +209,7 @@ TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
   auto db = dir / "runner.db";
   EXPECT_EQ(query(db, "SELECT running FROM progress"), "3");
   std::ofstream((dir / "go").string()).put('x');
-  auto r = run_runner(cat({"3", "3", "--job", "j"}, cmd), dir.path());
+  auto r = run_runner(with_child({"3", "3", "--job", "j"}, cmd), dir.path());
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'interrupted' AND attempt = 1"),
             "3");
@@ -236,10 +226,9 @@ struct Stoppable {
     fs::create_directory(ready);
     Args a = {clusters, parallel};
     a.insert(a.end(), extra_runner.begin(), extra_runner.end());
-    Args c = {"--",           child_bin(),   "--ready-dir",
-              ready.string(), "--hold-file", (dir / "never").string()};
+    Args c = {"--ready-dir", ready.string(), "--hold-file", (dir / "never").string()};
     c.insert(c.end(), extra_child.begin(), extra_child.end());
-    runner = std::make_unique<RunnerProcess>(cat(a, c), dir.path());
+    runner = std::make_unique<RunnerProcess>(with_child(a, c), dir.path());
     auto n = std::stoul(parallel);
     EXPECT_TRUE(wait_until(ready, [&] {
       return static_cast<std::size_t>(
@@ -341,7 +330,7 @@ TEST(EndToEnd, AReaderHoldingATransactionDoesNotStallTheRunner) {
 
 TEST(EndToEnd, StatusShowsCountsAndFailedClusters) {
   TempDir dir;
-  auto r = run_runner(cat({"6", "2"}, child({"--exit-for", "5=9"})), dir.path());
+  auto r = run_runner(with_child({"6", "2"}, {"--exit-for", "5=9"}), dir.path());
   ASSERT_EQ(r.code, 1);
   r = run_runner({"status"}, dir.path());
   EXPECT_EQ(r.code, 0) << r.err;
