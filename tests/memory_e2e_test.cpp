@@ -205,6 +205,27 @@ TEST(Memory, ABudgetKeepsLargeClustersFromOverlappingBeyondIt) {
   EXPECT_GE(most_n, 2) << "the budget should let small clusters run together";
 }
 
+TEST(Memory, TheKernelHoldsTheWholeRunToTheBudget) {
+  REQUIRE_CGROUP(dir);
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  RunnerProcess runner(
+      with_child({"2", "2", "--mem-budget", "600M", "--mem-limit", "200M"},
+                 {"--ready-dir", ready.string(), "--hold-file", (t / "go").string()}),
+      t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
+  // The run's own cgroup, parent of every attempt's, is limited to the budget.
+  std::string limit;
+  for (const auto& e : fs::directory_iterator(*dir))
+    if (e.path().filename().string().rfind("runner-" + std::to_string(runner.pid()) + "-", 0) == 0)
+      limit = read_file(e.path() / (fs::exists(e.path() / "memory.max") ? "memory.max"
+                                                                        : "memory.limit_in_bytes"));
+  EXPECT_EQ(limit, std::to_string(600ULL << 20) + "\n");
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+}
+
 TEST(Memory, AnOomUnderABudgetIsRetriedOnceAloneWithTheWholeBudget) {
   REQUIRE_CGROUP(dir);
   TempDir t;
