@@ -1,30 +1,108 @@
 /* The floor for dispatch: N runs of a command, P at a time, with nothing but
- * posix_spawn and waitpid. No log, no bookkeeping: what any pool must pay.
- *   floor N P COMMAND [ARG...]                                              */
+ * spawn and wait. No log, no bookkeeping: what any pool must pay.
+ *   floor N P COMMAND [ARG...]
+ *   floor --cgroup DIR N P COMMAND [ARG...]
+ * Each run gets its cluster token "i/N" as its last argument, as under runner:
+ * the command does the same work under both (coreutils' true, for one, sets
+ * up its locale when it has an argument and not otherwise).
+ *
+ * Plain, it is posix_spawn + wait. With --cgroup, it is what any tool pays to
+ * put each child in a memory cgroup of its own: P cgroups made once below DIR
+ * (a v1 or v2 memory cgroup the caller owns), each child joining its slot's
+ * between vfork and exec, the way runner does by default. posix_spawn cannot
+ * join a cgroup on this glibc.                                              */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 extern char** environ;
 
+struct slot {
+  pid_t pid;    /* running there now, or 0 */
+  int procs_fd; /* its cgroup.procs, or -1 */
+  char dir[4096];
+};
+
+static pid_t start(const struct slot* s, char** args) {
+  pid_t pid;
+  if (s->procs_fd < 0) return posix_spawn(&pid, args[0], NULL, NULL, args, environ) == 0 ? pid : -1;
+  pid = vfork();
+  if (pid == 0) {
+    char buf[24];
+    int len = snprintf(buf, sizeof buf, "%d", (int)getpid());
+    if (write(s->procs_fd, buf, (size_t)len) != len) _exit(126);
+    execve(args[0], args, environ);
+    _exit(127);
+  }
+  return pid;
+}
+
 int main(int argc, char** argv) {
+  const char* cgroup = NULL;
+  if (argc > 2 && strcmp(argv[1], "--cgroup") == 0) {
+    cgroup = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 4) {
-    fprintf(stderr, "usage: floor N P COMMAND [ARG...]\n");
+    fprintf(stderr, "usage: floor [--cgroup DIR] N P COMMAND [ARG...]\n");
     return 2;
   }
   long n = atol(argv[1]), p = atol(argv[2]), started = 0, running = 0, failed = 0;
+  int fixed = argc - 3, status = 0;
+  char** args = calloc((size_t)fixed + 2, sizeof *args);
+  struct slot* slots = calloc((size_t)p, sizeof *slots);
+  char token[48];
+  if (!args || !slots || p < 1) return 2;
+  memcpy(args, argv + 3, (size_t)fixed * sizeof *args);
+  args[fixed] = token;
+  for (long i = 0; i < p; ++i) {
+    slots[i].procs_fd = -1;
+    if (!cgroup) continue;
+    char procs[4200];
+    snprintf(slots[i].dir, sizeof slots[i].dir, "%s/floor-%d-%ld", cgroup, (int)getpid(), i);
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", slots[i].dir);
+    if (mkdir(slots[i].dir, 0755) != 0 || (slots[i].procs_fd = open(procs, O_WRONLY)) < 0) {
+      perror(slots[i].dir);
+      status = 1;
+      goto out;
+    }
+  }
   while (started < n || running > 0) {
-    while (running < p && started < n) {
-      pid_t pid;
-      if (posix_spawn(&pid, argv[3], NULL, NULL, argv + 3, environ) != 0) return 1;
+    for (long i = 0; i < p && started < n; ++i) {
+      if (slots[i].pid) continue;
+      snprintf(token, sizeof token, "%ld/%ld", started + 1, n);
+      if ((slots[i].pid = start(&slots[i], args)) <= 0) {
+        status = 1;
+        goto out;
+      }
       ++started;
       ++running;
     }
-    int status;
-    if (wait(&status) < 0) return 1;
+    int wstatus;
+    pid_t pid = wait(&wstatus);
+    if (pid < 0) {
+      status = 1;
+      goto out;
+    }
+    for (long i = 0; i < p; ++i)
+      if (slots[i].pid == pid) slots[i].pid = 0;
     --running;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) ++failed;
   }
-  return failed ? 1 : 0;
+  status = failed ? 1 : 0;
+out:
+  while (wait(NULL) > 0) {
+  }
+  for (long i = 0; i < p; ++i) {
+    if (slots[i].procs_fd >= 0) close(slots[i].procs_fd);
+    if (cgroup && slots[i].dir[0]) rmdir(slots[i].dir);
+  }
+  return status;
 }
