@@ -209,7 +209,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   std::unique_ptr<Cage> cage;
   if (caps_) {
     try {
-      cage = caps_->cage(fmt::format("c{}-a{}", spec.cluster, spec.attempt), spec.mem_limit);
+      cage = caps_->cage(spec.mem_limit);
     } catch (const std::system_error& e) {
       return StartFailed{e.code().value(), e.what(), StartFailed::Kind::kEnvironment};
     }

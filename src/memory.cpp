@@ -88,7 +88,7 @@ class EmptyCage : public Cage {
 class RlimitCaps : public MemoryCaps {
  public:
   CapMechanism mechanism() const override { return CapMechanism::kRlimit; }
-  std::unique_ptr<Cage> cage(const std::string&, std::optional<std::uint64_t> limit) override {
+  std::unique_ptr<Cage> cage(std::optional<std::uint64_t> limit) override {
     if (!limit) return std::make_unique<EmptyCage>();
     return std::make_unique<RlimitCage>(*limit);
   }

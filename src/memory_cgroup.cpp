@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -32,15 +33,6 @@ std::optional<std::uint64_t> read_u64(const fs::path& file) {
   auto text = read_text(file);
   if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
   return std::stoull(text);
-}
-
-std::optional<std::uint64_t> read_key(const fs::path& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string k;
-  std::uint64_t v = 0;
-  while (in >> k >> v)
-    if (k == key) return v;
-  return std::nullopt;
 }
 
 int write_text(const fs::path& file, const std::string& text) {
@@ -98,37 +90,144 @@ bool kill_and_remove(const fs::path& dir, Version version) {
   return false;
 }
 
-class CgroupCage : public Cage {
+// At most this much may still be charged to a v1 cgroup when its attempt
+// ends for the next attempt to use it: kernel objects and a little page cache
+// (a fresh cgroup's first charge is itself 256 KiB, the kernel's batch). A
+// later peak may include it. More than this, and the cgroup is replaced.
+constexpr std::uint64_t kReusableCharge = 1 << 20;
+
+// Reads a cgroup file relative to its folder into buf, without allocating.
+// Returns the text, or an empty view if the file cannot be read.
+std::string_view read_at(int dir_fd, const char* name, char* buf, std::size_t size) {
+  int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  ssize_t n = ::read(fd, buf, size);
+  ::close(fd);
+  return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
+}
+
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{}) return std::nullopt;
+  return v;
+}
+
+std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name) {
+  char buf[64];
+  return parse_u64(read_at(dir_fd, name, buf, sizeof buf));
+}
+
+int write_at(int dir_fd, const char* name, std::string_view text) {
+  int fd = ::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  int err = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+// A cgroup file kept open across attempts, opened on first use. Each read
+// starts at offset 0, where the kernel renders the file afresh.
+class KeptFile {
  public:
-  CgroupCage(fs::path dir, Version version) : dir_(std::move(dir)), version_(version) {}
-  ~CgroupCage() override {
-    if (procs_fd_ >= 0) ::close(procs_fd_);
-    if (!collected_) kill_and_remove(dir_, version_);
+  KeptFile(const char* name, int flags) : name_(name), flags_(flags) {}
+  KeptFile(const KeptFile&) = delete;
+  KeptFile& operator=(const KeptFile&) = delete;
+  ~KeptFile() { close(); }
+
+  std::string_view read(int dir_fd, char* buf, std::size_t size) {
+    if (!open(dir_fd)) return {};
+    ssize_t n = ::pread(fd_, buf, size, 0);
+    return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
+  }
+  std::optional<std::uint64_t> read_u64(int dir_fd) {
+    char buf[64];
+    return parse_u64(read(dir_fd, buf, sizeof buf));
+  }
+  int write(int dir_fd, std::string_view text) {
+    if (!open(dir_fd)) return errno;
+    return ::pwrite(fd_, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()) ? 0
+                                                                                           : errno;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
   }
 
-  void create(std::optional<std::uint64_t> limit) {
-    if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST)
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot create cgroup " + dir_.string());
-    if (limit) {
-      auto bytes = std::to_string(*limit);
-      check(cgroupfs::write_text(dir_ / files(version_).limit, bytes), files(version_).limit);
-      // No swap: a capped cluster must not slow to a crawl instead of failing.
-      if (version_ == Version::kV1) {
-        if (fs::exists(dir_ / "memory.memsw.limit_in_bytes"))
-          check(cgroupfs::write_text(dir_ / "memory.memsw.limit_in_bytes", bytes),
-                "memory.memsw.limit_in_bytes");
-      } else {
-        cgroupfs::write_text(dir_ / "memory.swap.max", "0");
-      }
-    }
-    // The whole tree dies together on OOM (v2).
-    if (version_ == Version::kV2) cgroupfs::write_text(dir_ / "memory.oom.group", "1");
-    // O_CREAT changes nothing on a cgroupfs, where the file is always there.
-    procs_fd_ = ::open((dir_ / "cgroup.procs").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (procs_fd_ < 0)
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot open " + (dir_ / "cgroup.procs").string());
+ private:
+  bool open(int dir_fd) {
+    if (fd_ < 0) fd_ = ::openat(dir_fd, name_, flags_ | O_CLOEXEC);
+    return fd_ >= 0;
+  }
+
+  const char* name_;
+  int flags_;
+  int fd_ = -1;
+};
+
+// The value of `key` in a "key value" text (memory.events, memory.oom_control).
+std::optional<std::uint64_t> value_of(std::string_view text, std::string_view key) {
+  for (std::size_t at = 0; at < text.size();) {
+    auto eol = std::min(text.find('\n', at), text.size());
+    auto line = text.substr(at, eol - at);
+    if (line.starts_with(key) && line.size() > key.size() && line[key.size()] == ' ')
+      return parse_u64(line.substr(key.size() + 1));
+    at = eol + 1;
+  }
+  return std::nullopt;
+}
+
+// One cgroup folder below the run's, with what its attempts need kept open:
+// the folder, cgroup.procs (which the child writes between vfork and exec),
+// the peak and the OOM count. On v1 a slot cages one attempt after another;
+// making and removing a memory cgroup costs more than a small child's start.
+struct Slot {
+  Slot(fs::path where, Version v)
+      : dir(std::move(where)),
+        version(v),
+        // Only v1 resets its peak, by a write.
+        peak(files(v).peak, v == Version::kV1 ? O_RDWR : O_RDONLY),
+        oom(files(v).oom_file, O_RDONLY) {}
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() { close(); }
+
+  void close() {
+    peak.close();
+    oom.close();
+    if (procs_fd >= 0) ::close(procs_fd);
+    if (dir_fd >= 0) ::close(dir_fd);
+    procs_fd = dir_fd = -1;
+  }
+
+  // Closes the descriptors, kills whatever is left in the cgroup, removes it.
+  bool destroy() {
+    close();
+    return kill_and_remove(dir, version);
+  }
+
+  std::uint64_t oom_kills() {
+    char buf[512];
+    return value_of(oom.read(dir_fd, buf, sizeof buf), "oom_kill").value_or(0);
+  }
+
+  fs::path dir;
+  Version version;
+  int dir_fd = -1;
+  int procs_fd = -1;
+  KeptFile peak;
+  KeptFile oom;
+  std::optional<std::uint64_t> limit;  // what its limit files say; none: unlimited
+  std::uint64_t oom_kills_before = 0;  // counted during earlier attempts
+};
+
+class CgroupCaps;
+
+class CgroupCage : public Cage {
+ public:
+  CgroupCage(CgroupCaps& caps, std::unique_ptr<Slot> slot) : caps_(caps), slot_(std::move(slot)) {}
+  ~CgroupCage() override {
+    if (slot_) slot_->destroy();
   }
 
   int enter() const noexcept override {
@@ -139,38 +238,24 @@ class CgroupCage : public Cage {
     for (auto pid = static_cast<unsigned long>(::getpid()); p == end || pid > 0; pid /= 10)
       *--p = static_cast<char>('0' + pid % 10);
     auto n = end - p;
-    return ::write(procs_fd_, p, static_cast<std::size_t>(n)) == n ? 0 : errno;
+    return ::write(slot_->procs_fd, p, static_cast<std::size_t>(n)) == n ? 0 : errno;
   }
 
-  MemoryUse collect() override {
-    MemoryUse use;
-    use.peak_bytes = cgroupfs::read_u64(dir_ / files(version_).peak);
-    use.oom_kills = cgroupfs::read_key(dir_ / files(version_).oom_file, "oom_kill").value_or(0);
-    collected_ = true;
-    if (!kill_and_remove(dir_, version_))
-      spdlog::warn("could not remove cgroup {}: {}", dir_.string(), std::strerror(errno));
-    return use;
-  }
+  MemoryUse collect() override;
 
   std::optional<std::uint64_t> current_bytes() const override {
-    return cgroupfs::read_u64(dir_ / files(version_).usage);
+    return read_u64_at(slot_->dir_fd, files(slot_->version).usage);
   }
 
   void signal_all(int sig) const override {
-    for (pid_t p : procs_of(dir_)) ::kill(p, sig);
+    for (pid_t p : procs_of(slot_->dir)) ::kill(p, sig);
   }
+
+  std::string cgroup() const override { return slot_ ? slot_->dir.string() : ""; }
 
  private:
-  void check(int err, const char* what) {
-    if (err != 0)
-      throw std::system_error(err, std::generic_category(),
-                              fmt::format("cannot write {} of {}", what, dir_.string()));
-  }
-
-  fs::path dir_;
-  Version version_;
-  int procs_fd_ = -1;
-  bool collected_ = false;
+  CgroupCaps& caps_;
+  std::unique_ptr<Slot> slot_;
 };
 
 class CgroupCaps : public MemoryCaps {
@@ -189,6 +274,8 @@ class CgroupCaps : public MemoryCaps {
       cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory");
   }
   ~CgroupCaps() override {
+    for (auto& slot : idle_) slot->destroy();
+    idle_.clear();
     if (!kill_and_remove(run_dir_, version_))
       spdlog::warn("could not remove cgroup {}", run_dir_.string());
     // Folders spared at the start because processes were still in them.
@@ -199,10 +286,32 @@ class CgroupCaps : public MemoryCaps {
     return version_ == Version::kV1 ? CapMechanism::kCgroupV1 : CapMechanism::kCgroupV2;
   }
 
-  std::unique_ptr<Cage> cage(const std::string& name, std::optional<std::uint64_t> limit) override {
-    auto cage = std::make_unique<CgroupCage>(run_dir_ / name, version_);
-    cage->create(limit);
-    return cage;
+  std::unique_ptr<Cage> cage(std::optional<std::uint64_t> limit) override {
+    std::unique_ptr<Slot> slot;
+    if (!idle_.empty()) {
+      slot = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      slot = make_slot();
+    }
+    try {
+      set_limit(*slot, limit);
+    } catch (...) {
+      slot->destroy();
+      throw;
+    }
+    return std::make_unique<CgroupCage>(*this, std::move(slot));
+  }
+
+  // Takes a slot back once its attempt is over: kept for the next attempt
+  // when nothing of this one is left in it, else removed.
+  void give_back(std::unique_ptr<Slot> slot, std::uint64_t oom_kills_now) {
+    if (reusable(*slot)) {
+      slot->oom_kills_before = oom_kills_now;
+      idle_.push_back(std::move(slot));
+    } else if (!slot->destroy()) {
+      spdlog::warn("could not remove cgroup {}: {}", slot->dir.string(), std::strerror(errno));
+    }
   }
 
   std::optional<std::uint64_t> total_bytes() const override {
@@ -214,10 +323,89 @@ class CgroupCaps : public MemoryCaps {
   }
 
  private:
+  std::unique_ptr<Slot> make_slot() {
+    auto slot = std::make_unique<Slot>(run_dir_ / fmt::format("s{}", ++slots_made_), version_);
+    if (::mkdir(slot->dir.c_str(), 0755) != 0 && errno != EEXIST)
+      throw std::system_error(errno, std::generic_category(),
+                              "cannot create cgroup " + slot->dir.string());
+    slot->dir_fd = ::open(slot->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    // O_CREAT changes nothing on a cgroupfs, where the file is always there.
+    if (slot->dir_fd >= 0)
+      slot->procs_fd = ::openat(slot->dir_fd, "cgroup.procs", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (slot->procs_fd < 0) {
+      int err = errno;
+      slot->destroy();
+      throw std::system_error(err, std::generic_category(),
+                              "cannot open " + (slot->dir / "cgroup.procs").string());
+    }
+    if (version_ == Version::kV2) {
+      // The whole tree dies together on OOM.
+      write_at(slot->dir_fd, "memory.oom.group", "1");
+    } else if (!memsw_) {
+      memsw_ = ::faccessat(slot->dir_fd, "memory.memsw.limit_in_bytes", F_OK, 0) == 0;
+    }
+    return slot;
+  }
+
+  // Writes the cap, and no swap beside it: a capped cluster must not slow to
+  // a crawl instead of failing. v1 wants memsw.limit >= limit at every step,
+  // so memsw goes first when the cap rises and last when it falls.
+  void set_limit(Slot& slot, std::optional<std::uint64_t> limit) {
+    if (slot.limit == limit) return;
+    const char* limit_file = files(version_).limit;
+    auto value =
+        limit ? std::to_string(*limit) : std::string(version_ == Version::kV1 ? "-1" : "max");
+    bool rising = !limit || (slot.limit && *limit > *slot.limit);
+    auto write = [&](const char* name, std::string_view text) {
+      if (int err = write_at(slot.dir_fd, name, text); err != 0)
+        throw std::system_error(err, std::generic_category(),
+                                fmt::format("cannot write {} of {}", name, slot.dir.string()));
+    };
+    if (version_ == Version::kV2) {
+      write(limit_file, value);
+      write_at(slot.dir_fd, "memory.swap.max", "0");
+    } else if (!*memsw_) {
+      write(limit_file, value);
+    } else if (rising) {
+      write("memory.memsw.limit_in_bytes", value);
+      write(limit_file, value);
+    } else {
+      write(limit_file, value);
+      write("memory.memsw.limit_in_bytes", value);
+    }
+    slot.limit = limit;
+  }
+
+  // Only v1 lets the peak be reset (v2's memory.peak only on recent kernels).
+  // The cgroup must hold no process and no sub-cgroup, and little charge.
+  bool reusable(Slot& slot) const {
+    if (version_ != Version::kV1 || slot.dir_fd < 0) return false;
+    struct stat st {};
+    if (::fstat(slot.dir_fd, &st) != 0 || st.st_nlink != 2) return false;  // sub-cgroups
+    char buf[16];
+    if (!read_at(slot.dir_fd, "cgroup.procs", buf, sizeof buf).empty()) return false;
+    // Writing anything resets the peak to what is charged now, which it then reads.
+    if (slot.peak.write(slot.dir_fd, "0") != 0) return false;
+    auto charged = slot.peak.read_u64(slot.dir_fd);
+    return charged && *charged <= kReusableCharge;
+  }
+
   Version version_;
   fs::path own_dir_;
   fs::path run_dir_;
+  std::vector<std::unique_ptr<Slot>> idle_;
+  unsigned slots_made_ = 0;
+  std::optional<bool> memsw_;  // v1: does the kernel account swap (found on the first slot)
 };
+
+MemoryUse CgroupCage::collect() {
+  MemoryUse use;
+  auto oom_kills = slot_->oom_kills();
+  use.peak_bytes = slot_->peak.read_u64(slot_->dir_fd);
+  use.oom_kills = oom_kills - std::min(oom_kills, slot_->oom_kills_before);
+  caps_.give_back(std::move(slot_), oom_kills);
+  return use;
+}
 
 }  // namespace
 
@@ -244,6 +432,13 @@ std::size_t sweep_stale_runs(const fs::path& own_dir, bool kill) {
   for (const auto& entry : fs::directory_iterator(own_dir, ec)) {
     unsigned long pid = 0, ticks = 0;
     auto name = entry.path().filename().string();
+    // A probe folder whose runner was killed between making and removing it.
+    if (char end = 0; std::sscanf(name.c_str(), "runner-probe-%lu%c", &pid, &end) == 1) {
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH &&
+          ::rmdir(entry.path().c_str()) == 0)
+        ++removed;
+      continue;
+    }
     if (!entry.is_directory(ec) || std::sscanf(name.c_str(), "runner-%lu-%lu", &pid, &ticks) != 2)
       continue;
     ProcessIdentity who{static_cast<pid_t>(pid), host_name(), boot_id(), ticks};

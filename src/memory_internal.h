@@ -16,8 +16,6 @@ enum class Version { kV1, kV2 };
 
 std::string read_text(const std::filesystem::path& file);  // trimmed; "" if unreadable
 std::optional<std::uint64_t> read_u64(const std::filesystem::path& file);
-// The value of `key` in a "key value" file (memory.events, memory.oom_control).
-std::optional<std::uint64_t> read_key(const std::filesystem::path& file, const std::string& key);
 // Returns 0 or the errno of the failed open or write.
 int write_text(const std::filesystem::path& file, const std::string& text);
 

@@ -1,6 +1,8 @@
 // Memory end to end: real caps on this machine's kernel (cgroup v1 here, v2
 // where a machine has it, rlimit everywhere), real OOM kills, real peaks.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -89,6 +91,16 @@ TEST(Memory, AFiveMillisecondSpikeIsMeasured) {
   EXPECT_EQ(query(db, "SELECT peak_cgroup_kib >= 300 * 1024 FROM attempts"), "1");
 }
 
+TEST(Memory, EachAttemptHasItsOwnPeakThoughOneCgroupCagesThemInTurn) {
+  REQUIRE_CGROUP(dir);
+  TempDir t;
+  auto r = run_runner(with_child({"2", "1"}, {"--alloc-for", "1=200"}), t.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "SELECT peak_cgroup_kib >= 200 * 1024 FROM attempts WHERE cluster = 1"), "1");
+  EXPECT_EQ(query(db, "SELECT peak_cgroup_kib < 50 * 1024 FROM attempts WHERE cluster = 2"), "1");
+}
+
 TEST(Memory, TheCgroupPeakCountsGrandchildren) {
   REQUIRE_CGROUP(dir);
   TempDir t;
@@ -156,6 +168,21 @@ TEST(Memory, CgroupsLeftByAKilledRunnerAreRemovedOnRestart) {
   EXPECT_EQ(second.wait(), 0) << second.err();
   EXPECT_EQ(run_folders_of(*dir, first_pid), 0u);
   EXPECT_EQ(run_folders_of(*dir, second.pid()), 0u);
+}
+
+TEST(Memory, AProbeFolderLeftByAKilledRunnerIsRemovedOnRestart) {
+  REQUIRE_CGROUP(dir);
+  TempDir t;
+  // A runner killed between making its probe folder and removing it.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  auto probe = *dir / ("runner-probe-" + std::to_string(dead));
+  ASSERT_TRUE(fs::create_directory(probe));
+  auto r = run_runner({"1", "1", "--", "true"}, t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(fs::exists(probe));
+  if (fs::exists(probe)) fs::remove(probe);
 }
 
 // Replays a children's record of "start C MIB" and "end C MIB" lines and

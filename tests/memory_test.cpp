@@ -83,8 +83,9 @@ TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKill
   EXPECT_TRUE(caps->set_total_limit(8ULL << 30));
   EXPECT_EQ(cgroupfs::read_text(run / "memory.max"), "8589934592");
 
-  auto cage = caps->cage("c3-a1", 200ULL << 20);
-  auto dir = run / "c3-a1";
+  auto cage = caps->cage(200ULL << 20);
+  auto dir = run / "s1";
+  EXPECT_EQ(cage->cgroup(), dir.string());
   EXPECT_EQ(cgroupfs::read_text(dir / "memory.max"), "209715200");
   EXPECT_EQ(cgroupfs::read_text(dir / "memory.swap.max"), "0");
   EXPECT_EQ(cgroupfs::read_text(dir / "memory.oom.group"), "1");
@@ -104,7 +105,7 @@ TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKill
 TEST_F(FakeCgroupTree, TheCageWritesTheChildsPidIntoItsCgroup) {
   fs::create_directories(root_ / "own");
   auto caps = make_cgroup_caps(cgroupfs::Version::kV1, root_ / "own");
-  auto cage = caps->cage("c1-a1", std::nullopt);
+  auto cage = caps->cage(std::nullopt);
   pid_t pid = ::fork();
   if (pid == 0) ::_exit(cage->enter() == 0 ? 0 : 1);
   int status = 0;
@@ -112,13 +113,13 @@ TEST_F(FakeCgroupTree, TheCageWritesTheChildsPidIntoItsCgroup) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   fs::path run;
   for (const auto& e : fs::directory_iterator(root_ / "own")) run = e.path();
-  EXPECT_EQ(cgroupfs::read_text(run / "c1-a1/cgroup.procs"), std::to_string(pid));
-  fs::remove_all(run / "c1-a1");
+  EXPECT_EQ(cgroupfs::read_text(run / "s1/cgroup.procs"), std::to_string(pid));
+  fs::remove_all(run / "s1");
 }
 
 TEST(RlimitCage, SetsRlimitDataInTheChild) {
   auto caps = make_memory_caps(CapMechanism::kRlimit, MemoryProbe{});
-  auto cage = caps->cage("x", 64ULL << 20);
+  auto cage = caps->cage(64ULL << 20);
   pid_t pid = ::fork();
   if (pid == 0) {
     if (cage->enter() != 0) ::_exit(2);

@@ -5,8 +5,10 @@
 // and a count of OOM kills, which tells an out-of-memory death from a crash.
 //
 // MemoryCaps owns one run's cgroup folder, `runner-<pid>-<start>`, below
-// runner's own cgroup; every cage is a folder inside it, removed when its
-// attempt ends. Folders left by a runner that died are swept on the next start.
+// runner's own cgroup; every cage is a folder `s<k>` inside it. On v1 a folder
+// that its attempt left empty cages the next attempt (its peak reset);
+// otherwise it is removed when its attempt ends. Folders left by a runner that
+// died are swept on the next start.
 #pragma once
 
 #include <sys/types.h>
@@ -66,15 +68,16 @@ class Cage {
   virtual std::optional<std::uint64_t> current_bytes() const { return std::nullopt; }
   // Signals every process in the cage (cgroups only; a no-op otherwise).
   virtual void signal_all(int) const {}
+  // The cgroup folder, for messages and tests ("" without one).
+  virtual std::string cgroup() const { return ""; }
 };
 
 class MemoryCaps {
  public:
   virtual ~MemoryCaps() = default;
   virtual CapMechanism mechanism() const = 0;
-  // A cage named `name` with an optional cap in bytes. Throws std::system_error.
-  virtual std::unique_ptr<Cage> cage(const std::string& name,
-                                     std::optional<std::uint64_t> limit) = 0;
+  // A cage with an optional cap in bytes. Throws std::system_error.
+  virtual std::unique_ptr<Cage> cage(std::optional<std::uint64_t> limit) = 0;
   // All cages together: usage now, and a hard limit on the sum (cgroups only).
   virtual std::optional<std::uint64_t> total_bytes() const { return std::nullopt; }
   virtual bool set_total_limit(std::uint64_t) { return false; }
