@@ -107,6 +107,8 @@ RunSummary Scheduler::run() {
       for (const auto& e : exits) finish(e);
       auto before = running_.size() + exits.size();
       if (!stopping_) fill();
+      for (const auto& e : unwritten_ends_) store_.record_end(job_, e.row, e.cluster, e.end);
+      unwritten_ends_.clear();
       uncommitted += exits.size() + (running_.size() + exits.size() - before);
       exits.clear();
       bool over = running_.empty() && (stopping_ || !has_work());
@@ -355,7 +357,7 @@ void Scheduler::finish(const ChildExit& exit) {
   } else {
     end.state = AttemptState::kFailed;
   }
-  store_.record_end(job_, r.row, cluster, end);
+  unwritten_ends_.push_back({r.row, cluster, end});
 
   // The cgroup's figure where there is one: it counts the whole tree, and
   // pages shared between its processes once.

@@ -126,6 +126,14 @@ class Scheduler {
   ClusterId fresh_from_ = 1;  // clusters from here on were never attempted
   bool more_ = true;          // clusters remain below N to be started
   std::map<pid_t, Running> running_;
+  // Ends decided but not yet written: written once the freed slots are
+  // filled, so that a new child starts without waiting on SQLite.
+  struct Ended {
+    std::int64_t row;
+    ClusterId cluster;
+    AttemptEnd end;
+  };
+  std::vector<Ended> unwritten_ends_;
   bool stopping_ = false;
   Clock::time_point started_{};
   RunSummary summary_;
