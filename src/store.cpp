@@ -173,6 +173,8 @@ Store::Store(const std::filesystem::path& path, Access access, Sync sync)
     // wait, for as long as it takes, rather than fail: it says so now and then.
     sqlite3_busy_handler(db_.getHandle(), &Store::on_busy, this);
   }
+  begin_ = std::make_unique<SQLite::Statement>(db_, "BEGIN IMMEDIATE");
+  commit_ = std::make_unique<SQLite::Statement>(db_, "COMMIT");
   check_and_create_schema(access);
   if (access == Access::kReadWrite) {
     // WAL lets sqlite3 readers look at progress while runner writes, and a
@@ -614,7 +616,8 @@ std::uint64_t Store::done_since(const Job& job, double since) {
 }
 
 Store::Batch::Batch(Store& store) : store_(store) {
-  store_.db_.exec("BEGIN IMMEDIATE");
+  store_.begin_->reset();
+  store_.begin_->exec();
 }
 
 Store::Batch::~Batch() {
@@ -622,7 +625,8 @@ Store::Batch::~Batch() {
 }
 
 void Store::Batch::commit() {
-  store_.db_.exec("COMMIT");
+  store_.commit_->reset();
+  store_.commit_->exec();
   open_ = false;
 }
 

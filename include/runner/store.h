@@ -189,6 +189,8 @@ class Store {
   // holder writes them, so nothing else changes them underneath.
   std::map<std::int64_t, IntervalSet> done_mirror_;
   // Prepared statements on the hot path: one start and one end per cluster.
+  // A batch begins and commits often: parsed once.
+  std::unique_ptr<SQLite::Statement> begin_, commit_;
   std::unique_ptr<SQLite::Statement> next_attempt_, insert_attempt_, update_attempt_, peak_;
   std::unique_ptr<SQLite::Statement> done_before_, done_after_, done_insert_, done_extend_,
       done_delete_;
