@@ -106,7 +106,22 @@ class Bench:
                  f"GNU parallel: {first_line(['parallel', '--version'])}")
         self.say(f"- scratch folder: {self.scratch} "
                  f"({subprocess.run(['stat', '-f', '-c', '%T', self.scratch], capture_output=True, text=True).stdout.strip()}), "
-                 f"{self.args.runs} runs each")
+                 f"{self.args.runs} runs each ({self.dispatch_runs()} for dispatch)")
+        self.say(f"- creating an empty file in the scratch folder: {self.file_creation_us():.0f} µs "
+                 "(ext4 takes far longer for some minutes after a mass delete on the same "
+                 "filesystem; runner creates a log file per attempt)")
+
+    def dispatch_runs(self):
+        # Dispatch is the noisiest scenario on a shared machine: more rounds.
+        return max(self.args.runs, 5)
+
+    def file_creation_us(self):
+        d = self.fresh("files")
+        t0 = time.monotonic()
+        for i in range(500):
+            with open(os.path.join(d, f"{i}.1.log"), "w"):
+                pass
+        return (time.monotonic() - t0) / 500 * 1e6
 
     # 1. Dispatch -------------------------------------------------------
     def dispatch(self):
@@ -141,7 +156,7 @@ class Bench:
             # Rounds of one run of each tool, so that a slow spell of the
             # machine falls on all of them alike.
             results = {name: ([], []) for name in tools}
-            for _ in range(self.args.runs):
+            for _ in range(self.dispatch_runs()):
                 for name, make in tools.items():
                     d = self.fresh("dispatch")
                     wall, cpu, _ = run_timed(make(d), d)
