@@ -273,6 +273,7 @@ int run_job(const RunArgs& args) {
     return 128 + *sig;
   }
   LocalLauncher launcher(signals, caps.get());
+  launcher.reserve_descriptors(args.parallel);
   Scheduler scheduler(store, job, command, launcher, &progress,
                       scheduler_options(args, log_dir, memory.budget));
   auto summary = scheduler.run();

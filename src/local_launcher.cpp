@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 // of what a start costs. Boost.Process has the vfork path but enables it only
 // for old POSIX feature levels; glibc's vfork is fine.
 #define BOOST_POSIX_HAS_VFORK 1
+#include <algorithm>
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
@@ -42,7 +44,8 @@ struct ChildSetup : bp::extend::handler {
   int log_fd;
   int null_fd;
   const sigset_t* mask;
-  const Cage* cage;  // null: no cage
+  const Cage* cage;      // null: no cage
+  const rlimit* nofile;  // the descriptor limit runner was given, if it raised its own
   char** envp;
   pid_t* failed_pid;
 
@@ -57,7 +60,8 @@ struct ChildSetup : bp::extend::handler {
     // through runner, and runner can signal the whole tree at once.
     if (::setpgid(0, 0) != 0 || ::dup2(null_fd, STDIN_FILENO) < 0 ||
         ::dup2(log_fd, STDOUT_FILENO) < 0 || ::dup2(log_fd, STDERR_FILENO) < 0 ||
-        ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0) {
+        ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0 ||
+        (nofile && ::setrlimit(RLIMIT_NOFILE, nofile) != 0)) {
       e.set_error(std::error_code(errno, std::system_category()), "setup failed");
       ::_exit(127);
     }
@@ -136,6 +140,21 @@ LocalLauncher::~LocalLauncher() {
     if (pid == 0) ::usleep(1000);
   }
   ::close(dev_null_);
+}
+
+void LocalLauncher::reserve_descriptors(std::size_t parallel) {
+  constexpr std::size_t kPerCluster = 5, kForRunner = 64;
+  rlimit given{};
+  if (::getrlimit(RLIMIT_NOFILE, &given) != 0) return;
+  auto need = static_cast<rlim_t>(parallel * kPerCluster + kForRunner);
+  if (given.rlim_cur == RLIM_INFINITY || given.rlim_cur >= need) return;
+  rlimit raised = given;
+  raised.rlim_cur = given.rlim_max == RLIM_INFINITY ? need : std::min(need, given.rlim_max);
+  if (raised.rlim_cur <= given.rlim_cur || ::setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
+  children_nofile_ = given;
+  if (raised.rlim_cur < need)
+    spdlog::warn("{} clusters at once may need {} open files; the limit is {} (ulimit -Hn)",
+                 parallel, need, raised.rlim_cur);
 }
 
 namespace {
@@ -239,6 +258,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   setup.null_fd = dev_null_;
   setup.mask = &signals_.original_mask();
   setup.cage = cage.get();
+  setup.nofile = children_nofile_ ? &*children_nofile_ : nullptr;
   setup.envp = envp.data();
   setup.failed_pid = &failed_pid;
 

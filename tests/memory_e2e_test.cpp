@@ -1,6 +1,7 @@
 // Memory end to end: real caps on this machine's kernel (cgroup v1 here, v2
 // where a machine has it, rlimit everywhere), real OOM kills, real peaks.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +100,26 @@ TEST(Memory, EachAttemptHasItsOwnPeakThoughOneCgroupCagesThemInTurn) {
   auto db = t / "runner.db";
   EXPECT_EQ(query(db, "SELECT peak_cgroup_kib >= 200 * 1024 FROM attempts WHERE cluster = 1"), "1");
   EXPECT_EQ(query(db, "SELECT peak_cgroup_kib < 50 * 1024 FROM attempts WHERE cluster = 2"), "1");
+}
+
+TEST(Memory, ManyClustersAtOnceGetTheDescriptorsTheirCgroupsNeed) {
+  REQUIRE_CGROUP(dir);
+  TempDir t;
+  fs::create_directory(t / "limits");
+  // 40 clusters alive at once, under a soft limit of 64 open files: their
+  // cgroups alone need more. Each child says which limit it was given.
+  auto script = "ulimit -Sn > limits/$RUNNER_CLUSTER; exec " + child_bin() + " --live-count " +
+                (t / "live").string() + " --barrier 40";
+  rlimit given{};
+  ::getrlimit(RLIMIT_NOFILE, &given);
+  rlimit low = given;
+  low.rlim_cur = 64;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  RunnerProcess runner({"40", "40", "--", "sh", "-c", script}, t.path());
+  ::setrlimit(RLIMIT_NOFILE, &given);
+  ASSERT_EQ(runner.wait(), 0) << runner.err();
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "40");
+  for (int c = 1; c <= 40; ++c) EXPECT_EQ(read_file(t / "limits" / std::to_string(c)), "64\n") << c;
 }
 
 TEST(Memory, TheCgroupPeakCountsGrandchildren) {

@@ -126,6 +126,8 @@ std::vector<pid_t> orphan_three(TempDir& t, const Args& runner_args) {
   fs::create_directories(ready);
   RunnerProcess first(runner_args, t.path());
   EXPECT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
+  // Starts are committed in groups: kill it once the log shows all three.
+  EXPECT_TRUE(wait_for_running(t.path(), 3));
   first.signal(SIGKILL);
   first.wait();
   std::vector<pid_t> pids;

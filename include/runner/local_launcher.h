@@ -6,6 +6,8 @@
 // with wait4, so their rusage (CPU time, peak RSS of the tree) is exact.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -37,6 +39,12 @@ class LocalLauncher : public Launcher {
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
 
+  // Makes room for `parallel` clusters at once: each holds a few descriptors
+  // in runner (its log while starting; with cgroups, its cgroup folder,
+  // cgroup.procs, peak and OOM count). Raises the soft RLIMIT_NOFILE as far
+  // as the hard limit allows when it is too low; children get the original.
+  void reserve_descriptors(std::size_t parallel);
+
   StartResult start(const LaunchSpec& spec) override;
   Wakeup wait(std::optional<Clock::time_point> deadline) override;
   void signal(pid_t pid, int sig) override;
@@ -65,6 +73,7 @@ class LocalLauncher : public Launcher {
   std::string resolved_name_, resolved_path_;  // the last program looked up
   std::string log_dir_;                        // the open log folder, and its fd
   int log_dir_fd_ = -1;
+  std::optional<rlimit> children_nofile_;  // set when runner raised its own
 };
 
 }  // namespace runner
