@@ -29,25 +29,53 @@ std::string read_text(const fs::path& file) {
   return text;
 }
 
-std::optional<std::uint64_t> read_u64(const fs::path& file) {
-  auto text = read_text(file);
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
-  return std::stoull(text);
+// Reads a cgroup file relative to its folder into buf, without allocating.
+// Returns the text, or an empty view if the file cannot be read.
+std::string_view read_at(int dir_fd, const char* name, char* buf, std::size_t size) {
+  int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  ssize_t n = ::read(fd, buf, size);
+  ::close(fd);
+  return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
 }
 
-int write_text(const fs::path& file, const std::string& text) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{}) return std::nullopt;
+  return v;
+}
+
+std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name) {
+  char buf[64];
+  return parse_u64(read_at(dir_fd, name, buf, sizeof buf));
+}
+
+int write_at(int dir_fd, const char* name, std::string_view text) {
+  int fd = ::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return errno;
   int err = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : errno;
   ::close(fd);
   return err;
 }
 
+std::optional<std::uint64_t> read_u64(const fs::path& file) {
+  return read_u64_at(AT_FDCWD, file.c_str());
+}
+
+int write_text(const fs::path& file, const std::string& text) {
+  return write_at(AT_FDCWD, file.c_str(), text);
+}
+
 }  // namespace cgroupfs
 
 namespace {
 
+using cgroupfs::parse_u64;
+using cgroupfs::read_at;
+using cgroupfs::read_u64_at;
 using cgroupfs::Version;
+using cgroupfs::write_at;
 
 // The files that differ between the two versions.
 struct Files {
@@ -95,36 +123,6 @@ bool kill_and_remove(const fs::path& dir, Version version) {
 // (a fresh cgroup's first charge is itself 256 KiB, the kernel's batch). A
 // later peak may include it. More than this, and the cgroup is replaced.
 constexpr std::uint64_t kReusableCharge = 1 << 20;
-
-// Reads a cgroup file relative to its folder into buf, without allocating.
-// Returns the text, or an empty view if the file cannot be read.
-std::string_view read_at(int dir_fd, const char* name, char* buf, std::size_t size) {
-  int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
-  ssize_t n = ::read(fd, buf, size);
-  ::close(fd);
-  return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
-}
-
-std::optional<std::uint64_t> parse_u64(std::string_view text) {
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{}) return std::nullopt;
-  return v;
-}
-
-std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name) {
-  char buf[64];
-  return parse_u64(read_at(dir_fd, name, buf, sizeof buf));
-}
-
-int write_at(int dir_fd, const char* name, std::string_view text) {
-  int fd = ::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  int err = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : errno;
-  ::close(fd);
-  return err;
-}
 
 // A cgroup file kept open across attempts, opened on first use. Each read
 // starts at offset 0, where the kernel renders the file afresh.

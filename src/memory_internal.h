@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "runner/memory.h"
 
@@ -18,6 +19,12 @@ std::string read_text(const std::filesystem::path& file);  // trimmed; "" if unr
 std::optional<std::uint64_t> read_u64(const std::filesystem::path& file);
 // Returns 0 or the errno of the failed open or write.
 int write_text(const std::filesystem::path& file, const std::string& text);
+// The same relative to an open folder (AT_FDCWD: the working folder), without
+// allocating: read_at fills buf and returns the text, empty if unreadable.
+std::string_view read_at(int dir_fd, const char* name, char* buf, std::size_t size);
+std::optional<std::uint64_t> parse_u64(std::string_view text);
+std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name);
+int write_at(int dir_fd, const char* name, std::string_view text);
 
 }  // namespace cgroupfs
 
