@@ -11,7 +11,11 @@ namespace {
 constexpr double kHistoryMargin = 1.05;
 constexpr double kLearnedMargin = 1.25;
 constexpr double kLearnedPercentile = 0.95;
+// The same confidence for a pool of guessed clusters: the one-sided 95%
+// point of a normal sum of their peaks.
+constexpr double kPooledDeviations = 1.645;
 constexpr std::size_t kRecent = 4096;
+constexpr double kMiB = 1024.0 * 1024.0;
 
 std::uint64_t scaled(std::uint64_t bytes, double factor) {
   return static_cast<std::uint64_t>(std::ceil(static_cast<double>(bytes) * factor));
@@ -26,6 +30,25 @@ MemoryBudget::MemoryBudget(std::uint64_t total, std::uint64_t unknown_need, bool
       overcommit_(overcommit),
       parallel_(std::max<std::uint32_t>(parallel, 1)) {}
 
+bool MemoryBudget::fits(std::uint64_t need, bool guessed) const {
+  auto after = guessed ? known_ + pooled(guessed_ + 1) : known_ + need + pooled(guessed_);
+  return after <= total_;
+}
+
+void MemoryBudget::reserve(std::uint64_t need, bool guessed) {
+  if (guessed)
+    ++guessed_;
+  else
+    known_ += need;
+}
+
+void MemoryBudget::release(std::uint64_t need, bool guessed) {
+  if (guessed)
+    --guessed_;
+  else
+    known_ -= need;
+}
+
 std::uint64_t MemoryBudget::need_from_history(std::uint64_t peak_bytes) const {
   return std::max<std::uint64_t>(scaled(peak_bytes, kHistoryMargin), 1);
 }
@@ -39,13 +62,31 @@ std::uint64_t MemoryBudget::unknown_need() const {
   return std::clamp<std::uint64_t>(scaled(sorted[k], kLearnedMargin), 1, cap_need_);
 }
 
+std::uint64_t MemoryBudget::pooled(std::size_t k) const {
+  if (k == 0) return 0;
+  auto most = static_cast<std::uint64_t>(k) * cap_need_;
+  if (recent_.empty()) return std::min(most, k * std::max<std::uint64_t>(total_ / parallel_, 1));
+  auto n = static_cast<double>(recent_.size());
+  auto mean = sum_ / n;
+  auto deviation = std::sqrt(std::max(0.0, sum_squares_ / n - mean * mean));
+  auto count = static_cast<double>(k);
+  auto mib = kLearnedMargin * (count * mean + kPooledDeviations * deviation * std::sqrt(count));
+  return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(std::ceil(mib * kMiB)), 1, most);
+}
+
 void MemoryBudget::learn(std::uint64_t peak_bytes) {
+  auto mib = static_cast<double>(peak_bytes) / kMiB;
   if (recent_.size() < kRecent) {
     recent_.push_back(peak_bytes);
   } else {
+    auto old = static_cast<double>(recent_[next_]) / kMiB;
+    sum_ -= old;
+    sum_squares_ -= old * old;
     recent_[next_] = peak_bytes;
     next_ = (next_ + 1) % kRecent;
   }
+  sum_ += mib;
+  sum_squares_ += mib * mib;
 }
 
 }  // namespace runner

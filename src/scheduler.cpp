@@ -172,7 +172,7 @@ Scheduler::Candidate Scheduler::candidate_for(ClusterId cluster) {
 bool Scheduler::fits(const Candidate& c) const {
   if (!budget_) return true;
   if (c.alone) return running_.empty();
-  return budget_->fits(c.need);
+  return budget_->fits(c.need, c.guessed);
 }
 
 std::optional<Scheduler::Candidate> Scheduler::next_candidate() {
@@ -285,7 +285,7 @@ void Scheduler::start(const Candidate& c) {
     Running r{c, spec.attempt, row, spec.log_path, Clock::now()};
     if (options_.timeout) r.timeout_at = r.started + *options_.timeout;
     running_.emplace(started->pid, r);
-    if (budget_) budget_->reserve(c.need);
+    if (budget_) budget_->reserve(c.need, c.guessed);
     if (c.retry > 0) ++summary_.retried;
     start_backoff_ = std::chrono::milliseconds(0);
     return;
@@ -363,7 +363,7 @@ void Scheduler::finish(const ChildExit& exit) {
   // pages shared between its processes once.
   auto peak_bytes = exit.peak_cgroup_kib.value_or(exit.peak_rss_kib) * 1024;
   if (budget_) {
-    budget_->release(r.what.need);
+    budget_->release(r.what.need, r.what.guessed);
     if (end.state != AttemptState::kInterrupted) budget_->learn(peak_bytes);
   }
   switch (end.state) {
@@ -409,6 +409,7 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const C
       auto c = r.what;
       c.last_attempt = r.attempt;
       c.need = c.cap.emplace(budget_->total());
+      c.guessed = false;
       c.alone = true;
       requeue_.push_back(c);
       return;

@@ -38,6 +38,37 @@ TEST(MemoryBudget, WithOvercommitAnUnknownClusterReservesALearnedFigure) {
   EXPECT_EQ(b.unknown_need(), 1000 * MiB);  // never more than the cap
 }
 
+TEST(MemoryBudget, GuessedClustersReserveTogetherLessThanEachAtItsPercentile) {
+  // One cluster in six holds 1500 MiB, the rest 150: the 95th percentile is
+  // 1500, so each guess alone reserves 1875 MiB and 8 GiB would hold 4 of
+  // them. Together, 8 such clusters need 1.25 * (8 * mean + 1.645 * sd *
+  // sqrt(8)), about 6.5 GiB with this mean (375) and sd (503).
+  MemoryBudget b(8192 * MiB, 8192 * MiB, true, 8);
+  for (int i = 0; i < 60; ++i) b.learn((i % 6 == 0 ? 1500 : 150) * MiB);
+  EXPECT_EQ(b.unknown_need(), 1875 * MiB);
+  for (int k = 0; k < 8; ++k) {
+    ASSERT_TRUE(b.fits(b.unknown_need(), true)) << k;
+    b.reserve(b.unknown_need(), true);
+  }
+  EXPECT_NEAR(static_cast<double>(b.reserved()) / MiB, 1.25 * (8 * 375 + 1.645 * 503.1 * 2.828), 2);
+  // Known needs count in full beside the pool.
+  EXPECT_TRUE(b.fits(8192 * MiB - b.reserved()));
+  EXPECT_FALSE(b.fits(8192 * MiB - b.reserved() + 1));
+  for (int k = 0; k < 8; ++k) b.release(0, true);
+  EXPECT_EQ(b.reserved(), 0u);
+}
+
+TEST(MemoryBudget, GuessedClustersTogetherNeverReserveMoreThanTheirCaps) {
+  MemoryBudget b(1000 * MiB, 100 * MiB, true, 8);
+  EXPECT_EQ(b.pooled(3), 300 * MiB);  // nothing known: an equal share, at most the cap
+  for (int i = 0; i < 10; ++i) b.learn((i % 2 ? 10 : 400) * MiB);
+  EXPECT_EQ(b.pooled(2), 200 * MiB);
+  EXPECT_TRUE(b.fits(0, true));
+  b.reserve(0, true);
+  EXPECT_TRUE(b.fits(900 * MiB));
+  EXPECT_FALSE(b.fits(901 * MiB));
+}
+
 TEST(MemoryBudget, HistoryGetsASmallMargin) {
   MemoryBudget b(1000 * MiB, 1000 * MiB, false, 4);
   EXPECT_EQ(b.need_from_history(100 * MiB), 105 * MiB);

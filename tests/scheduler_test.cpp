@@ -342,23 +342,35 @@ TEST_F(SchedulerTest, WithoutHistoryEachClusterReservesItsCap) {
 }
 
 TEST_F(SchedulerTest, AnOomUnderABudgetRunsOnceMoreAloneWithTheWholeBudget) {
-  SchedulerOptions o;
-  o.mem_budget = 1000 * MiB;
-  o.mem_limit = 200 * MiB;
-  launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
-  std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
-  launcher_.on_start = [&](const LaunchSpec& spec) {
-    if (spec.cluster == 2) {
-      starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
-      EXPECT_EQ(spec.mem_limit, spec.attempt == 1 ? 200 * MiB : 1000 * MiB);
-    }
-  };
-  auto s = run(12, 4, o);
-  EXPECT_EQ(s.exit_code(), 0);
-  ASSERT_EQ(starts_of_2.size(), 2u);
-  EXPECT_EQ(starts_of_2[1].second, 0u);  // alone
-  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
-            "oom,done");
+  // Whether the first attempt reserved its cap or a learned guess.
+  for (bool overcommit : {false, true}) {
+    SCOPED_TRACE(overcommit ? "overcommit" : "caps");
+    TearDown();
+    SetUp();
+    launcher_ = FakeLauncher{};
+    SchedulerOptions o;
+    o.mem_budget = 1000 * MiB;
+    o.mem_limit = 200 * MiB;
+    o.mem_overcommit = overcommit;
+    launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
+    std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
+    std::size_t started_beside_alone = 0;
+    launcher_.on_start = [&](const LaunchSpec& spec) {
+      for (const auto& [pid, c] : launcher_.running)
+        if (c == 2 && launcher_.attempt_of[pid] == 2) ++started_beside_alone;
+      if (spec.cluster == 2) {
+        starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
+        EXPECT_EQ(spec.mem_limit, spec.attempt == 1 ? 200 * MiB : 1000 * MiB);
+      }
+    };
+    auto s = run(12, 4, o);
+    EXPECT_EQ(s.exit_code(), 0);
+    ASSERT_EQ(starts_of_2.size(), 2u);
+    EXPECT_EQ(starts_of_2[1].second, 0u);  // alone
+    EXPECT_EQ(started_beside_alone, 0u);
+    EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+              "oom,done");
+  }
 }
 
 TEST_F(SchedulerTest, ASecondOomStaysOom) {

@@ -16,29 +16,39 @@ class MemoryBudget {
                std::uint32_t parallel);
 
   std::uint64_t total() const { return total_; }
-  std::uint64_t reserved() const { return reserved_; }
-  bool fits(std::uint64_t need) const { return need <= total_ - reserved_; }
-  void reserve(std::uint64_t bytes) { reserved_ += bytes; }
-  void release(std::uint64_t bytes) { reserved_ -= bytes; }
+  // Known needs plus what the guessed clusters reserve together.
+  std::uint64_t reserved() const { return known_ + pooled(guessed_); }
+  // A cluster of known need, or (guessed) one more cluster admitted on the
+  // learned figures: does it fit beside what runs now?
+  bool fits(std::uint64_t need, bool guessed = false) const;
+  void reserve(std::uint64_t need, bool guessed = false);
+  void release(std::uint64_t need, bool guessed = false);
 
   // What to reserve for a cluster seen before, from its recorded peak.
   std::uint64_t need_from_history(std::uint64_t peak_bytes) const;
-  // What to reserve for a cluster never seen. With overcommit: a high
-  // percentile of the peaks finished so far, with margin (before any: an
-  // equal share of the budget); without: the cap.
+  // What one cluster never seen is expected to need at most. With
+  // overcommit: a high percentile of the peaks finished so far, with margin
+  // (before any: an equal share of the budget); without: the cap.
   std::uint64_t unknown_need() const;
   bool overcommit() const { return overcommit_; }
-  // A finished cluster's peak, for the learned figure.
+  // A finished cluster's peak, for the learned figures.
   void learn(std::uint64_t peak_bytes);
+  // What k guessed clusters running at once reserve together: k times the
+  // mean learned peak plus a safety term that grows as sqrt(k), since k
+  // clusters rarely all peak high together (with margin; never more than k
+  // caps, and before any peak is known, k equal shares).
+  std::uint64_t pooled(std::size_t k) const;
 
  private:
   std::uint64_t total_;
-  std::uint64_t reserved_ = 0;
+  std::uint64_t known_ = 0;  // reserved by clusters of known need
+  std::size_t guessed_ = 0;  // clusters running on the learned figures
   std::uint64_t cap_need_;
   bool overcommit_;
   std::uint32_t parallel_;
   std::vector<std::uint64_t> recent_;  // a ring of the latest peaks
   std::size_t next_ = 0;
+  double sum_ = 0, sum_squares_ = 0;  // of recent_, in MiB
 };
 
 }  // namespace runner
