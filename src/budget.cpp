@@ -49,13 +49,17 @@ void MemoryBudget::release(std::uint64_t need, bool guessed) {
     known_ -= need;
 }
 
+std::uint64_t MemoryBudget::equal_share() const {
+  return std::max<std::uint64_t>(total_ / parallel_, 1);
+}
+
 std::uint64_t MemoryBudget::need_from_history(std::uint64_t peak_bytes) const {
   return std::max<std::uint64_t>(scaled(peak_bytes, kHistoryMargin), 1);
 }
 
 std::uint64_t MemoryBudget::unknown_need() const {
   if (!overcommit_) return cap_need_;
-  if (recent_.empty()) return std::max<std::uint64_t>(total_ / parallel_, 1);
+  if (recent_.empty()) return equal_share();
   auto sorted = recent_;
   auto k = static_cast<std::size_t>(kLearnedPercentile * static_cast<double>(sorted.size() - 1));
   std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
@@ -65,7 +69,7 @@ std::uint64_t MemoryBudget::unknown_need() const {
 std::uint64_t MemoryBudget::pooled(std::size_t k) const {
   if (k == 0) return 0;
   auto most = static_cast<std::uint64_t>(k) * cap_need_;
-  if (recent_.empty()) return std::min(most, k * std::max<std::uint64_t>(total_ / parallel_, 1));
+  if (recent_.empty()) return std::min(most, k * equal_share());
   auto n = static_cast<double>(recent_.size());
   auto mean = sum_ / n;
   auto deviation = std::sqrt(std::max(0.0, sum_squares_ / n - mean * mean));

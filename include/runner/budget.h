@@ -40,6 +40,9 @@ class MemoryBudget {
   std::uint64_t pooled(std::size_t k) const;
 
  private:
+  // What each cluster reserves on a guess before any peak is known.
+  std::uint64_t equal_share() const;
+
   std::uint64_t total_;
   std::uint64_t known_ = 0;  // reserved by clusters of known need
   std::size_t guessed_ = 0;  // clusters running on the learned figures
