@@ -326,6 +326,7 @@ Wakeup LocalLauncher::wait(std::optional<Clock::time_point> deadline) {
     reap(wake);
     if (!wake.exits.empty() || !wake.signals.empty()) return wake;
 
+    if (caps_) caps_->tidy();
     // Sleep until the signalfd is readable (a child ended or a signal came)
     // or the deadline passes. The signals stay blocked throughout, so one
     // that arrives between the checks above and here still wakes us.

@@ -8,8 +8,10 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -121,8 +123,16 @@ bool kill_and_remove(const fs::path& dir, Version version) {
 // At most this much may still be charged to a v1 cgroup when its attempt
 // ends for the next attempt to use it: kernel objects and a little page cache
 // (a fresh cgroup's first charge is itself 256 KiB, the kernel's batch). A
-// later peak may include it. More than this, and the cgroup is replaced.
+// later peak may include it.
 constexpr std::uint64_t kReusableCharge = 1 << 20;
+// Up to this much, the cgroup rests: what an exited process leaves charged is
+// mostly kernel objects freed a few milliseconds later, after an RCU grace
+// period. Short clusters back to back leave a cgroup over the mark one time
+// in twenty; replacing it costs more than the start of a small cluster.
+// More, or still over the mark after kRestFor, and the cgroup is removed.
+constexpr std::uint64_t kRestingCharge = 4 << 20;
+constexpr auto kRestFor = std::chrono::milliseconds(100);
+constexpr std::size_t kMostResting = 16;
 
 // A cgroup file kept open across attempts, opened on first use. Each read
 // starts at offset 0, where the kernel renders the file afresh.
@@ -224,9 +234,7 @@ class CgroupCaps;
 class CgroupCage : public Cage {
  public:
   CgroupCage(CgroupCaps& caps, std::unique_ptr<Slot> slot) : caps_(caps), slot_(std::move(slot)) {}
-  ~CgroupCage() override {
-    if (slot_) slot_->destroy();
-  }
+  ~CgroupCage() override;
 
   int enter() const noexcept override {
     // No allocation here: format the pid by hand into a stack buffer.
@@ -272,8 +280,12 @@ class CgroupCaps : public MemoryCaps {
       cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory");
   }
   ~CgroupCaps() override {
+    for (auto& slot : returned_) slot->destroy();
     for (auto& slot : idle_) slot->destroy();
+    for (auto& r : resting_) r.slot->destroy();
+    returned_.clear();
     idle_.clear();
+    resting_.clear();
     if (!kill_and_remove(run_dir_, version_))
       spdlog::warn("could not remove cgroup {}", run_dir_.string());
     // Folders spared at the start because processes were still in them.
@@ -285,11 +297,15 @@ class CgroupCaps : public MemoryCaps {
   }
 
   std::unique_ptr<Cage> cage(std::optional<std::uint64_t> limit) override {
+    // One slot more than ever ran at once lets the next start go ahead
+    // while the slot of the attempt that just ended waits for tidy().
+    std::size_t slots = in_use_ + returned_.size() + idle_.size();
+    if (idle_.empty() && !returned_.empty() && slots > most_in_use_) tidy();
     std::unique_ptr<Slot> slot;
     if (!idle_.empty()) {
       slot = std::move(idle_.back());
       idle_.pop_back();
-    } else {
+    } else if (slot = rested(); !slot) {
       slot = make_slot();
     }
     try {
@@ -298,18 +314,38 @@ class CgroupCaps : public MemoryCaps {
       slot->destroy();
       throw;
     }
+    most_in_use_ = std::max(most_in_use_, ++in_use_);
     return std::make_unique<CgroupCage>(*this, std::move(slot));
   }
 
-  // Takes a slot back once its attempt is over: kept for the next attempt
-  // when nothing of this one is left in it, else removed.
+  // A slot whose attempt never ran is removed.
+  void drop(std::unique_ptr<Slot> slot) {
+    remove(std::move(slot));
+    --in_use_;
+  }
+
+  // Takes a slot back once its attempt is over, for tidy().
   void give_back(std::unique_ptr<Slot> slot, std::uint64_t oom_kills_now) {
-    if (reusable(*slot)) {
-      slot->oom_kills_before = oom_kills_now;
-      idle_.push_back(std::move(slot));
-    } else if (!slot->destroy()) {
-      spdlog::warn("could not remove cgroup {}: {}", slot->dir.string(), std::strerror(errno));
+    slot->oom_kills_before = oom_kills_now;
+    returned_.push_back(std::move(slot));
+    --in_use_;
+  }
+
+  // Each slot given back is kept for the next attempt when nothing of its
+  // last one is left in it, left to rest when a little too much is still
+  // charged to it, else removed with whatever is left in it.
+  void tidy() override {
+    for (auto& slot : returned_) {
+      auto charged = empty(*slot) ? reset_peak(*slot) : std::nullopt;
+      if (charged && *charged <= kReusableCharge) {
+        idle_.push_back(std::move(slot));
+      } else if (charged && *charged <= kRestingCharge && resting_.size() < kMostResting) {
+        resting_.push_back({std::move(slot), std::chrono::steady_clock::now()});
+      } else {
+        remove(std::move(slot));
+      }
     }
+    returned_.clear();
   }
 
   std::optional<std::uint64_t> total_bytes() const override {
@@ -375,26 +411,66 @@ class CgroupCaps : public MemoryCaps {
   }
 
   // Only v1 lets the peak be reset (v2's memory.peak only on recent kernels).
-  // The cgroup must hold no process and no sub-cgroup, and little charge.
-  bool reusable(Slot& slot) const {
+  // A cgroup used again must hold no process and no sub-cgroup.
+  bool empty(const Slot& slot) const {
     if (version_ != Version::kV1 || slot.dir_fd < 0) return false;
     struct stat st {};
     if (::fstat(slot.dir_fd, &st) != 0 || st.st_nlink != 2) return false;  // sub-cgroups
     char buf[16];
-    if (!read_at(slot.dir_fd, "cgroup.procs", buf, sizeof buf).empty()) return false;
-    // Writing anything resets the peak to what is charged now, which it then reads.
-    if (slot.peak.write(slot.dir_fd, "0") != 0) return false;
-    auto charged = slot.peak.read_u64(slot.dir_fd);
-    return charged && *charged <= kReusableCharge;
+    return read_at(slot.dir_fd, "cgroup.procs", buf, sizeof buf).empty();
+  }
+
+  // Writing anything resets the peak to what is charged now, which it then reads.
+  static std::optional<std::uint64_t> reset_peak(Slot& slot) {
+    if (slot.peak.write(slot.dir_fd, "0") != 0) return std::nullopt;
+    return slot.peak.read_u64(slot.dir_fd);
+  }
+
+  // The longest-resting slot whose charge has fallen to the mark; slots that
+  // rested long enough without falling are removed.
+  std::unique_ptr<Slot> rested() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = resting_.begin(); it != resting_.end();) {
+      auto charged = reset_peak(*it->slot);
+      if (charged && *charged <= kReusableCharge) {
+        auto slot = std::move(it->slot);
+        resting_.erase(it);
+        return slot;
+      }
+      if (charged && now - it->since < kRestFor) {
+        ++it;
+        continue;
+      }
+      remove(std::move(it->slot));
+      it = resting_.erase(it);
+    }
+    return nullptr;
+  }
+
+  static void remove(std::unique_ptr<Slot> slot) {
+    if (!slot->destroy())
+      spdlog::warn("could not remove cgroup {}: {}", slot->dir.string(), std::strerror(errno));
   }
 
   Version version_;
   fs::path own_dir_;
   fs::path run_dir_;
+  struct Resting {
+    std::unique_ptr<Slot> slot;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<std::unique_ptr<Slot>> returned_;  // given back, not yet tidied
   std::vector<std::unique_ptr<Slot>> idle_;
+  std::deque<Resting> resting_;
+  std::size_t in_use_ = 0;
+  std::size_t most_in_use_ = 0;
   unsigned slots_made_ = 0;
   std::optional<bool> memsw_;  // v1: does the kernel account swap (found on the first slot)
 };
+
+CgroupCage::~CgroupCage() {
+  if (slot_) caps_.drop(std::move(slot_));
+}
 
 MemoryUse CgroupCage::collect() {
   MemoryUse use;

@@ -18,9 +18,11 @@ constexpr auto kWatchEvery = std::chrono::milliseconds(50);
 // Stop admitting at this share of the budget; evict a guessed cluster at the second.
 constexpr double kPressureShare = 0.90;
 constexpr double kEvictShare = 0.97;
-// Group commit: at most this many ends and starts, or this old, per transaction.
+// Group commit: at most this many ends and starts, or this old, per transaction;
+// and committed once nothing more has come for the linger.
 constexpr std::size_t kGroupSize = 64;
 constexpr auto kGroupAge = std::chrono::milliseconds(20);
+constexpr auto kGroupLinger = std::chrono::milliseconds(2);
 // When no process can be made (fork: EAGAIN), wait this long, doubling, up to the last.
 constexpr auto kFirstStartBackoff = std::chrono::milliseconds(50);
 constexpr auto kLastStartBackoff = std::chrono::milliseconds(5000);
@@ -84,9 +86,11 @@ RunSummary Scheduler::run() {
   if (budget_) history_jobs_ = store_.related_jobs(job_);
 
   // Group commit: ends and starts are written in one transaction until
-  // runner would go to sleep, or the group is large or old enough. A
-  // completion is acknowledged (counted, shown) only once it is committed;
-  // what a crash loses is only unacknowledged, and runs again.
+  // nothing more has happened for a moment (kGroupLinger), or the group is
+  // large or old enough. A completion is acknowledged (counted, shown) only
+  // once it is committed; what a crash loses is only unacknowledged, and runs
+  // again. A start not yet committed is found by the next runner all the
+  // same, by its RUNNER_RUN (see find_orphans).
   std::vector<ChildExit> exits;
   std::optional<Store::Batch> batch;
   std::size_t uncommitted = 0;
@@ -115,9 +119,15 @@ RunSummary Scheduler::run() {
       if (over || uncommitted >= kGroupSize || Clock::now() - opened >= kGroupAge) commit();
       if (over) break;
 
-      // With a group open, look for more without sleeping; commit before sleeping.
+      // With a group open, wait a moment for more: a commit costs more than
+      // the start of a small cluster, and while runner commits, a slot whose
+      // child has ended stays empty. Commit before sleeping any longer.
       Wakeup wake;
-      if (batch && uncommitted > 0) wake = launcher_.wait(Clock::now());
+      if (batch && uncommitted > 0) {
+        auto linger = Clock::now() + kGroupLinger;
+        auto next = deadline();
+        wake = launcher_.wait(next && *next < linger ? *next : linger);
+      }
       if (wake.exits.empty() && wake.signals.empty()) {
         commit();
         wake = launcher_.wait(deadline());

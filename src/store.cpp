@@ -13,9 +13,13 @@
 namespace runner {
 namespace {
 
-// States in which a cluster ran and did not succeed. The partial index and
-// the views use this same list.
-#define RUNNER_UNSUCCESSFUL "('failed', 'oom', 'timeout')"
+// States in which a cluster ran and did not succeed, as a condition on the
+// column named. The partial index and the queries use this same condition,
+// for SQLite uses the index only for a query that repeats it. It is written
+// with = and OR: SQLite checks an IN list of more than two values through a
+// temporary b-tree, built anew by every insert and update of an attempt.
+#define RUNNER_UNSUCCESSFUL(column) \
+  "(" column " = 'failed' OR " column " = 'oom' OR " column " = 'timeout')"
 
 // Version 1: the tables. Later versions change them by migration steps below;
 // the views and the partial index are always made anew at the latest version.
@@ -69,13 +73,17 @@ ALTER TABLE attempt ADD COLUMN note TEXT;
 ALTER TABLE attempt ADD COLUMN timeout_s REAL;
 )SQL";
 
-constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2};
-static_assert(std::size(kMigrations) == 2, "kSchemaVersion counts the migrations");
+// Version 3: the condition of attempt_unsuccessful without an IN list. The
+// index is made anew with the views; no table changes.
+constexpr const char* kMigrationV3 = "";
+
+constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2, kMigrationV3};
+static_assert(std::size(kMigrations) == kSchemaVersion, "kSchemaVersion counts the migrations");
 
 constexpr const char* kViews = R"SQL(
 DROP INDEX IF EXISTS attempt_unsuccessful;
-CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster) WHERE state IN )SQL" RUNNER_UNSUCCESSFUL
-                               R"SQL(;
+CREATE INDEX attempt_unsuccessful ON attempt(job_id, cluster)
+WHERE )SQL" RUNNER_UNSUCCESSFUL("state") R"SQL(;
 
 DROP VIEW IF EXISTS attempts;
 CREATE VIEW attempts AS
@@ -97,7 +105,7 @@ FROM (
     (SELECT coalesce(sum(d.hi - d.lo + 1), 0) FROM done_range d WHERE d.job_id = j.id) AS done,
     (SELECT count(*) FROM attempt r WHERE r.job_id = j.id AND r.state = 'running') AS running,
     (SELECT count(*) FROM attempt f
-      WHERE f.job_id = j.id AND f.state IN )SQL" RUNNER_UNSUCCESSFUL R"SQL(
+      WHERE f.job_id = j.id AND )SQL" RUNNER_UNSUCCESSFUL("f.state") R"SQL(
         AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id
                         AND l.cluster = f.cluster AND l.attempt > f.attempt)) AS failed
   FROM job j
@@ -107,7 +115,7 @@ FROM (
 constexpr const char* kFailedQuery =
     "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path, f.mem_limit_kib, "
     "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note FROM attempt f "
-    "WHERE f.job_id = ? AND f.state IN " RUNNER_UNSUCCESSFUL
+    "WHERE f.job_id = ? AND " RUNNER_UNSUCCESSFUL("f.state")
     " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
     " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
 
@@ -187,8 +195,7 @@ Store::Store(const std::filesystem::path& path, Access access, Sync sync)
   peak_ = std::make_unique<SQLite::Statement>(
       db_,
       "SELECT max(coalesce(peak_cgroup_kib, peak_rss_kib)) FROM attempt "
-      "WHERE job_id = ? AND cluster = ? AND state IN ('done', "
-      "'failed', 'oom', 'timeout')");
+      "WHERE job_id = ? AND cluster = ? AND (state = 'done' OR " RUNNER_UNSUCCESSFUL("state") ")");
   if (access == Access::kReadOnly) return;
   insert_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
@@ -244,6 +251,8 @@ void Store::check_and_create_schema(Access access) {
                     "upgrade runner",
                     path_.string(), version, kSchemaVersion));
   if (version == kSchemaVersion) return;
+  // Version 3 changed an index only: status and report read a version 2 log as it is.
+  if (access == Access::kReadOnly && version >= 2) return;
   if (version == 0 && objects > 0)
     throw Error(fmt::format(
         "--db {}: a SQLite database that runner did not create; pass a new file", path_.string()));

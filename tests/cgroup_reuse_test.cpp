@@ -1,6 +1,7 @@
 // Cgroup v1 cages on this machine's kernel, one attempt after another: a
 // cgroup its attempt left empty cages the next one, with the peak and the OOM
-// count starting afresh; one that still holds anything is replaced.
+// count starting afresh; one that still holds anything is replaced. The check
+// waits for MemoryCaps::tidy(), which runner calls before it sleeps.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <set>
 
 #include "e2e_util.h"
 #include "runner/memory.h"
@@ -57,6 +59,7 @@ TEST_F(CgroupReuse, AnEmptyCgroupCagesTheNextAttemptWithItsPeakReset) {
   ASSERT_EQ(in_cage(*first, [] { touch_mib(64); }), 0);
   EXPECT_GE(first->collect().peak_bytes.value_or(0), 64 * kMiB);
 
+  caps_->tidy();
   auto second = caps_->cage(std::nullopt);
   EXPECT_EQ(second->cgroup(), folder);
   ASSERT_EQ(in_cage(*second, [] { touch_mib(4); }), 0);
@@ -72,6 +75,7 @@ TEST_F(CgroupReuse, OomKillsAreCountedForTheAttemptThatHadThem) {
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   EXPECT_EQ(first->collect().oom_kills, 1u);
 
+  caps_->tidy();
   auto second = caps_->cage(32 * kMiB);
   EXPECT_EQ(second->cgroup(), folder);
   ASSERT_EQ(in_cage(*second, [] { touch_mib(4); }), 0);
@@ -99,6 +103,8 @@ TEST_F(CgroupReuse, ACgroupStillHoldingAProcessIsReplacedAndTheProcessKilled) {
   ::close(fds[0]);
   ::close(fds[1]);
   first->collect();
+  EXPECT_TRUE(fs::exists(folder));  // the next start does not wait for this
+  caps_->tidy();
   EXPECT_FALSE(fs::exists(folder));
   // Gone, or a zombie waiting for whoever adopted it.
   std::ifstream stat("/proc/" + std::to_string(left) + "/stat");
@@ -127,9 +133,61 @@ TEST_F(CgroupReuse, ACgroupLeftWithPageCacheIsReplaced) {
                     }),
             0);
   first->collect();
+  caps_->tidy();
   auto second = caps_->cage(std::nullopt);
   EXPECT_NE(second->cgroup(), folder);
   EXPECT_FALSE(fs::exists(folder));
+}
+
+// What an exited process leaves charged is mostly freed a moment later: a
+// cgroup a little over the mark rests, and is used again once it has fallen.
+// Page cache stands in for that charge here; deleting its file frees it.
+TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
+  TempDir t;
+  auto file = (t / "out").string();
+  auto first = caps_->cage(std::nullopt);
+  auto folder = first->cgroup();
+  ASSERT_EQ(in_cage(*first,
+                    [&] {
+                      int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                      std::string block(kMiB, 'x');
+                      for (int i = 0; i < 2; ++i)
+                        if (::write(fd, block.data(), block.size()) < 0) ::_exit(97);
+                      ::close(fd);
+                    }),
+            0);
+  first->collect();
+  caps_->tidy();
+  auto second = caps_->cage(std::nullopt);
+  EXPECT_NE(second->cgroup(), folder);
+  EXPECT_TRUE(fs::exists(folder));  // resting, not removed
+
+  // With the second still running, the next start looks at the resting one.
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  auto third = caps_->cage(std::nullopt);
+  EXPECT_EQ(third->cgroup(), folder);
+  ASSERT_EQ(in_cage(*third, [] { touch_mib(4); }), 0);
+  auto peak = third->collect().peak_bytes.value_or(0);
+  EXPECT_GE(peak, 4 * kMiB);
+  EXPECT_LT(peak, 8 * kMiB);
+}
+
+// Two starts back to back: the second does not wait for the first one's
+// cgroup to be checked, and the slots stay one more than ever ran at once.
+TEST_F(CgroupReuse, TheNextStartTakesASpareCgroupWhileTheLastOneWaitsForTidy) {
+  std::set<std::string> folders;
+  auto cage = caps_->cage(std::nullopt);
+  for (int i = 0; i < 6; ++i) {
+    auto folder = cage->cgroup();
+    folders.insert(folder);
+    ASSERT_EQ(in_cage(*cage, [] {}), 0);
+    cage->collect();
+    auto next = caps_->cage(std::nullopt);
+    EXPECT_NE(next->cgroup(), folder);
+    caps_->tidy();
+    cage = std::move(next);
+  }
+  EXPECT_EQ(folders.size(), 2u);
 }
 
 TEST_F(CgroupReuse, TheCapOfAReusedCgroupFallsAndRisesWithSwapKeptOff) {
@@ -149,6 +207,7 @@ TEST_F(CgroupReuse, TheCapOfAReusedCgroupFallsAndRisesWithSwapKeptOff) {
            {std::nullopt, "9223372036854771712\n/9223372036854771712\n"},
            {16 * kMiB, "16777216\n/16777216\n"}}) {
     cage->collect();
+    caps_->tidy();
     cage = caps_->cage(cap);
     EXPECT_EQ(cage->cgroup(), folder);
     EXPECT_EQ(limits(), expected);

@@ -2,6 +2,7 @@
 #include "runner/scheduler.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <csignal>
 #include <deque>
@@ -28,6 +29,9 @@ class FakeLauncher : public Launcher {
   // Scripted wakeups come first; then the default behaviour.
   std::deque<Wakeup> script;
   bool ends_on_sigterm = true;  // a child that gets SIGTERM ends at the next wait
+  // When set, a child ends only at a wait whose deadline is at least this far
+  // off (or that has none): the next end comes this long after the last.
+  std::optional<Clock::duration> next_end_after;
   std::vector<LaunchSpec> specs;
   // Memory: whether an attempt ends out of memory, and what a child uses.
   std::function<bool(ClusterId, std::uint32_t)> oom_for = [](ClusterId, std::uint32_t) {
@@ -60,6 +64,7 @@ class FakeLauncher : public Launcher {
     for (auto pid : pending_kill_) w.exits.push_back(end(pid, std::nullopt, SIGTERM));
     pending_kill_.clear();
     if (!w.exits.empty()) return w;
+    if (next_end_after && deadline && *deadline - Clock::now() < *next_end_after) return w;
     if (!order.empty() && !stuck_) {
       auto pid = order.front();
       bool oom = oom_for(running[pid], attempt_of[pid]);
@@ -169,6 +174,25 @@ TEST_F(SchedulerTest, StartsTheNextClusterTheMomentOneEnds) {
   EXPECT_EQ(launcher_.events,
             (std::vector<std::string>{"start 1", "start 2", "start 3", "end 1", "start 4", "end 2",
                                       "start 5", "end 3", "start 6", "end 4", "end 5", "end 6"}));
+}
+
+// A commit costs more than the start of a small cluster: ends and starts that
+// come within a moment of each other share one.
+TEST_F(SchedulerTest, EndsAndStartsThatComeWithinAMomentShareACommit) {
+  launcher_.next_end_after = std::chrono::microseconds(500);
+  int commits = 0;
+  auto count = [](void* n) {
+    ++*static_cast<int*>(n);
+    return 0;
+  };
+  sqlite3_commit_hook(store_->db().getHandle(), count, &commits);
+  auto s = run(40, 2);
+  sqlite3_commit_hook(store_->db().getHandle(), nullptr, nullptr);
+  EXPECT_EQ(s.done, 40u);
+  EXPECT_EQ(one("SELECT done FROM progress"), "40");
+  // 80 ends and starts: a commit each time runner had to wait would be 40 or more.
+  EXPECT_GE(commits, 2);  // at most 64 to a group
+  EXPECT_LE(commits, 10);
 }
 
 TEST_F(SchedulerTest, PLargerThanNIsFine) {

@@ -61,8 +61,9 @@ class Cage {
   // Runs in the child between fork and exec: async-signal-safe only. Joins the
   // cgroup or sets the rlimit. Returns 0 or an errno.
   virtual int enter() const noexcept = 0;
-  // After the attempt's main process ended: reads the peak and OOM kills, kills
-  // whatever is left in the cgroup, removes it. Call once.
+  // After the attempt's main process ended: reads the peak and OOM kills, and
+  // hands the cgroup back; MemoryCaps::tidy then kills whatever is left in it
+  // and uses it again or removes it. Call once.
   virtual MemoryUse collect() = 0;
   // Memory charged to the cage now (cgroups only).
   virtual std::optional<std::uint64_t> current_bytes() const { return std::nullopt; }
@@ -81,6 +82,10 @@ class MemoryCaps {
   // All cages together: usage now, and a hard limit on the sum (cgroups only).
   virtual std::optional<std::uint64_t> total_bytes() const { return std::nullopt; }
   virtual bool set_total_limit(std::uint64_t) { return false; }
+  // Work left by attempts that ended which need not delay the next start
+  // (checking their cgroups for leftovers, to use them again or remove them).
+  // Call before sleeping.
+  virtual void tidy() {}
 };
 
 // kNone gives nullptr: no cages at all. Cgroup folders that runners which

@@ -22,7 +22,7 @@
 
 namespace runner {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 enum class AttemptState { kRunning, kDone, kFailed, kInterrupted, kOom, kTimeout };
 const char* to_string(AttemptState state);
