@@ -49,6 +49,15 @@ class CgroupReuse : public ::testing::Test {
     for (std::uint64_t i = 0; i < bytes; i += 4096) static_cast<volatile char*>(p)[i] = 1;
   }
 
+  // Written pages stay in the page cache, charged to the cgroup that wrote them.
+  static void write_mib(const std::string& file, int mib) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::string block(kMiB, 'x');
+    for (int i = 0; i < mib; ++i)
+      if (::write(fd, block.data(), block.size()) < 0) ::_exit(97);
+    ::close(fd);
+  }
+
   MemoryProbe probe_;
   std::unique_ptr<MemoryCaps> caps_;
 };
@@ -123,15 +132,7 @@ TEST_F(CgroupReuse, ACgroupLeftWithPageCacheIsReplaced) {
   auto first = caps_->cage(std::nullopt);
   auto folder = first->cgroup();
   // Written pages stay in the page cache, charged to the cgroup that wrote them.
-  ASSERT_EQ(in_cage(*first,
-                    [&] {
-                      int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-                      std::string block(kMiB, 'x');
-                      for (int i = 0; i < 8; ++i)
-                        if (::write(fd, block.data(), block.size()) < 0) ::_exit(97);
-                      ::close(fd);
-                    }),
-            0);
+  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 8); }), 0);
   first->collect();
   caps_->tidy();
   auto second = caps_->cage(std::nullopt);
@@ -147,15 +148,7 @@ TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
   auto file = (t / "out").string();
   auto first = caps_->cage(std::nullopt);
   auto folder = first->cgroup();
-  ASSERT_EQ(in_cage(*first,
-                    [&] {
-                      int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-                      std::string block(kMiB, 'x');
-                      for (int i = 0; i < 2; ++i)
-                        if (::write(fd, block.data(), block.size()) < 0) ::_exit(97);
-                      ::close(fd);
-                    }),
-            0);
+  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 2); }), 0);
   first->collect();
   caps_->tidy();
   auto second = caps_->cage(std::nullopt);
