@@ -251,8 +251,7 @@ void Store::check_and_create_schema(Access access) {
                     "upgrade runner",
                     path_.string(), version, kSchemaVersion));
   if (version == kSchemaVersion) return;
-  // Version 3 changed an index only: status and report read a version 2 log as it is.
-  if (access == Access::kReadOnly && version >= 2) return;
+  if (access == Access::kReadOnly && version >= kOldestReadableSchema) return;
   if (version == 0 && objects > 0)
     throw Error(fmt::format(
         "--db {}: a SQLite database that runner did not create; pass a new file", path_.string()));

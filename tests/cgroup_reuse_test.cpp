@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "e2e_util.h"
 #include "runner/memory.h"
@@ -163,6 +165,25 @@ TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
   auto peak = third->collect().peak_bytes.value_or(0);
   EXPECT_GE(peak, 4 * kMiB);
   EXPECT_LT(peak, 8 * kMiB);
+}
+
+// A charge that does not fall (page cache whose file stays) is not waited for
+// long: after kRestFor (100 ms) the resting cgroup is removed.
+TEST_F(CgroupReuse, ACgroupThatStaysOverTheMarkIsRemovedAfterResting) {
+  TempDir t;
+  auto file = (t / "out").string();
+  auto first = caps_->cage(std::nullopt);
+  auto folder = first->cgroup();
+  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 2); }), 0);
+  first->collect();
+  caps_->tidy();
+  auto second = caps_->cage(std::nullopt);
+  EXPECT_TRUE(fs::exists(folder));
+  // Elapsed time, not a race: the rest is measured on the same clock.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto third = caps_->cage(std::nullopt);
+  EXPECT_NE(third->cgroup(), folder);
+  EXPECT_FALSE(fs::exists(folder));
 }
 
 // Two starts back to back: the second does not wait for the first one's

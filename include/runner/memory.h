@@ -5,10 +5,11 @@
 // and a count of OOM kills, which tells an out-of-memory death from a crash.
 //
 // MemoryCaps owns one run's cgroup folder, `runner-<pid>-<start>`, below
-// runner's own cgroup; every cage is a folder `s<k>` inside it. On v1 a folder
-// that its attempt left empty cages the next attempt (its peak reset);
-// otherwise it is removed when its attempt ends. Folders left by a runner that
-// died are swept on the next start.
+// runner's own cgroup; every cage is a folder `s<k>` inside it. When its
+// attempt ends, MemoryCaps::tidy checks it: on v1 a folder its attempt left
+// empty cages a later attempt (its peak reset), at once or after resting
+// until its charge falls; otherwise it is removed. Folders left by a runner
+// that died are swept on the next start.
 #pragma once
 
 #include <sys/types.h>

@@ -23,6 +23,9 @@
 namespace runner {
 
 constexpr int kSchemaVersion = 3;
+// status and report read logs from this version on as they are (version 3
+// changed an index only).
+constexpr int kOldestReadableSchema = 2;
 
 enum class AttemptState { kRunning, kDone, kFailed, kInterrupted, kOom, kTimeout };
 const char* to_string(AttemptState state);
