@@ -132,9 +132,11 @@ LocalLauncher::~LocalLauncher() {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
   }
-  kill_strays(true);
   if (log_dir_fd_ >= 0) ::close(log_dir_fd_);
+  // A descendant is adopted only once the process between it and runner has
+  // died, which may be after any one look: look again until none is left.
   for (int i = 0; i < 2000; ++i) {
+    kill_strays(true);
     pid_t pid = ::waitpid(-1, nullptr, WNOHANG);
     if (pid < 0) break;  // ECHILD: all collected
     if (pid == 0) ::usleep(1000);
