@@ -122,6 +122,8 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
   auto evicted = s.evicted
                      ? fmt::format(", {} evicted and rerun to stay within the budget", s.evicted)
                      : std::string();
+  if (s.budget_ooms)
+    evicted += fmt::format(", {} killed by the kernel at the budget and rerun", s.budget_ooms);
   if (s.retried || s.timed_out)
     evicted += fmt::format(", {} retried, {} timed out", s.retried, s.timed_out);
   if (s.done == s.clusters) {

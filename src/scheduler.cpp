@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "runner/signals.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
@@ -26,6 +28,9 @@ constexpr auto kGroupLinger = std::chrono::milliseconds(2);
 // When no process can be made (fork: EAGAIN), wait this long, doubling, up to the last.
 constexpr auto kFirstStartBackoff = std::chrono::milliseconds(50);
 constexpr auto kLastStartBackoff = std::chrono::milliseconds(5000);
+// A cgroup that hits its own limit peaks within a few pages of it (the charge
+// that failed); one OOM-killed further below was stopped by the pool's limit.
+constexpr std::uint64_t kOwnLimitSlack = 8ULL << 20;
 
 std::string size_text(std::uint64_t bytes) {
   return format_size_kib(bytes / 1024);
@@ -364,6 +369,12 @@ void Scheduler::finish(const ChildExit& exit) {
   } else if (exit.oom) {
     end.state = AttemptState::kOom;
     end.note = exit.oom_note;
+    if (killed_at_budget(r, exit))
+      end.note = fmt::format(
+          "the kernel killed it when all clusters together reached the {} "
+          "budget, at {} of its {} cap",
+          size_text(budget_->total()), size_text(*exit.peak_cgroup_kib * 1024),
+          size_text(*r.what.cap));
   } else {
     end.state = AttemptState::kFailed;
   }
@@ -372,9 +383,21 @@ void Scheduler::finish(const ChildExit& exit) {
   // The cgroup's figure where there is one: it counts the whole tree, and
   // pages shared between its processes once.
   auto peak_bytes = exit.peak_cgroup_kib.value_or(exit.peak_rss_kib) * 1024;
+  // Killed at the budget, the attempt never reached its peak: nothing to learn.
+  bool at_budget = end.state == AttemptState::kOom && killed_at_budget(r, exit);
   if (budget_) {
     budget_->release(r.what.need, r.what.guessed);
-    if (end.state != AttemptState::kInterrupted) budget_->learn(peak_bytes);
+    if (end.state != AttemptState::kInterrupted && !at_budget) budget_->learn(peak_bytes);
+  }
+  if (at_budget && !r.what.budget_oom && !stopping_) {
+    // The budget's doing, as an eviction is: not the cluster's. It runs again
+    // beside the others, once; a second such kill takes the OOM path below.
+    ++summary_.budget_ooms;
+    spdlog::warn("cluster {}/{}: {}; queueing it again (log {})", cluster, job_.clusters, end.note,
+                 r.log_path);
+    run_again_for_budget(r, peak_bytes);
+    requeue_.back().budget_oom = true;
+    return;
   }
   switch (end.state) {
     case AttemptState::kDone:
@@ -384,13 +407,7 @@ void Scheduler::finish(const ChildExit& exit) {
       break;
     case AttemptState::kInterrupted:
       if (r.evicted_at && !stopping_) {
-        // Evicted, not failed: back to the front of the queue, reserving more
-        // than it had reached when it was stopped.
-        auto c = r.what;
-        c.last_attempt = r.attempt;
-        c.need = std::min(budget_->total(), std::max(c.need, *r.evicted_at + *r.evicted_at / 2));
-        c.guessed = false;
-        requeue_.push_back(c);
+        run_again_for_budget(r, *r.evicted_at);
       } else {
         ++summary_.interrupted;
       }
@@ -401,6 +418,22 @@ void Scheduler::finish(const ChildExit& exit) {
   }
 }
 
+// Was this OOM kill the pool's limit (the budget), not the attempt's own cap?
+bool Scheduler::killed_at_budget(const Running& r, const ChildExit& exit) const {
+  return budget_ && exit.oom && exit.peak_cgroup_kib && r.what.cap &&
+         *exit.peak_cgroup_kib * 1024 + kOwnLimitSlack < *r.what.cap;
+}
+
+// Stopped for the budget's sake, not failed: back to the front of the queue,
+// reserving half as much again as it had reached when it was stopped.
+void Scheduler::run_again_for_budget(const Running& r, std::uint64_t reached) {
+  auto c = r.what;
+  c.last_attempt = r.attempt;
+  c.need = std::min(budget_->total(), std::max(c.need, reached + reached / 2));
+  c.guessed = false;
+  requeue_.push_back(c);
+}
+
 // A cluster failed, ran out of memory or timed out: say so, and decide
 // whether it runs again in this run.
 void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const ChildExit& exit) {
@@ -409,7 +442,11 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const C
   auto peak_bytes = exit.peak_cgroup_kib.value_or(exit.peak_rss_kib) * 1024;
   if (state == AttemptState::kOom) {
     ++summary_.oom_this_run;
-    auto cap = r.what.cap ? fmt::format(" at the {} cap", size_text(*r.what.cap)) : "";
+    auto cap = killed_at_budget(r, exit)
+                   ? fmt::format(" when all clusters together reached the {} budget",
+                                 size_text(budget_->total()))
+               : r.what.cap ? fmt::format(" at the {} cap", size_text(*r.what.cap))
+                            : "";
     spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) (log {})", cluster, job_.clusters,
                  cap, size_text(peak_bytes), exit.oom_note, r.log_path);
     // Under a budget, do what a person would: once more, alone, with all of it.
@@ -528,7 +565,11 @@ void Scheduler::watch_memory() {
   if (!total) return;
   auto budget = static_cast<double>(budget_->total());
   pressure_ = static_cast<double>(*total) >= kPressureShare * budget;
-  if (static_cast<double>(*total) >= kEvictShare * budget) {
+  // A victim still exiting still counts in the total: wait for its memory to
+  // be given back before choosing another.
+  bool victim_exiting = std::any_of(running_.begin(), running_.end(),
+                                    [](const auto& entry) { return entry.second.evicted_at; });
+  if (!victim_exiting && static_cast<double>(*total) >= kEvictShare * budget) {
     // The youngest guessed cluster that outgrew its guess; failing that, the
     // youngest guessed one. The youngest has the least work to lose.
     Running* victim = nullptr;

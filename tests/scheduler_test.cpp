@@ -37,7 +37,8 @@ class FakeLauncher : public Launcher {
   std::function<bool(ClusterId, std::uint32_t)> oom_for = [](ClusterId, std::uint32_t) {
     return false;
   };
-  std::function<std::uint64_t(ClusterId)> usage_for;  // unset: no usage to report
+  std::function<std::uint64_t(ClusterId)> usage_for;            // unset: no usage to report
+  std::function<std::uint64_t(ClusterId)> cgroup_peak_kib_for;  // unset: no cgroup figures
   std::function<void(const LaunchSpec&)> on_start = [](const LaunchSpec&) {};
   std::map<pid_t, std::uint32_t> attempt_of;
 
@@ -98,7 +99,8 @@ class FakeLauncher : public Launcher {
   void hang() { stuck_ = true; }
 
   ChildExit end(pid_t pid, std::optional<int> code, std::optional<int> sig) {
-    events.push_back("end " + std::to_string(running.at(pid)));
+    auto cluster = running.at(pid);
+    events.push_back("end " + std::to_string(cluster));
     running.erase(pid);
     order.erase(std::find(order.begin(), order.end(), pid));
     ChildExit e;
@@ -106,6 +108,7 @@ class FakeLauncher : public Launcher {
     e.exit_code = code;
     e.signal = sig;
     e.peak_rss_kib = 1234;
+    if (cgroup_peak_kib_for) e.peak_cgroup_kib = cgroup_peak_kib_for(cluster);
     return e;
   }
 
@@ -397,6 +400,50 @@ TEST_F(SchedulerTest, AnOomUnderABudgetRunsOnceMoreAloneWithTheWholeBudget) {
   }
 }
 
+TEST_F(SchedulerTest, AnOomKillAtTheBudgetRunsAgainBesideTheOthersUnderItsOwnCap) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_limit = 400 * MiB;
+  // Killed at 100 MiB of its 400 MiB cap: the pool's limit did it, not its own.
+  launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
+  launcher_.cgroup_peak_kib_for = [](ClusterId) { return 100 * 1024; };
+  std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
+  launcher_.on_start = [&](const LaunchSpec& spec) {
+    if (spec.cluster != 2) return;
+    starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
+    EXPECT_EQ(spec.mem_limit, 400 * MiB);
+  };
+  auto s = run(6, 2, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(s.budget_ooms, 1u);
+  EXPECT_EQ(s.failed_this_run, 0u);
+  ASSERT_EQ(starts_of_2.size(), 2u);
+  EXPECT_EQ(starts_of_2[1].second, 1u);  // beside another cluster, not alone
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+            "oom,done");
+  EXPECT_EQ(one("SELECT note LIKE '%reached the 1000.0 MiB budget, at 100.0 MiB of its 400.0 MiB "
+                "cap%' FROM attempts WHERE cluster = 2 AND attempt = 1"),
+            "1");
+}
+
+TEST_F(SchedulerTest, ASecondOomKillAtTheBudgetTakesTheAlonePath) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_limit = 400 * MiB;
+  launcher_.oom_for = [](ClusterId c, std::uint32_t) { return c == 2; };
+  launcher_.cgroup_peak_kib_for = [](ClusterId) { return 100 * 1024; };
+  std::vector<std::uint64_t> limits_of_2;
+  launcher_.on_start = [&](const LaunchSpec& spec) {
+    if (spec.cluster == 2) limits_of_2.push_back(*spec.mem_limit / MiB);
+  };
+  auto s = run(4, 2, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(s.budget_ooms, 1u);
+  EXPECT_EQ(limits_of_2, (std::vector<std::uint64_t>{400, 400, 1000}));
+  EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
+            "oom,oom,oom");
+}
+
 TEST_F(SchedulerTest, ASecondOomStaysOom) {
   SchedulerOptions o;
   o.mem_budget = 1000 * MiB;
@@ -438,6 +485,23 @@ TEST_F(SchedulerTest, OvercommitEvictsTheYoungestGuessAndRunsItAgainWithoutFaili
                 "'evicted at % to keep the pool within the memory budget'"),
             std::to_string(s.evicted));
   EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "8");
+}
+
+TEST_F(SchedulerTest, OvercommitEvictsNoMoreWhileItsVictimIsStillExiting) {
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  o.mem_overcommit = true;
+  // Four guesses of 250 MiB each use 300: one must go. Its memory stays in the
+  // total until it has exited, which takes three more wakeups here.
+  launcher_.usage_for = [](ClusterId) { return 300 * MiB; };
+  launcher_.script.resize(3);
+  auto s = run(4, 4, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_EQ(std::count_if(launcher_.events.begin(), launcher_.events.end(),
+                          [](const std::string& e) { return e.rfind("SIGKILL", 0) == 0; }),
+            1);
+  EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "4");
 }
 
 TEST_F(SchedulerTest, ATimeoutTermsThenKillsAndRecordsTimeout) {

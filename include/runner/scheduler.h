@@ -53,6 +53,7 @@ struct RunSummary {
   ClusterId skipped_failed = 0;              // left alone by --skip-failed
   ClusterId too_big = 0;                     // need more than the whole budget: not started
   ClusterId evicted = 0;                     // stopped and requeued to keep within the budget
+  ClusterId budget_ooms = 0;                 // killed by the kernel at the budget and requeued
   std::optional<int> stop_signal;            // set when a signal stopped the run
   std::optional<std::string> halted;         // why the run stopped early otherwise
   std::optional<std::string> setup_failure;  // the command cannot be executed at all
@@ -76,6 +77,7 @@ class Scheduler {
     std::uint64_t need = 0;          // bytes reserved from the budget
     bool guessed = false;            // need is a learned guess (overcommit)
     bool alone = false;              // a retry after OOM: the whole budget to itself
+    bool budget_oom = false;         // the kernel killed an earlier attempt at the budget
     std::optional<std::uint64_t> cap;
   };
   struct Running {
@@ -105,6 +107,8 @@ class Scheduler {
   void start(const Candidate& c);
   void finish(const ChildExit& exit);
   void after_unsuccessful(const Running& r, AttemptState state, const ChildExit& exit);
+  bool killed_at_budget(const Running& r, const ChildExit& exit) const;
+  void run_again_for_budget(const Running& r, std::uint64_t reached);
   void on_signal(int sig);
   void stop(const std::string& why, bool kill_running);
   void terminate(pid_t pid, Running& r);
