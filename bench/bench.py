@@ -21,12 +21,16 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-def run_timed(cmd, cwd, stdin=None):
-    """Runs cmd to the end; returns (wall s, cpu s of it and its children, exit code)."""
+def run_timed(cmd, cwd, stdin=None, cgroup=None):
+    """Runs cmd to the end (in cgroup, if given); returns (wall s, cpu s of it
+    and its children, exit code)."""
+    def join():
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.run(cmd, cwd=cwd, stdin=stdin, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
+                       stderr=subprocess.PIPE, preexec_fn=join if cgroup else None)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -299,10 +303,19 @@ class Bench:
              [c for c in range(1, clusters + 1) if c % 6 == 3][:big]),
             ("the large ones first (1–8)", list(range(1, big + 1))),
         ]
+        parent = own_memory_cgroup()
+        meter = os.path.join(parent, f"runner-bench-{os.getpid()}") if parent else None
+        if meter:
+            os.mkdir(meter)
         setup = types.SimpleNamespace(clusters=clusters, budget=budget, p=p, big_mib=big_mib,
-                                      small_mib=small_mib, hold_ms=hold_ms, lower=lower)
-        for label, bigs in arrangements:
-            self.budget_arrangement(label, bigs, os.path.join(d, str(bigs[0])), setup)
+                                      small_mib=small_mib, hold_ms=hold_ms, lower=lower,
+                                      meter=meter)
+        try:
+            for label, bigs in arrangements:
+                self.budget_arrangement(label, bigs, os.path.join(d, str(bigs[0])), setup)
+        finally:
+            if meter:
+                os.rmdir(meter)
 
     def budget_arrangement(self, label, bigs, d, setup):
         clusters, budget, p, lower = setup.clusters, setup.budget, setup.p, setup.lower
@@ -313,37 +326,30 @@ class Bench:
         self.say()
         self.say("| run | makespan | ÷ lower bound | most memory at once |")
         self.say("|---|---|---|---|")
-        record = os.path.join(d, "mem")
         child = [self.child, "--alloc-mib", str(small_mib)]
         for c in bigs:
             child += ["--alloc-for", f"{c}={big_mib}"]
-        child += ["--hold-ms", str(hold_ms), "--mem-record", record]
+        child += ["--hold-ms", str(hold_ms)]
 
-        def most_at_once():
-            # A child killed while it held its memory writes no "end": its
-            # memory counts until the same cluster starts again, which no tool
-            # does before the killed one has been reaped. Over, never under.
-            holding, most = {}, 0
-            for line in open(record):
-                what, cluster, mib = line.split()
-                holding.pop(cluster, None)
-                if what == "start":
-                    holding[cluster] = int(mib)
-                most = max(most, sum(holding.values()))
-            return most
-
+        # Each tool runs in a memory cgroup of the bench's own, whose peak is
+        # the most its whole process tree (runner's cgroups included) held at
+        # once: the children's memory and the tool's own, page cache too.
         def measure(name, cmd, runs):
             spans, peaks, failed = [], [], 0
             for i in range(runs):
-                if os.path.exists(record):
-                    os.remove(record)
-                wall, _, code = run_timed(cmd(i), d)
+                if setup.meter:
+                    with open(os.path.join(setup.meter, "memory.max_usage_in_bytes"), "w") as f:
+                        f.write("0")
+                wall, _, code = run_timed(cmd(i), d, cgroup=setup.meter)
                 spans.append(wall)
                 failed += code != 0
-                peaks.append(most_at_once())
+                if setup.meter:
+                    with open(os.path.join(setup.meter, "memory.max_usage_in_bytes")) as f:
+                        peaks.append(int(f.read()))
             failures = f"; {failed} of {runs} runs left clusters failed" if failed else ""
+            most = f"{max(peaks) / GiB:.2f} GiB" if peaks else "(no cgroup to measure it)"
             self.say(f"| {name} | {fmt_stats(spans)}{failures} | "
-                     f"{statistics.median(spans) / lower:.2f} | {max(peaks) / 1024:.2f} GiB |")
+                     f"{statistics.median(spans) / lower:.2f} | {most} |")
 
         # Round i's first run starts a log of its own, so it knows nothing; the
         # second job of round i runs on that log and knows its first run's peaks.
@@ -370,7 +376,7 @@ class Bench:
         with open(args_file, "w") as f:
             for c in range(1, clusters + 1):
                 mib = big_mib if c in bigs else small_mib
-                f.write(f"--alloc-mib {mib} --hold-ms {hold_ms} --mem-record {record}\n")
+                f.write(f"--alloc-mib {mib} --hold-ms {hold_ms}\n")
         measure(f"best safe static P = {safe_p} (xargs -P {safe_p})",
                 lambda i: ["sh", "-c", f"xargs -P {safe_p} -L 1 {self.child} < {args_file}"], runs)
         if self.args.parallel:
