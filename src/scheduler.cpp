@@ -347,6 +347,7 @@ void Scheduler::finish(const ChildExit& exit) {
   running_.erase(it);
   const auto cluster = r.what.cluster;
 
+  bool at_budget = false;  // an OOM kill by the pool's limit, not its own cap
   AttemptEnd end;
   end.finished_at = wall_clock_now();
   end.exit_code = exit.exit_code;
@@ -368,8 +369,9 @@ void Scheduler::finish(const ChildExit& exit) {
     end.state = AttemptState::kInterrupted;
   } else if (exit.oom) {
     end.state = AttemptState::kOom;
+    at_budget = killed_at_budget(r, exit);
     end.note = exit.oom_note;
-    if (killed_at_budget(r, exit))
+    if (at_budget)
       end.note = fmt::format(
           "the kernel killed it when all clusters together reached the {} "
           "budget, at {} of its {} cap",
@@ -384,7 +386,6 @@ void Scheduler::finish(const ChildExit& exit) {
   // pages shared between its processes once.
   auto peak_bytes = exit.peak_cgroup_kib.value_or(exit.peak_rss_kib) * 1024;
   // Killed at the budget, the attempt never reached its peak: nothing to learn.
-  bool at_budget = end.state == AttemptState::kOom && killed_at_budget(r, exit);
   if (budget_) {
     budget_->release(r.what.need, r.what.guessed);
     if (end.state != AttemptState::kInterrupted && !at_budget) budget_->learn(peak_bytes);
