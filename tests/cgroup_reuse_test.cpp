@@ -60,6 +60,25 @@ class CgroupReuse : public ::testing::Test {
     ::close(fd);
   }
 
+  // An attempt in a fresh cage that writes mib MiB of page cache to file and
+  // ends; runner then tidies. Sets folder to the cage's cgroup.
+  void end_attempt_leaving_page_cache(const std::string& file, int mib, std::string& folder) {
+    auto cage = caps_->cage(std::nullopt);
+    folder = cage->cgroup();
+    ASSERT_EQ(in_cage(*cage, [&] { write_mib(file, mib); }), 0);
+    cage->collect();
+    caps_->tidy();
+  }
+
+  // An attempt that touches 4 MiB in cage: its peak counts that much, and
+  // less than below, so nothing of an earlier attempt.
+  static void expect_peak_of_a_4_mib_attempt(Cage& cage, std::uint64_t below) {
+    ASSERT_EQ(in_cage(cage, [] { touch_mib(4); }), 0);
+    auto peak = cage.collect().peak_bytes.value_or(0);
+    EXPECT_GE(peak, 4 * kMiB);
+    EXPECT_LT(peak, below);
+  }
+
   MemoryProbe probe_;
   std::unique_ptr<MemoryCaps> caps_;
 };
@@ -73,10 +92,7 @@ TEST_F(CgroupReuse, AnEmptyCgroupCagesTheNextAttemptWithItsPeakReset) {
   caps_->tidy();
   auto second = caps_->cage(std::nullopt);
   EXPECT_EQ(second->cgroup(), folder);
-  ASSERT_EQ(in_cage(*second, [] { touch_mib(4); }), 0);
-  auto peak = second->collect().peak_bytes.value_or(0);
-  EXPECT_GE(peak, 4 * kMiB);
-  EXPECT_LT(peak, 16 * kMiB);
+  expect_peak_of_a_4_mib_attempt(*second, 16 * kMiB);
 }
 
 TEST_F(CgroupReuse, OomKillsAreCountedForTheAttemptThatHadThem) {
@@ -131,12 +147,8 @@ TEST_F(CgroupReuse, ACgroupStillHoldingAProcessIsReplacedAndTheProcessKilled) {
 TEST_F(CgroupReuse, ACgroupLeftWithPageCacheIsReplaced) {
   TempDir t;
   auto file = (t / "out").string();
-  auto first = caps_->cage(std::nullopt);
-  auto folder = first->cgroup();
-  // Written pages stay in the page cache, charged to the cgroup that wrote them.
-  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 8); }), 0);
-  first->collect();
-  caps_->tidy();
+  std::string folder;
+  ASSERT_NO_FATAL_FAILURE(end_attempt_leaving_page_cache(file, 8, folder));
   auto second = caps_->cage(std::nullopt);
   EXPECT_NE(second->cgroup(), folder);
   EXPECT_FALSE(fs::exists(folder));
@@ -148,11 +160,8 @@ TEST_F(CgroupReuse, ACgroupLeftWithPageCacheIsReplaced) {
 TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
   TempDir t;
   auto file = (t / "out").string();
-  auto first = caps_->cage(std::nullopt);
-  auto folder = first->cgroup();
-  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 2); }), 0);
-  first->collect();
-  caps_->tidy();
+  std::string folder;
+  ASSERT_NO_FATAL_FAILURE(end_attempt_leaving_page_cache(file, 2, folder));
   auto second = caps_->cage(std::nullopt);
   EXPECT_NE(second->cgroup(), folder);
   EXPECT_TRUE(fs::exists(folder));  // resting, not removed
@@ -161,10 +170,7 @@ TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
   ASSERT_EQ(::unlink(file.c_str()), 0);
   auto third = caps_->cage(std::nullopt);
   EXPECT_EQ(third->cgroup(), folder);
-  ASSERT_EQ(in_cage(*third, [] { touch_mib(4); }), 0);
-  auto peak = third->collect().peak_bytes.value_or(0);
-  EXPECT_GE(peak, 4 * kMiB);
-  EXPECT_LT(peak, 8 * kMiB);
+  expect_peak_of_a_4_mib_attempt(*third, 8 * kMiB);
 }
 
 // A charge that does not fall (page cache whose file stays) is not waited for
@@ -172,11 +178,8 @@ TEST_F(CgroupReuse, ACgroupALittleOverTheMarkRestsAndIsUsedAgainOnceItFell) {
 TEST_F(CgroupReuse, ACgroupThatStaysOverTheMarkIsRemovedAfterResting) {
   TempDir t;
   auto file = (t / "out").string();
-  auto first = caps_->cage(std::nullopt);
-  auto folder = first->cgroup();
-  ASSERT_EQ(in_cage(*first, [&] { write_mib(file, 2); }), 0);
-  first->collect();
-  caps_->tidy();
+  std::string folder;
+  ASSERT_NO_FATAL_FAILURE(end_attempt_leaving_page_cache(file, 2, folder));
   auto second = caps_->cage(std::nullopt);
   EXPECT_TRUE(fs::exists(folder));
   // Elapsed time, not a race: the rest is measured on the same clock.
