@@ -79,9 +79,162 @@ std::chrono::milliseconds parse_duration_option(const std::string& option, const
 
 std::string check_job_name(const std::string& name) {
   if (!is_valid_job_name(name))
-    throw Error(fmt::format(
-        "--job '{}' is not valid: use 1 to 128 letters, digits, '.', '_' or '-'", name));
+    throw Error(
+        fmt::format("--job '{}' is not valid: expected 1 to 128 letters, digits, '.', '_' or '-', "
+                    "not starting with "
+                    "'.' or '-'",
+                    name));
   return name;
+}
+
+}  // namespace
+
+namespace {
+
+// The text each option was given, or nothing when it was not given. An empty
+// value is a value: `--timeout ""` from an unset cron variable is refused,
+// never taken as "no timeout".
+class Given {
+ public:
+  static CLI::Option* add(CLI::App& app, const std::string& name, const std::string& type,
+                          const std::string& help) {
+    return app.add_option(name, help)->type_name(type);
+  }
+  static std::optional<std::string> text(const CLI::Option* option) {
+    if (option->count() == 0) return std::nullopt;
+    return option->results().back();
+  }
+};
+
+using Text = std::optional<std::string>;
+
+struct RunOptions {
+  CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
+      *retry_delay, *retry_on, *halt, *sync, *orphans;
+};
+
+RunOptions add_run_options(CLI::App& app, RunArgs& run) {
+  RunOptions o{};
+  Given g;
+  o.n = g.add(app, "N", "", "number of clusters, numbered 1..N");
+  o.p = g.add(app, "P", "", "most clusters running at once");
+  o.db = g.add(app, "--db", "PATH", "the SQLite log (default ./runner.db)");
+  o.job = g.add(app, "--job", "NAME", "job name (default: derived from the command and N)");
+  o.logs = g.add(app, "--logs", "DIR", "folder for the logs (default: <db name>.logs beside it)");
+  o.grace = g.add(app, "--grace", "DURATION",
+                  "on a stop, time between SIGTERM and SIGKILL (default 10s)");
+  app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
+  o.mem_limit = g.add(app, "--mem-limit", "SIZE", "cap each child's memory (e.g. 4G)");
+  o.mem_budget = g.add(app, "--mem-budget", "SIZE|auto",
+                       "keep all running children within this much memory (e.g. 16G, or auto)");
+  app.add_flag(
+      "--mem-overcommit", run.mem_overcommit,
+      "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
+  o.cap = g.add(app, "--cap", "auto|cgroup|rlimit|none", "how to cap memory (default auto)");
+  o.timeout = g.add(app, "--timeout", "DURATION", "stop an attempt that runs longer (e.g. 30m)");
+  o.retries = g.add(app, "--retries", "K", "run a failed cluster up to K more times (default 0)");
+  o.retry_delay = g.add(app, "--retry-delay", "DURATION",
+                        "wait before the first retry, doubling after (default 1s)");
+  o.retry_on = g.add(app, "--retry-on", "LIST",
+                     "what is retried: exit, exit:N, signal, timeout, oom (default "
+                     "exit,signal,timeout)");
+  o.halt = g.add(app, "--halt", "never|soon,fail=N[%]|now,fail=N[%]",
+                 "give up after N (or N%) failed clusters (default never)");
+  o.sync = g.add(app, "--sync", "normal|full", "what a commit survives (default normal)");
+  o.orphans = g.add(app, "--orphans", "kill|wait",
+                    "what to do with clusters a killed runner left running (default kill)");
+  app.add_flag("-q,--quiet", run.quiet, "print only errors");
+  app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
+  return o;
+}
+
+std::string check_choice(const std::string& option, const std::string& text,
+                         std::initializer_list<const char*> choices, const char* expected) {
+  for (const char* c : choices)
+    if (text == c) return text;
+  throw Error(fmt::format("{} '{}' is not valid: expected {}", option, text, expected));
+}
+
+void read_memory_options(const RunOptions& o, RunArgs& run) {
+  if (auto t = Given::text(o.cap)) {
+    auto cap = parse_cap_choice(*t);
+    if (!cap)
+      throw Error(
+          fmt::format("--cap '{}' is not valid: expected auto, cgroup, rlimit or none", *t));
+    run.cap = *cap;
+  }
+  if (auto t = Given::text(o.mem_limit)) run.mem_limit = parse_size_option("--mem-limit", *t);
+  auto budget = Given::text(o.mem_budget);
+  if (budget == "auto")
+    run.mem_budget_auto = true;
+  else if (budget)
+    run.mem_budget = parse_size_option("--mem-budget", *budget);
+  if (run.mem_overcommit && !budget)
+    throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
+  if (run.mem_limit && run.cap == CapChoice::kNone)
+    throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
+}
+
+void read_reliability_options(const RunOptions& o, RunArgs& run) {
+  if (auto t = Given::text(o.timeout))
+    run.timeout = parse_duration_option("--timeout", *t, "90s, 30m or 2h", true);
+  if (auto t = Given::text(o.retries)) {
+    auto retries = parse_count(*t, 0, 1000);
+    if (!retries)
+      throw Error(
+          fmt::format("--retries '{}' is not valid: expected a whole number from 0 to 1000", *t));
+    run.retries = static_cast<std::uint32_t>(*retries);
+  }
+  if (auto t = Given::text(o.retry_delay))
+    run.retry_delay = parse_duration_option("--retry-delay", *t, "500ms, 10s or 1m");
+  if (auto t = Given::text(o.retry_on)) run.retry_on = *t;
+  if (!RetryPolicy::parse_on(run.retry_on))
+    throw Error(fmt::format(
+        "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, oom",
+        run.retry_on));
+  if (auto t = Given::text(o.halt)) run.halt = *t;
+  if (!HaltPolicy::parse(run.halt))
+    throw Error(fmt::format(
+        "--halt '{}' is not valid: expected never, soon,fail=N, now,fail=N or with N%", run.halt));
+  if (auto t = Given::text(o.sync))
+    run.sync_full = check_choice("--sync", *t, {"normal", "full"}, "normal or full") == "full";
+  if (auto t = Given::text(o.orphans))
+    run.orphans_wait = check_choice("--orphans", *t, {"kill", "wait"}, "kill or wait") == "wait";
+}
+
+std::filesystem::path db_path(const Text& text, const std::filesystem::path& fallback) {
+  if (!text) return fallback;
+  if (text->empty()) throw Error("--db '' is not valid: expected a file path");
+  return *text;
+}
+
+std::optional<std::string> job_name(const Text& text) {
+  if (!text) return std::nullopt;
+  return check_job_name(*text);
+}
+
+RunArgs read_run(const RunOptions& o, RunArgs run,
+                 std::optional<std::vector<std::string>> command) {
+  auto n = Given::text(o.n), p = Given::text(o.p);
+  if (!n || !p)
+    throw Error("expected N and P: runner N P [OPTIONS] -- COMMAND [ARG...]; see 'runner --help'");
+  run.clusters = parse_clusters(*n);
+  run.parallel = parse_parallel(*p);
+  if (!command || command->empty() || command->front().empty())
+    throw Error("no command after '--': write runner N P [OPTIONS] -- COMMAND [ARG...]");
+  run.command = std::move(*command);
+  run.db = db_path(Given::text(o.db), run.db);
+  run.job = job_name(Given::text(o.job));
+  if (auto t = Given::text(o.logs)) {
+    if (t->empty()) throw Error("--logs '' is not valid: expected a folder path");
+    run.logs = *t;
+  }
+  if (auto t = Given::text(o.grace))
+    run.grace = parse_duration_option("--grace", *t, "30s, 5m or 1h");
+  if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
+  read_memory_options(o, run);
+  read_reliability_options(o, run);
+  return run;
 }
 
 }  // namespace
@@ -98,58 +251,24 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
                "runner"};
   app.set_version_flag("--version", std::string("runner ") + RUNNER_VERSION);
   app.footer(kRunExamples);
-
+  Given given;
   RunArgs run;
-  std::string n_text, p_text, grace_text, job;
-  std::string db_text = run.db.string(), logs_text;
-  app.add_option("N", n_text, "number of clusters, numbered 1..N");
-  app.add_option("P", p_text, "most clusters running at once");
-  app.add_option("--db", db_text, "the SQLite log (default ./runner.db)");
-  app.add_option("--job", job, "job name (default: derived from the command and N)");
-  app.add_option("--logs", logs_text, "folder for the logs (default: beside the DB)");
-  app.add_option("--grace", grace_text,
-                 "on a stop, time between SIGTERM and SIGKILL (default 10s)");
-  app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
-  std::string mem_limit_text, mem_budget_text, cap_text;
-  app.add_option("--mem-limit", mem_limit_text, "cap each child's memory (e.g. 4G)");
-  app.add_option("--mem-budget", mem_budget_text,
-                 "keep all running children within this much memory (e.g. 16G, or auto)");
-  app.add_flag(
-      "--mem-overcommit", run.mem_overcommit,
-      "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
-  app.add_option("--cap", cap_text, "how to cap memory: auto (default), cgroup, rlimit or none");
-  std::string timeout_text, retries_text, retry_delay_text, sync_text, orphans_text;
-  app.add_option("--timeout", timeout_text, "stop an attempt that runs longer (e.g. 30m)");
-  app.add_option("--retries", retries_text, "run a failed cluster up to K more times (default 0)");
-  app.add_option("--retry-delay", retry_delay_text,
-                 "wait before the first retry, doubling after (default 1s)");
-  app.add_option(
-      "--retry-on", run.retry_on,
-      "what is retried: exit, exit:N, signal, timeout, oom (default exit,signal,timeout)");
-  app.add_option("--halt", run.halt, "never (default), soon,fail=N[%] or now,fail=N[%]");
-  app.add_option("--sync", sync_text, "normal (default) or full: see the README");
-  app.add_option("--orphans", orphans_text,
-                 "kill (default) or wait for clusters a killed runner left running");
-  app.add_flag("-q,--quiet", run.quiet, "print only errors");
-  app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
+  auto run_options = add_run_options(app, run);
 
-  StatusArgs status;
-  std::string status_db = status.db.string(), status_job;
   auto* status_cmd = app.add_subcommand("status", "Where each job in the log stands.");
-  status_cmd->add_option("--db", status_db, "the SQLite log (default ./runner.db)");
-  status_cmd->add_option("--job", status_job, "only this job");
+  auto* status_db = given.add(*status_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
+  auto* status_job = given.add(*status_cmd, "--job", "NAME", "only this job");
   status_cmd->footer(kStatusExamples);
 
-  ReportArgs report;
-  std::string report_db = report.db.string(), report_job, report_budget;
   bool csv = false, json = false;
   auto* report_cmd =
       app.add_subcommand("report", "Per-cluster attempts, state, duration and peak memory.");
-  report_cmd->add_option("--db", report_db, "the SQLite log (default ./runner.db)");
-  report_cmd->add_option("--job", report_job, "only this job");
+  auto* report_db = given.add(*report_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
+  auto* report_job = given.add(*report_cmd, "--job", "NAME", "only this job");
   report_cmd->add_flag("--csv", csv, "one row per cluster, peaks in MiB");
   report_cmd->add_flag("--json", json, "the whole report as JSON");
-  report_cmd->add_option("--mem-budget", report_budget, "say the highest P that fits this budget");
+  auto* report_budget =
+      given.add(*report_cmd, "--mem-budget", "SIZE", "say the highest P that fits this budget");
   report_cmd->footer(kReportExamples);
 
   auto* doctor_cmd = app.add_subcommand(
@@ -173,82 +292,28 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
 
   if (status_cmd->parsed()) {
     if (command) throw Error("'runner status' takes no command after '--'");
-    status.db = status_db;
-    if (!status_job.empty()) status.job = check_job_name(status_job);
+    StatusArgs status;
+    status.db = db_path(Given::text(status_db), status.db);
+    status.job = job_name(Given::text(status_job));
     return status;
   }
-
   if (report_cmd->parsed()) {
     if (command) throw Error("'runner report' takes no command after '--'");
     if (csv && json) throw Error("--csv and --json cannot be used together");
-    report.db = report_db;
-    if (!report_job.empty()) report.job = check_job_name(report_job);
+    ReportArgs report;
+    report.db = db_path(Given::text(report_db), report.db);
+    report.job = job_name(Given::text(report_job));
     if (csv) report.format = ReportArgs::Format::kCsv;
     if (json) report.format = ReportArgs::Format::kJson;
-    if (!report_budget.empty())
-      report.mem_budget = parse_size_option("--mem-budget", report_budget);
+    if (auto t = Given::text(report_budget))
+      report.mem_budget = parse_size_option("--mem-budget", *t);
     return report;
   }
   if (doctor_cmd->parsed()) {
     if (command) throw Error("'runner doctor' takes no command after '--'");
     return DoctorArgs{};
   }
-
-  if (n_text.empty() || p_text.empty())
-    throw Error("expected N and P: runner N P [OPTIONS] -- COMMAND [ARG...]; see 'runner --help'");
-  run.clusters = parse_clusters(n_text);
-  run.parallel = parse_parallel(p_text);
-  if (!command || command->empty() || command->front().empty())
-    throw Error("no command after '--': write runner N P [OPTIONS] -- COMMAND [ARG...]");
-  run.command = std::move(*command);
-  run.db = db_text;
-  if (db_text.empty()) throw Error("--db '' is not valid: expected a file path");
-  if (!job.empty()) run.job = check_job_name(job);
-  if (!logs_text.empty()) run.logs = logs_text;
-  if (!grace_text.empty())
-    run.grace = parse_duration_option("--grace", grace_text, "30s, 5m or 1h");
-  if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
-  if (!cap_text.empty()) {
-    auto cap = parse_cap_choice(cap_text);
-    if (!cap)
-      throw Error(
-          fmt::format("--cap '{}' is not valid: expected auto, cgroup, rlimit or none", cap_text));
-    run.cap = *cap;
-  }
-  if (!mem_limit_text.empty()) run.mem_limit = parse_size_option("--mem-limit", mem_limit_text);
-  if (mem_budget_text == "auto")
-    run.mem_budget_auto = true;
-  else if (!mem_budget_text.empty())
-    run.mem_budget = parse_size_option("--mem-budget", mem_budget_text);
-  if (run.mem_overcommit && mem_budget_text.empty())
-    throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
-  if (run.mem_limit && run.cap == CapChoice::kNone)
-    throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
-  if (!timeout_text.empty())
-    run.timeout = parse_duration_option("--timeout", timeout_text, "90s, 30m or 2h", true);
-  if (!retries_text.empty()) {
-    auto retries = parse_count(retries_text, 0, 1000);
-    if (!retries)
-      throw Error(fmt::format("--retries '{}' is not valid: expected a whole number from 0 to 1000",
-                              retries_text));
-    run.retries = static_cast<std::uint32_t>(*retries);
-  }
-  if (!retry_delay_text.empty())
-    run.retry_delay = parse_duration_option("--retry-delay", retry_delay_text, "500ms, 10s or 1m");
-  if (!RetryPolicy::parse_on(run.retry_on))
-    throw Error(fmt::format(
-        "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, oom",
-        run.retry_on));
-  if (!HaltPolicy::parse(run.halt))
-    throw Error(fmt::format(
-        "--halt '{}' is not valid: expected never, soon,fail=N, now,fail=N or with N%", run.halt));
-  if (!sync_text.empty() && sync_text != "normal" && sync_text != "full")
-    throw Error(fmt::format("--sync '{}' is not valid: expected normal or full", sync_text));
-  run.sync_full = sync_text == "full";
-  if (!orphans_text.empty() && orphans_text != "kill" && orphans_text != "wait")
-    throw Error(fmt::format("--orphans '{}' is not valid: expected kill or wait", orphans_text));
-  run.orphans_wait = orphans_text == "wait";
-  return run;
+  return read_run(run_options, run, std::move(command));
 }
 
 }  // namespace runner

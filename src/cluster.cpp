@@ -109,13 +109,16 @@ std::string derive_job_name(const CommandTemplate& command, ClusterId clusters) 
   std::string base;
   for (char c : program.substr(0, 40))
     base += is_name_char(static_cast<unsigned char>(c)) ? c : '_';
-  if (base.empty() || base == "." || base == "..") base = "job";
+  if (base.empty()) base = "job";
+  // Never a hidden folder nor something that reads as an option.
+  if (base.front() == '.' || base.front() == '-') base.front() = '_';
   auto hash = fnv1a(fmt::format("{}\n{}", command.display(), clusters));
   return fmt::format("{}-{}-{:08x}", base, clusters, static_cast<std::uint32_t>(hash));
 }
 
 bool is_valid_job_name(std::string_view name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  // A name that starts with '.' or '-' would be a hidden folder or read as an option.
+  if (name.empty() || name.size() > 128 || name.front() == '.' || name.front() == '-') return false;
   for (unsigned char c : name)
     if (!is_name_char(c)) return false;
   return true;

@@ -49,6 +49,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (text.empty()) return std::nullopt;
   double total_ms = 0;
   bool first = true;
+  double last_scale = 0;  // units go from the largest down, each once: "1h30m", not "3s3s"
   while (!text.empty()) {
     auto number = take_number(text);
     if (!number) return std::nullopt;
@@ -60,7 +61,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
       break;
     }
     auto scale = duration_unit_ms(unit);
-    if (!scale) return std::nullopt;
+    if (!scale || (!first && *scale >= last_scale)) return std::nullopt;
+    last_scale = *scale;
     total_ms += *number * *scale;
     first = false;
   }

@@ -143,6 +143,34 @@ TEST(CommandLine, RejectsBadMemoryAndReliabilityValues) {
   EXPECT_NE(err({"--orphans", "adopt"}).find("--orphans 'adopt'"), std::string::npos);
 }
 
+// An unset variable in a cron line gives an empty value: it must never mean
+// "not given" (no cap, no timeout).
+TEST(CommandLine, AnEmptyValueIsRefusedNotTakenAsAbsent) {
+  for (const char* option :
+       {"--mem-limit", "--timeout", "--mem-budget", "--cap", "--grace", "--retry-delay", "--job",
+        "--logs", "--halt", "--db", "--retries", "--retry-on", "--sync", "--orphans"}) {
+    auto message = error_of({"10", "3", option, "", "--", "true"});
+    EXPECT_EQ(message.rfind(std::string(option) + " '' is not valid: expected", 0), 0u)
+        << option << ": " << message;
+  }
+  for (const char* sub : {"status", "report"})
+    for (const char* option : {"--db", "--job"})
+      EXPECT_NE(error_of({sub, option, ""}).find(std::string(option) + " '' is not valid"),
+                std::string::npos)
+          << sub << " " << option;
+  EXPECT_NE(error_of({"report", "--mem-budget", ""}).find("--mem-budget '' is not valid"),
+            std::string::npos);
+}
+
+TEST(CommandLine, RefusesJobNamesThatLookHiddenOrLikeOptionsAndUnitsGivenTwice) {
+  EXPECT_NE(error_of({"10", "3", "--job", "...", "--", "true"}).find("--job '...'"),
+            std::string::npos);
+  EXPECT_NE(error_of({"10", "3", "--job", "-x", "--", "true"}).find("--job '-x'"),
+            std::string::npos);
+  EXPECT_NE(error_of({"10", "3", "--grace", "3s3s", "--", "true"}).find("--grace '3s3s'"),
+            std::string::npos);
+}
+
 TEST(CommandLine, ReportAndDoctor) {
   auto report = parse_command_line({"report", "--csv", "--mem-budget", "16G", "--job", "n"});
   ASSERT_TRUE(std::holds_alternative<ReportArgs>(report));

@@ -60,11 +60,13 @@ TEST(JobName, IsStableAndTellsCommandsAndSizesApart) {
             derive_job_name(CommandTemplate({"x", "a", "b"}), 1));
   EXPECT_TRUE(is_valid_job_name(name));
   EXPECT_TRUE(is_valid_job_name(derive_job_name(CommandTemplate({"/opt/my tool!"}), 3)));
+  EXPECT_TRUE(is_valid_job_name(derive_job_name(CommandTemplate({"./.hidden"}), 3)));
+  EXPECT_TRUE(is_valid_job_name(derive_job_name(CommandTemplate({"-x"}), 3)));
 }
 
 TEST(JobName, ValidNamesAreSafeFolderNames) {
   EXPECT_TRUE(is_valid_job_name("nightly-2026.11_a"));
-  for (const char* bad : {"", ".", "..", "a/b", "a b", "ä"})
+  for (const char* bad : {"", ".", "..", "a/b", "a b", "ä", "...", ".hidden", "-x", "--job"})
     EXPECT_FALSE(is_valid_job_name(bad)) << bad;
   EXPECT_FALSE(is_valid_job_name(std::string(129, 'a')));
 }

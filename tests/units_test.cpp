@@ -16,10 +16,12 @@ TEST(Units, ParsesDurationsAsPeopleWriteThem) {
   EXPECT_EQ(parse_duration("1.5s"), milliseconds(1'500));
   EXPECT_EQ(parse_duration("10"), milliseconds(10'000));
   EXPECT_EQ(parse_duration("1d"), milliseconds(86'400'000));
+  EXPECT_EQ(parse_duration("1h30m15s"), milliseconds(5'415'000));
 }
 
 TEST(Units, RejectsBadDurations) {
-  for (const char* bad : {"", "s", "-5s", "5x", "5 s", "1h30", "abc", ".", "5s5"})
+  for (const char* bad :
+       {"", "s", "-5s", "5x", "5 s", "1h30", "abc", ".", "5s5", "3s3s", "30m1h", "1m1m"})
     EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
 }
 
