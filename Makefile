@@ -3,7 +3,8 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
-               libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev sqlite3 python3
+               libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
+               sqlite3 python3
 LINT_PACKAGES = clang-tidy clang-format
 
 .PHONY: all deps build test unit sanitize lint demo bench clean

@@ -1,14 +1,17 @@
 #include "runner/app.h"
 
+#include <SQLiteCpp/Exception.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "runner/error.h"
+#include "runner/job_lock.h"
 #include "runner/local_launcher.h"
 #include "runner/memory.h"
 #include "runner/orphans.h"
@@ -66,6 +69,40 @@ void check_logs_root(const fs::path& root, bool from_option) {
     throw Error(fmt::format("{}: {} is not a folder", what, probe.string()));
   if (::access(probe.c_str(), W_OK) != 0)
     throw Error(fmt::format("{}: folder {} is not writable", what, probe.string()));
+  // access() says yes to root on /proc or a read-only mount: make a folder
+  // there, and leave nothing behind.
+  auto trial = probe / fmt::format(".runner-probe-{}", ::getpid());
+  if (::mkdir(trial.c_str(), 0700) != 0)
+    throw Error(fmt::format("{}: cannot create a folder in {}: {}", what, probe.string(),
+                            std::strerror(errno)));
+  ::rmdir(trial.c_str());
+}
+
+// The job's own log folder, below the logs root, is never a symbolic link
+// (nor a file): runner writes only into a real folder there. Checked before
+// anything is written; made once the job is open.
+Error not_a_real_folder(const fs::path& dir, bool link) {
+  return Error(fmt::format(
+      "log folder {} is {}: runner writes logs only into a real folder below the logs root; "
+      "remove it, or pass another --logs or --job",
+      dir.string(), link ? "a symbolic link" : "not a folder"));
+}
+
+void check_job_log_dir(const fs::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    throw not_a_real_folder(dir, S_ISLNK(st.st_mode));
+}
+
+void make_job_log_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir.parent_path(), ec);
+  if (ec || (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST))
+    throw Error(fmt::format("cannot create log folder {}: {}", dir.string(),
+                            ec ? ec.message() : std::strerror(errno)));
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw not_a_real_folder(dir, errno == ELOOP);
+  ::close(fd);
 }
 
 fs::path default_logs_root(const fs::path& db) {
@@ -109,16 +146,18 @@ class SinkBinding {
   SinkBinding& operator=(const SinkBinding&) = delete;
 };
 
-void print_summary(const RunSummary& s, Store& store, const Job& job, const RunArgs& args) {
+// What the run did, in words: the lines runner prints at the end.
+std::string summary_text(const RunSummary& s, Store& store, const Job& job, const RunArgs& args) {
   auto took = format_duration(s.elapsed);
   if (s.stop_signal) {
-    fmt::print(
-        "job {}: stopped by {} after {}: {}/{} done, {} interrupted; run the same command "
+    auto waiting =
+        s.waiting_again ? fmt::format(", {} waiting to run again", s.waiting_again) : std::string();
+    return fmt::format(
+        "job {}: stopped by {} after {}: {}/{} done, {} interrupted{}; run the same command "
         "again to resume\n",
-        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted);
-    return;
+        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted, waiting);
   }
-  if (s.setup_failure) return;  // main prints the error itself
+  if (s.setup_failure) return "";  // main prints the error itself
   auto evicted = s.evicted
                      ? fmt::format(", {} evicted and rerun to stay within the budget", s.evicted)
                      : std::string();
@@ -126,34 +165,39 @@ void print_summary(const RunSummary& s, Store& store, const Job& job, const RunA
     evicted += fmt::format(", {} killed by the kernel at the budget and rerun", s.budget_ooms);
   if (s.retried || s.timed_out)
     evicted += fmt::format(", {} retried, {} timed out", s.retried, s.timed_out);
-  if (s.done == s.clusters) {
-    fmt::print("job {}: all {} clusters done ({} in this run{}, {})\n", job.name, s.clusters,
-               s.done_this_run, evicted, took);
-    return;
-  }
-  if (s.halted) fmt::print("job {}: stopped early: {}\n", job.name, *s.halted);
-  auto failed = store.failed_clusters(job, 10);
-  fmt::print("job {}: {}/{} done, {} failed in this run{}{}, {}\n", job.name, s.done, s.clusters,
-             s.failed_this_run,
-             s.oom_this_run ? fmt::format(" ({} out of memory)", s.oom_this_run) : std::string(),
-             s.skipped_failed ? fmt::format(", {} left alone (--skip-failed)", s.skipped_failed)
-                              : std::string(),
-             took);
+  if (s.done == s.clusters)
+    return fmt::format("job {}: all {} clusters done ({} in this run{}, {})\n", job.name,
+                       s.clusters, s.done_this_run, evicted, took);
+  std::string text;
+  if (s.halted) text += fmt::format("job {}: stopped early: {}\n", job.name, *s.halted);
+  text += fmt::format(
+      "job {}: {}/{} done, {} failed in this run{}{}, {}\n", job.name, s.done, s.clusters,
+      s.failed_this_run,
+      s.oom_this_run ? fmt::format(" ({} out of memory)", s.oom_this_run) : std::string(),
+      s.skipped_failed ? fmt::format(", {} left alone (--skip-failed)", s.skipped_failed)
+                       : std::string(),
+      took);
   if (s.too_big > 0)
-    fmt::print("  {} cluster(s) need more than the whole memory budget and were not started\n",
-               s.too_big);
-  for (const auto& f : failed) {
-    auto how = describe_failure(f);
-    fmt::print("  cluster {}: {} (log {})\n", f.cluster, how, f.log_path);
-  }
+    text += fmt::format(
+        "  {} cluster(s) need more than the whole memory budget and were not started\n", s.too_big);
+  auto failed = store.failed_clusters(job, 10);
+  for (const auto& f : failed)
+    text += fmt::format("  cluster {}: {} (log {})\n", f.cluster, printable(describe_failure(f)),
+                        printable(f.log_path));
   if (failed.size() == 10)
-    fmt::print("  more: runner status --db {} --job {}\n", args.db.string(), job.name);
+    text += fmt::format("  more: runner status --db {} --job {}\n", args.db.string(), job.name);
+  return text;
 }
 
 // A command that cannot be found is refused before anything is written.
 void check_command(const CommandTemplate& command) {
   if (command.render(1, 1).front() != command.program()) return;  // {i} in the program
   auto resolved = resolve_program(command.program());
+  if (resolved.error == 0 && check_executable_format(resolved.path) == ENOEXEC)
+    throw Error(fmt::format(
+        "cannot execute {}: {}: it is neither a program nor a script starting with #!; add a "
+        "#! line, or run it through its interpreter (sh {})",
+        command.program(), std::strerror(ENOEXEC), command.program()));
   if (resolved.error == 0) return;
   bool bare_name = command.program().find('/') == std::string::npos;
   throw Error(fmt::format(
@@ -184,10 +228,14 @@ MemoryPlan plan_memory(const RunArgs& args, const MemoryProbe& probe) {
 }
 
 std::unique_ptr<MemoryCaps> set_up_caps(const MemoryPlan& plan, const MemoryProbe& probe,
-                                        const RunArgs& args) {
+                                        const RunArgs& args,
+                                        const std::optional<Holder>& previous_holder) {
   std::unique_ptr<MemoryCaps> caps;
+  // What this job's last runner left in its cgroups dies with --orphans kill.
+  std::optional<ProcessIdentity> kill_leftovers_of;
+  if (previous_holder && !args.orphans_wait) kill_leftovers_of = previous_holder->process;
   try {
-    caps = make_memory_caps(plan.mechanism, probe, !args.orphans_wait);
+    caps = make_memory_caps(plan.mechanism, probe, kill_leftovers_of);
   } catch (const std::system_error& e) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
                             to_string(plan.mechanism), e.what()));
@@ -221,6 +269,19 @@ SchedulerOptions scheduler_options(const RunArgs& args, const fs::path& log_dir,
   return options;
 }
 
+// A log that cannot be written ends the run (the scheduler has stopped its
+// children by then): a documented exit code, and a line that says so.
+RunSummary run_to_the_end(Scheduler& scheduler, const fs::path& db) {
+  try {
+    return scheduler.run();
+  } catch (const SQLite::Exception& e) {
+    throw Error(fmt::format("--db {}: cannot write the log: {}; the running clusters were "
+                            "stopped and run again on the next start",
+                            db.string(), e.what()),
+                ExitCode::kLogLost);
+  }
+}
+
 }  // namespace
 
 void setup_logging(bool quiet, bool verbose) {
@@ -242,9 +303,12 @@ int run_job(const RunArgs& args) {
   CommandTemplate command(args.command);
   check_command(command);
   auto job_name = args.job.value_or(derive_job_name(command, args.clusters));
+  check_job_log_dir(logs_root / job_name);
   auto probe = probe_memory();
   auto memory = plan_memory(args, probe);
 
+  // One runner per job and DB on this host, even through a re-created DB file.
+  JobLock lock(args.db, job_name);
   // Signals are blocked from here on and handled in the scheduler's loop.
   SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
   Store store(args.db, Store::Access::kReadWrite,
@@ -254,34 +318,32 @@ int run_job(const RunArgs& args) {
   HoldGuard hold(store, job, current_process());
 
   auto log_dir = logs_root / job.name;
-  std::error_code ec;
-  fs::create_directories(log_dir, ec);
-  if (ec)
-    throw Error(fmt::format("cannot create log folder {}: {}", log_dir.string(), ec.message()));
+  make_job_log_dir(log_dir);
 
   auto mode = args.quiet                ? Progress::Mode::kSilent
               : ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal
                                         : Progress::Mode::kPlain;
   Progress progress(stdout, mode);
   SinkBinding binding(&progress);
-  auto caps = set_up_caps(memory, probe, args);
+  auto caps = set_up_caps(memory, probe, args, previous_holder);
 
   // Clusters that a killed runner left running must not run twice at once.
   auto orphans = find_orphans(store.left_running(job), previous_holder);
   auto policy = args.orphans_wait ? OrphanPolicy::kWait : OrphanPolicy::kKill;
   if (auto sig = settle_orphans(orphans, policy, signals)) {
-    fmt::print(stderr, "runner: {} while waiting for clusters left running; nothing was started\n",
-               signal_name(*sig));
+    Printer(stderr).print(
+        fmt::format("runner: {} while waiting for clusters left running; nothing was started\n",
+                    signal_name(*sig)));
     return 128 + *sig;
   }
   LocalLauncher launcher(signals, caps.get());
   launcher.reserve_descriptors(args.parallel);
   Scheduler scheduler(store, job, command, launcher, &progress,
                       scheduler_options(args, log_dir, memory.budget));
-  auto summary = scheduler.run();
+  auto summary = run_to_the_end(scheduler, args.db);
 
   if (summary.setup_failure) throw Error(*summary.setup_failure);
-  if (!args.quiet) print_summary(summary, store, job, args);
+  if (!args.quiet) Printer(stdout).print(summary_text(summary, store, job, args));
   return summary.exit_code();
 }
 

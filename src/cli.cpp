@@ -36,6 +36,12 @@ constexpr const char* kDoctorExamples = R"(
 Example:
   runner doctor)";
 
+constexpr const char* kUnlockExamples = R"(
+A job's hold says which runner runs it. A runner that died on this host
+loses its hold by itself; one held from another host (a shared DB) cannot be
+checked from here, and stays until cleared:
+  runner unlock --db /shared/runner.db --job nightly)";
+
 constexpr const char* kStatusExamples = R"(
 Examples:
   runner status
@@ -271,6 +277,13 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
       given.add(*report_cmd, "--mem-budget", "SIZE", "say the highest P that fits this budget");
   report_cmd->footer(kReportExamples);
 
+  auto* unlock_cmd =
+      app.add_subcommand("unlock", "Clear a job's hold left by a runner that cannot clear it.");
+  auto* unlock_db = given.add(*unlock_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
+  auto* unlock_job =
+      given.add(*unlock_cmd, "--job", "NAME", "the job whose hold to clear")->required();
+  unlock_cmd->footer(kUnlockExamples);
+
   auto* doctor_cmd = app.add_subcommand(
       "doctor", "How runner can cap memory on this machine, and what would make it better.");
   doctor_cmd->footer(kDoctorExamples);
@@ -308,6 +321,13 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     if (auto t = Given::text(report_budget))
       report.mem_budget = parse_size_option("--mem-budget", *t);
     return report;
+  }
+  if (unlock_cmd->parsed()) {
+    if (command) throw Error("'runner unlock' takes no command after '--'");
+    UnlockArgs unlock;
+    unlock.db = db_path(Given::text(unlock_db), unlock.db);
+    unlock.job = *job_name(Given::text(unlock_job));
+    return unlock;
   }
   if (doctor_cmd->parsed()) {
     if (command) throw Error("'runner doctor' takes no command after '--'");

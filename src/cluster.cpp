@@ -40,9 +40,11 @@ bool is_name_char(unsigned char c) {
   return std::isalnum(c) || c == '.' || c == '_' || c == '-';
 }
 
+}  // namespace
+
 // FNV-1a: small, stable across builds and platforms, good enough to tell
 // command lines apart in a job name.
-std::uint64_t fnv1a(std::string_view data) {
+std::uint64_t stable_hash(std::string_view data) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : data) {
     h ^= c;
@@ -50,8 +52,6 @@ std::uint64_t fnv1a(std::string_view data) {
   }
   return h;
 }
-
-}  // namespace
 
 CommandTemplate::CommandTemplate(std::vector<std::string> argv) : argv_(std::move(argv)) {
   assert(!argv_.empty());
@@ -112,7 +112,7 @@ std::string derive_job_name(const CommandTemplate& command, ClusterId clusters) 
   if (base.empty()) base = "job";
   // Never a hidden folder nor something that reads as an option.
   if (base.front() == '.' || base.front() == '-') base.front() = '_';
-  auto hash = fnv1a(fmt::format("{}\n{}", command.display(), clusters));
+  auto hash = stable_hash(fmt::format("{}\n{}", command.display(), clusters));
   return fmt::format("{}-{}-{:08x}", base, clusters, static_cast<std::uint32_t>(hash));
 }
 

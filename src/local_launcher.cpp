@@ -43,7 +43,7 @@ namespace {
 struct ChildSetup : bp::extend::handler {
   int log_fd;
   int null_fd;
-  const sigset_t* mask;
+  const SignalChannel* signals;
   const Cage* cage;      // null: no cage
   const rlimit* nofile;  // the descriptor limit runner was given, if it raised its own
   char** envp;
@@ -60,8 +60,7 @@ struct ChildSetup : bp::extend::handler {
     // through runner, and runner can signal the whole tree at once.
     if (::setpgid(0, 0) != 0 || ::dup2(null_fd, STDIN_FILENO) < 0 ||
         ::dup2(log_fd, STDOUT_FILENO) < 0 || ::dup2(log_fd, STDERR_FILENO) < 0 ||
-        ::sigprocmask(SIG_SETMASK, mask, nullptr) != 0 ||
-        (nofile && ::setrlimit(RLIMIT_NOFILE, nofile) != 0)) {
+        signals->restore_in_child() != 0 || (nofile && ::setrlimit(RLIMIT_NOFILE, nofile) != 0)) {
       e.set_error(std::error_code(errno, std::system_category()), "setup failed");
       ::_exit(127);
     }
@@ -82,6 +81,25 @@ struct ChildSetup : bp::extend::handler {
 
 double seconds(const timeval& tv) {
   return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+// Creates an attempt's log in its folder, new: never through a symbolic link
+// and never over a file that exists, whoever made it (an earlier DB that
+// shared this log folder, a link planted there). A taken name gets a fresh
+// one beside it: 3.1.log, then 3.1-2.log, 3.1-3.log, ... `name` is updated.
+// Returns the fd, or -1 with errno set.
+int create_log(int dir_fd, std::string& name) {
+  constexpr int kMostNames = 1000;
+  auto dot = name.rfind(".log");
+  auto stem = name.substr(0, dot), extension = name.substr(dot);
+  for (int n = 1; n <= kMostNames; ++n) {
+    if (n > 1) name = fmt::format("{}-{}{}", stem, n, extension);
+    int fd =
+        ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
 }
 
 bool is_executable_file(const std::string& path) {
@@ -111,6 +129,27 @@ Resolved resolve_program(const std::string& name) {
     dirs.remove_prefix(colon + 1);
   }
   return {name, ENOENT};
+}
+
+int check_executable_format(const std::string& path) {
+  char head[4] = {};
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;  // execute-only: the start will tell
+  auto n = ::read(fd, head, sizeof head);
+  ::close(fd);
+  if (n >= 2 && head[0] == '#' && head[1] == '!') return 0;
+  if (n == 4 && std::memcmp(head,
+                            "\x7f"
+                            "ELF",
+                            4) == 0)
+    return 0;
+  // Handlers registered with binfmt_misc run other formats (Java, Wine, ...).
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/sys/fs/binfmt_misc", ec)) {
+    auto name = entry.path().filename();
+    if (name != "register" && name != "status") return 0;
+  }
+  return ENOEXEC;
 }
 
 LocalLauncher::LocalLauncher(SignalChannel& signals, MemoryCaps* caps)
@@ -201,15 +240,41 @@ void LocalLauncher::kill_strays(bool all) {
   }
 }
 
+namespace {
+
+// Which failure a start's errno is: runner short of open files, or its own
+// means failing otherwise.
+StartFailed::Kind kind_of(int err) {
+  return err == EMFILE || err == ENFILE ? StartFailed::Kind::kShortOfFiles
+                                        : StartFailed::Kind::kEnvironment;
+}
+
+}  // namespace
+
 StartResult LocalLauncher::start(const LaunchSpec& spec) {
+  auto result = try_start(spec);
+  // Cgroups kept for later attempts hold open files: let them go, once.
+  auto* failed = std::get_if<StartFailed>(&result);
+  if (failed && failed->kind == StartFailed::Kind::kShortOfFiles && caps_ &&
+      caps_->release_spares())
+    result = try_start(spec);
+  return result;
+}
+
+std::optional<StartFailed> LocalLauncher::open_log_folder(const std::string& folder) {
   // The log folder stays open: each log is created relative to it, without
   // walking the whole path again.
-  auto slash = spec.log_path.rfind('/');
-  auto folder = spec.log_path.substr(0, slash + 1);
-  if (folder != log_dir_) {
+  if (folder != log_dir_ || log_dir_fd_ < 0) {
     if (log_dir_fd_ >= 0) ::close(log_dir_fd_);
-    log_dir_fd_ = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    // The job's folder itself is never a link (the logs root above it may be).
+    log_dir_fd_ = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     log_dir_ = folder;
+    if (log_dir_fd_ < 0) {
+      int err = errno;
+      return StartFailed{err,
+                         fmt::format("cannot open log folder {}: {}", folder, std::strerror(err)),
+                         kind_of(err)};
+    }
   }
   // A log folder with no room left fails every start: stop, do not fail clusters.
   struct statvfs space {};
@@ -217,32 +282,63 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
     return StartFailed{ENOSPC,
                        fmt::format("log folder {} is full: {}", folder, std::strerror(ENOSPC)),
                        StartFailed::Kind::kEnvironment};
+  return std::nullopt;
+}
+
+std::optional<StartFailed> LocalLauncher::resolve(const std::string& program) {
   // Clusters nearly always run the same program: resolve it once, not per start.
-  const auto& program = spec.argv.front();
-  if (program != resolved_name_) {
-    auto resolved = resolve_program(program);
-    if (resolved.error != 0)
-      return StartFailed{resolved.error, fmt::format("cannot execute {}: {}", program,
-                                                     std::strerror(resolved.error))};
-    resolved_name_ = program;
-    resolved_path_ = resolved.path;
-  }
+  if (program == resolved_name_) return std::nullopt;
+  auto resolved = resolve_program(program);
+  if (resolved.error != 0)
+    return StartFailed{resolved.error, fmt::format("cannot execute {}: {}", program,
+                                                   std::strerror(resolved.error))};
+  resolved_name_ = program;
+  resolved_path_ = resolved.path;
+  return std::nullopt;
+}
+
+StartResult LocalLauncher::try_start(const LaunchSpec& spec) {
+  auto slash = spec.log_path.rfind('/');
+  auto folder = spec.log_path.substr(0, slash + 1);
+  if (auto failed = open_log_folder(folder)) return *failed;
+  if (auto failed = resolve(spec.argv.front())) return *failed;
   std::unique_ptr<Cage> cage;
   if (caps_) {
     try {
       cage = caps_->cage(spec.mem_limit);
     } catch (const std::system_error& e) {
-      return StartFailed{e.code().value(), e.what(), StartFailed::Kind::kEnvironment};
+      return StartFailed{e.code().value(), e.what(), kind_of(e.code().value())};
     }
   }
-  int log_fd = ::openat(log_dir_fd_, spec.log_path.c_str() + slash + 1,
-                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  auto log_name = spec.log_path.substr(slash + 1);
+  int log_fd = create_log(log_dir_fd_, log_name);
   if (log_fd < 0) {
     int err = errno;
     return StartFailed{err,
-                       fmt::format("cannot open log {}: {}", spec.log_path, std::strerror(err)),
-                       StartFailed::Kind::kEnvironment};
+                       fmt::format("cannot create log {}: {}", spec.log_path, std::strerror(err)),
+                       kind_of(err)};
   }
+  auto result = spawn(spec, log_fd, cage.get());
+  if (auto* started = std::get_if<Started>(&result)) {
+    started->log_path = folder + log_name;
+    auto tag = fmt::format("RUNNER_CLUSTER={}\nRUNNER_ATTEMPT={}\n", spec.cluster, spec.attempt);
+    children_.emplace(started->pid,
+                      Child{std::move(cage), started->log_path, spec.mem_limit, std::move(tag)});
+  } else if (auto& failed = std::get<StartFailed>(result);
+             failed.kind == StartFailed::Kind::kCommand) {
+    // The attempt is recorded with its log, which says why.
+    failed.log_path = folder + log_name;
+    auto line = fmt::format("runner: {}\n", failed.message);
+    if (::write(log_fd, line.data(), line.size()) < 0) failed.log_path.clear();
+  } else {
+    // The cluster never started: no log of an attempt that was not made.
+    ::unlinkat(log_dir_fd_, log_name.c_str(), 0);
+  }
+  ::close(log_fd);
+  return result;
+}
+
+StartResult LocalLauncher::spawn(const LaunchSpec& spec, int log_fd, const Cage* cage) {
   // The child's environment: runner's own plus what tells it which cluster it is.
   std::string vars[] = {
       fmt::format("RUNNER_CLUSTER={}", spec.cluster),
@@ -258,22 +354,21 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   ChildSetup setup;
   setup.log_fd = log_fd;
   setup.null_fd = dev_null_;
-  setup.mask = &signals_.original_mask();
-  setup.cage = cage.get();
+  setup.signals = &signals_;
+  setup.cage = cage;
   setup.nofile = children_nofile_ ? &*children_nofile_ : nullptr;
   setup.envp = envp.data();
   setup.failed_pid = &failed_pid;
 
   std::error_code ec;
+  const auto& program = spec.argv.front();
   std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
   bp::child child(bp::exe = resolved_path_, bp::args = args, setup, bp::posix::use_vfork, ec);
-  ::close(log_fd);
   if (ec) {
     int err = ec.value();
     if (failed_pid <= 0) {
       // No process could be made: the machine is short of them for now.
-      auto kind = err == EAGAIN || err == ENOMEM ? StartFailed::Kind::kTransient
-                                                 : StartFailed::Kind::kEnvironment;
+      auto kind = err == EAGAIN || err == ENOMEM ? StartFailed::Kind::kTransient : kind_of(err);
       return StartFailed{
           err, fmt::format("cannot start {}: fork failed: {}", program, std::strerror(err)), kind};
     }
@@ -285,10 +380,7 @@ StartResult LocalLauncher::start(const LaunchSpec& spec) {
   // runner reaps its children itself with wait4, which Boost.Process's own
   // wait would pre-empt and lose the rusage.
   child.detach();
-  pid_t pid = child.id();
-  auto tag = fmt::format("RUNNER_CLUSTER={}\nRUNNER_ATTEMPT={}\n", spec.cluster, spec.attempt);
-  children_.emplace(pid, Child{std::move(cage), spec.log_path, spec.mem_limit, std::move(tag)});
-  return Started{pid};
+  return Started{child.id(), ""};
 }
 
 void LocalLauncher::reap(Wakeup& into) {
@@ -369,15 +461,17 @@ void LocalLauncher::judge_memory(Child& child, ChildExit& exit) {
   }
 }
 
-void LocalLauncher::signal(pid_t pid, int sig) {
+int LocalLauncher::signal(pid_t pid, int sig) {
   // The child leads its own group: signal the group, so grandchildren get it
   // too. The child is not reaped yet, so its group id cannot have been reused.
-  ::kill(-pid, sig);
+  // The group succeeds when any one of its processes could be signalled.
+  int err = ::kill(-pid, sig) == 0 ? 0 : errno;
   // A stopped child cannot act on SIGTERM until it is continued.
   if (sig == SIGTERM) ::kill(-pid, SIGCONT);
   // Processes that left the group (setsid) are still in the cgroup.
   if (auto it = children_.find(pid); it != children_.end() && it->second.cage)
     it->second.cage->signal_all(sig);
+  return err == ESRCH ? 0 : err;  // ESRCH: the group is gone already
 }
 
 bool LocalLauncher::has_cgroups() const {

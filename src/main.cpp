@@ -9,6 +9,7 @@
 
 #include "runner/app.h"
 #include "runner/error.h"
+#include "runner/progress.h"
 
 int main(int argc, char** argv) {
   try {
@@ -25,17 +26,21 @@ int main(int argc, char** argv) {
       runner::setup_logging(false, false);
       return runner::show_report(*report);
     }
+    if (auto* unlock = std::get_if<runner::UnlockArgs>(&invocation)) {
+      runner::setup_logging(false, false);
+      return runner::unlock_job(*unlock);
+    }
     if (auto* doctor = std::get_if<runner::DoctorArgs>(&invocation)) {
       runner::setup_logging(false, false);
       return runner::show_doctor(*doctor);
     }
-    fmt::print("{}", std::get<runner::PrintAndExit>(invocation).text);
+    runner::Printer(stdout).print(std::get<runner::PrintAndExit>(invocation).text);
     return 0;
   } catch (const runner::Error& e) {
-    fmt::print(stderr, "runner: {}\n", e.what());
+    runner::Printer(stderr).print(fmt::format("runner: {}\n", e.what()));
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    fmt::print(stderr, "runner: internal error: {}\n", e.what());
+    runner::Printer(stderr).print(fmt::format("runner: internal error: {}\n", e.what()));
     return 70;  // EX_SOFTWARE
   }
 }

@@ -179,8 +179,11 @@ CapMechanism choose_mechanism(CapChoice choice, const MemoryProbe& probe) {
   return CapMechanism::kNone;
 }
 
-std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
-                                             bool kill_leftovers) {
+std::unique_ptr<MemoryCaps> make_memory_caps(
+    CapMechanism mechanism, const MemoryProbe& probe,
+    const std::optional<ProcessIdentity>& kill_leftovers_of) {
+  std::optional<std::string> kill_leftovers;
+  if (kill_leftovers_of) kill_leftovers = run_folder_name(*kill_leftovers_of);
   switch (mechanism) {
     case CapMechanism::kCgroupV2:
       return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers);

@@ -266,11 +266,11 @@ class CgroupCage : public Cage {
 
 class CgroupCaps : public MemoryCaps {
  public:
-  CgroupCaps(Version version, const fs::path& own_dir, bool kill_leftovers)
+  CgroupCaps(Version version, const fs::path& own_dir,
+             const std::optional<std::string>& kill_leftovers)
       : version_(version), own_dir_(own_dir) {
     sweep_stale_runs(own_dir, kill_leftovers);
-    auto self = current_process();
-    run_dir_ = own_dir / fmt::format("runner-{}-{}", self.pid, self.start_ticks);
+    run_dir_ = own_dir / run_folder_name(current_process());
     if (::mkdir(run_dir_.c_str(), 0755) != 0)
       throw std::system_error(errno, std::generic_category(),
                               "cannot create cgroup " + run_dir_.string());
@@ -289,7 +289,7 @@ class CgroupCaps : public MemoryCaps {
     if (!kill_and_remove(run_dir_, version_))
       spdlog::warn("could not remove cgroup {}", run_dir_.string());
     // Folders spared at the start because processes were still in them.
-    sweep_stale_runs(own_dir_, false);
+    sweep_stale_runs(own_dir_, std::nullopt);
   }
 
   CapMechanism mechanism() const override {
@@ -346,6 +346,16 @@ class CgroupCaps : public MemoryCaps {
       }
     }
     returned_.clear();
+  }
+
+  bool release_spares() override {
+    tidy();
+    bool any = !idle_.empty() || !resting_.empty();
+    for (auto& slot : idle_) remove(std::move(slot));
+    for (auto& r : resting_) remove(std::move(r.slot));
+    idle_.clear();
+    resting_.clear();
+    return any;
   }
 
   std::optional<std::uint64_t> total_bytes() const override {
@@ -483,24 +493,29 @@ MemoryUse CgroupCage::collect() {
 
 }  // namespace
 
+std::string run_folder_name(const ProcessIdentity& runner) {
+  return fmt::format("runner-{}-{}", runner.pid, runner.start_ticks);
+}
+
 std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir,
-                                             bool kill_leftovers) {
+                                             const std::optional<std::string>& kill_leftovers) {
   return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers);
 }
 
 namespace {
 
-bool holds_processes(const fs::path& dir) {
-  if (!procs_of(dir).empty()) return true;
+// How many processes are in a cgroup and its sub-cgroups.
+std::size_t processes_in(const fs::path& dir) {
+  auto n = procs_of(dir).size();
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_directory(ec) && holds_processes(entry.path())) return true;
-  return false;
+    if (entry.is_directory(ec)) n += processes_in(entry.path());
+  return n;
 }
 
 }  // namespace
 
-std::size_t sweep_stale_runs(const fs::path& own_dir, bool kill) {
+std::size_t sweep_stale_runs(const fs::path& own_dir, const std::optional<std::string>& kill_in) {
   std::size_t removed = 0;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(own_dir, ec)) {
@@ -517,8 +532,13 @@ std::size_t sweep_stale_runs(const fs::path& own_dir, bool kill) {
       continue;
     ProcessIdentity who{static_cast<pid_t>(pid), host_name(), boot_id(), ticks};
     if (check_alive(who) == Liveness::kAlive) continue;  // another runner's, still running
-    if (!kill && holds_processes(entry.path())) continue;
+    // What a dead runner of another job (or DB) left running is not ours.
+    auto left = processes_in(entry.path());
+    if (left > 0 && name != kill_in) continue;
     auto version = fs::exists(entry.path() / "cgroup.controllers") ? Version::kV2 : Version::kV1;
+    if (left > 0)
+      spdlog::warn("killing {} process(es) that the job's last runner (pid {}) left in cgroup {}",
+                   left, pid, entry.path().string());
     if (kill_and_remove(entry.path(), version)) ++removed;
   }
   if (removed > 0) spdlog::info("removed {} cgroup folder(s) left by runners that died", removed);

@@ -28,14 +28,18 @@ int write_at(int dir_fd, const char* name, std::string_view text);
 
 }  // namespace cgroupfs
 
-// Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
-std::unique_ptr<MemoryCaps> make_cgroup_caps(cgroupfs::Version version,
-                                             const std::filesystem::path& own_dir,
-                                             bool kill_leftovers = true);
+// The cgroup folder of one run: runner-<pid>-<start ticks>.
+std::string run_folder_name(const ProcessIdentity& runner);
 
-// Removes run folders that runners which are gone left below own_dir: with
-// kill, killing any process still in them; without, only the empty ones.
+// Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
+std::unique_ptr<MemoryCaps> make_cgroup_caps(
+    cgroupfs::Version version, const std::filesystem::path& own_dir,
+    const std::optional<std::string>& kill_leftovers = std::nullopt);
+
+// Removes run folders that runners which are gone left below own_dir: the
+// empty ones, and the one named `kill_in`, killing what is still in it.
 // Returns how many folders were removed.
-std::size_t sweep_stale_runs(const std::filesystem::path& own_dir, bool kill);
+std::size_t sweep_stale_runs(const std::filesystem::path& own_dir,
+                             const std::optional<std::string>& kill_in);
 
 }  // namespace runner

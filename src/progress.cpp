@@ -1,6 +1,7 @@
 #include "runner/progress.h"
 
 #include <fmt/format.h>
+#include <stdio_ext.h>
 
 #include "runner/units.h"
 
@@ -15,6 +16,19 @@ constexpr auto kTerminalTick = std::chrono::seconds(1);
 constexpr auto kPlainGap = std::chrono::seconds(5);
 
 }  // namespace
+
+bool Printer::print(std::string_view text) {
+  if (closed_) return false;
+  if (std::fwrite(text.data(), 1, text.size(), out_) != text.size() || std::fflush(out_) != 0) {
+    // The reader is gone (EPIPE) or the stream is unusable: drop what is
+    // buffered, so that the exit's own flush does not try again.
+    closed_ = true;
+    __fpurge(out_);
+    std::clearerr(out_);
+    return false;
+  }
+  return true;
+}
 
 std::string describe(const Snapshot& s, Clock::time_point now) {
   auto line =
@@ -56,16 +70,15 @@ void Progress::draw(Clock::time_point now) {
   auto line = describe(last_, now);
   if (mode_ == Mode::kTerminal) {
     // \r and "erase to end of line": the line is rewritten in place.
-    fmt::print(out_, "\r\033[K{}", line);
+    out_.print(fmt::format("\r\033[K{}", line));
     shown_ = true;
   } else {
     // Say nothing when nothing changed: cron mails stay short.
     auto counts = fmt::format("{}/{}/{}/{}", last_.done, last_.failed, last_.running, last_.total);
     if (counts == printed_) return;
     printed_ = counts;
-    fmt::print(out_, "{}\n", line);
+    out_.print(line + "\n");
   }
-  std::fflush(out_);
 }
 
 void Progress::finish() {
@@ -75,8 +88,7 @@ void Progress::finish() {
 
 void Progress::hide() {
   if (mode_ == Mode::kTerminal && shown_) {
-    fmt::print(out_, "\r\033[K");
-    std::fflush(out_);
+    out_.print("\r\033[K");
     shown_ = false;
   }
 }
@@ -89,8 +101,7 @@ void ProgressSink::sink_it_(const spdlog::details::log_msg& msg) {
   spdlog::memory_buf_t formatted;
   formatter_->format(msg, formatted);
   if (progress_) progress_->hide();
-  std::fwrite(formatted.data(), 1, formatted.size(), stderr);
-  std::fflush(stderr);
+  err_.print(std::string_view(formatted.data(), formatted.size()));
   if (progress_) progress_->unhide();
 }
 

@@ -30,6 +30,10 @@ std::vector<const ClusterReport*> heaviest(const std::vector<ClusterReport>& clu
   return out;
 }
 
+std::string mib_text(std::optional<std::uint64_t> kib) {
+  return kib ? fmt::format("{:.1f}", mib(*kib)) : "";
+}
+
 std::string duration_text(const ClusterReport& c) {
   return c.duration_s ? fmt::format("{:.3f}", *c.duration_s) : "";
 }
@@ -37,7 +41,7 @@ std::string duration_text(const ClusterReport& c) {
 }  // namespace
 
 std::uint64_t judged_peak_kib(const ClusterReport& c) {
-  return c.peak_cgroup_kib.value_or(c.peak_rss_kib);
+  return c.peak_cgroup_kib.value_or(c.peak_rss_kib.value_or(0));
 }
 
 PeakStats peak_stats(const std::vector<ClusterReport>& clusters) {
@@ -109,33 +113,38 @@ void write_report_csv_header(std::FILE* out) {
 
 void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters) {
   for (const auto& c : clusters)
-    fmt::print(out, "{},{},{},{},{},{:.1f},{:.1f},{}\n", job.name, c.cluster, c.attempts, c.state,
-               duration_text(c), mib(judged_peak_kib(c)), mib(c.peak_rss_kib),
-               c.peak_cgroup_kib ? fmt::format("{:.1f}", mib(*c.peak_cgroup_kib)) : "");
+    fmt::print(out, "{},{},{},{},{},{:.1f},{},{}\n", job.name, c.cluster, c.attempts, c.state,
+               duration_text(c), mib(judged_peak_kib(c)), mib_text(c.peak_rss_kib),
+               mib_text(c.peak_cgroup_kib));
 }
 
-void write_report_json(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
-                       std::optional<std::uint64_t> budget_bytes) {
-  // Job names and states are plain ASCII words: nothing here needs escaping.
+nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clusters,
+                           std::optional<std::uint64_t> budget_bytes) {
+  using nlohmann::json;
+  // A figure that was never recorded is null, never 0.
+  auto kib = [](std::optional<std::uint64_t> v) { return v ? json(*v) : json(nullptr); };
   auto s = peak_stats(clusters);
-  fmt::print(out,
-             "{{\"job\": \"{}\", \"clusters\": {}, \"peaks_kib\": {{\"min\": {}, \"median\": {}, "
-             "\"p95\": {}, \"max\": {}}}",
-             job.name, job.clusters, s.min_kib, s.median_kib, s.p95_kib, s.max_kib);
-  if (budget_bytes)
-    fmt::print(out, ", \"mem_budget_bytes\": {}, \"advised_parallel\": {}", *budget_bytes,
-               advised_parallel(s, *budget_bytes));
-  fmt::print(out, ", \"per_cluster\": [");
-  for (std::size_t i = 0; i < clusters.size(); ++i) {
-    const auto& c = clusters[i];
-    fmt::print(out,
-               "{}\n  {{\"cluster\": {}, \"attempts\": {}, \"state\": \"{}\", \"duration_s\": {}, "
-               "\"peak_rss_kib\": {}, \"peak_cgroup_kib\": {}}}",
-               i ? "," : "", c.cluster, c.attempts, c.state,
-               c.duration_s ? fmt::format("{:.3f}", *c.duration_s) : "null", c.peak_rss_kib,
-               c.peak_cgroup_kib ? std::to_string(*c.peak_cgroup_kib) : "null");
+  auto known = [&](std::uint64_t v) { return s.clusters ? json(v) : json(nullptr); };
+  json out = {{"job", job.name},
+              {"clusters", job.clusters},
+              {"peaks_kib",
+               {{"min", known(s.min_kib)},
+                {"median", known(s.median_kib)},
+                {"p95", known(s.p95_kib)},
+                {"max", known(s.max_kib)}}}};
+  if (budget_bytes) {
+    out["mem_budget_bytes"] = *budget_bytes;
+    out["advised_parallel"] = s.clusters ? json(advised_parallel(s, *budget_bytes)) : json(nullptr);
   }
-  fmt::print(out, "\n]}}");
+  auto& per_cluster = out["per_cluster"] = json::array();
+  for (const auto& c : clusters)
+    per_cluster.push_back({{"cluster", c.cluster},
+                           {"attempts", c.attempts},
+                           {"state", c.state},
+                           {"duration_s", c.duration_s ? json(*c.duration_s) : json(nullptr)},
+                           {"peak_rss_kib", kib(c.peak_rss_kib)},
+                           {"peak_cgroup_kib", kib(c.peak_cgroup_kib)}});
+  return out;
 }
 
 int show_report(const ReportArgs& args) {
@@ -148,7 +157,7 @@ int show_report(const ReportArgs& args) {
     throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
   // CSV: one header, one table. JSON: one array of jobs. Text: one block a job.
   if (args.format == Format::kCsv) write_report_csv_header(stdout);
-  if (args.format == Format::kJson) fmt::print("[");
+  auto json = nlohmann::json::array();
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     auto clusters = store.cluster_report(jobs[i]);
     switch (args.format) {
@@ -160,12 +169,11 @@ int show_report(const ReportArgs& args) {
         write_report_csv(stdout, jobs[i], clusters);
         break;
       case Format::kJson:
-        if (i) fmt::print(",");
-        write_report_json(stdout, jobs[i], clusters, args.mem_budget);
+        json.push_back(report_json(jobs[i], clusters, args.mem_budget));
         break;
     }
   }
-  if (args.format == Format::kJson) fmt::print("]\n");
+  if (args.format == Format::kJson) fmt::print("{}\n", json.dump(2));
   return 0;
 }
 

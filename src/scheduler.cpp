@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "runner/signals.h"
 #include "runner/sysinfo.h"
@@ -69,6 +70,7 @@ Scheduler::Scheduler(Store& store, const Job& job, const CommandTemplate& comman
       rng_(options_.seed ? options_.seed
                          : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
   summary_.clusters = job_.clusters;
+  parallel_now_ = options_.parallel;
   if (options_.mem_budget) {
     auto cap = options_.mem_limit.value_or(*options_.mem_budget);
     budget_.emplace(*options_.mem_budget, cap, options_.mem_overcommit, options_.parallel);
@@ -144,10 +146,15 @@ RunSummary Scheduler::run() {
     }
   } catch (...) {
     // runner cannot keep its log: leave no child running unrecorded.
+    if (!running_.empty())
+      spdlog::error("killing {} running cluster(s): runner cannot record them", running_.size());
     for (auto& [pid, r] : running_) launcher_.signal(pid, SIGKILL);
     throw;
   }
   if (progress_) progress_->finish();
+  // A stop leaves retries and requeued clusters waiting: the next run runs them.
+  if (stopping_)
+    summary_.waiting_again = retry_at_.size() + ready_retries_.size() + requeue_.size();
   summary_.done = done_.count();
   summary_.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
   return summary_;
@@ -268,7 +275,7 @@ void Scheduler::fill() {
   if (running_.empty()) pressure_ = false;
   if (start_again_at_ && Clock::now() < *start_again_at_) return;
   start_again_at_.reset();
-  while (!stopping_ && !pressure_ && !start_again_at_ && running_.size() < options_.parallel) {
+  while (!stopping_ && !pressure_ && !start_again_at_ && running_.size() < parallel_now_) {
     auto c = next_candidate();
     if (!c) return;
     start(*c);
@@ -296,8 +303,9 @@ void Scheduler::start(const Candidate& c) {
   auto result = launcher_.start(spec);
   if (auto* started = std::get_if<Started>(&result)) {
     record.pid = started->pid;
+    record.log_path = started->log_path;
     auto row = store_.record_start(job_, record);
-    Running r{c, spec.attempt, row, spec.log_path, Clock::now()};
+    Running r{c, spec.attempt, row, started->log_path, Clock::now()};
     if (options_.timeout) r.timeout_at = r.started + *options_.timeout;
     running_.emplace(started->pid, r);
     if (budget_) budget_->reserve(c.need, c.guessed);
@@ -305,31 +313,58 @@ void Scheduler::start(const Candidate& c) {
     start_backoff_ = std::chrono::milliseconds(0);
     return;
   }
-  const auto& failure = std::get<StartFailed>(result);
-  if (failure.kind == StartFailed::Kind::kTransient) {
-    // The machine has no process to spare now: not the cluster's fault. It
-    // goes back to the front, and starts pause, longer each time.
-    start_backoff_ = std::min<std::chrono::milliseconds>(
-        kLastStartBackoff, start_backoff_.count() ? start_backoff_ * 2 : kFirstStartBackoff);
-    start_again_at_ = Clock::now() + start_backoff_;
-    requeue_.push_front(c);
-    spdlog::warn("{}; trying again in {}", failure.message, format_duration(start_backoff_));
-    return;
+  after_failed_start(c, record, std::get<StartFailed>(result));
+}
+
+// A start that failed. Only a command that could not be executed is the
+// cluster's failure, and recorded; when runner's own means fail (no process,
+// no open file, a full log folder), the cluster never started: it stays
+// pending, and runner waits, runs fewer at once, or stops starting.
+void Scheduler::after_failed_start(const Candidate& c, const AttemptStart& record,
+                                   const StartFailed& failure) {
+  switch (failure.kind) {
+    case StartFailed::Kind::kTransient:
+      // The machine has no process to spare now: it goes back to the front,
+      // and starts pause, longer each time.
+      start_backoff_ = std::min<std::chrono::milliseconds>(
+          kLastStartBackoff, start_backoff_.count() ? start_backoff_ * 2 : kFirstStartBackoff);
+      start_again_at_ = Clock::now() + start_backoff_;
+      requeue_.push_front(c);
+      spdlog::warn("{}; trying again in {}", failure.message, format_duration(start_backoff_));
+      return;
+    case StartFailed::Kind::kShortOfFiles:
+      requeue_.push_front(c);
+      if (running_.empty()) {
+        stop(fmt::format("{}; raise the open-file limit (ulimit -n)", failure.message), false);
+      } else if (parallel_now_ > running_.size()) {
+        parallel_now_ = static_cast<std::uint32_t>(running_.size());
+        spdlog::warn(
+            "{}: running at most {} cluster(s) at once instead of {}; raise the open-file "
+            "limit (ulimit -n) for more",
+            failure.message, parallel_now_, options_.parallel);
+      }
+      return;
+    case StartFailed::Kind::kEnvironment:
+      requeue_.push_front(c);
+      spdlog::error("cluster {}/{} not started: {}", c.cluster, job_.clusters, failure.message);
+      stop(failure.message, false);
+      return;
+    case StartFailed::Kind::kCommand:
+      break;
   }
-  // The start itself failed: recorded as a failed attempt; exit code 127 when
-  // the command could not be executed, as a shell reports it.
-  auto row = store_.record_start(job_, record);
+  // Exit code 127 when the command could not be executed, as a shell reports it.
+  auto failed = record;
+  failed.log_path = failure.log_path;
+  auto row = store_.record_start(job_, failed);
   AttemptEnd end;
   end.state = AttemptState::kFailed;
   end.finished_at = record.started_at;
-  if (failure.kind == StartFailed::Kind::kCommand) end.exit_code = 127;
+  end.exit_code = 127;
   end.note = failure.message;
   store_.record_end(job_, row, c.cluster, end);
   ++summary_.failed_this_run;
   spdlog::error("cluster {}/{}: {}", c.cluster, job_.clusters, failure.message);
-  if (failure.kind == StartFailed::Kind::kEnvironment) {
-    stop(failure.message, false);
-  } else if (done_.count() == 0) {
+  if (done_.count() == 0) {
     // Nothing of this job has ever worked: the command is broken, not the
     // cluster. Stop rather than fail every cluster one by one.
     summary_.setup_failure = failure.message;
@@ -356,15 +391,18 @@ void Scheduler::finish(const ChildExit& exit) {
   end.sys_cpu_s = exit.sys_cpu_s;
   end.peak_rss_kib = exit.peak_rss_kib;
   end.peak_cgroup_kib = exit.peak_cgroup_kib;
-  if (exit.exit_code == 0 && !exit.oom) {
+  if (r.timed_out) {
+    // Past its limit, however it ended: even a child that could not be
+    // stopped and went on to exit 0.
+    end.state = AttemptState::kTimeout;
+    end.note = fmt::format("timed out after {}", format_duration(*options_.timeout));
+    if (r.unreachable) end.note += "; it could not be stopped and ran on until it ended";
+  } else if (exit.exit_code == 0 && !exit.oom) {
     end.state = AttemptState::kDone;
   } else if (r.evicted_at) {
     end.state = AttemptState::kInterrupted;
     end.note = fmt::format("evicted at {} to keep the pool within the memory budget",
                            size_text(*r.evicted_at));
-  } else if (r.timed_out) {
-    end.state = AttemptState::kTimeout;
-    end.note = fmt::format("timed out after {}", format_duration(*options_.timeout));
   } else if (r.signalled) {
     end.state = AttemptState::kInterrupted;
   } else if (exit.oom) {
@@ -512,8 +550,17 @@ void Scheduler::stop(const std::string& why, bool kill_running) {
 }
 
 void Scheduler::terminate(pid_t pid, Running& r) {
-  launcher_.signal(pid, SIGTERM);
+  send(pid, r, SIGTERM);
   if (!r.kill_at) r.kill_at = Clock::now() + options_.grace;
+}
+
+// Signals a running cluster; says so, once, when it cannot be reached.
+void Scheduler::send(pid_t pid, Running& r, int sig) {
+  int err = launcher_.signal(pid, sig);
+  if (err == 0 || r.unreachable) return;
+  r.unreachable = true;
+  spdlog::warn("cluster {}/{}: could not stop it ({} refused: {}); it runs on until it ends",
+               r.what.cluster, job_.clusters, signal_name(sig), std::strerror(err));
 }
 
 void Scheduler::on_signal(int sig) {
@@ -550,7 +597,7 @@ void Scheduler::enforce_deadlines() {
       terminate(pid, r);
     }
     if (r.kill_at && now >= *r.kill_at) {
-      launcher_.signal(pid, SIGKILL);
+      send(pid, r, SIGKILL);
       r.kill_at.reset();
     }
   }

@@ -23,11 +23,26 @@ SignalChannel::SignalChannel(std::initializer_list<int> signals) {
     sigprocmask(SIG_SETMASK, &original_, nullptr);
     throw std::system_error(err, std::generic_category(), "signalfd");
   }
+  // A write to a pipe nobody reads then fails with EPIPE, which the output
+  // code takes as "stop printing".
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, &original_pipe_);
 }
 
 SignalChannel::~SignalChannel() {
   ::close(fd_);
+  // SIGPIPE stays ignored: what runner prints after the run (the summary, an
+  // error line) must not kill it either when its reader is gone.
   sigprocmask(SIG_SETMASK, &original_, nullptr);
+}
+
+int SignalChannel::restore_in_child() const noexcept {
+  // An ignored signal stays ignored across exec; a caught one becomes default.
+  if (sigaction(SIGPIPE, &original_pipe_, nullptr) != 0) return errno;
+  if (sigprocmask(SIG_SETMASK, &original_, nullptr) != 0) return errno;
+  return 0;
 }
 
 std::vector<int> SignalChannel::drain() {

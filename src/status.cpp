@@ -1,5 +1,8 @@
 // `runner status`: where each job in the log stands, read without writing.
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
 
 #include "runner/app.h"
 #include "runner/error.h"
@@ -13,14 +16,16 @@ namespace {
 constexpr std::size_t kFailedShown = 20;
 
 void print_job(Store& store, const Job& job, const JobProgress& p) {
-  fmt::print("job {}: {} clusters of `{}`\n", job.name, job.clusters, job.command);
+  // What the log holds is printed escaped: a command line or a note must not
+  // be able to drive the user's terminal.
+  fmt::print("job {}: {} clusters of `{}`\n", job.name, job.clusters, printable(job.command));
   fmt::print("  done {}, failed {}, running {}, pending {}\n", p.done, p.failed, p.running,
              p.pending);
   if (auto holder = store.holder(job); holder && check_alive(holder->process) != Liveness::kDead) {
     auto elapsed = wall_clock_now() - holder->since;
     auto done = store.done_since(job, holder->since);
     auto line = fmt::format(
-        "  running: pid {} on {} for {}", holder->process.pid, holder->process.host,
+        "  running: pid {} on {} for {}", holder->process.pid, printable(holder->process.host),
         format_duration(std::chrono::milliseconds(static_cast<long long>(elapsed * 1e3))));
     if (done > 0 && elapsed > 0) {
       double rate = static_cast<double>(done) / elapsed;
@@ -35,7 +40,8 @@ void print_job(Store& store, const Job& job, const JobProgress& p) {
   fmt::print("  failed clusters:\n");
   for (const auto& f : store.failed_clusters(job, kFailedShown)) {
     auto how = describe_failure(f);
-    fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt, how, f.log_path);
+    fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt, printable(how),
+               printable(f.log_path));
   }
   if (p.failed > kFailedShown)
     fmt::print(
@@ -61,6 +67,38 @@ int show_status(const StatusArgs& args) {
       throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
     fmt::print("no jobs in {}\n", args.db.string());
   }
+  return 0;
+}
+
+int unlock_job(const UnlockArgs& args) {
+  if (!std::filesystem::exists(args.db))
+    throw Error(fmt::format("--db {}: no such file; pass the --db that the job ran with",
+                            args.db.string()));
+  Store store(args.db, Store::Access::kReadWrite);
+  auto job = store.find_job(args.job);
+  if (!job) throw Error(fmt::format("--job {}: no such job in {}", args.job, args.db.string()));
+  auto holder = store.holder(*job);
+  if (!holder) {
+    fmt::print("job {}: no runner holds it; nothing to do\n", job->name);
+    return 0;
+  }
+  const auto& who = holder->process;
+  auto liveness = check_alive(who);
+  if (liveness == Liveness::kAlive)
+    throw Error(fmt::format(
+        "job '{}' is held by pid {} on this host, which is running; stop it (kill {}) instead "
+        "of unlocking",
+        job->name, who.pid, who.pid));
+  store.clear_hold(*job);
+  if (liveness == Liveness::kDead) {
+    fmt::print("job {}: cleared the hold of pid {} on {}, which no longer runs\n", job->name,
+               who.pid, printable(who.host));
+    return 0;
+  }
+  spdlog::warn(
+      "job {}: cleared the hold of pid {} on {}; runner cannot tell from here whether it still "
+      "runs: if it does, two runners may now run this job at once",
+      job->name, who.pid, printable(who.host));
   return 0;
 }
 

@@ -250,8 +250,11 @@ void Store::check_and_create_schema(Access access) {
         fmt::format("--db {}: written by a newer runner (schema {}, this runner reads up to {}); "
                     "upgrade runner",
                     path_.string(), version, kSchemaVersion));
+  if (access == Access::kReadOnly && version >= kOldestReadableSchema) {
+    check_views();
+    return;
+  }
   if (version == kSchemaVersion) return;
-  if (access == Access::kReadOnly && version >= kOldestReadableSchema) return;
   if (version == 0 && objects > 0)
     throw Error(fmt::format(
         "--db {}: a SQLite database that runner did not create; pass a new file", path_.string()));
@@ -272,6 +275,38 @@ void Store::check_and_create_schema(Access access) {
     db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   }
   batch.commit();
+}
+
+bool Store::moved() {
+  int moved = 0;
+  return sqlite3_file_control(db_.getHandle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) ==
+             SQLITE_OK &&
+         moved != 0;
+}
+
+// status and report read the public views: one a person replaced with a
+// table of their own would answer with whatever it holds.
+void Store::check_views() {
+  for (const char* view : {"progress", "attempts"}) {
+    SQLite::Statement q(db_, "SELECT type FROM sqlite_master WHERE name = ?");
+    q.bind(1, view);
+    auto type = q.executeStep() ? q.getColumn(0).getString() : std::string("nothing");
+    if (type != "view")
+      throw Error(fmt::format(
+          "--db {}: '{}' is a {}, not the view runner made: the file was changed by hand; drop "
+          "or rename that {}, and the next run of a job on this DB makes the view again",
+          path_.string(), view, type, type));
+  }
+}
+
+// What is committed into a file no longer at its path is lost to every later
+// reader: say so rather than carry on recording into nothing.
+void Store::refuse_if_moved() {
+  if (moved())
+    throw Error(fmt::format("--db {}: the file was deleted, moved or replaced while runner ran; "
+                            "nothing more can be recorded in it",
+                            path_.string()),
+                ExitCode::kLogLost);
 }
 
 std::optional<Job> Store::find_job(const std::string& name) {
@@ -351,6 +386,14 @@ void Store::acquire_hold(const Job& job, const ProcessIdentity& self) {
   q.bind(6, job.id);
   q.exec();
   batch.commit();
+}
+
+void Store::clear_hold(const Job& job) {
+  SQLite::Statement q(db_,
+                      "UPDATE job SET holder_pid = NULL, holder_host = NULL, holder_boot = NULL, "
+                      "holder_ticks = NULL, holder_since = NULL WHERE id = ?");
+  q.bind(1, job.id);
+  q.exec();
 }
 
 void Store::release_hold(const Job& job, const ProcessIdentity& self) {
@@ -589,7 +632,8 @@ std::vector<ClusterReport> Store::cluster_report(const Job& job) {
     r.attempts = static_cast<std::uint32_t>(q.getColumn(1).getInt());
     r.state = q.getColumn(2).getString();
     if (!q.getColumn(3).isNull()) r.duration_s = q.getColumn(3).getDouble();
-    r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
+    if (!q.getColumn(4).isNull())
+      r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
     if (!q.getColumn(5).isNull())
       r.peak_cgroup_kib = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
     out.push_back(std::move(r));
@@ -624,6 +668,8 @@ std::uint64_t Store::done_since(const Job& job, double since) {
 }
 
 Store::Batch::Batch(Store& store) : store_(store) {
+  // Checked at both ends of a batch: nothing is started into a file that is gone.
+  store_.refuse_if_moved();
   store_.begin_->reset();
   store_.begin_->exec();
 }
@@ -633,6 +679,7 @@ Store::Batch::~Batch() {
 }
 
 void Store::Batch::commit() {
+  store_.refuse_if_moved();
   store_.commit_->reset();
   store_.commit_->exec();
   open_ = false;

@@ -12,6 +12,8 @@
 //   --hold-ms MS         keep the allocation this long, then free it before going on
 //   --mem-record FILE    append "start C MIB" once allocated and "end C MIB" once freed
 //   --ignore-term        ignore SIGTERM
+//   --become-root        setresuid(0, 0, 0) (a set-user-ID root copy run by another
+//                        user): its parent can no longer signal it
 //   --die-with-parent    get SIGKILL when runner dies
 //   --ready-dir DIR      create DIR/C.ready once running
 //   --hold-file PATH     wait (at most 60 s) until PATH exists before exiting
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
   bool stop_self = false;
   long print_mib = 0;
   long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0, hold_ms = -1;
-  bool args_to_stdout = false, ignore_term = false, die_with_parent = false;
+  bool args_to_stdout = false, ignore_term = false, die_with_parent = false, become_root = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -140,6 +142,8 @@ int main(int argc, char** argv) {
       mem_record = next();
     else if (a == "--ignore-term")
       ignore_term = true;
+    else if (a == "--become-root")
+      become_root = true;
     else if (a == "--die-with-parent")
       die_with_parent = true;
     else if (a == "--ready-dir")
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
     if (::getppid() == 1) return 95;  // runner died before prctl took effect
   }
   if (ignore_term) std::signal(SIGTERM, SIG_IGN);
+  if (become_root && ::setresuid(0, 0, 0) != 0) return 95;
   const char* cluster_env = std::getenv("RUNNER_CLUSTER");
   const char* attempt_env = std::getenv("RUNNER_ATTEMPT");
   long cluster = cluster_env ? std::atol(cluster_env) : 0;
@@ -183,6 +188,9 @@ int main(int argc, char** argv) {
                    in.st_rdev == null.st_rdev;
     std::printf("stdin=%s\n", devnull ? "/dev/null" : "other");
     std::printf("own_process_group=%s\n", ::getpgrp() == ::getpid() ? "yes" : "no");
+    struct sigaction pipe_action {};
+    ::sigaction(SIGPIPE, nullptr, &pipe_action);
+    std::printf("sigpipe=%s\n", pipe_action.sa_handler == SIG_IGN ? "ignored" : "default");
   }
   for (long i = 0; i < print; ++i) {
     std::printf("out line %ld of cluster %ld\n", i, cluster);

@@ -67,6 +67,7 @@ TEST(Crash, KillNineAtFiftyRandomMomentsLosesNothingRedoesNothingDoneAndNeverOve
   // existed once the runner was dead.
   std::vector<std::pair<std::set<long>, std::size_t>> cuts;
   int finished_code = -1;
+  std::string finished_err;
   for (int cut = 0; cut <= kCuts && finished_code < 0; ++cut) {
     auto parallel = std::to_string(std::uniform_int_distribution<int>(1, 8)(rng));
     std::vector<std::string> args = {std::to_string(kClusters), parallel, "--job", "crash"};
@@ -75,6 +76,7 @@ TEST(Crash, KillNineAtFiftyRandomMomentsLosesNothingRedoesNothingDoneAndNeverOve
     runner_pids.push_back(runner.pid());
     if (cut == kCuts) {  // the last run goes to the end
       finished_code = runner.wait();
+      finished_err = runner.err();
       break;
     }
     // Cut at a random point: at once (during start-up), or once a few more
@@ -86,11 +88,12 @@ TEST(Crash, KillNineAtFiftyRandomMomentsLosesNothingRedoesNothingDoneAndNeverOve
     int code = runner.wait();
     if (code != 128 + SIGKILL) {  // it finished before the cut
       finished_code = code;
+      finished_err = runner.err();
       break;
     }
     cuts.emplace_back(committed_done(db), count_lines(record));
   }
-  ASSERT_EQ(finished_code, 0) << "seed " << seed;
+  ASSERT_EQ(finished_code, 0) << "seed " << seed << ": " << finished_err;
   EXPECT_GE(cuts.size(), 30u) << "seed " << seed;
   std::printf("%zu cuts (seed %u)\n", cuts.size(), seed);
 

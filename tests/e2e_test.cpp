@@ -295,13 +295,15 @@ TEST(EndToEnd, AMissingCommandIsAnErrorBeforeAnythingIsWritten) {
 
 TEST(EndToEnd, ACommandThatCannotExecuteStopsTheRunWithExitCode127Recorded) {
   TempDir dir;
-  // Executable, but no #! line and not a binary: execve fails with ENOEXEC.
-  auto script = dir / "noshebang";
-  std::ofstream(script.string()) << "echo hi\n";
+  // Executable, with a #! line, but its interpreter is missing: execve fails
+  // with ENOENT at the start. (A file with no #! line at all is refused
+  // before anything is written: see Faults.AScriptWithoutAShebang...)
+  auto script = dir / "badinterpreter";
+  std::ofstream(script.string()) << "#!/nonexistent/interpreter\necho hi\n";
   fs::permissions(script, fs::perms::owner_all);
   auto r = run_runner({"100", "4", "--", script.string()}, dir.path());
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("cannot execute " + script.string() + ": Exec format error"),
+  EXPECT_NE(r.err.find("cannot execute " + script.string() + ": No such file or directory"),
             std::string::npos)
       << r.err;
   auto db = dir / "runner.db";
@@ -430,7 +432,19 @@ INSTANTIATE_TEST_SUITE_P(
                  "notes.txt: not a SQLite database"},
         BadInput{{"10", "3", "--frobnicate", "--", "true"}, "--frobnicate"},
         BadInput{{"10", "3", "--grace", "soon", "--", "true"}, "--grace 'soon'"},
-        BadInput{{"10", "3", "--job", "a/b", "--", "true"}, "--job 'a/b'"}));
+        BadInput{{"10", "3", "--job", "a/b", "--", "true"}, "--job 'a/b'"},
+        // An unset variable in a cron line: an empty value, never "not given".
+        BadInput{{"10", "3", "--mem-limit", "", "--", "true"}, "--mem-limit ''"},
+        BadInput{{"10", "3", "--timeout", "", "--", "true"}, "--timeout ''"},
+        BadInput{{"10", "3", "--mem-budget", "", "--", "true"}, "--mem-budget ''"},
+        BadInput{{"10", "3", "--cap", "", "--", "true"}, "--cap ''"},
+        BadInput{{"10", "3", "--grace", "", "--", "true"}, "--grace ''"},
+        BadInput{{"10", "3", "--retry-delay", "", "--", "true"}, "--retry-delay ''"},
+        BadInput{{"10", "3", "--job", "", "--", "true"}, "--job ''"},
+        BadInput{{"10", "3", "--logs", "", "--", "true"}, "--logs ''"},
+        BadInput{{"10", "3", "--job", "-x", "--", "true"}, "--job '-x'"},
+        BadInput{{"10", "3", "--grace", "3s3s", "--", "true"}, "--grace '3s3s'"},
+        BadInput{{"10", "3", "--logs", "/proc/x", "--", "true"}, "--logs /proc/x"}));
 
 TEST(EndToEnd, ADbOnAReadOnlyFilesystemIsRefused) {
   TempDir dir;

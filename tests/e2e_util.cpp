@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "runner/memory.h"
+
 extern char** environ;
 
 namespace runner::testing {
@@ -31,12 +33,13 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-RunnerProcess::RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd) {
+RunnerProcess::RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd,
+                             Streams streams, const std::string& program) {
   static int counter = 0;
   ++counter;
   out_path_ = cwd / ("runner-out-" + std::to_string(counter) + ".txt");
   err_path_ = cwd / ("runner-err-" + std::to_string(counter) + ".txt");
-  std::vector<std::string> argv_s = {runner_bin()};
+  std::vector<std::string> argv_s = {program.empty() ? runner_bin() : program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -46,8 +49,14 @@ RunnerProcess::RunnerProcess(const std::vector<std::string>& args, const fs::pat
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (streams.out >= 0)
+    posix_spawn_file_actions_adddup2(&fa, streams.out, 1);
+  else
+    posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (streams.err >= 0)
+    posix_spawn_file_actions_adddup2(&fa, streams.err, 2);
+  else
+    posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   // runner is started the way cron would start it: default signal mask.
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -92,6 +101,15 @@ std::string RunnerProcess::err() const {
 
 Result run_runner(const std::vector<std::string>& args, const fs::path& cwd) {
   RunnerProcess p(args, cwd);
+  Result r;
+  r.code = p.wait();
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+Result run_shell(const std::string& script, const fs::path& cwd) {
+  RunnerProcess p({"-c", script}, cwd, Streams(), "/bin/sh");
   Result r;
   r.code = p.wait();
   r.out = p.out();
@@ -161,6 +179,20 @@ std::vector<std::string> with_child(std::vector<std::string> runner_args,
   runner_args.push_back(child_bin());
   runner_args.insert(runner_args.end(), child_args.begin(), child_args.end());
   return runner_args;
+}
+
+bool process_exists(pid_t pid) {
+  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+std::optional<fs::path> cgroup_dir(std::string* why) {
+  auto probe = probe_memory();
+  if (probe.v2_dir) return probe.v2_dir;
+  if (probe.v1_dir) return probe.v1_dir;
+  *why = probe.v2_why_not + "; " + probe.v1_why_not;
+  return std::nullopt;
 }
 
 std::string child_bin() {

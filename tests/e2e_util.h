@@ -28,10 +28,18 @@ class TempDir {
   fs::path path_;
 };
 
+// Where a runner's stdout and stderr go instead of their files, where set.
+struct Streams {
+  int out = -1;
+  int err = -1;
+};
+
 // A runner process started in the background, its output going to files.
+// `program`, where given, runs instead of runner (a shell around it, say).
 class RunnerProcess {
  public:
-  RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd);
+  RunnerProcess(const std::vector<std::string>& args, const fs::path& cwd,
+                Streams streams = Streams(), const std::string& program = "");
   ~RunnerProcess();  // kills it if it still runs
   RunnerProcess(const RunnerProcess&) = delete;
   RunnerProcess& operator=(const RunnerProcess&) = delete;
@@ -56,6 +64,8 @@ struct Result {
 
 // Runs runner to the end with the given arguments in cwd.
 Result run_runner(const std::vector<std::string>& args, const fs::path& cwd);
+// Runs `sh -c script` to the end in cwd (for runner under a ulimit, say).
+Result run_shell(const std::string& script, const fs::path& cwd);
 
 // Blocks until pred() holds, re-checking whenever something changes in dir
 // (inotify), for at most `limit`. Returns whether pred() held.
@@ -76,6 +86,17 @@ bool wait_for_running(const fs::path& dir, int n);
 // runner's arguments, then "--", test_child and the child's arguments.
 std::vector<std::string> with_child(std::vector<std::string> runner_args,
                                     const std::vector<std::string>& child_args);
+
+// Alive, and not a zombie waiting for whoever adopted it to collect it.
+bool process_exists(pid_t pid);
+
+// runner's own cgroup folder in the hierarchy it will use, or a reason to skip.
+std::optional<fs::path> cgroup_dir(std::string* why);
+
+#define REQUIRE_CGROUP(dir)        \
+  std::string why_not;             \
+  auto dir = cgroup_dir(&why_not); \
+  if (!dir) GTEST_SKIP() << "no cgroup can be created on this machine: " << why_not
 
 // The test child's path and the runner binary's.
 std::string child_bin();

@@ -18,20 +18,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-// runner's own cgroup folder in the hierarchy it will use, or a reason to skip.
-std::optional<fs::path> cgroup_dir(std::string* why) {
-  auto probe = probe_memory();
-  if (probe.v2_dir) return probe.v2_dir;
-  if (probe.v1_dir) return probe.v1_dir;
-  *why = probe.v2_why_not + "; " + probe.v1_why_not;
-  return std::nullopt;
-}
-
-#define REQUIRE_CGROUP(dir)        \
-  std::string why_not;             \
-  auto dir = cgroup_dir(&why_not); \
-  if (!dir) GTEST_SKIP() << "no cgroup can be created on this machine: " << why_not
-
 std::size_t run_folders_of(const fs::path& dir, pid_t runner_pid) {
   std::size_t n = 0;
   for (const auto& e : fs::directory_iterator(dir))

@@ -20,13 +20,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-// Alive, and not a zombie waiting for whoever adopted it to collect it.
-bool process_exists(pid_t pid) {
-  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
-}
-
 TEST(Reliability, ATimeoutStopsTheChildAndRecordsTimeoutWithTheLimit) {
   TempDir t;
   auto r = run_runner(

@@ -40,5 +40,29 @@ TEST(Report, AdvisesTheHighestPWhoseP95Fits) {
   EXPECT_EQ(advised_parallel(PeakStats{}, 8ULL << 30), 0u);
 }
 
+TEST(Report, JsonSaysNullWhereNothingWasRecorded) {
+  Job job{1, "j", 3, "cmd"};
+  ClusterReport running;  // started, not ended: no peak, no duration yet
+  running.cluster = 1;
+  running.attempts = 1;
+  running.state = "running";
+  auto json = report_json(job, {running}, 8ULL << 30);
+  for (const char* figure : {"min", "median", "p95", "max"})
+    EXPECT_TRUE(json["peaks_kib"][figure].is_null()) << figure;
+  EXPECT_TRUE(json["advised_parallel"].is_null());
+  const auto& c = json["per_cluster"][0];
+  EXPECT_TRUE(c["peak_rss_kib"].is_null());
+  EXPECT_TRUE(c["peak_cgroup_kib"].is_null());
+  EXPECT_TRUE(c["duration_s"].is_null());
+  EXPECT_EQ(c["state"], "running");
+
+  auto done = cluster(2, 500, std::nullopt);
+  json = report_json(job, {done}, std::nullopt);
+  EXPECT_EQ(json["peaks_kib"]["max"], 500);
+  EXPECT_EQ(json["per_cluster"][0]["peak_rss_kib"], 500);
+  EXPECT_TRUE(json["per_cluster"][0]["peak_cgroup_kib"].is_null());
+  EXPECT_FALSE(json.contains("advised_parallel"));
+}
+
 }  // namespace
 }  // namespace runner

@@ -29,6 +29,7 @@ class FakeLauncher : public Launcher {
   // Scripted wakeups come first; then the default behaviour.
   std::deque<Wakeup> script;
   bool ends_on_sigterm = true;  // a child that gets SIGTERM ends at the next wait
+  bool unkillable = false;      // signals fail with EPERM; it exits 0 after the SIGKILL
   // When set, a child ends only at a wait whose deadline is at least this far
   // off (or that has none): the next end comes this long after the last.
   std::optional<Clock::duration> next_end_after;
@@ -52,7 +53,7 @@ class FakeLauncher : public Launcher {
     order.push_back(pid);
     max_running = std::max(max_running, running.size());
     events.push_back("start " + std::to_string(spec.cluster));
-    return Started{pid};
+    return Started{pid, spec.log_path};
   }
 
   Wakeup wait(std::optional<Clock::time_point> deadline) override {
@@ -78,10 +79,20 @@ class FakeLauncher : public Launcher {
     return w;  // the deadline passed
   }
 
-  void signal(pid_t pid, int sig) override {
+  int signal(pid_t pid, int sig) override {
     events.push_back(std::string(sig == SIGTERM ? "SIGTERM " : "SIGKILL ") +
                      std::to_string(running.at(pid)));
+    if (unkillable) {
+      // It cannot be stopped; after the SIGKILL that failed, it ends by itself, well.
+      if (sig == SIGKILL) {
+        Wakeup w;
+        w.exits.push_back(end(pid, 0, std::nullopt));
+        script.push_back(w);
+      }
+      return EPERM;
+    }
     if (sig == SIGKILL || ends_on_sigterm) pending_kill_.push_back(pid);
+    return 0;
   }
 
   std::optional<std::uint64_t> memory_in_use(pid_t pid) const override {
@@ -519,6 +530,19 @@ TEST_F(SchedulerTest, ATimeoutTermsThenKillsAndRecordsTimeout) {
             "timeout 0.0 timed out after 0.0s");
 }
 
+TEST_F(SchedulerTest, ATimeoutThatCannotBeEnforcedIsStillATimeout) {
+  launcher_.hang();
+  launcher_.unkillable = true;
+  SchedulerOptions o;
+  o.timeout = std::chrono::milliseconds(0);
+  o.grace = std::chrono::milliseconds(0);
+  auto s = run(1, 1, o);
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_EQ(s.timed_out, 1u);
+  EXPECT_EQ(one("SELECT state || ' ' || exit_code || ' ' || note FROM attempts"),
+            "timeout 0 timed out after 0.0s; it could not be stopped and ran on until it ended");
+}
+
 TEST_F(SchedulerTest, FailedClustersAreRetriedUpToKTimesAsNewAttempts) {
   launcher_.exit_for = [this](ClusterId c) {
     // Cluster 2 fails on its first two attempts, cluster 4 always.
@@ -621,10 +645,37 @@ TEST_F(SchedulerTest, AFullLogFolderStopsTheRunCleanly) {
   EXPECT_EQ(s.exit_code(), 1);
   ASSERT_TRUE(s.halted);
   EXPECT_EQ(*s.halted, "log folder /x/ is full: No space left on device");
-  EXPECT_EQ(one("SELECT state || ' ' || coalesce(exit_code, '-') || ' ' || note FROM attempts "
-                "WHERE cluster = 3"),
-            "failed - log folder /x/ is full: No space left on device");
+  // Cluster 3 never started: not a failure of it, nothing recorded; it stays
+  // pending for the next run (and --skip-failed would not skip it).
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE cluster = 3"), "0");
+  EXPECT_EQ(one("SELECT done || ' ' || failed || ' ' || pending FROM progress"), "2 0 8");
   EXPECT_EQ(starts().size(), 2u);  // 1 and 2; 3 could not start, nothing after it
+}
+
+TEST_F(SchedulerTest, ShortOfOpenFilesRunsFewerAtOnceAndFailsNoCluster) {
+  // Room for three children at once, whatever P says.
+  launcher_.fail_start = [&](ClusterId) -> std::optional<StartFailed> {
+    if (launcher_.running.size() >= 3)
+      return StartFailed{EMFILE, "cannot create log: Too many open files",
+                         StartFailed::Kind::kShortOfFiles};
+    return std::nullopt;
+  };
+  auto s = run(20, 8);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(launcher_.max_running, 3u);
+  EXPECT_EQ(one("SELECT count(*) || ' ' || sum(state = 'done') FROM attempts"), "20 20");
+}
+
+TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {
+  launcher_.fail_start = [](ClusterId) -> std::optional<StartFailed> {
+    return StartFailed{EMFILE, "cannot create log: Too many open files",
+                       StartFailed::Kind::kShortOfFiles};
+  };
+  auto s = run(5, 2);
+  EXPECT_EQ(s.exit_code(), 1);
+  ASSERT_TRUE(s.halted);
+  EXPECT_NE(s.halted->find("raise the open-file limit"), std::string::npos) << *s.halted;
+  EXPECT_EQ(one("SELECT count(*) FROM attempts"), "0");
 }
 
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {

@@ -56,5 +56,16 @@ TEST(Units, FormatsForPeople) {
   EXPECT_EQ(format_size_kib(4ULL << 20), "4.0 GiB");
 }
 
+TEST(Units, PrintableTextCannotDriveATerminal) {
+  EXPECT_EQ(printable("./migrate --cluster="), "./migrate --cluster=");
+  EXPECT_EQ(printable("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+  EXPECT_EQ(printable("\x1b[2J\x1b]0;owned\x07"), "\\x1b[2J\\x1b]0;owned\\x07");
+  EXPECT_EQ(printable("\x7f"), "\\x7f");
+  EXPECT_EQ(printable("\xc2\x9b"
+                      "31m"),
+            "\\u009b31m");
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x9c\x93"), "caf\xc3\xa9 \xe2\x9c\x93");  // UTF-8 stays
+}
+
 }  // namespace
 }  // namespace runner

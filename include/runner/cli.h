@@ -58,12 +58,19 @@ struct StatusArgs {
   std::optional<std::string> job;
 };
 
+// runner unlock: clears a job's hold that its holder cannot clear itself.
+struct UnlockArgs {
+  std::filesystem::path db = "runner.db";
+  std::string job;
+};
+
 // --help or --version: text to print, then exit 0.
 struct PrintAndExit {
   std::string text;
 };
 
-using Invocation = std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, PrintAndExit>;
+using Invocation =
+    std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, UnlockArgs, PrintAndExit>;
 
 // args: the command line without the program name. Throws Error (exit code
 // 2) with a one-line message naming the bad value.

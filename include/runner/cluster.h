@@ -39,6 +39,10 @@ std::string shell_quote(std::string_view arg);
 // template and N, so that rerunning a command line resumes its job.
 std::string derive_job_name(const CommandTemplate& command, ClusterId clusters);
 
+// A 64-bit hash that is the same in every build of runner (FNV-1a), for
+// names derived from text: job names, the job lock's name.
+std::uint64_t stable_hash(std::string_view data);
+
 // Job names become folder names for the logs: letters, digits, '.', '_', '-'.
 bool is_valid_job_name(std::string_view name);
 

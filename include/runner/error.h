@@ -13,6 +13,7 @@ enum class ExitCode : int {
   kDone = 0,        // every cluster is done
   kSomeFailed = 1,  // the run finished, some clusters are not done
   kUsage = 2,       // bad command line or setup; nothing was run
+  kLogLost = 3,     // the DB could not be written, or was deleted, moved or replaced
 };
 
 class Error : public std::runtime_error {

@@ -25,25 +25,28 @@ struct LaunchSpec {
   ClusterId clusters = 0;
   std::uint32_t attempt = 0;
   std::string job;
-  std::vector<std::string> argv;           // argv[0] is a path (resolved by the caller)
-  std::string log_path;                    // stdout and stderr go here
+  std::vector<std::string> argv;  // argv[0] is a path (resolved by the caller)
+  std::string log_path;           // stdout and stderr go here, or beside it if the name is taken
   std::optional<std::uint64_t> mem_limit;  // bytes; the launcher's mechanism enforces it
 };
 
 struct Started {
   pid_t pid = 0;
+  std::string log_path;  // where the log really is
 };
 
 // The start itself failed. `error` is the errno.
 struct StartFailed {
   enum class Kind {
-    kCommand,      // the program could not be executed: the attempt failed (127)
-    kTransient,    // no process could be made now (fork: EAGAIN): try again later
-    kEnvironment,  // runner's own means failed (log folder full, cgroup): stop starting
+    kCommand,       // the program could not be executed: the attempt failed (127)
+    kTransient,     // no process could be made now (fork: EAGAIN): try again later
+    kShortOfFiles,  // runner has no open file to spare (EMFILE, ENFILE): run fewer at once
+    kEnvironment,   // runner's own means failed (log folder full, cgroup): stop starting
   };
   int error = 0;
   std::string message;  // "cannot execute ./migrat: No such file or directory"
   Kind kind = Kind::kCommand;
+  std::string log_path;  // kCommand: the attempt's log, which says why; "" if none
 };
 
 using StartResult = std::variant<Started, StartFailed>;
@@ -74,7 +77,9 @@ class Launcher {
   // Blocks until a child ends, a signal arrives, or the deadline passes.
   virtual Wakeup wait(std::optional<Clock::time_point> deadline) = 0;
   // Sends sig to the child's whole process group (and its cgroup, if any).
-  virtual void signal(pid_t pid, int sig) = 0;
+  // Returns 0, or the errno when not one of its processes could be signalled
+  // (EPERM: it made itself runner's superior, a setuid program say).
+  virtual int signal(pid_t pid, int sig) = 0;
 
   // Memory: the mechanism that caps children ("cgroup-v1", "rlimit", "none"),
   // and, where it can be read cheaply, what a child and all of them use now.

@@ -29,6 +29,12 @@ struct Resolved {
 };
 Resolved resolve_program(const std::string& name);
 
+// Whether the kernel can execute the file at `path` as it is: an ELF program
+// or a script with a #! line; anything else fails with ENOEXEC (a script
+// without its #! line), unless the machine has binfmt_misc handlers, which
+// may take other formats. Returns 0 or ENOEXEC.
+int check_executable_format(const std::string& path);
+
 class LocalLauncher : public Launcher {
  public:
   // caps may be null: no caps, and no cgroup peaks.
@@ -47,7 +53,7 @@ class LocalLauncher : public Launcher {
 
   StartResult start(const LaunchSpec& spec) override;
   Wakeup wait(std::optional<Clock::time_point> deadline) override;
-  void signal(pid_t pid, int sig) override;
+  int signal(pid_t pid, int sig) override;
   std::string cap_name() const override;
   std::optional<std::uint64_t> memory_in_use(pid_t pid) const override;
   std::optional<std::uint64_t> total_memory_in_use() const override;
@@ -59,6 +65,10 @@ class LocalLauncher : public Launcher {
     std::optional<std::uint64_t> mem_limit;
     std::string env_tag;  // "RUNNER_CLUSTER=3\0RUNNER_ATTEMPT=1": how its descendants are known
   };
+  StartResult try_start(const LaunchSpec& spec);
+  std::optional<StartFailed> open_log_folder(const std::string& folder);
+  std::optional<StartFailed> resolve(const std::string& program);
+  StartResult spawn(const LaunchSpec& spec, int log_fd, const Cage* cage);
   void reap(Wakeup& into);
   void kill_strays(bool all);
   bool has_cgroups() const;

@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "runner/sysinfo.h"
+
 namespace runner {
 
 enum class CapMechanism { kCgroupV2, kCgroupV1, kRlimit, kNone };
@@ -83,17 +85,23 @@ class MemoryCaps {
   // All cages together: usage now, and a hard limit on the sum (cgroups only).
   virtual std::optional<std::uint64_t> total_bytes() const { return std::nullopt; }
   virtual bool set_total_limit(std::uint64_t) { return false; }
+  // Gives up what is kept for later attempts (cgroups and their open files),
+  // when runner is short of open files. Returns whether anything was given up.
+  virtual bool release_spares() { return false; }
   // Work left by attempts that ended which need not delay the next start
   // (checking their cgroups for leftovers, to use them again or remove them).
   // Call before sleeping.
   virtual void tidy() {}
 };
 
-// kNone gives nullptr: no cages at all. Cgroup folders that runners which
-// died left behind are removed; with kill_leftovers, also those that still
-// hold processes (killed first), else only empty ones.
-std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
-                                             bool kill_leftovers = true);
+// kNone gives nullptr: no cages at all. Empty cgroup folders that runners
+// which died left behind are removed. One that still holds processes is
+// removed, killing them, only when it is the folder of `kill_leftovers_of`
+// (this job's last runner, with --orphans kill): another job's processes are
+// never runner's to kill.
+std::unique_ptr<MemoryCaps> make_memory_caps(
+    CapMechanism mechanism, const MemoryProbe& probe,
+    const std::optional<ProcessIdentity>& kill_leftovers_of = std::nullopt);
 
 // For rlimit, where the kernel does not say: signs in an attempt's log that it
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the

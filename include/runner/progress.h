@@ -12,11 +12,29 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "runner/cluster.h"
 #include "runner/launcher.h"
 
 namespace runner {
+
+// Where runner prints for people: stdout or stderr, which may go away under
+// it (`runner ... | head -1`, a closed terminal). A write that fails means
+// "stop printing", never "stop running": after the first failure it is
+// silent. runner ignores SIGPIPE so that such a write fails instead of
+// killing it.
+class Printer {
+ public:
+  explicit Printer(std::FILE* out) : out_(out) {}
+  // Writes and flushes; returns false once the stream is gone.
+  bool print(std::string_view text);
+  bool closed() const { return closed_; }
+
+ private:
+  std::FILE* out_;
+  bool closed_ = false;
+};
 
 struct Snapshot {
   ClusterId total = 0;
@@ -49,7 +67,7 @@ class Progress {
  private:
   void draw(Clock::time_point now);
 
-  std::FILE* out_;
+  Printer out_;
   Mode mode_;
   Snapshot last_{};
   bool have_snapshot_ = false;
@@ -61,15 +79,16 @@ class Progress {
 // An spdlog sink that writes to stderr and keeps the terminal status line intact.
 class ProgressSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  explicit ProgressSink(Progress* progress) : progress_(progress) {}
+  explicit ProgressSink(Progress* progress) : progress_(progress), err_(stderr) {}
   void set_progress(Progress* progress) { progress_ = progress; }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override;
-  void flush_() override { std::fflush(stderr); }
+  void flush_() override {}
 
  private:
   Progress* progress_;
+  Printer err_;
 };
 
 }  // namespace runner

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -30,7 +31,8 @@ void write_report_text(std::FILE* out, const Job& job, const std::vector<Cluster
                        std::optional<std::uint64_t> budget_bytes);
 void write_report_csv_header(std::FILE* out);
 void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters);
-void write_report_json(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
-                       std::optional<std::uint64_t> budget_bytes);
+// The report of one job as JSON; a figure never recorded is null.
+nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clusters,
+                           std::optional<std::uint64_t> budget_bytes);
 
 }  // namespace runner

@@ -47,15 +47,16 @@ struct RunSummary {
   ClusterId failed_this_run = 0;  // attempts that ended failed, oom or timeout
   ClusterId oom_this_run = 0;
   ClusterId timed_out = 0;
-  ClusterId retried = 0;                     // attempts started again by --retries
-  ClusterId interrupted = 0;                 // attempts stopped by runner's own shutdown
-  ClusterId recovered = 0;                   // attempts a dead runner had left `running`
-  ClusterId skipped_failed = 0;              // left alone by --skip-failed
-  ClusterId too_big = 0;                     // need more than the whole budget: not started
-  ClusterId evicted = 0;                     // stopped and requeued to keep within the budget
-  ClusterId budget_ooms = 0;                 // killed by the kernel at the budget and requeued
-  std::optional<int> stop_signal;            // set when a signal stopped the run
-  std::optional<std::string> halted;         // why the run stopped early otherwise
+  ClusterId retried = 0;              // attempts started again by --retries
+  ClusterId interrupted = 0;          // attempts stopped by runner's own shutdown
+  ClusterId waiting_again = 0;        // queued to run again (a retry, an eviction) when a stop came
+  ClusterId recovered = 0;            // attempts a dead runner had left `running`
+  ClusterId skipped_failed = 0;       // left alone by --skip-failed
+  ClusterId too_big = 0;              // need more than the whole budget: not started
+  ClusterId evicted = 0;              // stopped and requeued to keep within the budget
+  ClusterId budget_ooms = 0;          // killed by the kernel at the budget and requeued
+  std::optional<int> stop_signal;     // set when a signal stopped the run
+  std::optional<std::string> halted;  // why the run stopped early otherwise
   std::optional<std::string> setup_failure;  // the command cannot be executed at all
   std::chrono::milliseconds elapsed{0};
 
@@ -88,6 +89,7 @@ class Scheduler {
     Clock::time_point started{};
     bool signalled = false;                   // runner stopped it: its end is `interrupted`
     bool timed_out = false;                   // --timeout expired: its end is `timeout`
+    bool unreachable = false;                 // a signal to it failed (said once)
     std::optional<std::uint64_t> evicted_at;  // bytes in use when evicted for the budget
     std::optional<Clock::time_point> timeout_at;
     std::optional<Clock::time_point> kill_at;  // SIGKILL if still there by then
@@ -105,6 +107,8 @@ class Scheduler {
   }
   void fill();
   void start(const Candidate& c);
+  void after_failed_start(const Candidate& c, const AttemptStart& record,
+                          const StartFailed& failure);
   void finish(const ChildExit& exit);
   void after_unsuccessful(const Running& r, AttemptState state, const ChildExit& exit);
   bool killed_at_budget(const Running& r, const ChildExit& exit) const;
@@ -112,6 +116,7 @@ class Scheduler {
   void on_signal(int sig);
   void stop(const std::string& why, bool kill_running);
   void terminate(pid_t pid, Running& r);
+  void send(pid_t pid, Running& r, int sig);
   void enforce_deadlines();
   void watch_memory();
   std::optional<Clock::time_point> deadline() const;
@@ -138,6 +143,7 @@ class Scheduler {
     AttemptEnd end;
   };
   std::vector<Ended> unwritten_ends_;
+  std::uint32_t parallel_now_ = 1;  // P, or fewer when runner is short of open files
   bool stopping_ = false;
   Clock::time_point started_{};
   RunSummary summary_;

@@ -98,7 +98,7 @@ struct ClusterReport {
   std::uint32_t attempts = 0;
   std::string state;  // of the latest attempt
   std::optional<double> duration_s;
-  std::uint64_t peak_rss_kib = 0;                // highest over its attempts
+  std::optional<std::uint64_t> peak_rss_kib;     // highest over its attempts, where recorded
   std::optional<std::uint64_t> peak_cgroup_kib;  // highest over its attempts
 };
 
@@ -119,6 +119,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
+  // Whether the file is no longer the one at its path (deleted, renamed,
+  // replaced). A batch refuses to commit then (Error, ExitCode::kLogLost).
+  bool moved();
 
   // Jobs. open_job refuses (Error, nothing written) a name that exists with a
   // different N or command.
@@ -131,6 +134,8 @@ class Store {
   void acquire_hold(const Job& job, const ProcessIdentity& self);
   void release_hold(const Job& job, const ProcessIdentity& self);
   std::optional<Holder> holder(const Job& job);
+  // Clears whatever hold the job has (runner unlock).
+  void clear_hold(const Job& job);
 
   // Resume. Attempts left `running` by a runner that died become `interrupted`;
   // left_running lists them first, so that their processes can be found.
@@ -178,6 +183,8 @@ class Store {
 
  private:
   void check_and_create_schema(Access access);
+  void check_views();
+  void refuse_if_moved();
   static int on_busy(void* self, int count);
   void mark_done(const Job& job, ClusterId cluster);
   void write_done_range(const Job& job, std::int64_t c, std::optional<std::int64_t> before_lo,

@@ -22,6 +22,11 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 std::optional<std::uint64_t> parse_count(std::string_view text, std::uint64_t min,
                                          std::uint64_t max);
 
+// Text from the log (a command line, a path, a note) made safe to print on a
+// terminal: control characters written as escapes ("\n", "\x1b"), so that
+// no recorded text can move the cursor or rewrite what the user sees.
+std::string printable(std::string_view text);
+
 std::string format_duration(std::chrono::milliseconds d);  // "1h02m", "3m05s", "4.2s"
 std::string format_size_kib(std::uint64_t kib);            // "512 KiB", "3.4 MiB", "4.0 GiB"
 

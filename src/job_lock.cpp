@@ -1,0 +1,109 @@
+#include "runner/job_lock.h"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <system_error>
+
+#include "runner/cluster.h"
+#include "runner/error.h"
+#include "runner/sysinfo.h"
+
+namespace runner {
+namespace {
+
+// The abstract address of a name: a leading NUL, then the name (not NUL-terminated).
+socklen_t address_of(const std::string& name, sockaddr_un& addr) {
+  addr = {};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+}
+
+std::string lock_name(const std::filesystem::path& db, const std::string& job) {
+  // The folder exists: its canonical path names the same folder however it
+  // was reached (relative, through a link).
+  auto folder = db.parent_path().empty() ? std::filesystem::path(".") : db.parent_path();
+  auto where = std::filesystem::canonical(folder) / db.filename();
+  return fmt::format("runner-job-{:016x}", stable_hash(fmt::format("{}\n{}", where.string(), job)));
+}
+
+// "pid 4242 on web1 since 2026-12-01 03:00:02", as the DB's hold says it.
+std::string describe_holder(std::optional<pid_t> pid) {
+  if (!pid) return "another runner on this host";
+  auto text = fmt::format("pid {} on {}", *pid, host_name());
+  if (auto started = process_started_at(*pid)) {
+    auto t = static_cast<std::time_t>(*started);
+    std::tm local{};
+    char when[32];
+    if (::localtime_r(&t, &local) && std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &local))
+      text += fmt::format(" since {}", when);
+  }
+  return text;
+}
+
+}  // namespace
+
+JobLock::JobLock(const std::filesystem::path& db, const std::string& job)
+    : name_(lock_name(db, job)) {
+  // A runner killed while starting a child leaves that child a copy of the
+  // lock until it execs (the socket closes on exec), a few milliseconds at
+  // most: while the holder named is dead, try again for a moment.
+  constexpr auto kDeadHolderGrace = std::chrono::seconds(2);
+  auto give_up = std::chrono::steady_clock::now() + kDeadHolderGrace;
+  for (;;) {
+    int err = try_bind();
+    if (err == 0) return;
+    if (err != EADDRINUSE) throw std::system_error(err, std::generic_category(), "bind " + name_);
+    auto holder = job_lock_holder(name_);
+    bool holder_dead = holder && !process_start_ticks(*holder);
+    if (!holder_dead || std::chrono::steady_clock::now() >= give_up)
+      throw Error(
+          fmt::format("job '{}' in {} is already being run by {}; wait for it to finish or stop it",
+                      job, db.string(), describe_holder(holder)));
+    ::usleep(5000);
+  }
+}
+
+int JobLock::try_bind() {
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return errno;
+  sockaddr_un addr{};
+  auto len = address_of(name_, addr);
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), len) == 0 && ::listen(fd_, 8) == 0)
+    return 0;
+  int err = errno;
+  ::close(fd_);
+  fd_ = -1;
+  return err;
+}
+
+JobLock::~JobLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<pid_t> job_lock_holder(const std::string& name) {
+  // The holder listens and never accepts: a connection waits in its queue,
+  // and the socket's credentials name the process that bound it. Non-blocking,
+  // so that a full queue is an answer ("someone"), not a wait.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return std::nullopt;
+  sockaddr_un addr{};
+  auto len = address_of(name, addr);
+  std::optional<pid_t> pid;
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 &&
+      ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
+    pid = cred.pid;
+  ::close(fd);
+  return pid;
+}
+
+}  // namespace runner
