@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "runner/error.h"
 #include "runner/job_lock.h"
@@ -21,12 +22,11 @@
 #include "runner/signals.h"
 #include "runner/store.h"
 #include "runner/units.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace fs = std::filesystem;
 namespace {
-
-std::shared_ptr<ProgressSink> g_sink;
 
 // The DB's folder must exist and be writable before anything is created.
 void check_db_path(const fs::path& db) {
@@ -110,41 +110,36 @@ fs::path default_logs_root(const fs::path& db) {
   return folder / (db.stem().string() + ".logs");
 }
 
-// Releases the job hold however the run ends.
-class HoldGuard {
- public:
-  HoldGuard(Store& store, const Job& job, ProcessIdentity self)
-      : store_(store), job_(job), self_(std::move(self)) {
-    store_.acquire_hold(job_, self_);
-  }
-  ~HoldGuard() {
-    try {
-      store_.release_hold(job_, self_);
-    } catch (const std::exception& e) {
-      spdlog::warn("could not release the hold on job '{}': {}", job_.name, e.what());
-    }
-  }
-  HoldGuard(const HoldGuard&) = delete;
-  HoldGuard& operator=(const HoldGuard&) = delete;
-
- private:
-  Store& store_;
-  const Job& job_;
-  ProcessIdentity self_;
-};
-
 // Points the log sink at the live status line for as long as it exists.
 class SinkBinding {
  public:
-  explicit SinkBinding(Progress* progress) {
-    if (g_sink) g_sink->set_progress(progress);
+  SinkBinding(ProgressSink& sink, Progress* progress) : sink_(sink) {
+    sink_.set_progress(progress);
   }
-  ~SinkBinding() {
-    if (g_sink) g_sink->set_progress(nullptr);
-  }
+  ~SinkBinding() { sink_.set_progress(nullptr); }
   SinkBinding(const SinkBinding&) = delete;
   SinkBinding& operator=(const SinkBinding&) = delete;
+
+ private:
+  ProgressSink& sink_;
 };
+
+// Another writer (a sqlite3 shell in a transaction, say) makes runner wait,
+// for as long as it takes, rather than fail: backing off from 1 ms to 50 ms
+// between tries, and saying so about every 10 s.
+Store::BusyWait wait_for_other_writers(const fs::path& db) {
+  return [db, waited_ms = std::int64_t{0}](int tries) mutable {
+    int ms = std::min(50, 1 + tries);
+    if (tries == 0) waited_ms = 0;
+    auto before = waited_ms;
+    waited_ms += ms;
+    if (before / 10'000 != waited_ms / 10'000)
+      spdlog::warn("{} is locked by another writer; waiting ({}s so far)", db.string(),
+                   waited_ms / 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return true;
+  };
+}
 
 // What the run did, in words: the lines runner prints at the end.
 std::string summary_text(const RunSummary& s, Store& store, const Job& job, const RunArgs& args) {
@@ -261,11 +256,8 @@ SchedulerOptions scheduler_options(const RunArgs& args, const fs::path& log_dir,
   options.mem_budget = budget;
   options.mem_overcommit = args.mem_overcommit;
   options.timeout = args.timeout;
-  // Both were checked when the command line was parsed.
-  options.retry = *RetryPolicy::parse_on(args.retry_on);
-  options.retry.retries = args.retries;
-  options.retry.delay = args.retry_delay;
-  options.halt = *HaltPolicy::parse(args.halt);
+  options.retry = args.retry;
+  options.halt = args.halt;
   return options;
 }
 
@@ -284,17 +276,19 @@ RunSummary run_to_the_end(Scheduler& scheduler, const fs::path& db) {
 
 }  // namespace
 
-void setup_logging(bool quiet, bool verbose) {
-  g_sink = std::make_shared<ProgressSink>(nullptr);
-  auto logger = std::make_shared<spdlog::logger>("runner", g_sink);
+std::shared_ptr<ProgressSink> setup_logging(bool quiet, bool verbose) {
+  auto sink = std::make_shared<ProgressSink>(nullptr);
+  auto logger = std::make_shared<spdlog::logger>("runner", sink);
   logger->set_pattern("runner: %^%l%$: %v");
   logger->set_level(quiet     ? spdlog::level::err
                     : verbose ? spdlog::level::debug
                               : spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return sink;
 }
 
 int run_job(const RunArgs& args) {
+  auto sink = setup_logging(args.quiet, args.verbose);
   // Everything the user typed is checked before the log is created or written.
   check_db_path(args.db);
   // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
@@ -312,10 +306,11 @@ int run_job(const RunArgs& args) {
   // Signals are blocked from here on and handled in the scheduler's loop.
   SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
   Store store(args.db, Store::Access::kReadWrite,
-              args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal);
+              args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
+              wait_for_other_writers(args.db));
   auto job = store.open_job(job_name, args.clusters, command.display());
   auto previous_holder = store.holder(job);
-  HoldGuard hold(store, job, current_process());
+  JobHold hold(store, job);
 
   auto log_dir = logs_root / job.name;
   make_job_log_dir(log_dir);
@@ -324,7 +319,7 @@ int run_job(const RunArgs& args) {
               : ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal
                                         : Progress::Mode::kPlain;
   Progress progress(stdout, mode);
-  SinkBinding binding(&progress);
+  SinkBinding binding(*sink, &progress);
   auto caps = set_up_caps(memory, probe, args, previous_holder);
 
   // Clusters that a killed runner left running must not run twice at once.

@@ -184,24 +184,31 @@ void read_memory_options(const RunOptions& o, RunArgs& run) {
 void read_reliability_options(const RunOptions& o, RunArgs& run) {
   if (auto t = Given::text(o.timeout))
     run.timeout = parse_duration_option("--timeout", *t, "90s, 30m or 2h", true);
+  if (auto t = Given::text(o.retry_on)) {
+    auto on = RetryPolicy::parse_on(*t);
+    if (!on)
+      throw Error(fmt::format(
+          "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, "
+          "oom",
+          *t));
+    run.retry = *on;
+  }
   if (auto t = Given::text(o.retries)) {
     auto retries = parse_count(*t, 0, 1000);
     if (!retries)
       throw Error(
           fmt::format("--retries '{}' is not valid: expected a whole number from 0 to 1000", *t));
-    run.retries = static_cast<std::uint32_t>(*retries);
+    run.retry.retries = static_cast<std::uint32_t>(*retries);
   }
   if (auto t = Given::text(o.retry_delay))
-    run.retry_delay = parse_duration_option("--retry-delay", *t, "500ms, 10s or 1m");
-  if (auto t = Given::text(o.retry_on)) run.retry_on = *t;
-  if (!RetryPolicy::parse_on(run.retry_on))
-    throw Error(fmt::format(
-        "--retry-on '{}' is not valid: expected a comma list of exit, exit:N, signal, timeout, oom",
-        run.retry_on));
-  if (auto t = Given::text(o.halt)) run.halt = *t;
-  if (!HaltPolicy::parse(run.halt))
-    throw Error(fmt::format(
-        "--halt '{}' is not valid: expected never, soon,fail=N, now,fail=N or with N%", run.halt));
+    run.retry.delay = parse_duration_option("--retry-delay", *t, "500ms, 10s or 1m");
+  if (auto t = Given::text(o.halt)) {
+    auto halt = HaltPolicy::parse(*t);
+    if (!halt)
+      throw Error(fmt::format(
+          "--halt '{}' is not valid: expected never, soon,fail=N, now,fail=N or with N%", *t));
+    run.halt = *halt;
+  }
   if (auto t = Given::text(o.sync))
     run.sync_full = check_choice("--sync", *t, {"normal", "full"}, "normal or full") == "full";
   if (auto t = Given::text(o.orphans))

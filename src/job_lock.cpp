@@ -1,6 +1,7 @@
 #include "runner/job_lock.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -8,12 +9,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <system_error>
 
 #include "runner/cluster.h"
 #include "runner/error.h"
 #include "runner/sysinfo.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -35,17 +36,16 @@ std::string lock_name(const std::filesystem::path& db, const std::string& job) {
 }
 
 // "pid 4242 on web1 since 2026-12-01 03:00:02", as the DB's hold says it.
-std::string describe_holder(std::optional<pid_t> pid) {
+std::string describe_lock_holder(std::optional<pid_t> pid) {
   if (!pid) return "another runner on this host";
-  auto text = fmt::format("pid {} on {}", *pid, host_name());
+  Holder holder;
+  holder.process.pid = *pid;
+  holder.process.host = host_name();
   if (auto started = process_started_at(*pid)) {
-    auto t = static_cast<std::time_t>(*started);
-    std::tm local{};
-    char when[32];
-    if (::localtime_r(&t, &local) && std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &local))
-      text += fmt::format(" since {}", when);
+    holder.since = *started;
+    return describe_holder(holder);
   }
-  return text;
+  return fmt::format("pid {} on {}", *pid, holder.process.host);
 }
 
 }  // namespace
@@ -66,7 +66,7 @@ JobLock::JobLock(const std::filesystem::path& db, const std::string& job)
     if (!holder_dead || std::chrono::steady_clock::now() >= give_up)
       throw Error(
           fmt::format("job '{}' in {} is already being run by {}; wait for it to finish or stop it",
-                      job, db.string(), describe_holder(holder)));
+                      job, db.string(), describe_lock_holder(holder)));
     ::usleep(5000);
   }
 }
@@ -104,6 +104,26 @@ std::optional<pid_t> job_lock_holder(const std::string& name) {
     pid = cred.pid;
   ::close(fd);
   return pid;
+}
+
+bool holder_still_runs(const Holder& holder) {
+  return check_alive(holder.process) != Liveness::kDead;
+}
+
+JobHold::JobHold(Store& store, const Job& job)
+    : store_(store), job_(job), self_(current_process()) {
+  auto live = store_.acquire_hold(job_, self_, holder_still_runs);
+  if (live)
+    throw Error(fmt::format("job '{}' is already being run by {}; wait for it to finish or stop it",
+                            job_.name, describe_holder(*live)));
+}
+
+JobHold::~JobHold() {
+  try {
+    store_.release_hold(job_, self_);
+  } catch (const std::exception& e) {
+    spdlog::warn("could not release the hold on job '{}': {}", job_.name, e.what());
+  }
 }
 
 }  // namespace runner

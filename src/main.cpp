@@ -14,10 +14,7 @@
 int main(int argc, char** argv) {
   try {
     auto invocation = runner::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
-    if (auto* run = std::get_if<runner::RunArgs>(&invocation)) {
-      runner::setup_logging(run->quiet, run->verbose);
-      return runner::run_job(*run);
-    }
+    if (auto* run = std::get_if<runner::RunArgs>(&invocation)) return runner::run_job(*run);
     if (auto* status = std::get_if<runner::StatusArgs>(&invocation)) {
       runner::setup_logging(false, false);
       return runner::show_status(*status);

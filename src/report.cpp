@@ -75,7 +75,7 @@ void write_report_text(std::FILE* out, const Job& job, const std::vector<Cluster
   std::map<std::string, std::size_t> states;
   for (const auto& c : clusters) {
     attempts += c.attempts;
-    ++states[c.state];
+    ++states[to_string(c.state)];
   }
   fmt::print(out, "job {}: {} of {} clusters ran, {} attempts\n", job.name, clusters.size(),
              job.clusters, attempts);
@@ -94,7 +94,7 @@ void write_report_text(std::FILE* out, const Job& job, const std::vector<Cluster
   fmt::print(out, "  heaviest clusters:\n");
   for (const auto* c : heaviest(clusters))
     fmt::print(out, "    cluster {}: {} ({}, {} attempt(s))\n", c->cluster,
-               format_size_kib(judged_peak_kib(*c)), c->state, c->attempts);
+               format_size_kib(judged_peak_kib(*c)), to_string(c->state), c->attempts);
   if (budget_bytes) {
     auto p = advised_parallel(s, *budget_bytes);
     if (p == 0)
@@ -113,9 +113,9 @@ void write_report_csv_header(std::FILE* out) {
 
 void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters) {
   for (const auto& c : clusters)
-    fmt::print(out, "{},{},{},{},{},{:.1f},{},{}\n", job.name, c.cluster, c.attempts, c.state,
-               duration_text(c), mib(judged_peak_kib(c)), mib_text(c.peak_rss_kib),
-               mib_text(c.peak_cgroup_kib));
+    fmt::print(out, "{},{},{},{},{},{:.1f},{},{}\n", job.name, c.cluster, c.attempts,
+               to_string(c.state), duration_text(c), mib(judged_peak_kib(c)),
+               mib_text(c.peak_rss_kib), mib_text(c.peak_cgroup_kib));
 }
 
 nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clusters,
@@ -140,7 +140,7 @@ nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clu
   for (const auto& c : clusters)
     per_cluster.push_back({{"cluster", c.cluster},
                            {"attempts", c.attempts},
-                           {"state", c.state},
+                           {"state", to_string(c.state)},
                            {"duration_s", c.duration_s ? json(*c.duration_s) : json(nullptr)},
                            {"peak_rss_kib", kib(c.peak_rss_kib)},
                            {"peak_cgroup_kib", kib(c.peak_cgroup_kib)}});

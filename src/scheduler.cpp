@@ -9,6 +9,7 @@
 #include "runner/signals.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {

@@ -2,13 +2,9 @@
 
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include "runner/error.h"
-#include "runner/signals.h"
-#include "runner/units.h"
 
 namespace runner {
 namespace {
@@ -142,20 +138,6 @@ SQLite::Database open_database(const std::filesystem::path& path, Store::Access 
 
 }  // namespace
 
-std::string describe_failure(const FailedCluster& f) {
-  if (f.state == "oom") {
-    auto text = f.mem_limit_kib
-                    ? fmt::format("out of memory at the {} cap (peak {})",
-                                  format_size_kib(*f.mem_limit_kib), format_size_kib(f.peak_kib))
-                    : fmt::format("out of memory (peak {})", format_size_kib(f.peak_kib));
-    if (!f.note.empty()) text += "; " + f.note;
-    return text;
-  }
-  auto text = describe_ending(f.exit_code, f.signal);
-  if (f.state == "timeout") text = "timed out, " + text;
-  return text;
-}
-
 const char* to_string(AttemptState state) {
   switch (state) {
     case AttemptState::kRunning:
@@ -174,13 +156,16 @@ const char* to_string(AttemptState state) {
   return "unknown";
 }
 
-Store::Store(const std::filesystem::path& path, Access access, Sync sync)
-    : path_(path), db_(open_database(path, access)), host_(host_name()) {
-  if (access == Access::kReadWrite) {
-    // Another writer (a sqlite3 shell in a transaction, say) makes runner
-    // wait, for as long as it takes, rather than fail: it says so now and then.
-    sqlite3_busy_handler(db_.getHandle(), &Store::on_busy, this);
-  }
+AttemptState parse_state(std::string_view text) {
+  for (auto state : {AttemptState::kRunning, AttemptState::kDone, AttemptState::kFailed,
+                     AttemptState::kInterrupted, AttemptState::kOom, AttemptState::kTimeout})
+    if (text == to_string(state)) return state;
+  return AttemptState::kFailed;
+}
+
+Store::Store(const std::filesystem::path& path, Access access, Sync sync, BusyWait busy)
+    : path_(path), db_(open_database(path, access)), host_(host_name()), busy_(std::move(busy)) {
+  if (busy_) sqlite3_busy_handler(db_.getHandle(), &Store::on_busy, this);
   begin_ = std::make_unique<SQLite::Statement>(db_, "BEGIN IMMEDIATE");
   commit_ = std::make_unique<SQLite::Statement>(db_, "COMMIT");
   check_and_create_schema(access);
@@ -220,17 +205,7 @@ Store::Store(const std::filesystem::path& path, Access access, Sync sync)
 Store::~Store() = default;
 
 int Store::on_busy(void* self, int count) {
-  // Back off from 1 ms to 50 ms between tries; speak up about every 10 s.
-  auto* store = static_cast<Store*>(self);
-  int ms = std::min(50, 1 + count);
-  if (count == 0) store->busy_waited_ms_ = 0;
-  auto before = store->busy_waited_ms_;
-  store->busy_waited_ms_ += ms;
-  if (before / 10'000 != store->busy_waited_ms_ / 10'000)
-    spdlog::warn("{} is locked by another writer; waiting ({}s so far)", store->path_.string(),
-                 store->busy_waited_ms_ / 1000);
-  ::usleep(static_cast<useconds_t>(ms) * 1000);
-  return 1;
+  return static_cast<Store*>(self)->busy_(count) ? 1 : 0;
 }
 
 void Store::check_and_create_schema(Access access) {
@@ -365,16 +340,10 @@ std::optional<Holder> Store::holder(const Job& job) {
   return h;
 }
 
-void Store::acquire_hold(const Job& job, const ProcessIdentity& self) {
+std::optional<Holder> Store::acquire_hold(const Job& job, const ProcessIdentity& self,
+                                          const std::function<bool(const Holder&)>& still_holds) {
   Batch batch(*this);
-  if (auto h = holder(job); h && check_alive(h->process) != Liveness::kDead) {
-    auto since =
-        db_.execAndGet(fmt::format("SELECT datetime({}, 'unixepoch', 'localtime')", h->since))
-            .getString();
-    throw Error(fmt::format(
-        "job '{}' is already being run by pid {} on {} since {}; wait for it to finish or stop it",
-        job.name, h->process.pid, h->process.host, since));
-  }
+  if (auto h = holder(job); h && still_holds(*h)) return h;
   SQLite::Statement q(db_,
                       "UPDATE job SET holder_pid = ?, holder_host = ?, holder_boot = ?, "
                       "holder_ticks = ?, holder_since = ? WHERE id = ?");
@@ -386,6 +355,7 @@ void Store::acquire_hold(const Job& job, const ProcessIdentity& self) {
   q.bind(6, job.id);
   q.exec();
   batch.commit();
+  return std::nullopt;
 }
 
 void Store::clear_hold(const Job& job) {
@@ -448,7 +418,7 @@ std::vector<FailedCluster> Store::failed_clusters(const Job& job, std::size_t li
     FailedCluster f;
     f.cluster = static_cast<ClusterId>(q.getColumn(0).getInt64());
     f.attempt = static_cast<std::uint32_t>(q.getColumn(1).getInt());
-    f.state = q.getColumn(2).getString();
+    f.state = parse_state(q.getColumn(2).getString());
     if (!q.getColumn(3).isNull()) f.exit_code = q.getColumn(3).getInt();
     if (!q.getColumn(4).isNull()) f.signal = q.getColumn(4).getInt();
     f.log_path = q.getColumn(5).getString();
@@ -630,7 +600,7 @@ std::vector<ClusterReport> Store::cluster_report(const Job& job) {
     ClusterReport r;
     r.cluster = static_cast<ClusterId>(q.getColumn(0).getInt64());
     r.attempts = static_cast<std::uint32_t>(q.getColumn(1).getInt());
-    r.state = q.getColumn(2).getString();
+    r.state = parse_state(q.getColumn(2).getString());
     if (!q.getColumn(3).isNull()) r.duration_s = q.getColumn(3).getDouble();
     if (!q.getColumn(4).isNull())
       r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());

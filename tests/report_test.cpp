@@ -9,7 +9,7 @@ ClusterReport cluster(ClusterId c, std::uint64_t rss_kib, std::optional<std::uin
   ClusterReport r;
   r.cluster = c;
   r.attempts = 1;
-  r.state = "done";
+  r.state = AttemptState::kDone;
   r.peak_rss_kib = rss_kib;
   r.peak_cgroup_kib = cg;
   return r;
@@ -45,7 +45,7 @@ TEST(Report, JsonSaysNullWhereNothingWasRecorded) {
   ClusterReport running;  // started, not ended: no peak, no duration yet
   running.cluster = 1;
   running.attempts = 1;
-  running.state = "running";
+  running.state = AttemptState::kRunning;
   auto json = report_json(job, {running}, 8ULL << 30);
   for (const char* figure : {"min", "median", "p95", "max"})
     EXPECT_TRUE(json["peaks_kib"][figure].is_null()) << figure;

@@ -149,7 +149,11 @@ class SchedulerTest : public ::testing::Test {
     return s.run();
   }
 
-  std::string one(const std::string& sql) { return store_->db().execAndGet(sql).getString(); }
+  // What a reader of the log sees, through a connection of its own.
+  std::string one(const std::string& sql) {
+    SQLite::Database reader((dir_ / "runner.db").string(), SQLite::OPEN_READONLY);
+    return reader.execAndGet(sql).getString();
+  }
   std::vector<std::string> starts() const {
     std::vector<std::string> out;
     for (const auto& e : launcher_.events)
@@ -199,9 +203,9 @@ TEST_F(SchedulerTest, EndsAndStartsThatComeWithinAMomentShareACommit) {
     ++*static_cast<int*>(n);
     return 0;
   };
-  sqlite3_commit_hook(store_->db().getHandle(), count, &commits);
+  sqlite3_commit_hook(store_->connection_for_tests().getHandle(), count, &commits);
   auto s = run(40, 2);
-  sqlite3_commit_hook(store_->db().getHandle(), nullptr, nullptr);
+  sqlite3_commit_hook(store_->connection_for_tests().getHandle(), nullptr, nullptr);
   EXPECT_EQ(s.done, 40u);
   EXPECT_EQ(one("SELECT done FROM progress"), "40");
   // 80 ends and starts: a commit each time runner had to wait would be 40 or more.

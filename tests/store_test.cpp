@@ -10,6 +10,8 @@
 #include <fstream>
 
 #include "runner/error.h"
+#include "runner/job_lock.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -36,7 +38,22 @@ class StoreTest : public ::testing::Test {
     if (state != AttemptState::kRunning) s.record_end(j, row, c, end);
   }
 
-  std::string one(Store& s, const std::string& sql) { return s.db().execAndGet(sql).getString(); }
+  // A change to the log by hand, as another program would make it.
+  void edit(const std::string& sql) {
+    SQLite::Database writer(path_.string(), SQLite::OPEN_READWRITE, 10'000);
+    writer.exec(sql);
+  }
+
+  // A setting of the store's own connection (PRAGMA synchronous is per connection).
+  std::string own_setting(Store& s, const std::string& pragma) {
+    return s.connection_for_tests().execAndGet("PRAGMA " + pragma).getString();
+  }
+
+  // What a reader of the log sees, through a connection of its own.
+  std::string one(Store&, const std::string& sql) {
+    SQLite::Database reader(path_.string(), SQLite::OPEN_READONLY);
+    return reader.execAndGet(sql).getString();
+  }
 
   // "1" while the index is as schema 2 made it.
   std::string unsuccessful_index_has_in_list(Store& s) {
@@ -52,7 +69,8 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   Store s(path_, Store::Access::kReadWrite);
   EXPECT_EQ(one(s, "PRAGMA user_version"), "3");
   EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
-  SQLite::Statement cols(s.db(),
+  SQLite::Database reader(path_.string(), SQLite::OPEN_READONLY);
+  SQLite::Statement cols(reader,
                          "SELECT group_concat(name, ',') FROM pragma_table_info('attempts')");
   ASSERT_TRUE(cols.executeStep());
   EXPECT_EQ(
@@ -60,7 +78,7 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
       "job,cluster,attempt,state,pid,host,started,finished,duration_s,exit_code,signal,"
       "user_cpu_s,sys_cpu_s,peak_rss_kib,peak_cgroup_kib,mem_limit_kib,cap,timeout_s,log_path,"
       "note");
-  SQLite::Statement pcols(s.db(),
+  SQLite::Statement pcols(reader,
                           "SELECT group_concat(name, ',') FROM pragma_table_info('progress')");
   ASSERT_TRUE(pcols.executeStep());
   EXPECT_EQ(pcols.getColumn(0).getString(), "job,clusters,done,failed,running,pending");
@@ -69,10 +87,10 @@ TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
 TEST_F(StoreTest, SyncFullMakesEveryCommitDurable) {
   {
     Store normal(path_, Store::Access::kReadWrite);
-    EXPECT_EQ(one(normal, "PRAGMA synchronous"), "1");  // NORMAL
+    EXPECT_EQ(own_setting(normal, "synchronous"), "1");  // NORMAL
   }
   Store full(path_, Store::Access::kReadWrite, Store::Sync::kFull);
-  EXPECT_EQ(one(full, "PRAGMA synchronous"), "2");  // FULL
+  EXPECT_EQ(own_setting(full, "synchronous"), "2");  // FULL
 }
 
 TEST_F(StoreTest, DoneClustersAreKeptAsMergedRanges) {
@@ -136,11 +154,17 @@ TEST_F(StoreTest, AJobWithADifferentSizeOrCommandIsRefusedWithoutWriting) {
   Store s(path_, Store::Access::kReadWrite);
   auto j = s.open_job("j", 10, "./a --x=");
   EXPECT_EQ(s.open_job("j", 10, "./a --x=").id, j.id);
-  auto changes = s.db().getTotalChanges();
+  auto changes = s.connection_for_tests().getTotalChanges();
   EXPECT_THROW(s.open_job("j", 11, "./a --x="), Error);
   EXPECT_THROW(s.open_job("j", 10, "./b --x="), Error);
-  EXPECT_EQ(s.db().getTotalChanges(), changes);
+  EXPECT_EQ(s.connection_for_tests().getTotalChanges(), changes);
   EXPECT_EQ(s.jobs().size(), 1u);
+}
+
+// The hold as runner takes it (JobHold), with the holder's pid in the refusal.
+void take_hold(Store& s, const Job& j, const ProcessIdentity& who) {
+  if (auto live = s.acquire_hold(j, who, holder_still_runs))
+    throw Error("job '" + j.name + "' is held by pid " + std::to_string(live->process.pid));
 }
 
 TEST_F(StoreTest, AHoldIsRefusedWhileItsHolderLivesAndTakenOverWhenItDied) {
@@ -148,11 +172,11 @@ TEST_F(StoreTest, AHoldIsRefusedWhileItsHolderLivesAndTakenOverWhenItDied) {
   auto j = s.open_job("j", 10, "cmd");
   // This test process is a live holder.
   auto self = current_process();
-  s.acquire_hold(j, self);
+  take_hold(s, j, self);
   auto other = self;
   other.pid = self.pid + 1;
   try {
-    s.acquire_hold(j, other);
+    take_hold(s, j, other);
     FAIL() << "a live hold was taken";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(self.pid)), std::string::npos);
@@ -165,21 +189,21 @@ TEST_F(StoreTest, AHoldIsRefusedWhileItsHolderLivesAndTakenOverWhenItDied) {
   dead.start_ticks = process_start_ticks(child).value_or(1);
   ::waitpid(child, nullptr, 0);
   s.release_hold(j, self);
-  s.acquire_hold(j, dead);
-  EXPECT_NO_THROW(s.acquire_hold(j, self));
+  take_hold(s, j, dead);
+  EXPECT_NO_THROW(take_hold(s, j, self));
   EXPECT_EQ(s.holder(j)->process.pid, self.pid);
   // A holder whose pid was reused by another process: a different start time.
   auto reused = self;
   reused.start_ticks = self.start_ticks + 1;
   s.release_hold(j, self);
-  s.acquire_hold(j, reused);
-  EXPECT_NO_THROW(s.acquire_hold(j, self));
+  take_hold(s, j, reused);
+  EXPECT_NO_THROW(take_hold(s, j, self));
   // After a reboot, no holder from before it is alive.
   auto before_boot = self;
   before_boot.boot_id = "another-boot";
   s.release_hold(j, self);
-  s.acquire_hold(j, before_boot);
-  EXPECT_NO_THROW(s.acquire_hold(j, self));
+  take_hold(s, j, before_boot);
+  EXPECT_NO_THROW(take_hold(s, j, self));
 }
 
 TEST_F(StoreTest, UpgradesALogFromSchemaOneKeepingEveryAttempt) {
@@ -234,11 +258,11 @@ TEST_F(StoreTest, NoStatementOfAClustersStartAndEndBuildsATemporaryBtree) {
   EXPECT_EQ(s.peak_kib(s.related_jobs(j), 1), std::nullopt);
   EXPECT_EQ(s.failed_clusters(j).size(), 0u);
   std::vector<std::string> checked;
-  for (sqlite3_stmt* st = sqlite3_next_stmt(s.db().getHandle(), nullptr); st != nullptr;
-       st = sqlite3_next_stmt(s.db().getHandle(), st)) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(s.connection_for_tests().getHandle(), nullptr);
+       st != nullptr; st = sqlite3_next_stmt(s.connection_for_tests().getHandle(), st)) {
     std::string sql = sqlite3_sql(st);
     if (sql.starts_with("EXPLAIN")) continue;
-    SQLite::Statement plan(s.db(), "EXPLAIN " + sql);
+    SQLite::Statement plan(s.connection_for_tests(), "EXPLAIN " + sql);
     while (plan.executeStep()) EXPECT_NE(plan.getColumn(1).getString(), "OpenEphemeral") << sql;
     checked.push_back(sql);
   }
@@ -255,7 +279,8 @@ TEST_F(StoreTest, NoStatementOfAClustersStartAndEndBuildsATemporaryBtree) {
 // uses only when the query repeats the index's condition.
 TEST_F(StoreTest, FailedClustersAreFoundThroughThePartialIndex) {
   Store s(path_, Store::Access::kReadWrite);
-  SQLite::Statement plan(s.db(), "EXPLAIN QUERY PLAN SELECT failed FROM progress");
+  SQLite::Statement plan(s.connection_for_tests(),
+                         "EXPLAIN QUERY PLAN SELECT failed FROM progress");
   std::string steps;
   while (plan.executeStep()) steps += plan.getColumn(3).getString() + "\n";
   EXPECT_NE(steps.find("USING INDEX attempt_unsuccessful"), std::string::npos) << steps;
@@ -267,7 +292,7 @@ TEST_F(StoreTest, AVersionTwoLogIsReadAsItIsAndUpgradedByAWriter) {
     auto j = s.open_job("j", 10, "cmd");
     attempt(s, j, 2, AttemptState::kFailed, 3);
     // Its index as version 2 made it.
-    s.db().exec(
+    edit(
         "DROP INDEX attempt_unsuccessful; CREATE INDEX attempt_unsuccessful ON attempt(job_id, "
         "cluster) WHERE state IN ('failed', 'oom', 'timeout'); PRAGMA user_version = 2");
   }
@@ -295,7 +320,7 @@ TEST_F(StoreTest, OomAndTimeoutCountAsFailedAndAreDescribedInWords) {
   s.record_end(j, row, 1, end);
   EXPECT_EQ(s.progress().at(0).failed, 1u);
   auto f = s.failed_clusters(j).at(0);
-  EXPECT_EQ(f.state, "oom");
+  EXPECT_EQ(f.state, AttemptState::kOom);
   EXPECT_EQ(describe_failure(f),
             "out of memory at the 200.0 MiB cap (peak 200.0 MiB); the kernel killed 1 process(es) "
             "of it for memory");
@@ -310,9 +335,9 @@ TEST_F(StoreTest, PeaksAreLearnedFromEarlierJobsWithTheSameCommandAndSize) {
   auto other = s.open_job("other", 10, "another cmd");
   auto tuesday = s.open_job("tuesday", 10, "cmd");
   attempt(s, monday, 3, AttemptState::kDone);
-  s.db().exec("UPDATE attempt SET peak_rss_kib = 7777");
+  edit("UPDATE attempt SET peak_rss_kib = 7777");
   attempt(s, other, 4, AttemptState::kDone);
-  s.db().exec("UPDATE attempt SET peak_rss_kib = 9999 WHERE cluster = 4");
+  edit("UPDATE attempt SET peak_rss_kib = 9999 WHERE cluster = 4");
   auto related = s.related_jobs(tuesday);
   EXPECT_EQ(related, (std::vector<std::int64_t>{tuesday.id, monday.id}));
   EXPECT_EQ(s.peak_kib(related, 3), 7777u);

@@ -2,7 +2,10 @@
 // Both return the process exit code and throw Error for the user's mistakes.
 #pragma once
 
+#include <memory>
+
 #include "runner/cli.h"
+#include "runner/progress.h"
 
 namespace runner {
 
@@ -13,6 +16,7 @@ int show_doctor(const DoctorArgs& args);
 int unlock_job(const UnlockArgs& args);
 
 // Routes spdlog to stderr through a ProgressSink, at the level -q/-v ask for.
-void setup_logging(bool quiet, bool verbose);
+// run_job sets up its own; the other commands call this first.
+std::shared_ptr<ProgressSink> setup_logging(bool quiet, bool verbose);
 
 }  // namespace runner

@@ -11,6 +11,7 @@
 
 #include "runner/cluster.h"
 #include "runner/memory.h"
+#include "runner/policy.h"
 
 namespace runner {
 
@@ -36,10 +37,8 @@ struct RunArgs {
   CapChoice cap = CapChoice::kAuto;
   // Reliability.
   std::optional<std::chrono::milliseconds> timeout;
-  std::uint32_t retries = 0;
-  std::chrono::milliseconds retry_delay{1000};
-  std::string retry_on = "exit,signal,timeout";
-  std::string halt = "never";
+  RetryPolicy retry;  // --retries, --retry-delay, --retry-on
+  HaltPolicy halt;
   bool sync_full = false;
   bool orphans_wait = false;  // --orphans wait; the default kills them
 };

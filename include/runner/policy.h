@@ -30,6 +30,8 @@ class RetryPolicy {
   // failed together do not all come back at the same moment.
   std::chrono::milliseconds backoff(std::uint32_t n, std::mt19937_64& rng) const;
 
+  bool operator==(const RetryPolicy&) const = default;
+
  private:
   bool any_exit_ = true;
   std::set<int> exit_codes_;
@@ -49,6 +51,8 @@ class HaltPolicy {
   // A percentage is judged once at least 3 clusters have finished.
   bool reached(std::uint64_t failed, std::uint64_t finished) const;
   std::string describe() const;  // "5 failures", "10% failed"
+
+  bool operator==(const HaltPolicy&) const = default;
 
  private:
   When when_ = When::kNever;

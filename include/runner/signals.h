@@ -36,10 +36,4 @@ class SignalChannel {
   struct sigaction original_pipe_ {};
 };
 
-// Name of a signal for people: "SIGSEGV".
-std::string signal_name(int sig);
-
-// How a process ended, for people: "exit code 3", "killed by SIGSEGV".
-std::string describe_ending(std::optional<int> exit_code, std::optional<int> signal);
-
 }  // namespace runner

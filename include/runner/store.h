@@ -10,10 +10,12 @@
 #include <SQLiteCpp/Statement.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runner/cluster.h"
@@ -29,6 +31,8 @@ constexpr int kOldestReadableSchema = 2;
 
 enum class AttemptState { kRunning, kDone, kFailed, kInterrupted, kOom, kTimeout };
 const char* to_string(AttemptState state);
+// The state a row of the log holds; an unknown word reads as kFailed.
+AttemptState parse_state(std::string_view text);
 
 struct Job {
   std::int64_t id = 0;
@@ -83,7 +87,7 @@ struct JobProgress {
 struct FailedCluster {
   ClusterId cluster = 0;
   std::uint32_t attempt = 0;
-  std::string state;
+  AttemptState state = AttemptState::kFailed;
   std::optional<int> exit_code;
   std::optional<int> signal;
   std::string log_path;
@@ -96,14 +100,11 @@ struct FailedCluster {
 struct ClusterReport {
   ClusterId cluster = 0;
   std::uint32_t attempts = 0;
-  std::string state;  // of the latest attempt
+  AttemptState state = AttemptState::kRunning;  // of the latest attempt
   std::optional<double> duration_s;
   std::optional<std::uint64_t> peak_rss_kib;     // highest over its attempts, where recorded
   std::optional<std::uint64_t> peak_cgroup_kib;  // highest over its attempts
 };
-
-// A failed cluster in words: "out of memory at the 4.0 GiB cap (peak 4.0 GiB)".
-std::string describe_failure(const FailedCluster& f);
 
 class Store {
  public:
@@ -111,9 +112,15 @@ class Store {
   // synchronous = NORMAL (a commit survives runner's death) or FULL (it also
   // survives the machine's).
   enum class Sync { kNormal, kFull };
+  // While another connection holds the write lock: called with how often it
+  // was called for this wait so far; returns whether to try again. The
+  // caller decides how long to wait between tries and what to say. Without
+  // one, a write that finds the DB locked fails at once.
+  using BusyWait = std::function<bool(int tries)>;
   // Opens (and, read-write, creates) the log at path. Throws Error, naming the
   // path, for a file that is not SQLite, not runner's, or from a newer runner.
-  Store(const std::filesystem::path& path, Access access, Sync sync = Sync::kNormal);
+  Store(const std::filesystem::path& path, Access access, Sync sync = Sync::kNormal,
+        BusyWait busy = {});
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -129,9 +136,12 @@ class Store {
   Job open_job(const std::string& name, ClusterId clusters, const std::string& command);
   std::vector<Job> jobs();
 
-  // One runner per job. Throws Error naming the live holder; a dead holder's
-  // hold is taken over. release_hold only clears a hold this process owns.
-  void acquire_hold(const Job& job, const ProcessIdentity& self);
+  // One runner per job. Takes the hold unless a holder is recorded that
+  // `still_holds` says is there; returns that holder then. (A holder that
+  // is gone has its hold taken over.) release_hold only clears a hold this
+  // process owns.
+  std::optional<Holder> acquire_hold(const Job& job, const ProcessIdentity& self,
+                                     const std::function<bool(const Holder&)>& still_holds);
   void release_hold(const Job& job, const ProcessIdentity& self);
   std::optional<Holder> holder(const Job& job);
   // Clears whatever hold the job has (runner unlock).
@@ -179,7 +189,9 @@ class Store {
     bool open_ = true;
   };
 
-  SQLite::Database& db() { return db_; }
+  // The connection itself, for tests of what SQLite does with it (plans,
+  // prepared statements, commits); nothing else reaches into it.
+  SQLite::Database& connection_for_tests() { return db_; }
 
  private:
   void check_and_create_schema(Access access);
@@ -193,7 +205,7 @@ class Store {
   std::filesystem::path path_;
   SQLite::Database db_;
   std::string host_;
-  std::int64_t busy_waited_ms_ = 0;
+  BusyWait busy_;
   // Done ranges of the jobs whose ranges were loaded, kept in step with the
   // table, so that marking a cluster done needs no reads. Only the job's
   // holder writes them, so nothing else changes them underneath.

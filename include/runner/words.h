@@ -1,0 +1,28 @@
+// What runner says to people about attempts and runs, in one place: the
+// summary at the end of a run, `runner status` and `runner report` all use
+// these, so that one thing is always said the same way.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "runner/store.h"
+
+namespace runner {
+
+// Name of a signal for people: "SIGSEGV".
+std::string signal_name(int sig);
+
+// How a process ended: "exit code 3", "killed by SIGSEGV".
+std::string describe_ending(std::optional<int> exit_code, std::optional<int> signal);
+
+// A failed cluster: "out of memory at the 4.0 GiB cap (peak 4.0 GiB)".
+std::string describe_failure(const FailedCluster& f);
+
+// Seconds since the epoch as local time: "2026-12-01 03:00:02".
+std::string local_time(double epoch_seconds);
+
+// Who holds a job: "pid 4242 on web1 since 2026-12-01 03:00:02".
+std::string describe_holder(const Holder& holder);
+
+}  // namespace runner
