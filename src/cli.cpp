@@ -252,6 +252,80 @@ RunArgs read_run(const RunOptions& o, RunArgs run,
 
 }  // namespace
 
+namespace {
+
+// The subcommands that read the log, each an option table and a reading of it.
+struct Subcommands {
+  CLI::App *status, *report, *unlock, *doctor;
+  CLI::Option *status_db, *status_job;
+  CLI::Option *report_db, *report_job, *report_budget;
+  CLI::Option *unlock_db, *unlock_job;
+  bool csv = false, json = false;
+};
+
+void add_subcommands(CLI::App& app, Subcommands& sub) {
+  Given g;
+  const char* db_help = "the SQLite log (default ./runner.db)";
+  sub.status = app.add_subcommand("status", "Where each job in the log stands.");
+  sub.status_db = g.add(*sub.status, "--db", "PATH", db_help);
+  sub.status_job = g.add(*sub.status, "--job", "NAME", "only this job");
+  sub.status->footer(kStatusExamples);
+
+  sub.report =
+      app.add_subcommand("report", "Per-cluster attempts, state, duration and peak memory.");
+  sub.report_db = g.add(*sub.report, "--db", "PATH", db_help);
+  sub.report_job = g.add(*sub.report, "--job", "NAME", "only this job");
+  sub.report->add_flag("--csv", sub.csv, "one row per cluster, peaks in MiB");
+  sub.report->add_flag("--json", sub.json, "the whole report as JSON");
+  sub.report_budget =
+      g.add(*sub.report, "--mem-budget", "SIZE", "say the highest P that fits this budget");
+  sub.report->footer(kReportExamples);
+
+  sub.unlock =
+      app.add_subcommand("unlock", "Clear a job's hold left by a runner that cannot clear it.");
+  sub.unlock_db = g.add(*sub.unlock, "--db", "PATH", db_help);
+  sub.unlock_job = g.add(*sub.unlock, "--job", "NAME", "the job whose hold to clear")->required();
+  sub.unlock->footer(kUnlockExamples);
+
+  sub.doctor = app.add_subcommand(
+      "doctor", "How runner can cap memory on this machine, and what would make it better.");
+  sub.doctor->footer(kDoctorExamples);
+}
+
+// The subcommand given, read into its values; nothing when none was.
+std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_command) {
+  for (auto* cmd : {sub.status, sub.report, sub.unlock, sub.doctor})
+    if (cmd->parsed() && has_command)
+      throw Error(fmt::format("'runner {}' takes no command after '--'", cmd->get_name()));
+  if (sub.status->parsed()) {
+    StatusArgs status;
+    status.db = db_path(Given::text(sub.status_db), status.db);
+    status.job = job_name(Given::text(sub.status_job));
+    return status;
+  }
+  if (sub.report->parsed()) {
+    if (sub.csv && sub.json) throw Error("--csv and --json cannot be used together");
+    ReportArgs report;
+    report.db = db_path(Given::text(sub.report_db), report.db);
+    report.job = job_name(Given::text(sub.report_job));
+    if (sub.csv) report.format = ReportArgs::Format::kCsv;
+    if (sub.json) report.format = ReportArgs::Format::kJson;
+    if (auto t = Given::text(sub.report_budget))
+      report.mem_budget = parse_size_option("--mem-budget", *t);
+    return report;
+  }
+  if (sub.unlock->parsed()) {
+    UnlockArgs unlock;
+    unlock.db = db_path(Given::text(sub.unlock_db), unlock.db);
+    unlock.job = *job_name(Given::text(sub.unlock_job));
+    return unlock;
+  }
+  if (sub.doctor->parsed()) return DoctorArgs{};
+  return std::nullopt;
+}
+
+}  // namespace
+
 Invocation parse_command_line(const std::vector<std::string>& args) {
   // Everything after the first "--" is the command, untouched by option parsing:
   // a child's own --help or -v must never reach runner's parser.
@@ -264,37 +338,10 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
                "runner"};
   app.set_version_flag("--version", std::string("runner ") + RUNNER_VERSION);
   app.footer(kRunExamples);
-  Given given;
   RunArgs run;
   auto run_options = add_run_options(app, run);
-
-  auto* status_cmd = app.add_subcommand("status", "Where each job in the log stands.");
-  auto* status_db = given.add(*status_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
-  auto* status_job = given.add(*status_cmd, "--job", "NAME", "only this job");
-  status_cmd->footer(kStatusExamples);
-
-  bool csv = false, json = false;
-  auto* report_cmd =
-      app.add_subcommand("report", "Per-cluster attempts, state, duration and peak memory.");
-  auto* report_db = given.add(*report_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
-  auto* report_job = given.add(*report_cmd, "--job", "NAME", "only this job");
-  report_cmd->add_flag("--csv", csv, "one row per cluster, peaks in MiB");
-  report_cmd->add_flag("--json", json, "the whole report as JSON");
-  auto* report_budget =
-      given.add(*report_cmd, "--mem-budget", "SIZE", "say the highest P that fits this budget");
-  report_cmd->footer(kReportExamples);
-
-  auto* unlock_cmd =
-      app.add_subcommand("unlock", "Clear a job's hold left by a runner that cannot clear it.");
-  auto* unlock_db = given.add(*unlock_cmd, "--db", "PATH", "the SQLite log (default ./runner.db)");
-  auto* unlock_job =
-      given.add(*unlock_cmd, "--job", "NAME", "the job whose hold to clear")->required();
-  unlock_cmd->footer(kUnlockExamples);
-
-  auto* doctor_cmd = app.add_subcommand(
-      "doctor", "How runner can cap memory on this machine, and what would make it better.");
-  doctor_cmd->footer(kDoctorExamples);
-
+  Subcommands sub;
+  add_subcommands(app, sub);
   try {
     std::vector<std::string> reversed(own.rbegin(), own.rend());  // CLI11 pops from the back
     app.parse(reversed);
@@ -309,37 +356,7 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     throw Error(fmt::format("{}; see 'runner --help'", e.what()));
   }
-
-  if (status_cmd->parsed()) {
-    if (command) throw Error("'runner status' takes no command after '--'");
-    StatusArgs status;
-    status.db = db_path(Given::text(status_db), status.db);
-    status.job = job_name(Given::text(status_job));
-    return status;
-  }
-  if (report_cmd->parsed()) {
-    if (command) throw Error("'runner report' takes no command after '--'");
-    if (csv && json) throw Error("--csv and --json cannot be used together");
-    ReportArgs report;
-    report.db = db_path(Given::text(report_db), report.db);
-    report.job = job_name(Given::text(report_job));
-    if (csv) report.format = ReportArgs::Format::kCsv;
-    if (json) report.format = ReportArgs::Format::kJson;
-    if (auto t = Given::text(report_budget))
-      report.mem_budget = parse_size_option("--mem-budget", *t);
-    return report;
-  }
-  if (unlock_cmd->parsed()) {
-    if (command) throw Error("'runner unlock' takes no command after '--'");
-    UnlockArgs unlock;
-    unlock.db = db_path(Given::text(unlock_db), unlock.db);
-    unlock.job = *job_name(Given::text(unlock_job));
-    return unlock;
-  }
-  if (doctor_cmd->parsed()) {
-    if (command) throw Error("'runner doctor' takes no command after '--'");
-    return DoctorArgs{};
-  }
+  if (auto invocation = read_subcommand(sub, command.has_value())) return *invocation;
   return read_run(run_options, run, std::move(command));
 }
 

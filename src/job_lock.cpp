@@ -72,37 +72,31 @@ JobLock::JobLock(const std::filesystem::path& db, const std::string& job)
 }
 
 int JobLock::try_bind() {
-  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) return errno;
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return errno;
   sockaddr_un addr{};
   auto len = address_of(name_, addr);
-  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), len) == 0 && ::listen(fd_, 8) == 0)
-    return 0;
-  int err = errno;
-  ::close(fd_);
-  fd_ = -1;
-  return err;
-}
-
-JobLock::~JobLock() {
-  if (fd_ >= 0) ::close(fd_);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0 ||
+      ::listen(fd.get(), 8) != 0)
+    return errno;
+  fd_ = std::move(fd);
+  return 0;
 }
 
 std::optional<pid_t> job_lock_holder(const std::string& name) {
   // The holder listens and never accepts: a connection waits in its queue,
   // and the socket's credentials name the process that bound it. Non-blocking,
   // so that a full queue is an answer ("someone"), not a wait.
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return std::nullopt;
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return std::nullopt;
   sockaddr_un addr{};
   auto len = address_of(name, addr);
   std::optional<pid_t> pid;
   ucred cred{};
   socklen_t cred_len = sizeof cred;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 &&
-      ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) == 0 &&
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
     pid = cred.pid;
-  ::close(fd);
   return pid;
 }
 

@@ -72,7 +72,7 @@ class RlimitCage : public Cage {
  public:
   explicit RlimitCage(std::uint64_t limit) : limit_{limit, limit} {}
   int enter() const noexcept override { return ::setrlimit(RLIMIT_DATA, &limit_) == 0 ? 0 : errno; }
-  MemoryUse collect() override { return {}; }
+  MemoryUse measure() override { return {}; }
 
  private:
   rlimit limit_;
@@ -82,7 +82,7 @@ class RlimitCage : public Cage {
 class EmptyCage : public Cage {
  public:
   int enter() const noexcept override { return 0; }
-  MemoryUse collect() override { return {}; }
+  MemoryUse measure() override { return {}; }
 };
 
 class RlimitCaps : public MemoryCaps {
@@ -179,11 +179,10 @@ CapMechanism choose_mechanism(CapChoice choice, const MemoryProbe& probe) {
   return CapMechanism::kNone;
 }
 
-std::unique_ptr<MemoryCaps> make_memory_caps(
-    CapMechanism mechanism, const MemoryProbe& probe,
-    const std::optional<ProcessIdentity>& kill_leftovers_of) {
+std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
+                                             const std::optional<std::string>& kill_leftovers_in) {
   std::optional<std::string> kill_leftovers;
-  if (kill_leftovers_of) kill_leftovers = run_folder_name(*kill_leftovers_of);
+  if (kill_leftovers_in) kill_leftovers = run_folder_name(*kill_leftovers_in);
   switch (mechanism) {
     case CapMechanism::kCgroupV2:
       return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers);

@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "memory_internal.h"
+#include "runner/fd.h"
 #include "runner/sysinfo.h"
 
 namespace runner {
@@ -34,10 +35,9 @@ std::string read_text(const fs::path& file) {
 // Reads a cgroup file relative to its folder into buf, without allocating.
 // Returns the text, or an empty view if the file cannot be read.
 std::string_view read_at(int dir_fd, const char* name, char* buf, std::size_t size) {
-  int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
-  ssize_t n = ::read(fd, buf, size);
-  ::close(fd);
+  Fd fd(::openat(dir_fd, name, O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  ssize_t n = ::read(fd.get(), buf, size);
   return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
 }
 
@@ -54,11 +54,10 @@ std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name) {
 }
 
 int write_at(int dir_fd, const char* name, std::string_view text) {
-  int fd = ::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  int err = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : errno;
-  ::close(fd);
-  return err;
+  Fd fd(::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return errno;
+  return ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0
+                                                                                          : errno;
 }
 
 std::optional<std::uint64_t> read_u64(const fs::path& file) {
@@ -141,11 +140,10 @@ class KeptFile {
   KeptFile(const char* name, int flags) : name_(name), flags_(flags) {}
   KeptFile(const KeptFile&) = delete;
   KeptFile& operator=(const KeptFile&) = delete;
-  ~KeptFile() { close(); }
 
   std::string_view read(int dir_fd, char* buf, std::size_t size) {
     if (!open(dir_fd)) return {};
-    ssize_t n = ::pread(fd_, buf, size, 0);
+    ssize_t n = ::pread(fd_.get(), buf, size, 0);
     return n > 0 ? std::string_view(buf, static_cast<std::size_t>(n)) : std::string_view{};
   }
   std::optional<std::uint64_t> read_u64(int dir_fd) {
@@ -154,23 +152,21 @@ class KeptFile {
   }
   int write(int dir_fd, std::string_view text) {
     if (!open(dir_fd)) return errno;
-    return ::pwrite(fd_, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()) ? 0
-                                                                                           : errno;
+    return ::pwrite(fd_.get(), text.data(), text.size(), 0) == static_cast<ssize_t>(text.size())
+               ? 0
+               : errno;
   }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
+  void close() { fd_.reset(); }
 
  private:
   bool open(int dir_fd) {
-    if (fd_ < 0) fd_ = ::openat(dir_fd, name_, flags_ | O_CLOEXEC);
-    return fd_ >= 0;
+    if (!fd_) fd_.reset(::openat(dir_fd, name_, flags_ | O_CLOEXEC));
+    return static_cast<bool>(fd_);
   }
 
   const char* name_;
   int flags_;
-  int fd_ = -1;
+  Fd fd_;
 };
 
 // The value of `key` in a "key value" text (memory.events, memory.oom_control).
@@ -203,9 +199,8 @@ struct Slot {
   void close() {
     peak.close();
     oom.close();
-    if (procs_fd >= 0) ::close(procs_fd);
-    if (dir_fd >= 0) ::close(dir_fd);
-    procs_fd = dir_fd = -1;
+    procs_fd.reset();
+    dir_fd.reset();
   }
 
   // Closes the descriptors, kills whatever is left in the cgroup, removes it.
@@ -216,13 +211,13 @@ struct Slot {
 
   std::uint64_t oom_kills() {
     char buf[512];
-    return value_of(oom.read(dir_fd, buf, sizeof buf), "oom_kill").value_or(0);
+    return value_of(oom.read(dir_fd.get(), buf, sizeof buf), "oom_kill").value_or(0);
   }
 
   fs::path dir;
   Version version;
-  int dir_fd = -1;
-  int procs_fd = -1;
+  Fd dir_fd;
+  Fd procs_fd;
   KeptFile peak;
   KeptFile oom;
   std::optional<std::uint64_t> limit;  // what its limit files say; none: unlimited
@@ -244,13 +239,14 @@ class CgroupCage : public Cage {
     for (auto pid = static_cast<unsigned long>(::getpid()); p == end || pid > 0; pid /= 10)
       *--p = static_cast<char>('0' + pid % 10);
     auto n = end - p;
-    return ::write(slot_->procs_fd, p, static_cast<std::size_t>(n)) == n ? 0 : errno;
+    return ::write(slot_->procs_fd.get(), p, static_cast<std::size_t>(n)) == n ? 0 : errno;
   }
 
-  MemoryUse collect() override;
+  MemoryUse measure() override;
+  void release() override;
 
   std::optional<std::uint64_t> current_bytes() const override {
-    return read_u64_at(slot_->dir_fd, files(slot_->version).usage);
+    return read_u64_at(slot_->dir_fd.get(), files(slot_->version).usage);
   }
 
   void signal_all(int sig) const override {
@@ -270,14 +266,17 @@ class CgroupCaps : public MemoryCaps {
              const std::optional<std::string>& kill_leftovers)
       : version_(version), own_dir_(own_dir) {
     sweep_stale_runs(own_dir, kill_leftovers);
-    run_dir_ = own_dir / run_folder_name(current_process());
+    run_dir_ = own_dir / run_folder_name(run_id(current_process()));
     if (::mkdir(run_dir_.c_str(), 0755) != 0)
       throw std::system_error(errno, std::generic_category(),
                               "cannot create cgroup " + run_dir_.string());
     // v2 lets a cgroup's children use a controller only when the cgroup
     // enables it for them.
     if (version_ == Version::kV2)
-      cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory");
+      if (int err = cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory"))
+        spdlog::warn(
+            "cannot enable the memory controller below {}: {}; attempts will not be capped",
+            run_dir_.string(), std::strerror(err));
   }
   ~CgroupCaps() override {
     for (auto& slot : returned_) slot->destroy();
@@ -372,11 +371,12 @@ class CgroupCaps : public MemoryCaps {
     if (::mkdir(slot->dir.c_str(), 0755) != 0 && errno != EEXIST)
       throw std::system_error(errno, std::generic_category(),
                               "cannot create cgroup " + slot->dir.string());
-    slot->dir_fd = ::open(slot->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    slot->dir_fd.reset(::open(slot->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     // O_CREAT changes nothing on a cgroupfs, where the file is always there.
-    if (slot->dir_fd >= 0)
-      slot->procs_fd = ::openat(slot->dir_fd, "cgroup.procs", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (slot->procs_fd < 0) {
+    if (slot->dir_fd.get())
+      slot->procs_fd.reset(
+          ::openat(slot->dir_fd.get(), "cgroup.procs", O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!slot->procs_fd) {
       int err = errno;
       slot->destroy();
       throw std::system_error(err, std::generic_category(),
@@ -384,9 +384,13 @@ class CgroupCaps : public MemoryCaps {
     }
     if (version_ == Version::kV2) {
       // The whole tree dies together on OOM.
-      write_at(slot->dir_fd, "memory.oom.group", "1");
+      if (int err = write_at(slot->dir_fd.get(), "memory.oom.group", "1"))
+        spdlog::warn(
+            "cannot write memory.oom.group of {}: {}; an OOM kill may leave part of an "
+            "attempt's tree alive until its end",
+            slot->dir.string(), std::strerror(err));
     } else if (!memsw_) {
-      memsw_ = ::faccessat(slot->dir_fd, "memory.memsw.limit_in_bytes", F_OK, 0) == 0;
+      memsw_ = ::faccessat(slot->dir_fd.get(), "memory.memsw.limit_in_bytes", F_OK, 0) == 0;
     }
     return slot;
   }
@@ -401,13 +405,15 @@ class CgroupCaps : public MemoryCaps {
         limit ? std::to_string(*limit) : std::string(version_ == Version::kV1 ? "-1" : "max");
     bool rising = !limit || (slot.limit && *limit > *slot.limit);
     auto write = [&](const char* name, std::string_view text) {
-      if (int err = write_at(slot.dir_fd, name, text); err != 0)
+      if (int err = write_at(slot.dir_fd.get(), name, text); err != 0)
         throw std::system_error(err, std::generic_category(),
                                 fmt::format("cannot write {} of {}", name, slot.dir.string()));
     };
     if (version_ == Version::kV2) {
       write(limit_file, value);
-      write_at(slot.dir_fd, "memory.swap.max", "0");
+      if (int err = write_at(slot.dir_fd.get(), "memory.swap.max", "0"); err != 0 && err != ENOENT)
+        spdlog::warn("cannot write memory.swap.max of {}: {}; a capped attempt may swap",
+                     slot.dir.string(), std::strerror(err));
     } else if (!*memsw_) {
       write(limit_file, value);
     } else if (rising) {
@@ -423,17 +429,17 @@ class CgroupCaps : public MemoryCaps {
   // Only v1 lets the peak be reset (v2's memory.peak only on recent kernels).
   // A cgroup used again must hold no process and no sub-cgroup.
   bool empty(const Slot& slot) const {
-    if (version_ != Version::kV1 || slot.dir_fd < 0) return false;
+    if (version_ != Version::kV1 || !slot.dir_fd.get()) return false;
     struct stat st {};
-    if (::fstat(slot.dir_fd, &st) != 0 || st.st_nlink != 2) return false;  // sub-cgroups
+    if (::fstat(slot.dir_fd.get(), &st) != 0 || st.st_nlink != 2) return false;  // sub-cgroups
     char buf[16];
-    return read_at(slot.dir_fd, "cgroup.procs", buf, sizeof buf).empty();
+    return read_at(slot.dir_fd.get(), "cgroup.procs", buf, sizeof buf).empty();
   }
 
   // Writing anything resets the peak to what is charged now, which it then reads.
   static std::optional<std::uint64_t> reset_peak(Slot& slot) {
-    if (slot.peak.write(slot.dir_fd, "0") != 0) return std::nullopt;
-    return slot.peak.read_u64(slot.dir_fd);
+    if (slot.peak.write(slot.dir_fd.get(), "0") != 0) return std::nullopt;
+    return slot.peak.read_u64(slot.dir_fd.get());
   }
 
   // The longest-resting slot whose charge has fallen to the mark; slots that
@@ -482,19 +488,25 @@ CgroupCage::~CgroupCage() {
   if (slot_) caps_.drop(std::move(slot_));
 }
 
-MemoryUse CgroupCage::collect() {
+MemoryUse CgroupCage::measure() {
   MemoryUse use;
   auto oom_kills = slot_->oom_kills();
-  use.peak_bytes = slot_->peak.read_u64(slot_->dir_fd);
+  use.peak_bytes = slot_->peak.read_u64(slot_->dir_fd.get());
   use.oom_kills = oom_kills - std::min(oom_kills, slot_->oom_kills_before);
-  caps_.give_back(std::move(slot_), oom_kills);
   return use;
+}
+
+void CgroupCage::release() {
+  if (!slot_) return;
+  // Counted from here on by the slot's next attempt.
+  auto oom_kills = slot_->oom_kills();
+  caps_.give_back(std::move(slot_), oom_kills);
 }
 
 }  // namespace
 
-std::string run_folder_name(const ProcessIdentity& runner) {
-  return fmt::format("runner-{}-{}", runner.pid, runner.start_ticks);
+std::string run_folder_name(const std::string& run) {
+  return "runner-" + run;
 }
 
 std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir,

@@ -28,8 +28,8 @@ int write_at(int dir_fd, const char* name, std::string_view text);
 
 }  // namespace cgroupfs
 
-// The cgroup folder of one run: runner-<pid>-<start ticks>.
-std::string run_folder_name(const ProcessIdentity& runner);
+// The cgroup folder of one run: runner-<run id>.
+std::string run_folder_name(const std::string& run);
 
 // Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
 std::unique_ptr<MemoryCaps> make_cgroup_caps(

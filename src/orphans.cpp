@@ -1,4 +1,4 @@
-#include "runner/orphans.h"
+#include "orphans.h"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -13,6 +13,7 @@
 #include <fstream>
 #include <set>
 
+#include "runner/fd.h"
 #include "runner/sysinfo.h"
 
 namespace runner {
@@ -20,86 +21,81 @@ namespace {
 
 // A pidfd becomes readable when its process ends: a wait without polling for
 // processes that are not runner's children.
-int open_pidfd(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+Fd open_pidfd(pid_t pid) {
+  return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+// Whether a process's environment holds exactly `wanted`.
+bool environment_has(const std::filesystem::path& proc, const std::string& wanted) {
+  std::ifstream in(proc / "environ", std::ios::binary);
+  std::string env((std::istreambuf_iterator<char>(in)), {});
+  for (std::size_t at = 0; at < env.size();) {
+    auto end = env.find('\0', at);
+    if (end == std::string::npos) end = env.size();
+    if (std::string_view(env).substr(at, end - at) == wanted) return true;
+    at = end + 1;
+  }
+  return false;
 }
 
 }  // namespace
 
-std::string run_id(const ProcessIdentity& runner) {
-  return fmt::format("{}-{}", runner.pid, runner.start_ticks);
-}
-
-std::vector<Orphan> find_orphans(const std::vector<LeftRunning>& left,
-                                 const std::optional<Holder>& previous) {
-  std::vector<Orphan> out;
-  if (previous && previous->process.boot_id != boot_id()) return out;  // rebooted since
+std::vector<pid_t> find_leftovers(const Leftovers& left) {
+  std::vector<pid_t> out;
   auto host = host_name();
   std::set<pid_t> seen;
   // A recorded child: alive, and started when its attempt did (the pid has
   // not been reused since). Start times agree to within clock ticks; allow 2 s.
-  for (const auto& l : left) {
-    if (l.host != host || l.pid <= 0) continue;
-    auto started = process_started_at(l.pid);
-    if (started && std::abs(*started - l.started_at) < 2.0 && seen.insert(l.pid).second)
-      out.push_back(Orphan{l.cluster, l.pid});
+  for (const auto& a : left.attempts) {
+    auto pid = static_cast<pid_t>(a.where.process);
+    if (a.where.host != host || pid <= 0) continue;
+    auto started = process_started_at(pid);
+    if (started && std::abs(*started - a.started_at) < 2.0 && seen.insert(pid).second)
+      out.push_back(pid);
   }
   // A child started just before its runner died may not be in the log yet:
   // every process carries the id of the run that started it.
-  if (previous && previous->process.host == host) {
-    auto wanted = "RUNNER_RUN=" + run_id(previous->process);
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      auto name = entry.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream in(entry.path() / "environ", std::ios::binary);
-      std::string env((std::istreambuf_iterator<char>(in)), {});
-      for (std::size_t at = 0; at < env.size();) {
-        auto end = env.find('\0', at);
-        if (end == std::string::npos) end = env.size();
-        if (std::string_view(env).substr(at, end - at) == wanted) {
-          auto pid = static_cast<pid_t>(std::stol(name));
-          if (seen.insert(pid).second) out.push_back(Orphan{0, pid});
-          break;
-        }
-        at = end + 1;
-      }
-    }
+  if (!left.previous_run) return out;
+  auto wanted = "RUNNER_RUN=" + *left.previous_run;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (!environment_has(entry.path(), wanted)) continue;
+    auto pid = static_cast<pid_t>(std::stol(name));
+    if (seen.insert(pid).second) out.push_back(pid);
   }
   return out;
 }
 
-std::optional<int> settle_orphans(const std::vector<Orphan>& orphans, OrphanPolicy policy,
-                                  SignalChannel& signals) {
-  std::vector<pollfd> fds{{signals.fd(), POLLIN, 0}};
-  for (const auto& o : orphans) {
-    int fd = open_pidfd(o.pid);
-    if (fd >= 0) fds.push_back({fd, POLLIN, 0});
-    if (policy == OrphanPolicy::kKill) {
+bool settle_leftovers(const std::vector<pid_t>& pids, LeftoverPolicy policy, int wake_fd) {
+  std::vector<Fd> pidfds;
+  std::vector<pollfd> fds{{wake_fd, POLLIN, 0}};
+  for (pid_t pid : pids) {
+    auto fd = open_pidfd(pid);
+    if (fd) {
+      fds.push_back({fd.get(), POLLIN, 0});
+      pidfds.push_back(std::move(fd));
+    }
+    if (policy == LeftoverPolicy::kKill) {
       // Its whole group: each child led its own.
-      ::kill(-o.pid, SIGKILL);
-      ::kill(o.pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
     }
   }
   if (fds.size() > 1)
     spdlog::warn("{} {} process(es) of clusters an earlier runner left running",
-                 policy == OrphanPolicy::kKill ? "killed" : "waiting for", fds.size() - 1);
-  std::optional<int> interrupted;
+                 policy == LeftoverPolicy::kKill ? "killed" : "waiting for", fds.size() - 1);
   std::size_t left = fds.size() - 1;
   while (left > 0) {
     if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
-    for (int sig : signals.drain())
-      if (sig != SIGCHLD && !interrupted) interrupted = sig;
-    if (interrupted) break;
+    if (fds[0].revents & POLLIN) return false;
     for (std::size_t i = 1; i < fds.size(); ++i)
       if (fds[i].fd >= 0 && (fds[i].revents & POLLIN)) {
-        ::close(fds[i].fd);
         fds[i].fd = -1;  // poll skips negative fds
         --left;
       }
   }
-  for (std::size_t i = 1; i < fds.size(); ++i)
-    if (fds[i].fd >= 0) ::close(fds[i].fd);
-  return interrupted;
+  return true;
 }
 
 }  // namespace runner

@@ -44,17 +44,17 @@ std::optional<RetryPolicy> RetryPolicy::parse_on(std::string_view text) {
   return p;
 }
 
-bool RetryPolicy::applies(Outcome outcome, std::optional<int> exit_code) const {
-  switch (outcome) {
-    case Outcome::kDone:
+bool RetryPolicy::applies(Ending ending, std::optional<int> exit_code) const {
+  switch (ending) {
+    case Ending::kDone:
       return false;
-    case Outcome::kExit:
+    case Ending::kExit:
       return any_exit_ || (exit_code && exit_codes_.contains(*exit_code));
-    case Outcome::kSignal:
+    case Ending::kSignal:
       return signal_;
-    case Outcome::kTimeout:
+    case Ending::kTimeout:
       return timeout_;
-    case Outcome::kOom:
+    case Ending::kOom:
       return oom_;
   }
   return false;

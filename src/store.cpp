@@ -486,7 +486,7 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
     q.bind(4, start.pid);
   else
     q.bind(4);
-  q.bind(5, host_);
+  q.bind(5, start.host.empty() ? host_ : start.host);
   q.bind(6, start.started_at);
   q.bind(7, start.log_path);
   q.bind(8, start.cap);
@@ -606,7 +606,7 @@ std::vector<ClusterReport> Store::cluster_report(const Job& job) {
       r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
     if (!q.getColumn(5).isNull())
       r.peak_cgroup_kib = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
-    out.push_back(std::move(r));
+    out.push_back(r);
   }
   return out;
 }

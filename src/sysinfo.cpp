@@ -9,6 +9,10 @@
 
 namespace runner {
 
+std::string run_id(const ProcessIdentity& runner) {
+  return fmt::format("{}-{}", runner.pid, runner.start_ticks);
+}
+
 std::string host_name() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";

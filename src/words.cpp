@@ -84,4 +84,54 @@ std::string describe_holder(const Holder& holder) {
                      local_time(holder.since));
 }
 
+namespace {
+
+// What else the run did, as one clause: evictions, kills at the budget, retries.
+std::string also_text(const RunSummary& s) {
+  std::string text;
+  if (s.evicted) text += fmt::format(", {} evicted and rerun to stay within the budget", s.evicted);
+  if (s.budget_ooms)
+    text += fmt::format(", {} killed by the kernel at the budget and rerun", s.budget_ooms);
+  if (s.retried || s.timed_out)
+    text += fmt::format(", {} retried, {} timed out", s.retried, s.timed_out);
+  return text;
+}
+
+}  // namespace
+
+std::string summary_text(const RunSummary& s, const Job& job,
+                         const std::vector<FailedCluster>& failed, const std::string& db) {
+  auto took = format_duration(s.elapsed);
+  if (s.stop_signal) {
+    auto waiting =
+        s.waiting_again ? fmt::format(", {} waiting to run again", s.waiting_again) : std::string();
+    return fmt::format(
+        "job {}: stopped by {} after {}: {}/{} done, {} interrupted{}; run the same command "
+        "again to resume\n",
+        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted, waiting);
+  }
+  if (s.setup_failure) return "";  // the error itself is printed instead
+  if (s.done == s.clusters)
+    return fmt::format("job {}: all {} clusters done ({} in this run{}, {})\n", job.name,
+                       s.clusters, s.done_this_run, also_text(s), took);
+  std::string text;
+  if (s.halted) text += fmt::format("job {}: stopped early: {}\n", job.name, *s.halted);
+  text += fmt::format(
+      "job {}: {}/{} done, {} failed in this run{}{}, {}\n", job.name, s.done, s.clusters,
+      s.failed_this_run,
+      s.oom_this_run ? fmt::format(" ({} out of memory)", s.oom_this_run) : std::string(),
+      s.skipped_failed ? fmt::format(", {} left alone (--skip-failed)", s.skipped_failed)
+                       : std::string(),
+      took);
+  if (s.too_big > 0)
+    text += fmt::format(
+        "  {} cluster(s) need more than the whole memory budget and were not started\n", s.too_big);
+  for (const auto& f : failed)
+    text += fmt::format("  cluster {}: {} (log {})\n", f.cluster, printable(describe_failure(f)),
+                        printable(f.log_path));
+  if (failed.size() >= kSummaryFailures)
+    text += fmt::format("  more: runner status --db {} --job {}\n", db, job.name);
+  return text;
+}
+
 }  // namespace runner

@@ -20,6 +20,13 @@
 namespace runner::testing {
 namespace {
 
+// What an attempt's end does with its cage: measure, then give it back.
+MemoryUse collect(Cage& cage) {
+  auto use = cage.measure();
+  cage.release();
+  return use;
+}
+
 constexpr std::uint64_t kMiB = 1 << 20;
 
 class CgroupReuse : public ::testing::Test {
@@ -66,7 +73,7 @@ class CgroupReuse : public ::testing::Test {
     auto cage = caps_->cage(std::nullopt);
     folder = cage->cgroup();
     ASSERT_EQ(in_cage(*cage, [&] { write_mib(file, mib); }), 0);
-    cage->collect();
+    collect(*cage);
     caps_->tidy();
   }
 
@@ -74,7 +81,7 @@ class CgroupReuse : public ::testing::Test {
   // less than below, so nothing of an earlier attempt.
   static void expect_peak_of_a_4_mib_attempt(Cage& cage, std::uint64_t below) {
     ASSERT_EQ(in_cage(cage, [] { touch_mib(4); }), 0);
-    auto peak = cage.collect().peak_bytes.value_or(0);
+    auto peak = collect(cage).peak_bytes.value_or(0);
     EXPECT_GE(peak, 4 * kMiB);
     EXPECT_LT(peak, below);
   }
@@ -87,7 +94,7 @@ TEST_F(CgroupReuse, AnEmptyCgroupCagesTheNextAttemptWithItsPeakReset) {
   auto first = caps_->cage(std::nullopt);
   auto folder = first->cgroup();
   ASSERT_EQ(in_cage(*first, [] { touch_mib(64); }), 0);
-  EXPECT_GE(first->collect().peak_bytes.value_or(0), 64 * kMiB);
+  EXPECT_GE(collect(*first).peak_bytes.value_or(0), 64 * kMiB);
 
   caps_->tidy();
   auto second = caps_->cage(std::nullopt);
@@ -100,13 +107,13 @@ TEST_F(CgroupReuse, OomKillsAreCountedForTheAttemptThatHadThem) {
   auto folder = first->cgroup();
   int status = in_cage(*first, [] { touch_mib(128); });
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
-  EXPECT_EQ(first->collect().oom_kills, 1u);
+  EXPECT_EQ(collect(*first).oom_kills, 1u);
 
   caps_->tidy();
   auto second = caps_->cage(32 * kMiB);
   EXPECT_EQ(second->cgroup(), folder);
   ASSERT_EQ(in_cage(*second, [] { touch_mib(4); }), 0);
-  EXPECT_EQ(second->collect().oom_kills, 0u);
+  EXPECT_EQ(collect(*second).oom_kills, 0u);
 }
 
 TEST_F(CgroupReuse, ACgroupStillHoldingAProcessIsReplacedAndTheProcessKilled) {
@@ -129,7 +136,7 @@ TEST_F(CgroupReuse, ACgroupStillHoldingAProcessIsReplacedAndTheProcessKilled) {
   ASSERT_EQ(::read(fds[0], &left, sizeof left), static_cast<ssize_t>(sizeof left));
   ::close(fds[0]);
   ::close(fds[1]);
-  first->collect();
+  collect(*first);
   EXPECT_TRUE(fs::exists(folder));  // the next start does not wait for this
   caps_->tidy();
   EXPECT_FALSE(fs::exists(folder));
@@ -198,7 +205,7 @@ TEST_F(CgroupReuse, TheNextStartTakesASpareCgroupWhileTheLastOneWaitsForTidy) {
     auto folder = cage->cgroup();
     folders.insert(folder);
     ASSERT_EQ(in_cage(*cage, [] {}), 0);
-    cage->collect();
+    collect(*cage);
     auto next = caps_->cage(std::nullopt);
     EXPECT_NE(next->cgroup(), folder);
     caps_->tidy();
@@ -223,7 +230,7 @@ TEST_F(CgroupReuse, TheCapOfAReusedCgroupFallsAndRisesWithSwapKeptOff) {
            {128 * kMiB, "134217728\n/134217728\n"},
            {std::nullopt, "9223372036854771712\n/9223372036854771712\n"},
            {16 * kMiB, "16777216\n/16777216\n"}}) {
-    cage->collect();
+    collect(*cage);
     caps_->tidy();
     cage = caps_->cage(cap);
     EXPECT_EQ(cage->cgroup(), folder);
@@ -232,7 +239,7 @@ TEST_F(CgroupReuse, TheCapOfAReusedCgroupFallsAndRisesWithSwapKeptOff) {
   // The cap holds: the kernel kills past 16 MiB.
   int status = in_cage(*cage, [] { touch_mib(64); });
   EXPECT_TRUE(WIFSIGNALED(status)) << status;
-  EXPECT_EQ(cage->collect().oom_kills, 1u);
+  EXPECT_EQ(collect(*cage).oom_kills, 1u);
 }
 
 }  // namespace

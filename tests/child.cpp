@@ -12,6 +12,8 @@
 //   --hold-ms MS         keep the allocation this long, then free it before going on
 //   --mem-record FILE    append "start C MIB" once allocated and "end C MIB" once freed
 //   --ignore-term        ignore SIGTERM
+//   --term-record FILE   on SIGTERM, append "term" to FILE and go on (a SIGTERM
+//                        blocked at start is taken once the handler is in place)
 //   --become-root        setresuid(0, 0, 0) (a set-user-ID root copy run by another
 //                        user): its parent can no longer signal it
 //   --die-with-parent    get SIGKILL when runner dies
@@ -44,6 +46,13 @@
 #include <vector>
 
 namespace {
+
+int g_term_fd = -1;
+
+// A SIGTERM noted and shrugged off: async-signal-safe, one write.
+void note_term(int) {
+  if (::write(g_term_fd, "term\n", 5) < 0) ::_exit(96);
+}
 
 void nap_ms(long ms) {
   timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
@@ -115,6 +124,7 @@ int main(int argc, char** argv) {
   long print_mib = 0;
   long exit_code = 0, sleep_ms = 0, print = 0, alloc_mib = 0, barrier = 0, hold_ms = -1;
   bool args_to_stdout = false, ignore_term = false, die_with_parent = false, become_root = false;
+  std::string term_record;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -144,6 +154,8 @@ int main(int argc, char** argv) {
       ignore_term = true;
     else if (a == "--become-root")
       become_root = true;
+    else if (a == "--term-record")
+      term_record = next();
     else if (a == "--die-with-parent")
       die_with_parent = true;
     else if (a == "--ready-dir")
@@ -168,6 +180,15 @@ int main(int argc, char** argv) {
     if (::getppid() == 1) return 95;  // runner died before prctl took effect
   }
   if (ignore_term) std::signal(SIGTERM, SIG_IGN);
+  if (!term_record.empty()) {
+    g_term_fd = ::open(term_record.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    std::signal(SIGTERM, note_term);
+    // Started with SIGTERM blocked, it can take one only from here on.
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &term, nullptr);
+  }
   if (become_root && ::setresuid(0, 0, 0) != 0) return 95;
   const char* cluster_env = std::getenv("RUNNER_CLUSTER");
   const char* attempt_env = std::getenv("RUNNER_ATTEMPT");

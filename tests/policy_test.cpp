@@ -9,24 +9,24 @@ using std::chrono::milliseconds;
 
 TEST(RetryPolicy, TheDefaultRetriesExitsSignalsAndTimeoutsButNotOom) {
   RetryPolicy p;
-  EXPECT_TRUE(p.applies(Outcome::kExit, 1));
-  EXPECT_TRUE(p.applies(Outcome::kSignal, std::nullopt));
-  EXPECT_TRUE(p.applies(Outcome::kTimeout, std::nullopt));
-  EXPECT_FALSE(p.applies(Outcome::kOom, std::nullopt));
-  EXPECT_FALSE(p.applies(Outcome::kDone, 0));
+  EXPECT_TRUE(p.applies(Ending::kExit, 1));
+  EXPECT_TRUE(p.applies(Ending::kSignal, std::nullopt));
+  EXPECT_TRUE(p.applies(Ending::kTimeout, std::nullopt));
+  EXPECT_FALSE(p.applies(Ending::kOom, std::nullopt));
+  EXPECT_FALSE(p.applies(Ending::kDone, 0));
 }
 
 TEST(RetryPolicy, RetryOnNarrowsIt) {
   auto p = RetryPolicy::parse_on("exit:75,signal,timeout");
   ASSERT_TRUE(p);
-  EXPECT_TRUE(p->applies(Outcome::kExit, 75));
-  EXPECT_FALSE(p->applies(Outcome::kExit, 1));
-  EXPECT_TRUE(p->applies(Outcome::kSignal, std::nullopt));
-  EXPECT_TRUE(p->applies(Outcome::kTimeout, std::nullopt));
+  EXPECT_TRUE(p->applies(Ending::kExit, 75));
+  EXPECT_FALSE(p->applies(Ending::kExit, 1));
+  EXPECT_TRUE(p->applies(Ending::kSignal, std::nullopt));
+  EXPECT_TRUE(p->applies(Ending::kTimeout, std::nullopt));
   auto oom = RetryPolicy::parse_on("oom");
   ASSERT_TRUE(oom);
-  EXPECT_TRUE(oom->applies(Outcome::kOom, std::nullopt));
-  EXPECT_FALSE(oom->applies(Outcome::kExit, 1));
+  EXPECT_TRUE(oom->applies(Ending::kOom, std::nullopt));
+  EXPECT_FALSE(oom->applies(Ending::kExit, 1));
   for (const char* bad : {"", "exit:0", "exit:x", "crash", "exit,,signal"})
     EXPECT_FALSE(RetryPolicy::parse_on(bad)) << bad;
 }

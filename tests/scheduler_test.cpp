@@ -1,151 +1,139 @@
-// The scheduler against a fake launcher: no processes, every decision visible.
+// The scheduler against a fake engine: no processes, every decision visible.
 #include "runner/scheduler.h"
 
+#include <SQLiteCpp/Database.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/eventfd.h>
 
 #include <csignal>
 #include <deque>
 #include <functional>
 #include <map>
 
+#include "store_fixture.h"
+
 namespace runner {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Starts nothing; remembers what it was asked. By default each wait() ends the
-// oldest running child, with the exit code that exit_for(cluster) gives.
-class FakeLauncher : public Launcher {
+// runner's own signals, raised by a test at a moment of its choosing.
+class FakeSignals : public SignalSource {
  public:
-  std::vector<std::string> events;  // "start 3", "end 3", "SIGTERM 3", ...
-  std::map<pid_t, ClusterId> running;
-  std::deque<pid_t> order;
+  FakeSignals() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  int fd() const override { return fd_.get(); }
+  std::vector<int> drain() override {
+    std::uint64_t n = 0;
+    if (::read(fd_.get(), &n, sizeof n) < 0) n = 0;
+    return std::exchange(pending_, {});
+  }
+  void raise(int sig) {
+    pending_.push_back(sig);
+    std::uint64_t one = 1;
+    EXPECT_EQ(::write(fd_.get(), &one, sizeof one), 8);
+  }
+
+ private:
+  Fd fd_;
+  std::vector<int> pending_;
+};
+
+// Runs nothing; remembers what it was asked. Each wait() first tells what
+// start() and stop() decided, else ends the oldest running attempt with the
+// exit code exit_for gives (shaped further by `shape`).
+class FakeEngine : public Engine {
+ public:
+  std::vector<std::string> events;  // "start 3", "end 3", "SIGTERM 3" (graceful), "SIGKILL 3" (now)
+  std::vector<AttemptSpec> specs;
+  std::map<AttemptId, AttemptSpec> running;  // in the order they started
   std::size_t max_running = 0;
   std::function<int(ClusterId)> exit_for = [](ClusterId) { return 0; };
-  std::function<std::optional<StartFailed>(ClusterId)> fail_start = [](ClusterId) {
-    return std::optional<StartFailed>{};
-  };
-  // Scripted wakeups come first; then the default behaviour.
-  std::deque<Wakeup> script;
-  bool ends_on_sigterm = true;  // a child that gets SIGTERM ends at the next wait
-  bool unkillable = false;      // signals fail with EPERM; it exits 0 after the SIGKILL
-  // When set, a child ends only at a wait whose deadline is at least this far
-  // off (or that has none): the next end comes this long after the last.
+  std::function<std::optional<AttemptNotStarted>(const AttemptSpec&)> fail_start =
+      [](const AttemptSpec&) { return std::nullopt; };
+  std::function<void(const AttemptSpec&)> on_start = [](const AttemptSpec&) {};
+  std::function<void(const AttemptSpec&, Outcome&)> shape = [](const AttemptSpec&, Outcome&) {};
+  std::function<std::uint64_t(ClusterId)> usage_for;  // unset: no usage to report
+  std::deque<std::function<void()>> script;           // run at the next waits, before anything ends
+  bool hang = false;                                  // attempts end only when stopped
+  bool ends_on_sigterm = true;                        // a graceful stop ends it at the next wait
+  // When set, an attempt ends only at a wait whose deadline is at least this
+  // far off (or that has none): the next end comes this long after the last.
   std::optional<Clock::duration> next_end_after;
-  std::vector<LaunchSpec> specs;
-  // Memory: whether an attempt ends out of memory, and what a child uses.
-  std::function<bool(ClusterId, std::uint32_t)> oom_for = [](ClusterId, std::uint32_t) {
-    return false;
-  };
-  std::function<std::uint64_t(ClusterId)> usage_for;            // unset: no usage to report
-  std::function<std::uint64_t(ClusterId)> cgroup_peak_kib_for;  // unset: no cgroup figures
-  std::function<void(const LaunchSpec&)> on_start = [](const LaunchSpec&) {};
-  std::map<pid_t, std::uint32_t> attempt_of;
 
-  StartResult start(const LaunchSpec& spec) override {
+  std::optional<EngineEvent> start(AttemptSpec spec) override {
     specs.push_back(spec);
-    if (auto f = fail_start(spec.cluster)) return *f;
+    if (auto failed = fail_start(spec)) {
+      failed->id = spec.id;
+      return *failed;
+    }
     on_start(spec);
-    pid_t pid = next_pid_++;
-    attempt_of[pid] = spec.attempt;
-    running[pid] = spec.cluster;
-    order.push_back(pid);
-    max_running = std::max(max_running, running.size());
     events.push_back("start " + std::to_string(spec.cluster));
-    return Started{pid, spec.log_path};
+    AttemptStarted started{spec.id,
+                           {"host", 1000 + static_cast<std::int64_t>(spec.id)},
+                           spec.log_dir + "/" + spec.log_name,
+                           1.0,
+                           "none"};
+    running[spec.id] = std::move(spec);
+    max_running = std::max(max_running, running.size());
+    return started;
   }
 
-  Wakeup wait(std::optional<Clock::time_point> deadline) override {
+  void stop(AttemptId id, StopMode mode) override {
+    if (!running.contains(id)) return;  // its end is told already
+    bool now = mode == StopMode::kNow;
+    events.push_back((now ? "SIGKILL " : "SIGTERM ") + std::to_string(running.at(id).cluster));
+    if (now || ends_on_sigterm) told_.push_back(end(id, std::nullopt, now ? SIGKILL : SIGTERM));
+  }
+
+  std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int) override {
     if (!script.empty()) {
-      auto w = std::move(script.front());
+      if (auto step = std::move(script.front())) step();
       script.pop_front();
-      return w;
+    } else if (told_.empty() && !running.empty() && !hang &&
+               (!next_end_after || !deadline || *deadline - Clock::now() >= *next_end_after)) {
+      auto id = running.begin()->first;
+      told_.push_back(end(id, exit_for(running.at(id).cluster), std::nullopt));
+    } else if (told_.empty()) {
+      EXPECT_TRUE(deadline.has_value()) << "the scheduler would sleep forever";
     }
-    Wakeup w;
-    for (auto pid : pending_kill_) w.exits.push_back(end(pid, std::nullopt, SIGTERM));
-    pending_kill_.clear();
-    if (!w.exits.empty()) return w;
-    if (next_end_after && deadline && *deadline - Clock::now() < *next_end_after) return w;
-    if (!order.empty() && !stuck_) {
-      auto pid = order.front();
-      bool oom = oom_for(running[pid], attempt_of[pid]);
-      w.exits.push_back(end(pid, oom ? std::nullopt : std::optional<int>(exit_for(running[pid])),
-                            oom ? std::optional<int>(SIGKILL) : std::nullopt));
-      w.exits.back().oom = oom;
-      return w;
-    }
-    EXPECT_TRUE(deadline.has_value()) << "the scheduler would sleep forever";
-    return w;  // the deadline passed
+    return std::exchange(told_, {});
   }
 
-  int signal(pid_t pid, int sig) override {
-    events.push_back(std::string(sig == SIGTERM ? "SIGTERM " : "SIGKILL ") +
-                     std::to_string(running.at(pid)));
-    if (unkillable) {
-      // It cannot be stopped; after the SIGKILL that failed, it ends by itself, well.
-      if (sig == SIGKILL) {
-        Wakeup w;
-        w.exits.push_back(end(pid, 0, std::nullopt));
-        script.push_back(w);
-      }
-      return EPERM;
-    }
-    if (sig == SIGKILL || ends_on_sigterm) pending_kill_.push_back(pid);
-    return 0;
-  }
-
-  std::optional<std::uint64_t> memory_in_use(pid_t pid) const override {
-    if (!usage_for || !running.contains(pid)) return std::nullopt;
-    return usage_for(running.at(pid));
+  std::optional<std::uint64_t> memory_in_use(AttemptId id) const override {
+    if (!usage_for || !running.contains(id)) return std::nullopt;
+    return usage_for(running.at(id).cluster);
   }
   std::optional<std::uint64_t> total_memory_in_use() const override {
     if (!usage_for) return std::nullopt;
     std::uint64_t total = 0;
-    for (const auto& [pid, c] : running) total += usage_for(c);
+    for (const auto& [id, spec] : running) total += usage_for(spec.cluster);
     return total;
   }
 
-  // After this, children end only when signalled.
-  void hang() { stuck_ = true; }
-
-  ChildExit end(pid_t pid, std::optional<int> code, std::optional<int> sig) {
-    auto cluster = running.at(pid);
-    events.push_back("end " + std::to_string(cluster));
-    running.erase(pid);
-    order.erase(std::find(order.begin(), order.end(), pid));
-    ChildExit e;
-    e.pid = pid;
-    e.exit_code = code;
-    e.signal = sig;
-    e.peak_rss_kib = 1234;
-    if (cgroup_peak_kib_for) e.peak_cgroup_kib = cgroup_peak_kib_for(cluster);
+ private:
+  AttemptEnded end(AttemptId id, std::optional<int> code, std::optional<int> sig) {
+    auto spec = running.at(id);
+    running.erase(id);
+    events.push_back("end " + std::to_string(spec.cluster));
+    AttemptEnded e{id, {}};
+    e.outcome.exit_code = code;
+    e.outcome.killed_by = sig;
+    e.outcome.rss_peak_kib = 1234;
+    shape(spec, e.outcome);
     return e;
   }
 
- private:
-  pid_t next_pid_ = 1000;
-  std::vector<pid_t> pending_kill_;
-  bool stuck_ = false;
+  std::vector<EngineEvent> told_;
 };
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/runner-sched-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    store_ = std::make_unique<Store>(dir_ / "runner.db", Store::Access::kReadWrite);
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
-
   RunSummary run(ClusterId n, std::uint32_t p, SchedulerOptions options = {}) {
     job_ = store_->open_job("job", n, "cmd");  // "cmd": as earlier jobs in these tests
     options.parallel = p;
     options.log_dir = dir_;
-    Scheduler s(*store_, job_, command_, launcher_, nullptr, options);
+    Scheduler s(*store_, job_, command_, engine_, signals_, nullptr, options);
     return s.run();
   }
 
@@ -156,31 +144,37 @@ class SchedulerTest : public ::testing::Test {
   }
   std::vector<std::string> starts() const {
     std::vector<std::string> out;
-    for (const auto& e : launcher_.events)
+    for (const auto& e : engine_.events)
       if (e.rfind("start", 0) == 0) out.push_back(e);
     return out;
   }
 
-  fs::path dir_;
-  std::unique_ptr<Store> store_;
   Job job_;
   CommandTemplate command_{{"./migrate", "--cluster="}};
-  FakeLauncher launcher_;
+  FakeEngine engine_;
+  FakeSignals signals_;
 };
+
+// What the engine says of an attempt the kernel killed for memory.
+void killed_for_memory(Outcome& o, MemoryKill whose) {
+  o.exit_code.reset();
+  o.killed_by = SIGKILL;
+  o.memory_kill = whose;
+}
 
 TEST_F(SchedulerTest, RunsEveryClusterOnceInOrderAtMostPAtATime) {
   auto s = run(10, 3);
   EXPECT_EQ(s.exit_code(), 0);
   EXPECT_EQ(s.done, 10u);
-  EXPECT_EQ(launcher_.max_running, 3u);
-  ASSERT_EQ(launcher_.specs.size(), 10u);
+  EXPECT_EQ(engine_.max_running, 3u);
+  ASSERT_EQ(engine_.specs.size(), 10u);
   for (ClusterId c = 1; c <= 10; ++c) {
-    const auto& spec = launcher_.specs[c - 1];
+    const auto& spec = engine_.specs[c - 1];
     EXPECT_EQ(spec.cluster, c);
     EXPECT_EQ(spec.argv.back(), "--cluster=" + std::to_string(c) + "/10");
     EXPECT_EQ(spec.attempt, 1u);
     EXPECT_EQ(spec.job, "job");
-    EXPECT_EQ(spec.log_path, (dir_ / (std::to_string(c) + ".1.log")).string());
+    EXPECT_EQ(spec.log_dir + "/" + spec.log_name, (dir_ / (std::to_string(c) + ".1.log")).string());
   }
   EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'done' AND peak_rss_kib = 1234"),
             "10");
@@ -189,7 +183,7 @@ TEST_F(SchedulerTest, RunsEveryClusterOnceInOrderAtMostPAtATime) {
 TEST_F(SchedulerTest, StartsTheNextClusterTheMomentOneEnds) {
   run(6, 3);
   // No waves: each end is followed by a start before any other end.
-  EXPECT_EQ(launcher_.events,
+  EXPECT_EQ(engine_.events,
             (std::vector<std::string>{"start 1", "start 2", "start 3", "end 1", "start 4", "end 2",
                                       "start 5", "end 3", "start 6", "end 4", "end 5", "end 6"}));
 }
@@ -197,7 +191,7 @@ TEST_F(SchedulerTest, StartsTheNextClusterTheMomentOneEnds) {
 // A commit costs more than the start of a small cluster: ends and starts that
 // come within a moment of each other share one.
 TEST_F(SchedulerTest, EndsAndStartsThatComeWithinAMomentShareACommit) {
-  launcher_.next_end_after = std::chrono::microseconds(500);
+  engine_.next_end_after = std::chrono::microseconds(500);
   int commits = 0;
   auto count = [](void* n) {
     ++*static_cast<int*>(n);
@@ -216,11 +210,11 @@ TEST_F(SchedulerTest, EndsAndStartsThatComeWithinAMomentShareACommit) {
 TEST_F(SchedulerTest, PLargerThanNIsFine) {
   auto s = run(2, 50);
   EXPECT_EQ(s.done, 2u);
-  EXPECT_EQ(launcher_.max_running, 2u);
+  EXPECT_EQ(engine_.max_running, 2u);
 }
 
 TEST_F(SchedulerTest, FailedAndSignalledClustersAreRecordedAndTheExitCodeIsOne) {
-  launcher_.exit_for = [](ClusterId c) { return c == 2 ? 5 : 0; };
+  engine_.exit_for = [](ClusterId c) { return c == 2 ? 5 : 0; };
   auto s = run(4, 2);
   EXPECT_EQ(s.exit_code(), 1);
   EXPECT_EQ(s.failed_this_run, 1u);
@@ -229,10 +223,10 @@ TEST_F(SchedulerTest, FailedAndSignalledClustersAreRecordedAndTheExitCodeIsOne) 
 }
 
 TEST_F(SchedulerTest, ResumeRunsOnlyWhatIsNotDoneAndSkipFailedLeavesFailuresAlone) {
-  launcher_.exit_for = [](ClusterId c) { return c % 3 == 0 ? 1 : 0; };
+  engine_.exit_for = [](ClusterId c) { return c % 3 == 0 ? 1 : 0; };
   run(9, 2);
-  launcher_.events.clear();
-  launcher_.exit_for = [](ClusterId) { return 0; };
+  engine_.events.clear();
+  engine_.exit_for = [](ClusterId) { return 0; };
   SchedulerOptions skip;
   skip.skip_failed = true;
   auto s = run(9, 2, skip);
@@ -256,55 +250,34 @@ TEST_F(SchedulerTest, AttemptsLeftRunningByADeadRunnerRunAgain) {
 }
 
 TEST_F(SchedulerTest, ASignalStopsStartsTermsChildrenAndRecordsThemInterrupted) {
-  Wakeup sig;
-  sig.signals.push_back(SIGINT);
-  launcher_.script.push_back(sig);
+  engine_.script.push_back([&] { signals_.raise(SIGINT); });
   auto s = run(10, 3);
   EXPECT_EQ(s.exit_code(), 130);
   EXPECT_EQ(starts().size(), 3u);
-  EXPECT_EQ(std::count_if(launcher_.events.begin(), launcher_.events.end(),
+  EXPECT_EQ(std::count_if(engine_.events.begin(), engine_.events.end(),
                           [](const std::string& e) { return e.rfind("SIGTERM", 0) == 0; }),
             3);
   EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "3");
   EXPECT_EQ(one("SELECT pending FROM progress"), "10");
 }
 
-TEST_F(SchedulerTest, AChildThatOutlivesTheGraceIsKilled) {
-  launcher_.hang();
-  launcher_.ends_on_sigterm = false;
-  Wakeup sig;
-  sig.signals.push_back(SIGTERM);
-  launcher_.script.push_back(sig);
-  SchedulerOptions o;
-  o.grace = std::chrono::milliseconds(0);
-  auto s = run(5, 2, o);
-  EXPECT_EQ(s.exit_code(), 143);
-  EXPECT_EQ(launcher_.events,
-            (std::vector<std::string>{"start 1", "start 2", "SIGTERM 1", "SIGTERM 2", "SIGKILL 1",
-                                      "SIGKILL 2", "end 1", "end 2"}));
-}
+// (A child that outlives the grace is killed: the engine's business, in
+// local_engine_test.cpp.)
 
 TEST_F(SchedulerTest, ASecondSignalKillsWithoutWaitingForTheGrace) {
-  launcher_.hang();
-  launcher_.ends_on_sigterm = false;
-  Wakeup first, second;
-  first.signals.push_back(SIGINT);
-  second.signals.push_back(SIGINT);
-  launcher_.script.push_back(first);
-  launcher_.script.push_back(second);
-  SchedulerOptions o;
-  o.grace = std::chrono::hours(1);
-  auto s = run(5, 1, o);
+  engine_.hang = true;
+  engine_.ends_on_sigterm = false;
+  engine_.script.push_back([&] { signals_.raise(SIGINT); });
+  engine_.script.push_back([&] { signals_.raise(SIGINT); });
+  auto s = run(5, 1);
   EXPECT_EQ(s.exit_code(), 130);
-  EXPECT_EQ(launcher_.events,
+  EXPECT_EQ(engine_.events,
             (std::vector<std::string>{"start 1", "SIGTERM 1", "SIGKILL 1", "end 1"}));
 }
 
 TEST_F(SchedulerTest, AChildThatFinishesWellDuringTheStopCountsAsDone) {
-  Wakeup w;
-  w.signals.push_back(SIGINT);
-  launcher_.script.push_back(w);
-  launcher_.ends_on_sigterm = false;
+  engine_.script.push_back([&] { signals_.raise(SIGINT); });
+  engine_.ends_on_sigterm = false;
   // After the signal, the default wait ends the oldest child with exit 0.
   auto s = run(4, 2);
   EXPECT_EQ(s.exit_code(), 130);
@@ -312,23 +285,24 @@ TEST_F(SchedulerTest, AChildThatFinishesWellDuringTheStopCountsAsDone) {
 }
 
 TEST_F(SchedulerTest, AStartFailureBeforeAnySuccessStopsTheRun) {
-  launcher_.fail_start = [](ClusterId) {
-    return std::optional<StartFailed>(
-        StartFailed{ENOEXEC, "cannot execute ./migrate: Exec format error"});
+  engine_.fail_start = [](const AttemptSpec&) {
+    return std::optional<AttemptNotStarted>(AttemptNotStarted{
+        0, AttemptNotStarted::Why::kCommand, "cannot execute ./migrate: Exec format error"});
   };
   auto s = run(1000, 4);
   EXPECT_EQ(s.exit_code(), 2);
   ASSERT_TRUE(s.setup_failure);
   EXPECT_EQ(*s.setup_failure, "cannot execute ./migrate: Exec format error");
-  EXPECT_EQ(launcher_.specs.size(), 1u);
+  EXPECT_EQ(engine_.specs.size(), 1u);
   EXPECT_EQ(one("SELECT state || ' ' || exit_code || ' ' || (pid IS NULL) FROM attempts"),
             "failed 127 1");
 }
 
 TEST_F(SchedulerTest, AStartFailureAfterASuccessIsOneFailedCluster) {
-  launcher_.fail_start = [](ClusterId c) {
-    return c == 3 ? std::optional<StartFailed>(StartFailed{EACCES, "cannot execute: denied"})
-                  : std::nullopt;
+  engine_.fail_start = [](const AttemptSpec& spec) {
+    return spec.cluster == 3 ? std::optional<AttemptNotStarted>(AttemptNotStarted{
+                                   0, AttemptNotStarted::Why::kCommand, "cannot execute: denied"})
+                             : std::nullopt;
   };
   auto s = run(5, 1);
   EXPECT_EQ(s.exit_code(), 1);
@@ -352,16 +326,16 @@ void remember_peak(Store& store, const Job& job, ClusterId c, std::uint64_t peak
 TEST_F(SchedulerTest, ABudgetNeverLetsReservationsPassIt) {
   auto yesterday = store_->open_job("yesterday", 40, "cmd");
   for (ClusterId c = 1; c <= 40; ++c) remember_peak(*store_, yesterday, c, c % 5 == 0 ? 350 : 100);
-  std::map<pid_t, std::uint64_t> need;
   std::uint64_t most = 0;
   std::size_t most_running = 0;
-  launcher_.on_start = [&](const LaunchSpec& spec) {
+  engine_.on_start = [&](const AttemptSpec& spec) {
     // What the budget reserves: the recorded peak with its 5% margin.
     std::uint64_t in_use = 0;
-    for (const auto& [pid, c] : launcher_.running) in_use += (c % 5 == 0 ? 350 : 100) * 105 / 100;
+    for (const auto& [id, other] : engine_.running)
+      in_use += (other.cluster % 5 == 0 ? 350 : 100) * 105 / 100;
     in_use += (spec.cluster % 5 == 0 ? 350 : 100) * 105 / 100;
     most = std::max(most, in_use);
-    most_running = std::max(most_running, launcher_.running.size() + 1);
+    most_running = std::max(most_running, engine_.running.size() + 1);
     EXPECT_EQ(spec.mem_limit, 1000 * MiB);  // no --mem-limit: capped at the budget
   };
   SchedulerOptions o;
@@ -377,10 +351,10 @@ TEST_F(SchedulerTest, WithoutHistoryEachClusterReservesItsCap) {
   SchedulerOptions o;
   o.mem_budget = 1000 * MiB;
   o.mem_limit = 400 * MiB;
-  launcher_.on_start = [&](const LaunchSpec& spec) { EXPECT_EQ(spec.mem_limit, 400 * MiB); };
+  engine_.on_start = [&](const AttemptSpec& spec) { EXPECT_EQ(spec.mem_limit, 400 * MiB); };
   auto s = run(10, 8, o);
   EXPECT_EQ(s.exit_code(), 0);
-  EXPECT_EQ(launcher_.max_running, 2u);
+  EXPECT_EQ(engine_.max_running, 2u);
 }
 
 TEST_F(SchedulerTest, AnOomUnderABudgetRunsOnceMoreAloneWithTheWholeBudget) {
@@ -389,19 +363,21 @@ TEST_F(SchedulerTest, AnOomUnderABudgetRunsOnceMoreAloneWithTheWholeBudget) {
     SCOPED_TRACE(overcommit ? "overcommit" : "caps");
     TearDown();
     SetUp();
-    launcher_ = FakeLauncher{};
+    engine_ = FakeEngine{};
     SchedulerOptions o;
     o.mem_budget = 1000 * MiB;
     o.mem_limit = 200 * MiB;
     o.mem_overcommit = overcommit;
-    launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
+    engine_.shape = [](const AttemptSpec& spec, Outcome& out) {
+      if (spec.cluster == 2 && spec.attempt == 1) killed_for_memory(out, MemoryKill::kOwnCap);
+    };
     std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
     std::size_t started_beside_alone = 0;
-    launcher_.on_start = [&](const LaunchSpec& spec) {
-      for (const auto& [pid, c] : launcher_.running)
-        if (c == 2 && launcher_.attempt_of[pid] == 2) ++started_beside_alone;
+    engine_.on_start = [&](const AttemptSpec& spec) {
+      for (const auto& [id, other] : engine_.running)
+        if (other.cluster == 2 && other.attempt == 2) ++started_beside_alone;
       if (spec.cluster == 2) {
-        starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
+        starts_of_2.emplace_back(spec.attempt, engine_.running.size());
         EXPECT_EQ(spec.mem_limit, spec.attempt == 1 ? 200 * MiB : 1000 * MiB);
       }
     };
@@ -420,12 +396,14 @@ TEST_F(SchedulerTest, AnOomKillAtTheBudgetRunsAgainBesideTheOthersUnderItsOwnCap
   o.mem_budget = 1000 * MiB;
   o.mem_limit = 400 * MiB;
   // Killed at 100 MiB of its 400 MiB cap: the pool's limit did it, not its own.
-  launcher_.oom_for = [](ClusterId c, std::uint32_t attempt) { return c == 2 && attempt == 1; };
-  launcher_.cgroup_peak_kib_for = [](ClusterId) { return 100 * 1024; };
+  engine_.shape = [](const AttemptSpec& spec, Outcome& out) {
+    out.cgroup_peak_kib = 100 * 1024;
+    if (spec.cluster == 2 && spec.attempt == 1) killed_for_memory(out, MemoryKill::kPool);
+  };
   std::vector<std::pair<std::uint32_t, std::size_t>> starts_of_2;  // attempt, others running
-  launcher_.on_start = [&](const LaunchSpec& spec) {
+  engine_.on_start = [&](const AttemptSpec& spec) {
     if (spec.cluster != 2) return;
-    starts_of_2.emplace_back(spec.attempt, launcher_.running.size());
+    starts_of_2.emplace_back(spec.attempt, engine_.running.size());
     EXPECT_EQ(spec.mem_limit, 400 * MiB);
   };
   auto s = run(6, 2, o);
@@ -445,10 +423,12 @@ TEST_F(SchedulerTest, ASecondOomKillAtTheBudgetTakesTheAlonePath) {
   SchedulerOptions o;
   o.mem_budget = 1000 * MiB;
   o.mem_limit = 400 * MiB;
-  launcher_.oom_for = [](ClusterId c, std::uint32_t) { return c == 2; };
-  launcher_.cgroup_peak_kib_for = [](ClusterId) { return 100 * 1024; };
+  engine_.shape = [](const AttemptSpec& spec, Outcome& out) {
+    out.cgroup_peak_kib = 100 * 1024;
+    if (spec.cluster == 2) killed_for_memory(out, MemoryKill::kPool);
+  };
   std::vector<std::uint64_t> limits_of_2;
-  launcher_.on_start = [&](const LaunchSpec& spec) {
+  engine_.on_start = [&](const AttemptSpec& spec) {
     if (spec.cluster == 2) limits_of_2.push_back(*spec.mem_limit / MiB);
   };
   auto s = run(4, 2, o);
@@ -462,7 +442,9 @@ TEST_F(SchedulerTest, ASecondOomKillAtTheBudgetTakesTheAlonePath) {
 TEST_F(SchedulerTest, ASecondOomStaysOom) {
   SchedulerOptions o;
   o.mem_budget = 1000 * MiB;
-  launcher_.oom_for = [](ClusterId c, std::uint32_t) { return c == 2; };
+  engine_.shape = [](const AttemptSpec& spec, Outcome& out) {
+    if (spec.cluster == 2) killed_for_memory(out, MemoryKill::kOwnCap);
+  };
   auto s = run(3, 2, o);
   EXPECT_EQ(s.exit_code(), 1);
   EXPECT_EQ(one("SELECT group_concat(state) FROM attempts WHERE cluster = 2 ORDER BY attempt"),
@@ -486,9 +468,9 @@ TEST_F(SchedulerTest, OvercommitEvictsTheYoungestGuessAndRunsItAgainWithoutFaili
   o.mem_budget = 1000 * MiB;
   o.mem_overcommit = true;
   // Cluster 4 turns out to need 900 MiB; the rest 50.
-  launcher_.usage_for = [](ClusterId c) { return (c == 4 ? 900 : 50) * MiB; };
+  engine_.usage_for = [](ClusterId c) { return (c == 4 ? 900 : 50) * MiB; };
   std::vector<ClusterId> started;
-  launcher_.on_start = [&](const LaunchSpec& spec) { started.push_back(spec.cluster); };
+  engine_.on_start = [&](const AttemptSpec& spec) { started.push_back(spec.cluster); };
   auto s = run(8, 8, o);
   EXPECT_EQ(s.exit_code(), 0);
   // The one that outgrew its guess went, not the youngest of all.
@@ -508,38 +490,43 @@ TEST_F(SchedulerTest, OvercommitEvictsNoMoreWhileItsVictimIsStillExiting) {
   o.mem_overcommit = true;
   // Four guesses of 250 MiB each use 300: one must go. Its memory stays in the
   // total until it has exited, which takes three more wakeups here.
-  launcher_.usage_for = [](ClusterId) { return 300 * MiB; };
-  launcher_.script.resize(3);
+  engine_.usage_for = [](ClusterId) { return 300 * MiB; };
+  engine_.script.resize(3);  // three wakeups at which nothing happens
   auto s = run(4, 4, o);
   EXPECT_EQ(s.exit_code(), 0);
   EXPECT_EQ(s.evicted, 1u);
-  EXPECT_EQ(std::count_if(launcher_.events.begin(), launcher_.events.end(),
+  EXPECT_EQ(std::count_if(engine_.events.begin(), engine_.events.end(),
                           [](const std::string& e) { return e.rfind("SIGKILL", 0) == 0; }),
             1);
   EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "4");
 }
 
-TEST_F(SchedulerTest, ATimeoutTermsThenKillsAndRecordsTimeout) {
-  launcher_.hang();
-  launcher_.ends_on_sigterm = false;
+// The engine stops an attempt at its timeout (local_engine_test.cpp shows
+// SIGTERM, then SIGKILL after the grace); runner records it `timeout`.
+TEST_F(SchedulerTest, ATimeoutIsRecordedTimeoutWithTheLimit) {
+  engine_.shape = [](const AttemptSpec& spec, Outcome& out) {
+    EXPECT_EQ(spec.timeout, std::chrono::milliseconds(0));
+    out.exit_code.reset();
+    out.killed_by = SIGKILL;
+    out.timed_out = true;
+  };
   SchedulerOptions o;
   o.timeout = std::chrono::milliseconds(0);
-  o.grace = std::chrono::milliseconds(0);
   auto s = run(1, 1, o);
   EXPECT_EQ(s.exit_code(), 1);
   EXPECT_EQ(s.timed_out, 1u);
-  EXPECT_EQ(launcher_.events,
-            (std::vector<std::string>{"start 1", "SIGTERM 1", "SIGKILL 1", "end 1"}));
   EXPECT_EQ(one("SELECT state || ' ' || timeout_s || ' ' || note FROM attempts"),
             "timeout 0.0 timed out after 0.0s");
 }
 
 TEST_F(SchedulerTest, ATimeoutThatCannotBeEnforcedIsStillATimeout) {
-  launcher_.hang();
-  launcher_.unkillable = true;
+  // It could not be stopped, and went on to exit 0.
+  engine_.shape = [](const AttemptSpec&, Outcome& out) {
+    out.timed_out = true;
+    out.unstoppable = "SIGTERM refused: Operation not permitted";
+  };
   SchedulerOptions o;
   o.timeout = std::chrono::milliseconds(0);
-  o.grace = std::chrono::milliseconds(0);
   auto s = run(1, 1, o);
   EXPECT_EQ(s.exit_code(), 1);
   EXPECT_EQ(s.timed_out, 1u);
@@ -548,10 +535,10 @@ TEST_F(SchedulerTest, ATimeoutThatCannotBeEnforcedIsStillATimeout) {
 }
 
 TEST_F(SchedulerTest, FailedClustersAreRetriedUpToKTimesAsNewAttempts) {
-  launcher_.exit_for = [this](ClusterId c) {
+  engine_.exit_for = [this](ClusterId c) {
     // Cluster 2 fails on its first two attempts, cluster 4 always.
     auto attempts =
-        std::count(launcher_.events.begin(), launcher_.events.end(), "start " + std::to_string(c));
+        std::count(engine_.events.begin(), engine_.events.end(), "start " + std::to_string(c));
     return (c == 2 && attempts <= 2) || c == 4 ? 1 : 0;
   };
   SchedulerOptions o;
@@ -571,7 +558,7 @@ TEST_F(SchedulerTest, FailedClustersAreRetriedUpToKTimesAsNewAttempts) {
 }
 
 TEST_F(SchedulerTest, RetryOnLeavesOtherFailuresAlone) {
-  launcher_.exit_for = [](ClusterId c) { return c == 1 ? 75 : c == 2 ? 1 : 0; };
+  engine_.exit_for = [](ClusterId c) { return c == 1 ? 75 : c == 2 ? 1 : 0; };
   SchedulerOptions o;
   o.retry = *RetryPolicy::parse_on("exit:75");
   o.retry.retries = 1;
@@ -584,7 +571,7 @@ TEST_F(SchedulerTest, RetryOnLeavesOtherFailuresAlone) {
 TEST_F(SchedulerTest, RetriesNeverStarveFirstAttempts) {
   // Every attempt fails and is retried three times at once: with P = 1, new
   // clusters must still start every other time, not after all the retries.
-  launcher_.exit_for = [](ClusterId) { return 1; };
+  engine_.exit_for = [](ClusterId) { return 1; };
   SchedulerOptions o;
   o.retry.retries = 3;
   o.retry.delay = std::chrono::milliseconds(0);
@@ -600,7 +587,7 @@ TEST_F(SchedulerTest, RetriesNeverStarveFirstAttempts) {
 }
 
 TEST_F(SchedulerTest, HaltSoonStopsStartingAndLetsRunningOnesFinish) {
-  launcher_.exit_for = [](ClusterId c) { return c <= 2 ? 1 : 0; };
+  engine_.exit_for = [](ClusterId c) { return c <= 2 ? 1 : 0; };
   SchedulerOptions o;
   o.halt = *HaltPolicy::parse("soon,fail=2");
   auto s = run(20, 3, o);
@@ -613,13 +600,13 @@ TEST_F(SchedulerTest, HaltSoonStopsStartingAndLetsRunningOnesFinish) {
 }
 
 TEST_F(SchedulerTest, HaltNowAlsoStopsTheRunningOnes) {
-  launcher_.exit_for = [](ClusterId c) { return c == 1 ? 1 : 0; };
+  engine_.exit_for = [](ClusterId c) { return c == 1 ? 1 : 0; };
   SchedulerOptions o;
   o.halt = *HaltPolicy::parse("now,fail=1");
   auto s = run(20, 3, o);
   EXPECT_EQ(s.exit_code(), 1);
   EXPECT_TRUE(s.halted);
-  EXPECT_EQ(std::count_if(launcher_.events.begin(), launcher_.events.end(),
+  EXPECT_EQ(std::count_if(engine_.events.begin(), engine_.events.end(),
                           [](const std::string& e) { return e.rfind("SIGTERM", 0) == 0; }),
             2);  // clusters 2 and 3, running when 1 failed; nothing started after
   EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE state = 'interrupted'"), "2");
@@ -628,9 +615,10 @@ TEST_F(SchedulerTest, HaltNowAlsoStopsTheRunningOnes) {
 
 TEST_F(SchedulerTest, AForkFailureBacksOffAndRetriesTheStartWithoutFailingTheCluster) {
   int refusals = 3;
-  launcher_.fail_start = [&](ClusterId) -> std::optional<StartFailed> {
+  engine_.fail_start = [&](const AttemptSpec&) -> std::optional<AttemptNotStarted> {
     if (refusals-- > 0)
-      return StartFailed{EAGAIN, "cannot start x: fork failed", StartFailed::Kind::kTransient};
+      return AttemptNotStarted{0, AttemptNotStarted::Why::kNoProcess,
+                               "cannot start x: fork failed"};
     return std::nullopt;
   };
   auto s = run(3, 2);
@@ -639,10 +627,10 @@ TEST_F(SchedulerTest, AForkFailureBacksOffAndRetriesTheStartWithoutFailingTheClu
 }
 
 TEST_F(SchedulerTest, AFullLogFolderStopsTheRunCleanly) {
-  launcher_.fail_start = [](ClusterId c) -> std::optional<StartFailed> {
-    if (c == 3)
-      return StartFailed{ENOSPC, "log folder /x/ is full: No space left on device",
-                         StartFailed::Kind::kEnvironment};
+  engine_.fail_start = [](const AttemptSpec& spec) -> std::optional<AttemptNotStarted> {
+    if (spec.cluster == 3)
+      return AttemptNotStarted{0, AttemptNotStarted::Why::kEnvironment,
+                               "log folder /x/ is full: No space left on device"};
     return std::nullopt;
   };
   auto s = run(10, 2);
@@ -658,22 +646,22 @@ TEST_F(SchedulerTest, AFullLogFolderStopsTheRunCleanly) {
 
 TEST_F(SchedulerTest, ShortOfOpenFilesRunsFewerAtOnceAndFailsNoCluster) {
   // Room for three children at once, whatever P says.
-  launcher_.fail_start = [&](ClusterId) -> std::optional<StartFailed> {
-    if (launcher_.running.size() >= 3)
-      return StartFailed{EMFILE, "cannot create log: Too many open files",
-                         StartFailed::Kind::kShortOfFiles};
+  engine_.fail_start = [&](const AttemptSpec&) -> std::optional<AttemptNotStarted> {
+    if (engine_.running.size() >= 3)
+      return AttemptNotStarted{0, AttemptNotStarted::Why::kShortOfFiles,
+                               "cannot create log: Too many open files"};
     return std::nullopt;
   };
   auto s = run(20, 8);
   EXPECT_EQ(s.exit_code(), 0);
-  EXPECT_EQ(launcher_.max_running, 3u);
+  EXPECT_EQ(engine_.max_running, 3u);
   EXPECT_EQ(one("SELECT count(*) || ' ' || sum(state = 'done') FROM attempts"), "20 20");
 }
 
 TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {
-  launcher_.fail_start = [](ClusterId) -> std::optional<StartFailed> {
-    return StartFailed{EMFILE, "cannot create log: Too many open files",
-                       StartFailed::Kind::kShortOfFiles};
+  engine_.fail_start = [](const AttemptSpec&) -> std::optional<AttemptNotStarted> {
+    return AttemptNotStarted{0, AttemptNotStarted::Why::kShortOfFiles,
+                             "cannot create log: Too many open files"};
   };
   auto s = run(5, 2);
   EXPECT_EQ(s.exit_code(), 1);
@@ -685,12 +673,8 @@ TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {
   // A billion clusters: pending ones are never written; stop after a thousand.
   std::size_t ended = 0;
-  launcher_.exit_for = [&](ClusterId) {
-    if (++ended == 1000) {
-      Wakeup w;
-      w.signals.push_back(SIGTERM);
-      launcher_.script.push_back(w);
-    }
+  engine_.exit_for = [&](ClusterId) {
+    if (++ended == 1000) engine_.script.push_back([&] { signals_.raise(SIGTERM); });
     return 0;
   };
   auto s = run(1'000'000'000, 4);

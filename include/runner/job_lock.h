@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "runner/fd.h"
 #include "runner/store.h"
 #include "runner/sysinfo.h"
 
@@ -23,7 +24,6 @@ class JobLock {
   // Takes the lock of `job` in the DB at `db` (whose folder exists), or
   // throws Error naming the runner that holds it.
   JobLock(const std::filesystem::path& db, const std::string& job);
-  ~JobLock();
   JobLock(const JobLock&) = delete;
   JobLock& operator=(const JobLock&) = delete;
 
@@ -33,7 +33,7 @@ class JobLock {
  private:
   int try_bind();  // 0 or the errno
 
-  int fd_ = -1;
+  Fd fd_;
   std::string name_;
 };
 

@@ -22,8 +22,6 @@
 #include <string_view>
 #include <vector>
 
-#include "runner/sysinfo.h"
-
 namespace runner {
 
 enum class CapMechanism { kCgroupV2, kCgroupV1, kRlimit, kNone };
@@ -64,10 +62,11 @@ class Cage {
   // Runs in the child between fork and exec: async-signal-safe only. Joins the
   // cgroup or sets the rlimit. Returns 0 or an errno.
   virtual int enter() const noexcept = 0;
-  // After the attempt's main process ended: reads the peak and OOM kills, and
-  // hands the cgroup back; MemoryCaps::tidy then kills whatever is left in it
-  // and uses it again or removes it. Call once.
-  virtual MemoryUse collect() = 0;
+  // After the attempt's main process ended: its peak and OOM kills.
+  virtual MemoryUse measure() = 0;
+  // Then hands the cgroup back, once: MemoryCaps::tidy kills whatever is left
+  // in it and uses it again or removes it. A cage never released is removed.
+  virtual void release() {}
   // Memory charged to the cage now (cgroups only).
   virtual std::optional<std::uint64_t> current_bytes() const { return std::nullopt; }
   // Signals every process in the cage (cgroups only; a no-op otherwise).
@@ -96,12 +95,12 @@ class MemoryCaps {
 
 // kNone gives nullptr: no cages at all. Empty cgroup folders that runners
 // which died left behind are removed. One that still holds processes is
-// removed, killing them, only when it is the folder of `kill_leftovers_of`
-// (this job's last runner, with --orphans kill): another job's processes are
-// never runner's to kill.
+// removed, killing them, only when it is the folder of the run
+// `kill_leftovers_in` (this job's last run, with --orphans kill): another
+// job's processes are never runner's to kill.
 std::unique_ptr<MemoryCaps> make_memory_caps(
     CapMechanism mechanism, const MemoryProbe& probe,
-    const std::optional<ProcessIdentity>& kill_leftovers_of = std::nullopt);
+    const std::optional<std::string>& kill_leftovers_in = std::nullopt);
 
 // For rlimit, where the kernel does not say: signs in an attempt's log that it
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the

@@ -13,7 +13,7 @@
 namespace runner {
 
 // How an attempt ended, as far as these policies care.
-enum class Outcome { kDone, kExit, kSignal, kTimeout, kOom };
+enum class Ending { kDone, kExit, kSignal, kTimeout, kOom };
 
 class RetryPolicy {
  public:
@@ -24,7 +24,7 @@ class RetryPolicy {
   std::uint32_t retries = 0;  // more attempts after the first, in one run
   std::chrono::milliseconds delay{1000};
 
-  bool applies(Outcome outcome, std::optional<int> exit_code) const;
+  bool applies(Ending ending, std::optional<int> exit_code) const;
   // Exponential backoff with jitter before the nth retry (n >= 1): delay *
   // 2^(n-1), times a factor drawn from [0.5, 1.5), so that clusters that
   // failed together do not all come back at the same moment.

@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "runner/cluster.h"
-#include "runner/launcher.h"
+#include "runner/engine.h"
 
 namespace runner {
 

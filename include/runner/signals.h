@@ -13,27 +13,68 @@
 #include <string>
 #include <vector>
 
+#include "runner/fd.h"
+
 namespace runner {
 
-class SignalChannel {
+// The signal state runner was started with: the mask, and SIGPIPE's
+// disposition (an ignored signal stays ignored across exec). Its children get
+// it back between fork and exec.
+class InheritedSignals {
  public:
-  // Blocks the given signals (and SIGCHLD) and opens a signalfd for them.
+  InheritedSignals();  // captures them as they are now
+  // In a child between fork and exec (async-signal-safe). Returns 0 or an errno.
+  int restore() const noexcept;
+
+ private:
+  sigset_t mask_{};
+  struct sigaction pipe_ {};
+};
+
+// Where runner's own signals come from: a descriptor that is readable while
+// one is pending, and the pending ones.
+class SignalSource {
+ public:
+  virtual ~SignalSource() = default;
+  virtual int fd() const = 0;
+  // Every signal pending now, without blocking.
+  virtual std::vector<int> drain() = 0;
+};
+
+class SignalChannel : public SignalSource {
+ public:
+  // Blocks the given signals and opens a signalfd for them; ignores SIGPIPE.
   explicit SignalChannel(std::initializer_list<int> signals);
-  ~SignalChannel();  // closes the fd, restores the original mask (SIGPIPE stays ignored)
+  ~SignalChannel() override;  // closes the fd, restores the mask (SIGPIPE stays ignored)
   SignalChannel(const SignalChannel&) = delete;
   SignalChannel& operator=(const SignalChannel&) = delete;
 
-  int fd() const { return fd_; }
-  // In a child between fork and exec (async-signal-safe): the mask and the
-  // SIGPIPE disposition runner was started with. Returns 0 or an errno.
-  int restore_in_child() const noexcept;
-  // Every signal pending now, without blocking; SIGCHLD included.
-  std::vector<int> drain();
+  int fd() const override { return fd_.get(); }
+  std::vector<int> drain() override;
+  // The signal state from before the channel opened, for children.
+  const InheritedSignals& inherited() const { return inherited_; }
 
  private:
-  int fd_ = -1;
-  sigset_t original_{};
-  struct sigaction original_pipe_ {};
+  InheritedSignals inherited_;
+  sigset_t before_{};
+  Fd fd_;
+};
+
+// Blocks `sig` while it lives and reads it from a signalfd of its own:
+// SIGCHLD for an engine that waits for its children.
+class BlockedSignal {
+ public:
+  explicit BlockedSignal(int sig);
+  ~BlockedSignal();
+  BlockedSignal(const BlockedSignal&) = delete;
+  BlockedSignal& operator=(const BlockedSignal&) = delete;
+  int fd() const { return fd_.get(); }
+  // Reads what is pending; returns whether anything was.
+  bool drain();
+
+ private:
+  sigset_t before_{};
+  Fd fd_;
 };
 
 }  // namespace runner

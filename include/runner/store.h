@@ -55,6 +55,7 @@ struct AttemptStart {
   std::string cap;  // the memory mechanism: "cgroup-v1", "rlimit", "none"
   std::optional<std::uint64_t> mem_limit_kib;
   std::optional<double> timeout_s;
+  std::string host;  // where it ran; "" for a start that failed here
 };
 
 // An attempt a runner left `running`, to look for its process.

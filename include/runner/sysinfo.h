@@ -19,6 +19,10 @@ struct ProcessIdentity {
   std::uint64_t start_ticks = 0;
 };
 
+// One run of runner, as its processes carry it in RUNNER_RUN and its cgroup
+// folder is named: "<pid>-<start ticks>".
+std::string run_id(const ProcessIdentity& runner);
+
 std::string host_name();
 std::string boot_id();  // empty where /proc does not tell
 // Start time of a process in clock ticks since boot, or nullopt if it is gone.

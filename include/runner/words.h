@@ -5,7 +5,9 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "runner/run_summary.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -24,5 +26,12 @@ std::string local_time(double epoch_seconds);
 
 // Who holds a job: "pid 4242 on web1 since 2026-12-01 03:00:02".
 std::string describe_holder(const Holder& holder);
+
+// The lines runner prints at the end of a run: what it did, why it stopped,
+// and the first failed clusters (`failed`, at most kSummaryFailures) with
+// their logs.
+constexpr std::size_t kSummaryFailures = 10;
+std::string summary_text(const RunSummary& s, const Job& job,
+                         const std::vector<FailedCluster>& failed, const std::string& db);
 
 }  // namespace runner

@@ -1,0 +1,119 @@
+// What to start next, in which order and within which budget: the clusters
+// not yet started (implicit, from a cursor over the done set: pending ones
+// are never listed), those to run again (a requeue nothing passes, retries
+// waiting out their delay), and, under --mem-budget, what each reserves. The
+// scheduler's loop asks for the next candidate whenever a slot is free and
+// tells what became of each; this part never starts, waits or writes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "runner/budget.h"
+#include "runner/cluster.h"
+#include "runner/engine.h"
+#include "runner/intervals.h"
+#include "runner/store.h"
+
+namespace runner {
+
+// A cluster about to start, with what to reserve for it and what to cap it at.
+struct Candidate {
+  ClusterId cluster = 0;
+  std::uint32_t retry = 0;             // retries of it so far in this run
+  std::uint32_t last_attempt = 0;      // its latest attempt's number, where known
+  std::uint64_t need = 0;              // bytes reserved from the budget
+  bool guessed = false;                // need is a learned guess (overcommit)
+  bool alone = false;                  // a retry after OOM: the whole budget to itself
+  bool budget_oom = false;             // the kernel killed an earlier attempt at the budget
+  std::optional<std::uint64_t> limit;  // bytes: its own cap
+};
+
+struct AdmissionOptions {
+  std::uint32_t parallel = 1;
+  bool skip_failed = false;
+  std::optional<std::uint64_t> mem_limit;   // bytes, each child's cap
+  std::optional<std::uint64_t> mem_budget;  // bytes, all running children together
+  bool mem_overcommit = false;
+};
+
+class Admission {
+ public:
+  Admission(Store& store, const Job& job, AdmissionOptions options);
+
+  // Reads what resume needs from the log: the done clusters, the failed ones
+  // to leave alone (--skip-failed), the peaks of earlier jobs (budget).
+  void resume();
+
+  // The next candidate that may start beside `running` others now, in order:
+  // the requeue first (nothing passes it), then retries whose delay is over
+  // and first attempts, taking turns. None when nothing fits now.
+  std::optional<Candidate> next(std::size_t running);
+  // Whether anything is left to start in this run, now or later.
+  bool has_work() const;
+  // When the earliest waiting retry is due.
+  std::optional<Clock::time_point> next_retry() const;
+  // What a candidate reserves while it runs, and gives back when it ends.
+  void reserve(const Candidate& c);
+  void release(const Candidate& c);
+
+  // What comes back. A start that could not happen now goes first again; a
+  // cluster to run again at once joins the requeue; a retry waits until `at`.
+  void first_again(const Candidate& c) { requeue_.push_front(c); }
+  void run_again(const Candidate& c) { requeue_.push_back(c); }
+  void retry_at(Clock::time_point at, const Candidate& c) { retry_at_.emplace(at, c); }
+  // A fresh candidate for `cluster` (its need from the peaks known now).
+  Candidate candidate_for(ClusterId cluster);
+
+  // The done clusters of the job, kept in step with what is committed.
+  void mark_done(ClusterId cluster) { done_.insert(cluster); }
+  std::uint64_t done_count() const { return done_.count(); }
+  // Whether a cluster never had an attempt before this run began.
+  bool never_attempted(ClusterId cluster) const { return cluster >= fresh_from_; }
+
+  MemoryBudget* budget() { return budget_ ? &*budget_ : nullptr; }
+  const MemoryBudget* budget() const { return budget_ ? &*budget_ : nullptr; }
+  std::uint64_t skipped_failed() const { return skip_.size(); }
+  std::uint64_t too_big() const { return too_big_; }
+  // Clusters queued to run again in this run (requeue and retries).
+  std::uint64_t waiting_again() const {
+    return requeue_.size() + ready_retries_.size() + retry_at_.size();
+  }
+
+ private:
+  std::optional<ClusterId> next_cluster();
+  std::optional<Candidate> take_first_attempt();
+  std::optional<Candidate> take_deferred_or_new();
+  std::optional<Candidate> take_ready_retry();
+  bool fits(const Candidate& c) const;
+
+  Store& store_;
+  const Job& job_;
+  AdmissionOptions options_;
+  std::size_t running_ = 0;  // as the last call to next() said
+
+  IntervalSet done_;
+  std::set<ClusterId> skip_;  // failed clusters left alone (--skip-failed)
+  ClusterId cursor_ = 1;      // every cluster below it has been started or skipped
+  ClusterId fresh_from_ = 1;  // clusters from here on were never attempted
+  bool more_ = true;          // clusters remain below N to be started
+
+  std::deque<Candidate> requeue_;  // to run again in this run; nothing passes them
+  std::multimap<Clock::time_point, Candidate> retry_at_;  // waiting out their delay
+  std::deque<Candidate> ready_retries_;
+  bool retry_turn_ = false;  // retries and first attempts take turns
+
+  // Memory budget, when there is one.
+  std::optional<MemoryBudget> budget_;
+  std::vector<std::int64_t> history_jobs_;
+  std::deque<Candidate> deferred_;  // did not fit yet; later clusters may pass them
+  std::size_t head_passed_ = 0;     // how often the oldest deferred one was passed
+  std::uint64_t too_big_ = 0;       // need more than the whole budget: not started
+};
+
+}  // namespace runner

@@ -1,0 +1,154 @@
+// The seam between the scheduler and whatever runs attempts: this machine's
+// processes (LocalEngine), or workers on other machines. It speaks of
+// attempts only. The scheduler asks an engine to start an attempt and to stop
+// one, gracefully or now; the engine tells it that the attempt started (or
+// could not), and how it ended. How an attempt is spawned, capped, measured,
+// timed out and stopped is the engine's business. Every call and every event
+// is a small value, so that an engine may live in another process and answer
+// over a pipe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "runner/cluster.h"
+
+namespace runner {
+
+using Clock = std::chrono::steady_clock;
+
+// An attempt, named by the scheduler when it asks for it; unique in a run.
+using AttemptId = std::uint64_t;
+
+// What to start: one attempt of one cluster.
+struct AttemptSpec {
+  AttemptId id = 0;
+  std::string job;
+  ClusterId cluster = 0;
+  ClusterId clusters = 0;
+  std::uint32_t attempt = 0;
+  std::vector<std::string> argv;  // as the command template renders it; the engine finds argv[0]
+  std::string log_dir;            // the job's log folder
+  std::string log_name;           // "3.1.log"; if the name is taken, a fresh one beside it
+  std::optional<std::uint64_t> mem_limit;            // bytes: its own cap
+  std::optional<std::chrono::milliseconds> timeout;  // then the engine stops it, gracefully
+};
+
+// Where an attempt runs: the host, and its main process there (for people
+// and the log).
+struct Placement {
+  std::string host;
+  std::int64_t process = 0;
+};
+
+struct AttemptStarted {
+  AttemptId id = 0;
+  Placement where;
+  std::string log_path;   // where its log really is
+  double started_at = 0;  // seconds since the epoch
+  std::string cap;        // how its memory is capped there, in the log's words
+};
+
+// The attempt could not be started.
+struct AttemptNotStarted {
+  enum class Why {
+    kCommand,       // the program could not be executed: the attempt failed (127)
+    kNoProcess,     // no process could be made now (fork: EAGAIN): try again later
+    kShortOfFiles,  // no open file to spare (EMFILE, ENFILE): run fewer at once
+    kEnvironment,   // the engine's own means failed (log folder full, say): stop starting
+  };
+  AttemptId id = 0;
+  Why why = Why::kCommand;
+  std::string message;   // "cannot execute ./migrat: No such file or directory"
+  std::string log_path;  // kCommand: the attempt's log, which says why; "" if none
+  std::string cap;
+};
+
+// Where a figure came from.
+enum class Source { kNone, kRusage, kCgroup };
+
+// Whether memory killed an attempt, and whose limit.
+enum class MemoryKill {
+  kNone,
+  kOwnCap,  // at its own cap: certain (the kernel counted it), or likely (see the note)
+  kPool,    // by the run's limit (the budget) while it was below its own cap
+};
+
+// How an attempt ended, with what was measured of it.
+struct Outcome {
+  std::optional<int> exit_code;
+  std::optional<int> killed_by;  // the number of the signal that ended it
+  double finished_at = 0;        // seconds since the epoch
+  std::optional<double> user_cpu_s, sys_cpu_s;
+  std::optional<std::uint64_t> rss_peak_kib;     // rusage: the largest RSS of its tree
+  std::optional<std::uint64_t> cgroup_peak_kib;  // the high-water mark of all its processes
+  MemoryKill memory_kill = MemoryKill::kNone;
+  std::string memory_note;  // the evidence, in words ("likely: ..." when not certain)
+  bool timed_out = false;   // its timeout passed and the engine stopped it (or tried)
+  std::string unstoppable;  // why a stop could not be delivered, if one could not
+
+  // The one figure its need is judged by: all its processes together where
+  // that was measured (shared pages once), else the largest RSS.
+  std::uint64_t peak_kib() const { return cgroup_peak_kib.value_or(rss_peak_kib.value_or(0)); }
+  Source peak_source() const {
+    return cgroup_peak_kib ? Source::kCgroup : rss_peak_kib ? Source::kRusage : Source::kNone;
+  }
+};
+
+struct AttemptEnded {
+  AttemptId id = 0;
+  Outcome outcome;
+};
+
+using EngineEvent = std::variant<AttemptStarted, AttemptNotStarted, AttemptEnded>;
+
+enum class StopMode {
+  kGraceful,  // a chance to finish, then by force once the engine's grace has passed
+  kNow,
+};
+
+// Attempts a dead runner left `running`, and that run, for the engine to find
+// what of them still runs.
+struct Leftovers {
+  struct Attempt {
+    ClusterId cluster = 0;
+    Placement where;
+    double started_at = 0;
+  };
+  std::vector<Attempt> attempts;
+  std::optional<std::string> previous_run;  // the id of the run that left them
+};
+
+enum class LeftoverPolicy { kKill, kWait };
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Asks for an attempt. The answer (AttemptStarted or AttemptNotStarted) is
+  // returned when the engine knows it at once, as a local one does; an engine
+  // that must ask elsewhere returns nothing and tells it from wait(). After a
+  // start, AttemptEnded follows.
+  virtual std::optional<EngineEvent> start(AttemptSpec spec) = 0;
+  // Asks a started attempt to stop.
+  virtual void stop(AttemptId id, StopMode mode) = 0;
+  // What happened since the last call, in order. Blocks until something
+  // did, `wake_fd` is readable (-1: none), or the deadline passes.
+  virtual std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int wake_fd) = 0;
+
+  // Before the first start: kills or waits for what leftovers still run, so
+  // that two copies of a cluster never run at once. Returns false when
+  // `wake_fd` became readable first.
+  virtual bool settle(const Leftovers&, LeftoverPolicy, int /*wake_fd*/) { return true; }
+
+  // Capabilities an engine may lack: memory charged now to one attempt, and
+  // to all of them together.
+  virtual std::optional<std::uint64_t> memory_in_use(AttemptId) const { return std::nullopt; }
+  virtual std::optional<std::uint64_t> total_memory_in_use() const { return std::nullopt; }
+};
+
+}  // namespace runner

@@ -1,0 +1,114 @@
+// The engine that runs attempts as processes on this machine. Each child gets
+// its own process group, stdin from /dev/null, stdout and stderr into its log
+// file, the RUNNER_* variables, the signal state runner was started with, and
+// a cage of its own (a cgroup, or an rlimit) that it enters before exec. It
+// is reaped with wait4, so its rusage (CPU time, peak RSS of the tree) is
+// exact. runner becomes a child subreaper: descendants that daemonise are
+// reparented to it and killed once their cluster has ended. Timeouts and the
+// steps of a stop (SIGTERM, the grace, SIGKILL) are enforced here, each child
+// on its own monotonic clock.
+#pragma once
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runner/engine.h"
+#include "runner/fd.h"
+#include "runner/memory.h"
+#include "runner/signals.h"
+
+namespace runner {
+
+// Where the program named by argv[0] is: a name with a '/' as it is, any other
+// name looked up in PATH as execvp would. Returns the errno of the failure.
+struct Resolved {
+  std::string path;
+  int error = 0;
+};
+Resolved resolve_program(const std::string& name);
+
+// Whether the kernel can execute the file at `path` as it is: an ELF program
+// or a script with a #! line; anything else fails with ENOEXEC (a script
+// without its #! line), unless the machine has binfmt_misc handlers, which
+// may take other formats. Returns 0 or ENOEXEC.
+int check_executable_format(const std::string& path);
+
+// Whose limit killed an attempt the kernel killed for memory. A cgroup that
+// hits its own limit peaks within a few pages of it (the charge that failed);
+// one killed further below its cap was stopped by the run's limit.
+MemoryKill whose_limit(std::uint64_t peak_bytes, std::optional<std::uint64_t> own_cap,
+                       bool run_is_limited);
+
+struct LocalEngineOptions {
+  std::unique_ptr<MemoryCaps> caps;         // null: no caps, and no cgroup peaks
+  std::optional<std::uint64_t> run_limit;   // bytes: all cages together (the budget)
+  std::chrono::milliseconds grace{10'000};  // between SIGTERM and SIGKILL
+  std::size_t parallel = 1;                 // the most children at once, for open files
+  InheritedSignals inherited;               // what children get back before exec
+};
+
+class LocalEngine : public Engine {
+ public:
+  explicit LocalEngine(LocalEngineOptions options);
+  ~LocalEngine() override;  // kills and collects whatever still runs
+  LocalEngine(const LocalEngine&) = delete;
+  LocalEngine& operator=(const LocalEngine&) = delete;
+
+  std::optional<EngineEvent> start(AttemptSpec spec) override;
+  void stop(AttemptId id, StopMode mode) override;
+  std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int wake_fd) override;
+  bool settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) override;
+  std::optional<std::uint64_t> memory_in_use(AttemptId id) const override;
+  std::optional<std::uint64_t> total_memory_in_use() const override;
+
+  // What this run's processes carry in RUNNER_RUN: how a later runner finds them.
+  const std::string& run_id() const { return run_id_; }
+
+ private:
+  struct Child {
+    AttemptSpec spec;
+    std::unique_ptr<Cage> cage;
+    std::string log_path;
+    std::optional<Clock::time_point> timeout_at;
+    std::optional<Clock::time_point> kill_at;  // SIGKILL then, if still there
+    bool timed_out = false;
+    std::string unstoppable;
+  };
+
+  EngineEvent try_start(const AttemptSpec& spec);
+  std::optional<AttemptNotStarted> open_log_folder(const AttemptSpec& spec);
+  std::optional<AttemptNotStarted> resolve(const AttemptSpec& spec);
+  void reserve_descriptors(std::size_t parallel);
+  void send(pid_t pid, Child& child, int sig);
+  void reap();
+  Outcome outcome_of(Child& child, int status, const rusage& usage);
+  void judge_memory(Child& child, Outcome& outcome);
+  void enforce_deadlines();
+  std::optional<Clock::time_point> next_deadline() const;
+  void kill_strays(bool all);
+  bool has_cgroups() const;
+  std::string cap_name() const;
+
+  LocalEngineOptions options_;
+  BlockedSignal child_ended_{SIGCHLD};
+  Fd dev_null_;
+  std::string run_id_;
+  std::string run_var_;          // RUNNER_RUN=<run id>
+  std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus run_var_
+  std::unordered_map<pid_t, Child> children_;
+  std::unordered_map<AttemptId, pid_t> pid_of_;
+  std::vector<EngineEvent> events_;            // told at the next wait()
+  std::string resolved_name_, resolved_path_;  // the last program looked up
+  std::string log_dir_;                        // the open log folder
+  Fd log_dir_fd_;
+  std::optional<rlimit> children_nofile_;  // set when runner raised its own
+};
+
+}  // namespace runner

@@ -1,0 +1,507 @@
+#include "runner/local_engine.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "local_spawn.h"
+#include "orphans.h"
+#include "runner/sysinfo.h"
+#include "runner/units.h"
+#include "runner/words.h"
+
+extern char** environ;
+
+namespace runner {
+namespace {
+
+// A cgroup OOM-killed at its own limit peaks within a few pages of it.
+constexpr std::uint64_t kOwnLimitSlack = 8ULL << 20;
+
+double seconds(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Which failure a start's errno is: runner short of open files, or its own
+// means failing otherwise.
+AttemptNotStarted::Why why_of(int err) {
+  return err == EMFILE || err == ENFILE ? AttemptNotStarted::Why::kShortOfFiles
+                                        : AttemptNotStarted::Why::kEnvironment;
+}
+
+AttemptNotStarted not_started(const AttemptSpec& spec, AttemptNotStarted::Why why,
+                              std::string message) {
+  AttemptNotStarted n;
+  n.id = spec.id;
+  n.why = why;
+  n.message = std::move(message);
+  return n;
+}
+
+// The cluster and attempt a process was started for, from its RUNNER_*
+// variables; {0, 0} for a process without them.
+struct Tag {
+  ClusterId cluster = 0;
+  std::uint32_t attempt = 0;
+  bool operator==(const Tag&) const = default;
+};
+
+Tag tag_of(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/environ", pid), std::ios::binary);
+  std::string env((std::istreambuf_iterator<char>(in)), {});
+  Tag tag;
+  for (std::size_t at = 0; at < env.size();) {
+    auto end = env.find('\0', at);
+    if (end == std::string::npos) end = env.size();
+    auto var = std::string_view(env).substr(at, end - at);
+    auto read = [&](std::string_view name, auto& into) {
+      if (!var.starts_with(name)) return;
+      auto digits = var.substr(name.size());
+      std::from_chars(digits.data(), digits.data() + digits.size(), into);
+    };
+    read("RUNNER_CLUSTER=", tag.cluster);
+    read("RUNNER_ATTEMPT=", tag.attempt);
+    at = end + 1;
+  }
+  return tag;
+}
+
+// A child's environment: runner's own plus what tells it which cluster it is.
+class ChildEnvironment {
+ public:
+  ChildEnvironment(const std::vector<char*>& base, const AttemptSpec& spec)
+      : vars_{fmt::format("RUNNER_CLUSTER={}", spec.cluster),
+              fmt::format("RUNNER_CLUSTERS={}", spec.clusters),
+              fmt::format("RUNNER_ATTEMPT={}", spec.attempt),
+              fmt::format("RUNNER_JOB={}", spec.job)},
+        envp_(base) {
+    for (auto& v : vars_) envp_.push_back(v.data());
+    envp_.push_back(nullptr);
+  }
+  ChildEnvironment(const ChildEnvironment&) = delete;  // envp_ points into vars_
+  ChildEnvironment& operator=(const ChildEnvironment&) = delete;
+  char** envp() { return envp_.data(); }
+
+ private:
+  std::string vars_[4];
+  std::vector<char*> envp_;
+};
+
+}  // namespace
+
+Resolved resolve_program(const std::string& name) {
+  if (name.empty()) return {name, ENOENT};
+  if (name.find('/') != std::string::npos) {
+    struct stat st {};
+    if (::stat(name.c_str(), &st) != 0) return {name, errno};
+    if (S_ISDIR(st.st_mode)) return {name, EISDIR};
+    if (::access(name.c_str(), X_OK) != 0) return {name, errno};
+    return {name, 0};
+  }
+  const char* path_env = std::getenv("PATH");
+  std::string_view dirs = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    auto colon = dirs.find(':');
+    auto dir = dirs.substr(0, colon);
+    auto candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, name);
+    if (is_executable_file(candidate)) return {candidate, 0};
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  return {name, ENOENT};
+}
+
+int check_executable_format(const std::string& path) {
+  char head[4] = {};
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;  // execute-only: the start will tell
+  auto n = ::read(fd.get(), head, sizeof head);
+  if (n >= 2 && head[0] == '#' && head[1] == '!') return 0;
+  if (n == 4 && std::memcmp(head,
+                            "\x7f"
+                            "ELF",
+                            4) == 0)
+    return 0;
+  // Handlers registered with binfmt_misc run other formats (Java, Wine, ...).
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/sys/fs/binfmt_misc", ec)) {
+    auto name = entry.path().filename();
+    if (name != "register" && name != "status") return 0;
+  }
+  return ENOEXEC;
+}
+
+MemoryKill whose_limit(std::uint64_t peak_bytes, std::optional<std::uint64_t> own_cap,
+                       bool run_is_limited) {
+  if (run_is_limited && own_cap && peak_bytes + kOwnLimitSlack < *own_cap) return MemoryKill::kPool;
+  return MemoryKill::kOwnCap;
+}
+
+LocalEngine::LocalEngine(LocalEngineOptions options)
+    : options_(std::move(options)), dev_null_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+  if (!dev_null_) throw std::system_error(errno, std::generic_category(), "open /dev/null");
+  for (char** e = environ; e && *e; ++e)
+    if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
+  // Every process of this run carries its id: after a kill -9 of runner, the
+  // next one finds them all by it (see orphans.h).
+  run_id_ = runner::run_id(current_process());
+  run_var_ = "RUNNER_RUN=" + run_id_;
+  base_env_.push_back(run_var_.data());
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    spdlog::warn("cannot become a child subreaper ({}): descendants that daemonise escape runner",
+                 std::strerror(errno));
+  // Where cgroups allow, the kernel itself holds the run to the budget.
+  if (options_.run_limit && options_.caps && !options_.caps->set_total_limit(*options_.run_limit))
+    spdlog::warn("could not set the {} budget on the run's cgroup",
+                 format_size_kib(*options_.run_limit / 1024));
+  reserve_descriptors(options_.parallel);
+}
+
+LocalEngine::~LocalEngine() {
+  // Nothing runner started outlives it: kill what is left and collect it.
+  for (auto& [pid, child] : children_) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+  // A descendant is adopted only once the process between it and runner has
+  // died, which may be after any one look: look again until none is left.
+  for (int i = 0; i < 2000; ++i) {
+    kill_strays(true);
+    pid_t pid = ::waitpid(-1, nullptr, WNOHANG);
+    if (pid < 0) break;  // ECHILD: all collected
+    if (pid == 0) ::usleep(1000);
+  }
+}
+
+// Makes room for `parallel` clusters at once: each holds a few descriptors
+// in runner (its log while starting; with cgroups, its cgroup folder,
+// cgroup.procs, peak and OOM count). Raises the soft RLIMIT_NOFILE as far as
+// the hard limit allows when it is too low; children get the original.
+void LocalEngine::reserve_descriptors(std::size_t parallel) {
+  constexpr std::size_t kPerCluster = 5, kForRunner = 64;
+  rlimit given{};
+  if (::getrlimit(RLIMIT_NOFILE, &given) != 0) return;
+  auto need = static_cast<rlim_t>(parallel * kPerCluster + kForRunner);
+  if (given.rlim_cur == RLIM_INFINITY || given.rlim_cur >= need) return;
+  rlimit raised = given;
+  raised.rlim_cur = given.rlim_max == RLIM_INFINITY ? need : std::min(need, given.rlim_max);
+  if (raised.rlim_cur <= given.rlim_cur || ::setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
+  children_nofile_ = given;
+  if (raised.rlim_cur < need)
+    spdlog::warn("{} clusters at once may need {} open files; the limit is {} (ulimit -Hn)",
+                 parallel, need, raised.rlim_cur);
+}
+
+std::optional<EngineEvent> LocalEngine::start(AttemptSpec spec) {
+  auto event = try_start(spec);
+  // Cgroups kept for later attempts hold open files: let them go, once.
+  auto* failed = std::get_if<AttemptNotStarted>(&event);
+  if (failed && failed->why == AttemptNotStarted::Why::kShortOfFiles && options_.caps &&
+      options_.caps->release_spares())
+    event = try_start(spec);
+  return event;
+}
+
+std::optional<AttemptNotStarted> LocalEngine::open_log_folder(const AttemptSpec& spec) {
+  // The log folder stays open: each log is created relative to it, without
+  // walking the whole path again.
+  if (spec.log_dir != log_dir_ || !log_dir_fd_) {
+    // The job's folder itself is never a link (the logs root above it may be).
+    log_dir_fd_.reset(
+        ::open(spec.log_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    log_dir_ = spec.log_dir;
+    if (!log_dir_fd_) {
+      int err = errno;
+      return not_started(
+          spec, why_of(err),
+          fmt::format("cannot open log folder {}: {}", spec.log_dir, std::strerror(err)));
+    }
+  }
+  // A log folder with no room left fails every start: stop, do not fail clusters.
+  struct statvfs space {};
+  if (::fstatvfs(log_dir_fd_.get(), &space) == 0 && space.f_bavail * space.f_frsize < 64UL * 1024)
+    return not_started(
+        spec, AttemptNotStarted::Why::kEnvironment,
+        fmt::format("log folder {}/ is full: {}", spec.log_dir, std::strerror(ENOSPC)));
+  return std::nullopt;
+}
+
+std::optional<AttemptNotStarted> LocalEngine::resolve(const AttemptSpec& spec) {
+  // Clusters nearly always run the same program: resolve it once, not per start.
+  const auto& program = spec.argv.front();
+  if (program == resolved_name_) return std::nullopt;
+  auto resolved = resolve_program(program);
+  if (resolved.error != 0)
+    return not_started(
+        spec, AttemptNotStarted::Why::kCommand,
+        fmt::format("cannot execute {}: {}", program, std::strerror(resolved.error)));
+  resolved_name_ = program;
+  resolved_path_ = resolved.path;
+  return std::nullopt;
+}
+
+EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
+  if (auto failed = open_log_folder(spec)) return *failed;
+  if (auto failed = resolve(spec)) return *failed;
+  std::unique_ptr<Cage> cage;
+  if (options_.caps) {
+    try {
+      cage = options_.caps->cage(spec.mem_limit);
+    } catch (const std::system_error& e) {
+      return not_started(spec, why_of(e.code().value()), e.what());
+    }
+  }
+  auto log_name = spec.log_name;
+  Fd log(create_log(log_dir_fd_.get(), log_name));
+  if (!log) {
+    int err = errno;
+    return not_started(spec, why_of(err),
+                       fmt::format("cannot create log {}/{}: {}", spec.log_dir, spec.log_name,
+                                   std::strerror(err)));
+  }
+  auto log_path = fmt::format("{}/{}", spec.log_dir, log_name);
+  ChildEnvironment env(base_env_, spec);
+  SpawnRequest request{resolved_path_,  &spec.argv,
+                       env.envp(),      log.get(),
+                       dev_null_.get(), &options_.inherited,
+                       cage.get(),      children_nofile_ ? &*children_nofile_ : nullptr};
+  auto spawned = spawn_child(request);
+  if (spawned.error == 0) {
+    Child child{spec, std::move(cage), log_path, std::nullopt, std::nullopt, false, ""};
+    if (spec.timeout) child.timeout_at = Clock::now() + *spec.timeout;
+    children_.emplace(spawned.pid, std::move(child));
+    pid_of_[spec.id] = spawned.pid;
+    return AttemptStarted{spec.id, Placement{host_name(), spawned.pid}, log_path, wall_clock_now(),
+                          cap_name()};
+  }
+  const auto& program = spec.argv.front();
+  if (!spawned.exec_failed) {
+    // No process could be made: the machine is short of them for now.
+    ::unlinkat(log_dir_fd_.get(), log_name.c_str(), 0);
+    auto why = spawned.error == EAGAIN || spawned.error == ENOMEM
+                   ? AttemptNotStarted::Why::kNoProcess
+                   : why_of(spawned.error);
+    return not_started(
+        spec, why,
+        fmt::format("cannot start {}: fork failed: {}", program, std::strerror(spawned.error)));
+  }
+  // The attempt failed at its exec: recorded, with its log saying why.
+  auto failed =
+      not_started(spec, AttemptNotStarted::Why::kCommand,
+                  fmt::format("cannot execute {}: {}", program, std::strerror(spawned.error)));
+  auto line = fmt::format("runner: {}\n", failed.message);
+  if (::write(log.get(), line.data(), line.size()) >= 0) failed.log_path = log_path;
+  failed.cap = cap_name();
+  return failed;
+}
+
+void LocalEngine::stop(AttemptId id, StopMode mode) {
+  auto it = pid_of_.find(id);
+  if (it == pid_of_.end()) return;
+  auto& child = children_.at(it->second);
+  if (mode == StopMode::kNow) {
+    send(it->second, child, SIGKILL);
+    child.kill_at.reset();
+    return;
+  }
+  // Stopped by runner, it is no longer timed: its end is runner's doing.
+  child.timeout_at.reset();
+  send(it->second, child, SIGTERM);
+  if (!child.kill_at) child.kill_at = Clock::now() + options_.grace;
+}
+
+// Signals a child's whole process group (and its cgroup); says so, once,
+// when it cannot be reached.
+void LocalEngine::send(pid_t pid, Child& child, int sig) {
+  // The child leads its own group: signal the group, so grandchildren get it
+  // too. The child is not reaped yet, so its group id cannot have been reused.
+  // The group succeeds when any one of its processes could be signalled.
+  int err = ::kill(-pid, sig) == 0 ? 0 : errno;
+  // A stopped child cannot act on SIGTERM until it is continued.
+  if (sig == SIGTERM) ::kill(-pid, SIGCONT);
+  // Processes that left the group (setsid) are still in the cgroup.
+  if (child.cage) child.cage->signal_all(sig);
+  if (err == 0 || err == ESRCH || !child.unstoppable.empty()) return;
+  child.unstoppable = fmt::format("{} refused: {}", signal_name(sig), std::strerror(err));
+  spdlog::warn("cluster {}/{}: could not stop it ({}); it runs on until it ends",
+               child.spec.cluster, child.spec.clusters, child.unstoppable);
+}
+
+// Timeouts and the end of grace periods, each child on its own clock.
+void LocalEngine::enforce_deadlines() {
+  auto now = Clock::now();
+  for (auto& [pid, child] : children_) {
+    if (child.timeout_at && now >= *child.timeout_at) {
+      child.timeout_at.reset();
+      child.timed_out = true;
+      spdlog::warn("cluster {}/{}: {} timeout reached; stopping it", child.spec.cluster,
+                   child.spec.clusters, format_duration(*child.spec.timeout));
+      send(pid, child, SIGTERM);
+      if (!child.kill_at) child.kill_at = now + options_.grace;
+    }
+    if (child.kill_at && now >= *child.kill_at) {
+      send(pid, child, SIGKILL);
+      child.kill_at.reset();
+    }
+  }
+}
+
+std::optional<Clock::time_point> LocalEngine::next_deadline() const {
+  std::optional<Clock::time_point> earliest;
+  for (const auto& [pid, child] : children_)
+    for (auto t : {child.timeout_at, child.kill_at})
+      if (t && (!earliest || *t < *earliest)) earliest = t;
+  return earliest;
+}
+
+std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> deadline, int wake_fd) {
+  for (;;) {
+    child_ended_.drain();
+    reap();
+    enforce_deadlines();
+    if (!events_.empty()) return std::exchange(events_, {});
+    if (options_.caps) options_.caps->tidy();
+    // Sleep until a child ends (SIGCHLD stays blocked, so one that ends
+    // between the reap above and here still wakes us), wake_fd is readable,
+    // or the earlier of the caller's deadline and our own passes.
+    auto own = next_deadline();
+    auto until = own && (!deadline || *own < *deadline) ? own : deadline;
+    timespec ts{};
+    if (until) {
+      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    }
+    pollfd fds[] = {{child_ended_.fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
+    if (ready < 0 && errno != EINTR)
+      throw std::system_error(errno, std::generic_category(), "ppoll");
+    if (fds[1].revents & POLLIN) return {};
+    if (ready == 0 && until == deadline) return {};
+  }
+}
+
+void LocalEngine::reap() {
+  bool cluster_ended = false;
+  for (;;) {
+    int status = 0;
+    rusage usage{};
+    pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
+    if (pid <= 0) break;  // 0: children remain, none ended; -1 (ECHILD): none at all
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;  // an adopted descendant: collected, nothing more
+    // What is left of its process group goes with it. The group cannot have
+    // been reused: its id stays taken while any member lives.
+    ::kill(-pid, SIGKILL);
+    events_.push_back(AttemptEnded{it->second.spec.id, outcome_of(it->second, status, usage)});
+    pid_of_.erase(it->second.spec.id);
+    children_.erase(it);
+    cluster_ended = true;
+  }
+  // A cgroup takes every descendant with its cluster; without one, adopted
+  // descendants are looked for.
+  if (cluster_ended && !has_cgroups()) kill_strays(false);
+}
+
+Outcome LocalEngine::outcome_of(Child& child, int status, const rusage& usage) {
+  Outcome out;
+  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) out.killed_by = WTERMSIG(status);
+  out.finished_at = wall_clock_now();
+  out.user_cpu_s = seconds(usage.ru_utime);
+  out.sys_cpu_s = seconds(usage.ru_stime);
+  out.rss_peak_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+  out.timed_out = child.timed_out;
+  out.unstoppable = child.unstoppable;
+  judge_memory(child, out);
+  return out;
+}
+
+// What the cage saw: the cgroup's peak and OOM kills, which are certain; or,
+// under an rlimit, the signs of a failed allocation in the log, which are not.
+void LocalEngine::judge_memory(Child& child, Outcome& out) {
+  if (!child.cage) return;
+  auto use = child.cage->measure();
+  child.cage->release();
+  if (use.peak_bytes) out.cgroup_peak_kib = *use.peak_bytes / 1024;
+  if (use.oom_kills > 0) {
+    out.memory_kill = whose_limit(use.peak_bytes.value_or(0), child.spec.mem_limit,
+                                  options_.run_limit.has_value());
+    out.memory_note =
+        fmt::format("the kernel killed {} process(es) of it for memory", use.oom_kills);
+    return;
+  }
+  bool failed = out.killed_by || out.exit_code.value_or(0) != 0;
+  if (failed && child.spec.mem_limit && options_.caps->mechanism() == CapMechanism::kRlimit) {
+    if (auto sign = allocation_failure_sign(child.log_path)) {
+      out.memory_kill = MemoryKill::kOwnCap;
+      out.memory_note = fmt::format("likely: under the rlimit cap its log shows '{}'", *sign);
+    }
+  }
+}
+
+// Children of runner that are not a running cluster's own process were
+// adopted: descendants whose parent died (runner is their subreaper). Each is
+// killed once the attempt whose RUNNER_* variables it carries is no longer
+// running; with `all`, every one.
+void LocalEngine::kill_strays(bool all) {
+  std::ifstream in(fmt::format("/proc/self/task/{}/children", ::getpid()));
+  std::vector<pid_t> strays;
+  for (pid_t pid; in >> pid;)
+    if (!children_.contains(pid)) strays.push_back(pid);
+  for (pid_t pid : strays) {
+    if (!all) {
+      auto tag = tag_of(pid);
+      bool owner_runs = std::any_of(children_.begin(), children_.end(), [&](const auto& entry) {
+        return Tag{entry.second.spec.cluster, entry.second.spec.attempt} == tag;
+      });
+      if (owner_runs) continue;
+    }
+    ::kill(pid, SIGKILL);
+  }
+}
+
+bool LocalEngine::settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) {
+  return settle_leftovers(find_leftovers(left), policy, wake_fd);
+}
+
+bool LocalEngine::has_cgroups() const {
+  return options_.caps && (options_.caps->mechanism() == CapMechanism::kCgroupV1 ||
+                           options_.caps->mechanism() == CapMechanism::kCgroupV2);
+}
+
+std::string LocalEngine::cap_name() const {
+  return options_.caps ? to_string(options_.caps->mechanism()) : "none";
+}
+
+std::optional<std::uint64_t> LocalEngine::memory_in_use(AttemptId id) const {
+  auto it = pid_of_.find(id);
+  if (it == pid_of_.end()) return std::nullopt;
+  const auto& child = children_.at(it->second);
+  return child.cage ? child.cage->current_bytes() : std::nullopt;
+}
+
+std::optional<std::uint64_t> LocalEngine::total_memory_in_use() const {
+  return options_.caps ? options_.caps->total_bytes() : std::nullopt;
+}
+
+}  // namespace runner
