@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "run_checks.h"
+#include "runner/collect.h"
 #include "runner/error.h"
 #include "runner/job_lock.h"
 #include "runner/local_engine.h"
@@ -19,6 +20,7 @@
 #include "runner/sysinfo.h"
 #include "runner/units.h"
 #include "runner/words.h"
+#include "runner/worker_engine.h"
 
 namespace runner {
 namespace fs = std::filesystem;
@@ -71,22 +73,43 @@ Leftovers leftovers(Store& store, const Job& job, const std::optional<Holder>& h
   return left;
 }
 
-// The engine for this machine: caps by the planned mechanism; what the job's
-// last runner left in its cgroups dies with --orphans kill.
-std::unique_ptr<LocalEngine> local_engine(const RunArgs& args, const CheckedRun& checked,
-                                          const std::optional<Holder>& holder,
-                                          const SignalChannel& signals) {
-  LocalEngineOptions options;
+// Where a job's workers keep their journals: in its log folder.
+fs::path journal_dir(const CheckedRun& checked) {
+  return checked.log_dir / ".journal";
+}
+
+// The engine: a worker that runs the clusters and journals their outcomes,
+// or (--worker off) runner itself. Caps by the planned mechanism; what the
+// job's last run left in its cgroups dies with --orphans kill.
+std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& checked,
+                                    const std::optional<Holder>& holder,
+                                    const SignalChannel& signals) {
   auto kill_in = args.orphans_wait ? std::nullopt : previous_run(holder);
+  if (checked.memory.budget)
+    spdlog::info("memory budget {}", format_size_kib(*checked.memory.budget / 1024));
+  if (args.worker) {
+    WorkerConfig config;
+    config.run = run_id(current_process());
+    config.journal_dir = journal_dir(checked).string();
+    config.sync = args.sync_full;
+    config.grace = args.grace;
+    config.parallel = args.parallel;
+    config.cap = args.cap;
+    config.limits = args.mem_limit || checked.memory.budget;
+    config.run_limit = checked.memory.budget;
+    config.kill_leftovers_in = kill_in;
+    config.watch_memory = checked.memory.budget && args.mem_overcommit;
+    config.blocked = signals.inherited().blocked();
+    config.pipe_ignored = signals.inherited().pipe_ignored();
+    return std::make_unique<WorkerEngine>(std::move(config), "/proc/self/exe");
+  }
+  LocalEngineOptions options;
   try {
     options.caps = make_memory_caps(checked.memory.mechanism, checked.probe, kill_in);
   } catch (const std::system_error& e) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
                             to_string(checked.memory.mechanism), e.what()));
   }
-  if (checked.memory.budget)
-    spdlog::info("memory budget {}, caps by {}", format_size_kib(*checked.memory.budget / 1024),
-                 to_string(checked.memory.mechanism));
   options.run_limit = checked.memory.budget;
   options.grace = args.grace;
   options.parallel = args.parallel;
@@ -119,6 +142,15 @@ RunSummary run_to_the_end(Scheduler& scheduler, const fs::path& db) {
                             db.string(), e.what()),
                 ExitCode::kLogLost);
   }
+}
+
+int stopped_while_waiting(SignalSource& signals) {
+  auto pending = signals.drain();
+  int sig = pending.empty() ? SIGTERM : pending.front();
+  Printer(stderr).print(
+      fmt::format("runner: {} while waiting for clusters left running; nothing was started\n",
+                  signal_name(sig)));
+  return 128 + sig;
 }
 
 Progress::Mode output_mode(const RunArgs& args) {
@@ -157,16 +189,15 @@ int run_job(const RunArgs& args) {
 
   Progress progress(stdout, output_mode(args));
   SinkBinding binding(*sink, &progress);
-  auto engine = local_engine(args, checked, previous_holder, signals);
-  // Clusters that a killed runner left running must not run twice at once.
+  // What earlier runs left: outcomes their workers journalled are recorded
+  // (waiting for a worker that still runs); clusters that a killed runner
+  // left running must not run twice at once.
   auto policy = args.orphans_wait ? LeftoverPolicy::kWait : LeftoverPolicy::kKill;
-  if (!engine->settle(leftovers(store, job, previous_holder), policy, signals.fd())) {
-    auto sig = signals.drain().front();
-    Printer(stderr).print(
-        fmt::format("runner: {} while waiting for clusters left running; nothing was started\n",
-                    signal_name(sig)));
-    return 128 + sig;
-  }
+  if (!collect_earlier_runs(store, job, journal_dir(checked), policy, signals))
+    return stopped_while_waiting(signals);
+  auto engine = make_engine(args, checked, previous_holder, signals);
+  if (!engine->settle(leftovers(store, job, previous_holder), policy, signals.fd()))
+    return stopped_while_waiting(signals);
   Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
                       scheduler_options(args, checked));
   auto summary = run_to_the_end(scheduler, args.db);

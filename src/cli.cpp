@@ -116,7 +116,7 @@ using Text = std::optional<std::string>;
 
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
-      *retry_delay, *retry_on, *halt, *sync, *orphans;
+      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker;
 };
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
@@ -147,8 +147,14 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   o.halt = g.add(app, "--halt", "never|soon,fail=N[%]|now,fail=N[%]",
                  "give up after N (or N%) failed clusters (default never)");
   o.sync = g.add(app, "--sync", "normal|full", "what a commit survives (default normal)");
-  o.orphans = g.add(app, "--orphans", "kill|wait",
-                    "what to do with clusters a killed runner left running (default kill)");
+  o.orphans = g.add(app, "--orphans", "wait|kill",
+                    "clusters a killed runner left running: wait for them and record how they "
+                    "ended (default), or kill them and run them again (a cluster that was about "
+                    "to finish then runs twice)");
+  o.worker = g.add(app, "--worker", "on|off",
+                   "on (default): a worker process runs the clusters and journals how each "
+                   "ended, so one that finishes while runner is killed is not run again; off: "
+                   "runner runs them itself");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
   return o;
@@ -212,7 +218,9 @@ void read_reliability_options(const RunOptions& o, RunArgs& run) {
   if (auto t = Given::text(o.sync))
     run.sync_full = check_choice("--sync", *t, {"normal", "full"}, "normal or full") == "full";
   if (auto t = Given::text(o.orphans))
-    run.orphans_wait = check_choice("--orphans", *t, {"kill", "wait"}, "kill or wait") == "wait";
+    run.orphans_wait = check_choice("--orphans", *t, {"kill", "wait"}, "wait or kill") == "wait";
+  if (auto t = Given::text(o.worker))
+    run.worker = check_choice("--worker", *t, {"on", "off"}, "on or off") == "on";
 }
 
 std::filesystem::path db_path(const Text& text, const std::filesystem::path& fallback) {
@@ -256,7 +264,7 @@ namespace {
 
 // The subcommands that read the log, each an option table and a reading of it.
 struct Subcommands {
-  CLI::App *status, *report, *unlock, *doctor;
+  CLI::App *status, *report, *unlock, *doctor, *worker;
   CLI::Option *status_db, *status_job;
   CLI::Option *report_db, *report_job, *report_budget;
   CLI::Option *unlock_db, *unlock_job;
@@ -290,11 +298,13 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.doctor = app.add_subcommand(
       "doctor", "How runner can cap memory on this machine, and what would make it better.");
   sub.doctor->footer(kDoctorExamples);
+  // Not for people: the process runner starts to run its clusters. No group: not in --help.
+  sub.worker = app.add_subcommand("worker", "")->group("");
 }
 
 // The subcommand given, read into its values; nothing when none was.
 std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_command) {
-  for (auto* cmd : {sub.status, sub.report, sub.unlock, sub.doctor})
+  for (auto* cmd : {sub.status, sub.report, sub.unlock, sub.doctor, sub.worker})
     if (cmd->parsed() && has_command)
       throw Error(fmt::format("'runner {}' takes no command after '--'", cmd->get_name()));
   if (sub.status->parsed()) {
@@ -321,6 +331,7 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     return unlock;
   }
   if (sub.doctor->parsed()) return DoctorArgs{};
+  if (sub.worker->parsed()) return WorkerArgs{};
   return std::nullopt;
 }
 

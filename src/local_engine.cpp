@@ -162,7 +162,7 @@ LocalEngine::LocalEngine(LocalEngineOptions options)
     if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
   // Every process of this run carries its id: after a kill -9 of runner, the
   // next one finds them all by it (see orphans.h).
-  run_id_ = runner::run_id(current_process());
+  run_id_ = options_.run.empty() ? runner::run_id(current_process()) : options_.run;
   run_var_ = "RUNNER_RUN=" + run_id_;
   base_env_.push_back(run_var_.data());
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
@@ -395,7 +395,7 @@ std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> dead
     int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "ppoll");
-    if (fds[1].revents & POLLIN) return {};
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return {};
     if (ready == 0 && until == deadline) return {};
   }
 }

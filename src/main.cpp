@@ -1,6 +1,7 @@
 // runner's entry point: parse the command line, call into the library, and
 // turn any error into one line on stderr and an exit code. Nothing else.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <exception>
@@ -10,6 +11,7 @@
 #include "runner/app.h"
 #include "runner/error.h"
 #include "runner/progress.h"
+#include "runner/worker.h"
 
 int main(int argc, char** argv) {
   try {
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
       runner::setup_logging(false, false);
       return runner::unlock_job(*unlock);
     }
+    if (std::holds_alternative<runner::WorkerArgs>(invocation))
+      return runner::run_worker(STDIN_FILENO, STDOUT_FILENO);
     if (auto* doctor = std::get_if<runner::DoctorArgs>(&invocation)) {
       runner::setup_logging(false, false);
       return runner::show_doctor(*doctor);

@@ -180,14 +180,15 @@ CapMechanism choose_mechanism(CapChoice choice, const MemoryProbe& probe) {
 }
 
 std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const MemoryProbe& probe,
-                                             const std::optional<std::string>& kill_leftovers_in) {
+                                             const std::optional<std::string>& kill_leftovers_in,
+                                             const std::string& run) {
   std::optional<std::string> kill_leftovers;
   if (kill_leftovers_in) kill_leftovers = run_folder_name(*kill_leftovers_in);
   switch (mechanism) {
     case CapMechanism::kCgroupV2:
-      return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers);
+      return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers, run);
     case CapMechanism::kCgroupV1:
-      return make_cgroup_caps(cgroupfs::Version::kV1, *probe.v1_dir, kill_leftovers);
+      return make_cgroup_caps(cgroupfs::Version::kV1, *probe.v1_dir, kill_leftovers, run);
     case CapMechanism::kRlimit:
       return std::make_unique<RlimitCaps>();
     case CapMechanism::kNone:

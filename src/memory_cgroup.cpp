@@ -263,11 +263,17 @@ class CgroupCage : public Cage {
 class CgroupCaps : public MemoryCaps {
  public:
   CgroupCaps(Version version, const fs::path& own_dir,
-             const std::optional<std::string>& kill_leftovers)
+             const std::optional<std::string>& kill_leftovers, const std::string& run)
       : version_(version), own_dir_(own_dir) {
     sweep_stale_runs(own_dir, kill_leftovers);
-    run_dir_ = own_dir / run_folder_name(run_id(current_process()));
-    if (::mkdir(run_dir_.c_str(), 0755) != 0)
+    run_dir_ = own_dir / run_folder_name(run.empty() ? run_id(current_process()) : run);
+    // A run has one worker at a time: a folder of its name is a dead
+    // worker's of the same run (runner made sure it is gone), with whatever
+    // that worker left in it.
+    if (::mkdir(run_dir_.c_str(), 0755) != 0 && errno == EEXIST &&
+        kill_and_remove(run_dir_, version_))
+      ::mkdir(run_dir_.c_str(), 0755);
+    if (!fs::is_directory(run_dir_))
       throw std::system_error(errno, std::generic_category(),
                               "cannot create cgroup " + run_dir_.string());
     // v2 lets a cgroup's children use a controller only when the cgroup
@@ -510,8 +516,9 @@ std::string run_folder_name(const std::string& run) {
 }
 
 std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir,
-                                             const std::optional<std::string>& kill_leftovers) {
-  return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers);
+                                             const std::optional<std::string>& kill_leftovers,
+                                             const std::string& run) {
+  return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers, run);
 }
 
 namespace {

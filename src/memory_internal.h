@@ -32,9 +32,10 @@ int write_at(int dir_fd, const char* name, std::string_view text);
 std::string run_folder_name(const std::string& run);
 
 // Cgroup caps below `own_dir`, runner's own cgroup in that hierarchy.
+// Its run folder is named after `run` ("": this process's id).
 std::unique_ptr<MemoryCaps> make_cgroup_caps(
     cgroupfs::Version version, const std::filesystem::path& own_dir,
-    const std::optional<std::string>& kill_leftovers = std::nullopt);
+    const std::optional<std::string>& kill_leftovers = std::nullopt, const std::string& run = "");
 
 // Removes run folders that runners which are gone left below own_dir: the
 // empty ones, and the one named `kill_in`, killing what is still in it.

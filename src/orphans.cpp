@@ -88,7 +88,7 @@ bool settle_leftovers(const std::vector<pid_t>& pids, LeftoverPolicy policy, int
   std::size_t left = fds.size() - 1;
   while (left > 0) {
     if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
-    if (fds[0].revents & POLLIN) return false;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) return false;
     for (std::size_t i = 1; i < fds.size(); ++i)
       if (fds[i].fd >= 0 && (fds[i].revents & POLLIN)) {
         fds[i].fd = -1;  // poll skips negative fds

@@ -129,7 +129,7 @@ bool Scheduler::signal_pending() const {
 
 // Commits what is written, then shows it: a completion counts once committed.
 void Scheduler::show_progress() {
-  group_.commit();
+  if (group_.commit()) engine_.acknowledged();
   if (progress_) progress_->update(snapshot(), Clock::now());
 }
 
@@ -148,7 +148,22 @@ void Scheduler::fill() {
   if (running_.empty()) pressure_ = false;
   if (start_again_at_ && Clock::now() < *start_again_at_) return;
   start_again_at_.reset();
-  while (!stopping_ && !pressure_ && !start_again_at_ && running_.size() < parallel_now_) {
+  // Until an attempt of a job that never succeeded has started, one at a
+  // time: with an engine that answers later, a command that cannot run
+  // fails once, not P times.
+  // Under a budget, memory is admitted cluster by cluster as slots free; with
+  // --halt, no cluster may start once the failure that halts has ended: no
+  // queue ahead in either.
+  bool queue_ahead = !admission_.budget() && options_.halt.when() == HaltPolicy::When::kNever;
+  auto ahead = queue_ahead ? engine_.queue_ahead() : 0;
+  auto most = [&]() -> std::size_t {
+    if (admission_.done_count() == 0 && !one_started_) return 1;
+    return parallel_now_ + ahead;
+  };
+  // The queue ahead is topped up once half of it has gone, not after every
+  // end: the engine hears of several starts at once.
+  if (ahead > 1 && one_started_ && running_.size() > parallel_now_ + ahead / 2) return;
+  while (!stopping_ && !pressure_ && !start_again_at_ && running_.size() < most()) {
     auto c = admission_.next(running_.size());
     if (!c) return;
     start(*c);
@@ -196,6 +211,8 @@ void Scheduler::on_started(const AttemptStarted& started) {
   r.record.cap = started.cap;
   r.row = store_.record_start(job_, r.record);
   group_.wrote();
+  one_started_ = true;
+  ++n_started_;
   if (r.what.retry > 0) ++summary_.retried;
   start_backoff_ = std::chrono::milliseconds(0);
 }
@@ -231,6 +248,10 @@ void Scheduler::on_not_started(const AttemptNotStarted& failure) {
             "limit (ulimit -n) for more",
             failure.message, parallel_now_, options_.parallel);
       }
+      return;
+    case Why::kCancelled:
+      // Stopped while it waited to start: it never ran, and stays pending.
+      if (!stopping_) admission_.first_again(r.what);
       return;
     case Why::kEnvironment:
       admission_.first_again(r.what);
@@ -277,6 +298,7 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
   if (it == running_.end()) return;
   Running r = std::move(it->second);
   running_.erase(it);
+  if (r.row != 0) --n_started_;
   const auto& out = ended.outcome;
   AttemptFacts facts{r.stopped, r.evicted_at, options_.timeout, options_.mem_budget, r.what.limit};
   auto verdict = classify(out, facts);
@@ -309,10 +331,16 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
       ++finished_;
       break;
     case AttemptState::kInterrupted:
-      if (r.evicted_at && !stopping_)
+      if (r.evicted_at && !stopping_) {
         run_again_for_budget(r, *r.evicted_at);
-      else
+      } else if (!out.lost.empty() && !stopping_) {
+        // Lost with its worker: not the cluster's doing, and no retry spent.
+        auto c = r.what;
+        c.last_attempt = r.record.attempt;
+        admission_.run_again(c);
+      } else {
         ++summary_.interrupted;
+      }
       break;
     default:
       after_unsuccessful(r, verdict.state, out);
@@ -414,12 +442,18 @@ void Scheduler::write_ends() {
 void Scheduler::stop(const std::string& why, bool stop_running) {
   if (!summary_.halted && !summary_.stop_signal) summary_.halted = why;
   stopping_ = true;
+  auto started = n_started_;
   spdlog::warn("stopping: {}{}", why,
-               running_.empty() ? ""
-               : stop_running
-                   ? fmt::format("; stopping {} running cluster(s)", running_.size())
-                   : fmt::format("; letting {} running cluster(s) finish", running_.size()));
-  if (stop_running) stop_all(StopMode::kGraceful);
+               started == 0   ? ""
+               : stop_running ? fmt::format("; stopping {} running cluster(s)", started)
+                              : fmt::format("; letting {} running cluster(s) finish", started));
+  if (stop_running) {
+    stop_all(StopMode::kGraceful);
+    return;
+  }
+  // Those waiting in the engine to start do not start.
+  for (auto& [id, r] : running_)
+    if (r.row == 0) engine_.stop(id, StopMode::kNow);
 }
 
 void Scheduler::stop_all(StopMode mode) {
@@ -435,13 +469,13 @@ void Scheduler::on_signal(int sig) {
     stopping_ = true;
     if (running_.empty()) return;
     spdlog::warn("{}: stopping {} running cluster(s) (again to kill them now)", signal_name(sig),
-                 running_.size());
+                 n_started_);
     stop_all(StopMode::kGraceful);
     return;
   }
   // A second signal: the user does not want to wait for the grace period.
   if (!running_.empty()) {
-    spdlog::warn("{} again: killing {} cluster(s) now", signal_name(sig), running_.size());
+    spdlog::warn("{} again: killing {} cluster(s) now", signal_name(sig), n_started_);
     stop_all(StopMode::kNow);
   }
 }
@@ -507,7 +541,7 @@ Snapshot Scheduler::snapshot() const {
   s.total = job_.clusters;
   s.done = admission_.done_count();
   s.failed = final_failures_ + summary_.skipped_failed;
-  s.running = running_.size();
+  s.running = n_started_;
   s.done_this_run = summary_.done_this_run;
   s.started = started_;
   return s;

@@ -14,6 +14,20 @@ InheritedSignals::InheritedSignals() {
   sigaction(SIGPIPE, nullptr, &pipe_);
 }
 
+InheritedSignals::InheritedSignals(const std::vector<int>& blocked, bool pipe_ignored) {
+  sigemptyset(&mask_);
+  for (int sig : blocked) sigaddset(&mask_, sig);
+  pipe_.sa_handler = pipe_ignored ? SIG_IGN : SIG_DFL;
+  sigemptyset(&pipe_.sa_mask);
+}
+
+std::vector<int> InheritedSignals::blocked() const {
+  std::vector<int> out;
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sigismember(&mask_, sig) == 1) out.push_back(sig);
+  return out;
+}
+
 int InheritedSignals::restore() const noexcept {
   // An ignored signal stays ignored across exec; a caught one becomes default.
   if (sigaction(SIGPIPE, &pipe_, nullptr) != 0) return errno;

@@ -502,6 +502,24 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
   return db_.getLastInsertRowid();
 }
 
+std::optional<Store::AttemptRow> Store::find_attempt(const Job& job, ClusterId cluster,
+                                                     std::uint32_t attempt) {
+  SQLite::Statement q(db_,
+                      "SELECT id, state, mem_limit_kib, timeout_s FROM attempt "
+                      "WHERE job_id = ? AND cluster = ? AND attempt = ?");
+  q.bind(1, job.id);
+  q.bind(2, as_db(cluster));
+  q.bind(3, attempt);
+  if (!q.executeStep()) return std::nullopt;
+  AttemptRow r;
+  r.row = q.getColumn(0).getInt64();
+  r.state = parse_state(q.getColumn(1).getString());
+  if (!q.getColumn(2).isNull())
+    r.mem_limit_kib = static_cast<std::uint64_t>(q.getColumn(2).getInt64());
+  if (!q.getColumn(3).isNull()) r.timeout_s = q.getColumn(3).getDouble();
+  return r;
+}
+
 void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end) {
   auto& q = *update_attempt_;
   q.reset();

@@ -122,7 +122,11 @@ TEST(CommandLine, MemoryAndReliabilityOptions) {
   EXPECT_EQ(defaults.retry, *RetryPolicy::parse_on("exit,signal,timeout"));
   EXPECT_EQ(defaults.halt, *HaltPolicy::parse("never"));
   EXPECT_FALSE(defaults.sync_full);
-  EXPECT_FALSE(defaults.orphans_wait);
+  EXPECT_TRUE(defaults.orphans_wait);  // the default waits, and records how they ended
+  EXPECT_TRUE(defaults.worker);
+  EXPECT_FALSE(
+      parse_run({"10", "2", "--orphans", "kill", "--worker", "off", "--", "x"}).orphans_wait);
+  EXPECT_FALSE(parse_run({"10", "2", "--worker", "off", "--", "x"}).worker);
   EXPECT_TRUE(parse_run({"10", "2", "--mem-budget", "auto", "--", "x"}).mem_budget_auto);
 }
 

@@ -199,8 +199,10 @@ TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
   Args cmd = {"--record",         record,        "--ready-dir",
               ready.string(),     "--hold-file", (dir / "go").string(),
               "--die-with-parent"};
+  // Without a worker, runner is the children's parent: they die with it
+  // (--die-with-parent), and nothing can tell how they ended.
   {
-    RunnerProcess first(with_child({"3", "3", "--job", "j"}, cmd), dir.path());
+    RunnerProcess first(with_child({"3", "3", "--job", "j", "--worker", "off"}, cmd), dir.path());
     ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
     ASSERT_TRUE(wait_for_running(dir.path(), 3));
     first.signal(SIGKILL);
@@ -209,7 +211,7 @@ TEST(EndToEnd, AHoldLeftByADeadRunnerIsTakenOverAndItsAttemptsRunAgain) {
   auto db = dir / "runner.db";
   EXPECT_EQ(query(db, "SELECT running FROM progress"), "3");
   std::ofstream((dir / "go").string()).put('x');
-  auto r = run_runner(with_child({"3", "3", "--job", "j"}, cmd), dir.path());
+  auto r = run_runner(with_child({"3", "3", "--job", "j", "--worker", "off"}, cmd), dir.path());
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'interrupted' AND attempt = 1"),
             "3");

@@ -92,6 +92,14 @@ int RunnerProcess::wait() {
   return 128 + WTERMSIG(*status_);
 }
 
+bool RunnerProcess::exited() {
+  if (status_) return true;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
+  status_ = st;
+  return true;
+}
+
 std::string RunnerProcess::out() const {
   return read_file(out_path_);
 }

@@ -48,6 +48,8 @@ class RunnerProcess {
   void signal(int sig) const;
   // Waits for the exit; returns the exit code, or 128 + signal.
   int wait();
+  // Whether it has exited (collecting it if so), without waiting.
+  bool exited();
   std::string out() const;
   std::string err() const;
 

@@ -40,7 +40,12 @@ struct RunArgs {
   RetryPolicy retry;  // --retries, --retry-delay, --retry-on
   HaltPolicy halt;
   bool sync_full = false;
-  bool orphans_wait = false;  // --orphans wait; the default kills them
+  // --orphans: wait for what a killed runner left running and record how it
+  // ended (the default), or kill it and run it again.
+  bool orphans_wait = true;
+  // --worker: a worker process is the parent of every cluster and journals
+  // how each ended (the default); off: runner itself is their parent.
+  bool worker = true;
 };
 
 struct ReportArgs {
@@ -51,6 +56,9 @@ struct ReportArgs {
 };
 
 struct DoctorArgs {};
+
+// runner worker: the process runner starts to run its clusters (not for people).
+struct WorkerArgs {};
 
 struct StatusArgs {
   std::filesystem::path db = "runner.db";
@@ -69,7 +77,7 @@ struct PrintAndExit {
 };
 
 using Invocation =
-    std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, UnlockArgs, PrintAndExit>;
+    std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, UnlockArgs, WorkerArgs, PrintAndExit>;
 
 // args: the command line without the program name. Throws Error (exit code
 // 2) with a one-line message naming the bad value.

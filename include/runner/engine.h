@@ -60,6 +60,7 @@ struct AttemptNotStarted {
     kNoProcess,     // no process could be made now (fork: EAGAIN): try again later
     kShortOfFiles,  // no open file to spare (EMFILE, ENFILE): run fewer at once
     kEnvironment,   // the engine's own means failed (log folder full, say): stop starting
+    kCancelled,     // runner stopped it while it waited to start: it never did
   };
   AttemptId id = 0;
   Why why = Why::kCommand;
@@ -90,6 +91,7 @@ struct Outcome {
   std::string memory_note;  // the evidence, in words ("likely: ..." when not certain)
   bool timed_out = false;   // its timeout passed and the engine stopped it (or tried)
   std::string unstoppable;  // why a stop could not be delivered, if one could not
+  std::string lost;         // set when nothing is known of how it ended: why
 
   // The one figure its need is judged by: all its processes together where
   // that was measured (shared pages once), else the largest RSS.
@@ -134,11 +136,19 @@ class Engine {
   // that must ask elsewhere returns nothing and tells it from wait(). After a
   // start, AttemptEnded follows.
   virtual std::optional<EngineEvent> start(AttemptSpec spec) = 0;
-  // Asks a started attempt to stop.
+  // Asks an attempt to stop (one that has not started yet never will).
   virtual void stop(AttemptId id, StopMode mode) = 0;
+  // How many attempts beyond P the engine takes to start the moment a slot
+  // frees, without waiting for runner: an engine in another process keeps
+  // runner off the path from one cluster's end to the next one's start.
+  virtual std::size_t queue_ahead() const { return 0; }
   // What happened since the last call, in order. Blocks until something
   // did, `wake_fd` is readable (-1: none), or the deadline passes.
   virtual std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int wake_fd) = 0;
+
+  // Everything told so far is committed to runner's log: an engine that
+  // keeps a journal of its own may forget it.
+  virtual void acknowledged() {}
 
   // Before the first start: kills or waits for what leftovers still run, so
   // that two copies of a cluster never run at once. Returns false when

@@ -52,6 +52,7 @@ struct LocalEngineOptions {
   std::chrono::milliseconds grace{10'000};  // between SIGTERM and SIGKILL
   std::size_t parallel = 1;                 // the most children at once, for open files
   InheritedSignals inherited;               // what children get back before exec
+  std::string run;  // the run's id its processes carry (RUNNER_RUN); "": this process's
 };
 
 class LocalEngine : public Engine {

@@ -98,9 +98,11 @@ class MemoryCaps {
 // removed, killing them, only when it is the folder of the run
 // `kill_leftovers_in` (this job's last run, with --orphans kill): another
 // job's processes are never runner's to kill.
+// The run's cgroup folder is named after `run` (its id; "": this process's).
 std::unique_ptr<MemoryCaps> make_memory_caps(
     CapMechanism mechanism, const MemoryProbe& probe,
-    const std::optional<std::string>& kill_leftovers_in = std::nullopt);
+    const std::optional<std::string>& kill_leftovers_in = std::nullopt,
+    const std::string& run = "");
 
 // For rlimit, where the kernel does not say: signs in an attempt's log that it
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the

@@ -95,12 +95,14 @@ class Scheduler {
   Admission admission_;
   CommitGroup group_;
 
-  std::unordered_map<AttemptId, Running> running_;
+  std::unordered_map<AttemptId, Running> running_;  // asked of the engine, not ended
+  std::size_t n_started_ = 0;                       // of those, started
   AttemptId next_id_ = 1;
   std::vector<Ended> unwritten_ends_;
   std::uint32_t parallel_now_ = 1;  // P, or fewer when the engine is short of open files
   bool stopping_ = false;
-  bool pressure_ = false;  // real usage is near the budget: admit nothing
+  bool one_started_ = false;  // an attempt of this run has started
+  bool pressure_ = false;     // real usage is near the budget: admit nothing
   Clock::time_point started_{};
   RunSummary summary_;
   std::optional<Clock::time_point> next_watch_;

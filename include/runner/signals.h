@@ -23,8 +23,13 @@ namespace runner {
 class InheritedSignals {
  public:
   InheritedSignals();  // captures them as they are now
+  // As another process captured them (a worker is told them by runner).
+  InheritedSignals(const std::vector<int>& blocked, bool pipe_ignored);
   // In a child between fork and exec (async-signal-safe). Returns 0 or an errno.
   int restore() const noexcept;
+  // What they are, to tell another process.
+  std::vector<int> blocked() const;
+  bool pipe_ignored() const { return pipe_.sa_handler == SIG_IGN; }
 
  private:
   sigset_t mask_{};

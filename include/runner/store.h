@@ -166,6 +166,14 @@ class Store {
   // The highest cluster with any attempt: every cluster above it starts at attempt 1.
   ClusterId highest_attempted(const Job& job);
   std::int64_t record_start(const Job& job, const AttemptStart& start);
+  // An attempt's row and state, where the log has it.
+  struct AttemptRow {
+    std::int64_t row = 0;
+    AttemptState state = AttemptState::kRunning;
+    std::optional<std::uint64_t> mem_limit_kib;
+    std::optional<double> timeout_s;
+  };
+  std::optional<AttemptRow> find_attempt(const Job& job, ClusterId cluster, std::uint32_t attempt);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
 
   // Every cluster that ran, in order, for `runner report`.

@@ -1,0 +1,388 @@
+#include "runner/worker.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include "runner/error.h"
+#include "runner/journal.h"
+#include "runner/local_engine.h"
+#include "runner/sysinfo.h"
+#include "runner/units.h"
+#include "runner/wire.h"
+
+namespace runner {
+namespace {
+
+using nlohmann::json;
+
+constexpr auto kUsageEvery = std::chrono::milliseconds(50);
+
+const char* cap_word(CapChoice c) {
+  switch (c) {
+    case CapChoice::kAuto:
+      return "auto";
+    case CapChoice::kCgroup:
+      return "cgroup";
+    case CapChoice::kRlimit:
+      return "rlimit";
+    case CapChoice::kNone:
+      return "none";
+  }
+  return "auto";
+}
+
+// The worker's own warnings go to runner, which prints them as its own.
+class MessageSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit MessageSink(int out) : out_(out) {}
+  void stop() { out_ = -1; }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    if (out_ < 0) return;
+    auto level = spdlog::level::to_string_view(msg.level);
+    write_line(out_, {{"ev", "log"},
+                      {"level", std::string(level.data(), level.size())},
+                      {"text", std::string(msg.payload.data(), msg.payload.size())}});
+  }
+  void flush_() override {}
+
+ private:
+  int out_;
+};
+
+// Reads the first line (the config), waiting for it.
+std::optional<json> read_config(LineReader& reader, int in) {
+  for (;;) {
+    pollfd fd{in, POLLIN, 0};
+    if (::poll(&fd, 1, -1) < 0 && errno != EINTR) return std::nullopt;
+    bool closed = false;
+    auto lines = reader.read_available(closed);
+    if (!lines.empty()) return json::parse(lines.front(), nullptr, false);
+    if (closed) return std::nullopt;
+  }
+}
+
+std::unique_ptr<MemoryCaps> caps_for(const WorkerConfig& config) {
+  auto probe = probe_memory();
+  auto mechanism = choose_mechanism(config.cap, probe);
+  // An rlimit with no limit to set does nothing: say so in the log as "none".
+  if (mechanism == CapMechanism::kRlimit && !config.limits) mechanism = CapMechanism::kNone;
+  try {
+    return make_memory_caps(mechanism, probe, config.kill_leftovers_in, config.run);
+  } catch (const std::system_error& e) {
+    throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
+                            to_string(mechanism), e.what()));
+  }
+}
+
+class Worker {
+ public:
+  Worker(const WorkerConfig& config, int in, int out, LineReader& reader)
+      : config_(config), in_(in), out_(out), reader_(reader) {
+    LocalEngineOptions options;
+    options.caps = caps_for(config);
+    options.run_limit = config.run_limit;
+    options.grace = config.grace;
+    options.parallel = config.parallel;
+    options.inherited = InheritedSignals(config.blocked, config.pipe_ignored);
+    options.run = config.run;
+    slots_ = std::max<std::size_t>(config.parallel, 1);
+    engine_ = std::make_unique<LocalEngine>(std::move(options));
+    try {
+      journal_ = std::make_unique<JournalWriter>(config.journal_dir, config.run, config.sync);
+    } catch (const std::system_error& e) {
+      without_journal(e.what());
+    }
+  }
+
+  int run();
+
+ private:
+  // Runs on without a journal: outcomes are still told, but one that ends
+  // while runner is killed is lost (the cluster then runs again).
+  void without_journal(const std::string& why) {
+    journal_.reset();
+    spdlog::warn(
+        "{}: outcomes are not journalled; a cluster that ends while runner is killed "
+        "runs again",
+        why);
+  }
+  void tell(const EngineEvent& event);
+  void flush();
+  void pump();
+  bool retry_later(AttemptSpec spec, const AttemptNotStarted& failure);
+  void cancel(AttemptId id);
+  void handle(const std::string& text);
+  void handle_control(const nlohmann::json& line);
+  void read_requests();
+  std::optional<Clock::time_point> next_usage() const;
+  void report_usage();
+
+  WorkerConfig config_;
+  int in_;
+  int out_;
+  LineReader& reader_;
+  std::unique_ptr<LocalEngine> engine_;
+  std::unique_ptr<JournalWriter> journal_;
+  std::unordered_map<AttemptId, AttemptSpec> specs_;  // asked of the engine, not ended
+  std::unordered_map<AttemptId, AttemptStarted> started_of_;
+  Outbox outbox_;
+  // Attempts runner asked for ahead, started as slots free.
+  std::deque<AttemptSpec> queue_;
+  std::size_t slots_ = 1;
+  std::size_t running_ = 0;
+  std::optional<Clock::time_point> retry_at_;  // no process to spare: when to try again
+  std::chrono::milliseconds backoff_{0};
+  bool runner_gone_ = false;
+  Clock::time_point last_usage_{};
+};
+
+// An end is journalled before runner hears of it (flush() writes the journal
+// first): what runner is told is always in the journal, so nothing it may
+// have missed is lost.
+void Worker::tell(const EngineEvent& event) {
+  std::optional<std::uint64_t> seq;
+  auto id = std::visit([](const auto& e) { return e.id; }, event);
+  if (auto* started = std::get_if<AttemptStarted>(&event)) {
+    started_of_[id] = *started;
+  } else if (auto* ended = std::get_if<AttemptEnded>(&event)) {
+    if (journal_) seq = journal_->ended(specs_.at(id), started_of_.at(id), ended->outcome);
+    if (running_ > 0) --running_;
+  }
+  if (!std::holds_alternative<AttemptStarted>(event)) {
+    specs_.erase(id);
+    started_of_.erase(id);
+  }
+  if (!runner_gone_) outbox_.add(encode_event(event, seq));
+}
+
+// What this wakeup has to say: the journal first, then runner.
+void Worker::flush() {
+  try {
+    if (journal_) journal_->flush();
+  } catch (const std::system_error& e) {
+    without_journal(e.what());
+  }
+  if (!runner_gone_ && !outbox_.flush(out_)) runner_gone_ = true;
+}
+
+// Starts what waits, as long as slots are free: the next cluster starts the
+// moment one ends, without a word from runner.
+void Worker::pump() {
+  if (retry_at_ && Clock::now() < *retry_at_) return;
+  retry_at_.reset();
+  while (running_ < slots_ && !queue_.empty() && !runner_gone_) {
+    auto spec = std::move(queue_.front());
+    queue_.pop_front();
+    auto id = spec.id;
+    specs_[id] = spec;
+    auto answer = engine_->start(spec);
+    auto* failed = std::get_if<AttemptNotStarted>(&*answer);
+    if (failed && retry_later(std::move(spec), *failed)) return;
+    if (!failed) {
+      ++running_;
+      backoff_ = std::chrono::milliseconds(0);
+    }
+    tell(*answer);
+  }
+}
+
+// A start that failed for want of a process or an open file goes back to
+// the front, and is tried again later (or with fewer at once): not the
+// cluster's doing, and nothing runner need hear of but a warning.
+bool Worker::retry_later(AttemptSpec spec, const AttemptNotStarted& failure) {
+  using Why = AttemptNotStarted::Why;
+  bool no_process = failure.why == Why::kNoProcess;
+  bool short_of_files = failure.why == Why::kShortOfFiles && running_ > 0;
+  if (!no_process && !short_of_files) return false;
+  specs_.erase(spec.id);
+  queue_.push_front(std::move(spec));
+  if (no_process) {
+    backoff_ = std::min<std::chrono::milliseconds>(
+        std::chrono::seconds(5), backoff_.count() ? backoff_ * 2 : std::chrono::milliseconds(50));
+    retry_at_ = Clock::now() + backoff_;
+    spdlog::warn("{}; trying again in {}", failure.message, format_duration(backoff_));
+  } else {
+    spdlog::warn(
+        "{}: running at most {} cluster(s) at once instead of {}; raise the open-file limit "
+        "(ulimit -n) for more",
+        failure.message, running_, slots_);
+    slots_ = running_;
+  }
+  return true;
+}
+
+void Worker::cancel(AttemptId id) {
+  auto it =
+      std::find_if(queue_.begin(), queue_.end(), [&](const AttemptSpec& s) { return s.id == id; });
+  if (it != queue_.end()) {
+    queue_.erase(it);
+    tell(AttemptNotStarted{id, AttemptNotStarted::Why::kCancelled, "stopped before it started", "",
+                           ""});
+    return;
+  }
+}
+
+void Worker::handle(const std::string& text) {
+  Fields f(text);
+  switch (f.kind()) {
+    case 'S':
+      queue_.push_back(decode_start(f));
+      pump();
+      return;
+    case 'K':
+      if (!specs_.contains(f.count(0)))
+        cancel(f.count(0));
+      else
+        engine_->stop(f.count(0), f.count(1) ? StopMode::kNow : StopMode::kGraceful);
+      return;
+    case 'C':
+      if (journal_) journal_->acknowledged(f.count(0));
+      return;
+    case '{':
+      handle_control(json::parse(text, nullptr, false));
+      return;
+    default:
+      return;
+  }
+}
+
+void Worker::handle_control(const json& line) {
+  if (line.is_discarded()) return;
+  auto op = line.value("op", "");
+  if (op == "settle") {
+    Leftovers left;
+    for (const auto& a : line.at("attempts"))
+      left.attempts.push_back(
+          {a.at("cluster").get<ClusterId>(),
+           {a.at("host").get<std::string>(), a.at("process").get<std::int64_t>()},
+           a.at("started_at").get<double>()});
+    if (line.contains("previous_run") && !line["previous_run"].is_null())
+      left.previous_run = line["previous_run"].get<std::string>();
+    auto policy = line.value("kill", true) ? LeftoverPolicy::kKill : LeftoverPolicy::kWait;
+    bool settled = engine_->settle(left, policy, in_);
+    outbox_.add(json{{"ev", "settled"}, {"settled", settled}});
+  } else if (op == "bye") {
+    runner_gone_ = true;
+  }
+}
+
+void Worker::read_requests() {
+  bool closed = false;
+  for (const auto& line : reader_.read_available(closed)) handle(line);
+  // runner is gone (killed, or said bye): nothing more will be asked.
+  if (closed) runner_gone_ = true;
+}
+
+// The next moment the worker must act by itself: a usage report, a retry.
+std::optional<Clock::time_point> Worker::next_usage() const {
+  std::optional<Clock::time_point> next = retry_at_;
+  if (config_.watch_memory && !runner_gone_ && !specs_.empty()) {
+    auto usage = last_usage_ + kUsageEvery;
+    if (!next || usage < *next) next = usage;
+  }
+  return next;
+}
+
+void Worker::report_usage() {
+  auto due = next_usage();
+  if (!due || Clock::now() < *due) return;
+  last_usage_ = Clock::now();
+  json of = json::object();
+  for (const auto& [id, spec] : specs_)
+    if (auto bytes = engine_->memory_in_use(id)) of[std::to_string(id)] = *bytes;
+  auto total = engine_->total_memory_in_use();
+  outbox_.add(json{
+      {"ev", "usage"}, {"total", total ? json(*total) : json(nullptr)}, {"of", std::move(of)}});
+}
+
+int Worker::run() {
+  auto self = current_process();
+  write_line(out_, {{"ev", "ready"}, {"pid", self.pid}, {"host", self.host}});
+  // Until runner is gone and the last cluster has ended.
+  while (!runner_gone_ || !specs_.empty()) {
+    for (const auto& event : engine_->wait(next_usage(), runner_gone_ ? -1 : in_)) tell(event);
+    if (!runner_gone_) read_requests();
+    // With runner gone, nothing more starts; what runs, ends.
+    if (runner_gone_) queue_.clear();
+    pump();
+    report_usage();
+    flush();
+  }
+  return 0;
+}
+
+}  // namespace
+
+json to_json(const WorkerConfig& c) {
+  return {{"op", "config"},
+          {"run", c.run},
+          {"journal_dir", c.journal_dir},
+          {"sync", c.sync},
+          {"grace_ms", c.grace.count()},
+          {"parallel", c.parallel},
+          {"cap", cap_word(c.cap)},
+          {"limits", c.limits},
+          {"run_limit", c.run_limit ? json(*c.run_limit) : json(nullptr)},
+          {"kill_leftovers_in", c.kill_leftovers_in ? json(*c.kill_leftovers_in) : json(nullptr)},
+          {"watch_memory", c.watch_memory},
+          {"blocked", c.blocked},
+          {"pipe_ignored", c.pipe_ignored}};
+}
+
+WorkerConfig worker_config_from_json(const json& j) {
+  WorkerConfig c;
+  c.run = j.at("run").get<std::string>();
+  c.journal_dir = j.at("journal_dir").get<std::string>();
+  c.sync = j.value("sync", false);
+  c.grace = std::chrono::milliseconds(j.value("grace_ms", std::int64_t{10'000}));
+  c.parallel = j.value("parallel", std::size_t{1});
+  c.cap = parse_cap_choice(j.value("cap", "auto")).value_or(CapChoice::kAuto);
+  c.limits = j.value("limits", false);
+  if (j.contains("run_limit") && !j["run_limit"].is_null())
+    c.run_limit = j["run_limit"].get<std::uint64_t>();
+  if (j.contains("kill_leftovers_in") && !j["kill_leftovers_in"].is_null())
+    c.kill_leftovers_in = j["kill_leftovers_in"].get<std::string>();
+  c.watch_memory = j.value("watch_memory", false);
+  c.blocked = j.value("blocked", std::vector<int>{});
+  c.pipe_ignored = j.value("pipe_ignored", false);
+  return c;
+}
+
+int run_worker(int in, int out) {
+  // runner's own signals stay with runner: it tells the worker what to stop.
+  // A write to a runner that is gone fails instead of killing the worker.
+  std::signal(SIGPIPE, SIG_IGN);
+  // Started through /proc/self/exe, it would show as "exe" in top and ps -o comm.
+  ::prctl(PR_SET_NAME, "runner-worker", 0, 0, 0);
+  ::fcntl(in, F_SETFL, ::fcntl(in, F_GETFL) | O_NONBLOCK);
+  auto sink = std::make_shared<MessageSink>(out);
+  auto logger = std::make_shared<spdlog::logger>("worker", sink);
+  logger->set_level(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  LineReader reader(in);
+  auto config_line = read_config(reader, in);
+  if (!config_line || config_line->is_discarded() || config_line->value("op", "") != "config")
+    return 2;
+  try {
+    Worker worker(worker_config_from_json(*config_line), in, out, reader);
+    return worker.run();
+  } catch (const std::exception& e) {
+    write_line(out, {{"ev", "failed"}, {"message", e.what()}});
+    return 2;
+  }
+}
+
+}  // namespace runner

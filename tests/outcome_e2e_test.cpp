@@ -1,0 +1,134 @@
+// A cluster that finished is never run again, even when runner was killed
+// while it ran: its worker outlives runner and journals how it ended, and
+// the next runner records that. End to end on the real binary.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+
+#include "e2e_util.h"
+
+namespace runner::testing {
+namespace {
+
+using Args = std::vector<std::string>;
+
+// Per cluster, how many times it started and how many times it finished, by
+// the children's own record.
+struct Witness {
+  std::map<long, int> starts, ends;
+};
+
+Witness witness(const fs::path& record) {
+  Witness w;
+  for (const auto& line : read_lines(record)) {
+    long c = std::stol(line.substr(line.find(' ') + 1));
+    (line.rfind("start ", 0) == 0 ? w.starts : w.ends)[c]++;
+  }
+  return w;
+}
+
+// A runner on `clusters` whose children wait for `go`; killed with SIGKILL
+// once all of them run. Their worker lives on.
+void kill_runner_while_clusters_run(TempDir& t, const Args& args, int clusters) {
+  auto ready = t / "ready";
+  fs::create_directories(ready);
+  RunnerProcess first(args, t.path());
+  ASSERT_TRUE(
+      wait_until(ready, [&] { return fs::exists(ready / (std::to_string(clusters) + ".ready")); }));
+  ASSERT_TRUE(wait_for_running(t.path(), clusters));
+  first.signal(SIGKILL);
+  EXPECT_EQ(first.wait(), 128 + SIGKILL);
+}
+
+Args child_args(TempDir& t, Args more = {}) {
+  Args a = {"--record",    (t / "record").string(), "--ready-dir", (t / "ready").string(),
+            "--hold-file", (t / "go").string(),     "--alloc-mib", "4"};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+TEST(Outcome, ClustersThatFinishWhileRunnerIsDeadAreRecordedDoneAndNotRunAgain) {
+  TempDir t;
+  auto args = with_child({"4", "4", "--job", "j"}, child_args(t));
+  kill_runner_while_clusters_run(t, args, 4);
+  // runner is dead; its clusters finish, and their worker records it.
+  std::ofstream((t / "go").string()).put('x');
+  auto r = run_runner(args, t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto w = witness(t / "record");
+  for (long c = 1; c <= 4; ++c) {
+    EXPECT_EQ(w.starts[c], 1) << "cluster " << c;
+    EXPECT_EQ(w.ends[c], 1) << "cluster " << c;
+  }
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempts WHERE attempt = 1 AND state = 'done' AND "
+                  "exit_code = 0 AND finished >= started AND peak_rss_kib >= 4096"),
+            "4");
+  EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempts"), "4");
+  EXPECT_NE(r.err.find("4 attempt(s) ended while no runner recorded them (4 done)"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Outcome, AClusterThatFailsWhileRunnerIsDeadIsRecordedFailedAndRunsAgainOnlyAsFailedOnesDo) {
+  TempDir t;
+  auto args = with_child({"2", "2", "--job", "j"}, child_args(t, {"--exit-for", "2=3"}));
+  kill_runner_while_clusters_run(t, args, 2);
+  std::ofstream((t / "go").string()).put('x');
+  // Not with --skip-failed: cluster 2 is failed, with its exit code.
+  auto skip =
+      with_child({"2", "2", "--job", "j", "--skip-failed"}, child_args(t, {"--exit-for", "2=3"}));
+  auto r = run_runner(skip, t.path());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(
+      query(t / "runner.db", "SELECT state || ' ' || exit_code FROM attempts WHERE cluster = 2"),
+      "failed 3");
+  EXPECT_EQ(witness(t / "record").starts[2], 1);
+  // A plain run runs it again, as attempt 2.
+  r = run_runner(args, t.path());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(witness(t / "record").starts[2], 2);
+  EXPECT_EQ(witness(t / "record").starts[1], 1);
+  EXPECT_EQ(query(t / "runner.db", "SELECT max(attempt) FROM attempts WHERE cluster = 2"), "2");
+}
+
+// The worker itself is killed while runner lives: what it had journalled is
+// recorded; the clusters it was running are killed and run again, once, by
+// a new worker, and the job finishes.
+TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
+  TempDir t;
+  fs::create_directory(t / "locks");
+  auto args =
+      with_child({"3", "3", "--job", "j"}, child_args(t, {"--exclusive", (t / "locks").string()}));
+  auto ready = t / "ready";
+  fs::create_directories(ready);
+  RunnerProcess runner(args, t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 3));
+  // runner's worker: its child named "runner worker".
+  pid_t worker = 0;
+  std::ifstream children("/proc/" + std::to_string(runner.pid()) + "/task/" +
+                         std::to_string(runner.pid()) + "/children");
+  for (pid_t pid; children >> pid;)
+    if (read_file("/proc/" + std::to_string(pid) + "/cmdline").find("worker") != std::string::npos)
+      worker = pid;
+  ASSERT_GT(worker, 0);
+  ::kill(worker, SIGKILL);
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    return runner.err().find("the worker (pid " + std::to_string(worker) +
+                             ") ended under runner") != std::string::npos;
+  }));
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempts WHERE attempt = 1 AND state = 'interrupted' AND "
+                  "note LIKE 'its worker (pid % died while it ran'"),
+            "3");
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "3");
+  EXPECT_FALSE(fs::exists(t / "locks" / "overlaps"));
+}
+
+}  // namespace
+}  // namespace runner::testing
