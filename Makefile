@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
-               sqlite3 python3
+               sqlite3 python3 slurm-wlm munge
 LINT_PACKAGES = clang-tidy clang-format
 
 .PHONY: all deps build test unit sanitize lint demo bench clean
@@ -33,6 +33,7 @@ test: unit sanitize
 # Skipped tests say why; the reasons are printed after the run.
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	tests/no_leftovers.sh $(BUILD)
 	@grep -A1 ': Skipped$$' $(BUILD)/Testing/Temporary/LastTest.log | grep -v -e '^--$$' -e ': Skipped$$' \
 	  | sed 's/^/skipped: /' || true
 
@@ -40,6 +41,7 @@ sanitize: deps
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRUNNER_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+	tests/no_leftovers.sh $(BUILD)-asan
 	@grep -A1 ': Skipped$$' $(BUILD)-asan/Testing/Temporary/LastTest.log | grep -v -e '^--$$' -e ': Skipped$$' \
 	  | sed 's/^/skipped: /' || true
 

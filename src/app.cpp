@@ -16,6 +16,7 @@
 #include "runner/progress.h"
 #include "runner/scheduler.h"
 #include "runner/signals.h"
+#include "runner/slurm_engine.h"
 #include "runner/store.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
@@ -101,7 +102,19 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.watch_memory = checked.memory.budget && args.mem_overcommit;
     config.blocked = signals.inherited().blocked();
     config.pipe_ignored = signals.inherited().pipe_ignored();
-    return std::make_unique<WorkerEngine>(std::move(config), "/proc/self/exe");
+    if (checked.slurm) {
+      // The nodes run the binary at the path this one has (installed there,
+      // or on a shared filesystem).
+      std::error_code ec;
+      auto self = fs::read_symlink("/proc/self/exe", ec);
+      if (ec)
+        throw Error(
+            fmt::format("--on slurm: cannot tell where runner's binary is: {}", ec.message()));
+      return std::make_unique<SlurmEngine>(config, checked.slurm->allocation, checked.slurm->slots,
+                                           self.string());
+    }
+    return std::make_unique<WorkerEngine>(std::move(config),
+                                          WorkerLaunch{{"runner"}, "/proc/self/exe"});
   }
   LocalEngineOptions options;
   try {
@@ -119,7 +132,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
 
 SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checked) {
   SchedulerOptions options;
-  options.parallel = args.parallel;
+  options.parallel = checked.slurm ? checked.slurm->parallel : args.parallel;
   options.skip_failed = args.skip_failed;
   options.log_dir = checked.log_dir;
   options.mem_limit = args.mem_limit;

@@ -116,7 +116,7 @@ using Text = std::optional<std::string>;
 
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
-      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker;
+      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on;
 };
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
@@ -155,6 +155,9 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                    "on (default): a worker process runs the clusters and journals how each "
                    "ended, so one that finishes while runner is killed is not run again; off: "
                    "runner runs them itself");
+  o.on = g.add(app, "--on", "local|slurm",
+               "where the clusters run: on this machine (default), or over the nodes of the "
+               "Slurm allocation runner runs in (salloc, sbatch), one worker per node");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
   return o;
@@ -221,6 +224,8 @@ void read_reliability_options(const RunOptions& o, RunArgs& run) {
     run.orphans_wait = check_choice("--orphans", *t, {"kill", "wait"}, "wait or kill") == "wait";
   if (auto t = Given::text(o.worker))
     run.worker = check_choice("--worker", *t, {"on", "off"}, "on or off") == "on";
+  if (auto t = Given::text(o.on))
+    run.on_slurm = check_choice("--on", *t, {"local", "slurm"}, "local or slurm") == "slurm";
 }
 
 std::filesystem::path db_path(const Text& text, const std::filesystem::path& fallback) {
@@ -267,7 +272,7 @@ struct Subcommands {
   CLI::App *status, *report, *unlock, *doctor, *worker;
   CLI::Option *status_db, *status_job;
   CLI::Option *report_db, *report_job, *report_budget;
-  CLI::Option *unlock_db, *unlock_job;
+  CLI::Option *unlock_db, *unlock_job, *worker_kill_run;
   bool csv = false, json = false;
 };
 
@@ -300,6 +305,7 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.doctor->footer(kDoctorExamples);
   // Not for people: the process runner starts to run its clusters. No group: not in --help.
   sub.worker = app.add_subcommand("worker", "")->group("");
+  sub.worker_kill_run = g.add(*sub.worker, "--kill-run", "RUN", "");
 }
 
 // The subcommand given, read into its values; nothing when none was.
@@ -331,7 +337,7 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     return unlock;
   }
   if (sub.doctor->parsed()) return DoctorArgs{};
-  if (sub.worker->parsed()) return WorkerArgs{};
+  if (sub.worker->parsed()) return WorkerArgs{Given::text(sub.worker_kill_run)};
   return std::nullopt;
 }
 

@@ -29,8 +29,13 @@ int main(int argc, char** argv) {
       runner::setup_logging(false, false);
       return runner::unlock_job(*unlock);
     }
-    if (std::holds_alternative<runner::WorkerArgs>(invocation))
+    if (auto* worker = std::get_if<runner::WorkerArgs>(&invocation)) {
+      if (worker->kill_run) {
+        runner::setup_logging(false, false);
+        return runner::kill_run_here(*worker->kill_run);
+      }
       return runner::run_worker(STDIN_FILENO, STDOUT_FILENO);
+    }
     if (auto* doctor = std::get_if<runner::DoctorArgs>(&invocation)) {
       runner::setup_logging(false, false);
       return runner::show_doctor(*doctor);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,44 @@ MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe) {
   return plan;
 }
 
+namespace {
+
+// --on slurm: the allocation runner runs in, and P spread over its nodes.
+SlurmPlan plan_slurm(const RunArgs& args) {
+  auto allocation = slurm_allocation();
+  if (!allocation)
+    throw Error(fmt::format(
+        "--on slurm: runner is not inside a Slurm allocation (SLURM_JOB_ID is not set); run it "
+        "as salloc -N 4 --ntasks-per-node={} runner --on slurm ..., or put that runner line in "
+        "an sbatch script",
+        std::max<std::uint32_t>(1, args.parallel / 4)));
+  if (!args.worker)
+    throw Error("--on slurm runs a worker on every node: --worker off is for --on local");
+  if (args.mem_budget || args.mem_budget_auto)
+    throw Error(
+        "--on slurm: --mem-budget is not available yet across nodes; cap each cluster "
+        "with --mem-limit");
+  std::vector<std::uint32_t> cpus;
+  std::uint64_t all_cpus = 0;
+  for (const auto& node : allocation->nodes) {
+    cpus.push_back(node.cpus);
+    all_cpus += node.cpus;
+  }
+  SlurmPlan plan{*allocation, spread_slots(args.parallel, cpus), 0};
+  for (auto n : plan.slots) plan.parallel += n;
+  if (plan.parallel < args.parallel) {
+    auto nodes = allocation->nodes.size();
+    spdlog::warn(
+        "P is {} but Slurm job {} has {} CPU(s) on {} node(s): at most {} cluster(s) run at once; "
+        "for {}, ask for salloc -N {} --ntasks-per-node={}",
+        args.parallel, allocation->job_id, all_cpus, nodes, plan.parallel, args.parallel, nodes,
+        (args.parallel + nodes - 1) / nodes);
+  }
+  return plan;
+}
+
+}  // namespace
+
 CheckedRun check_run(const RunArgs& args) {
   check_db_path(args.db);
   // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
@@ -147,6 +186,7 @@ CheckedRun check_run(const RunArgs& args) {
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
   run.memory = plan_memory_impl(args, run.probe);
+  if (args.on_slurm) run.slurm = plan_slurm(args);
   return run;
 }
 

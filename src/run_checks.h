@@ -11,6 +11,7 @@
 #include "runner/cli.h"
 #include "runner/cluster.h"
 #include "runner/memory.h"
+#include "runner/slurm_engine.h"
 
 namespace runner {
 
@@ -19,12 +20,21 @@ struct MemoryPlan {
   std::optional<std::uint64_t> budget;  // bytes
 };
 
+// Where the clusters go under --on slurm: the allocation, and how many each
+// node runs at once.
+struct SlurmPlan {
+  SlurmAllocation allocation;
+  std::vector<std::uint32_t> slots;  // per node, in the allocation's order
+  std::uint32_t parallel = 0;        // their sum: P, or fewer when the allocation is smaller
+};
+
 struct CheckedRun {
   CommandTemplate command;
   std::string job_name;
   std::filesystem::path log_dir;  // absolute: the job's own log folder, not made yet
   MemoryProbe probe;
   MemoryPlan memory;
+  std::optional<SlurmPlan> slurm;
 };
 
 CheckedRun check_run(const RunArgs& args);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,9 @@ std::string run_id(const ProcessIdentity& runner) {
 }
 
 std::string host_name() {
+  // On a node of a Slurm allocation, the node's name: several nodes may share
+  // one machine's hostname.
+  if (const char* node = std::getenv("SLURMD_NODENAME"); node && *node) return node;
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "orphans.h"
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
@@ -80,7 +81,10 @@ std::unique_ptr<MemoryCaps> caps_for(const WorkerConfig& config) {
   // An rlimit with no limit to set does nothing: say so in the log as "none".
   if (mechanism == CapMechanism::kRlimit && !config.limits) mechanism = CapMechanism::kNone;
   try {
-    return make_memory_caps(mechanism, probe, config.kill_leftovers_in, config.run);
+    // A node's worker names its cgroup folder after itself: nodes that share
+    // one machine's cgroups must not take each other's folder for a dead one.
+    auto folder = config.journal_name.empty() ? config.run : "";
+    return make_memory_caps(mechanism, probe, config.kill_leftovers_in, folder);
   } catch (const std::system_error& e) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
                             to_string(mechanism), e.what()));
@@ -97,11 +101,15 @@ class Worker {
     options.grace = config.grace;
     options.parallel = config.parallel;
     options.inherited = InheritedSignals(config.blocked, config.pipe_ignored);
-    options.run = config.run;
+    // On a node of several, its processes carry the node too: what a dead
+    // worker left is found node by node.
+    options.run = config.journal_name.empty() ? config.run : config.journal_name;
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
     try {
-      journal_ = std::make_unique<JournalWriter>(config.journal_dir, config.run, config.sync);
+      journal_ = std::make_unique<JournalWriter>(
+          config.journal_dir, config.journal_name.empty() ? config.run : config.journal_name,
+          config.sync);
     } catch (const std::system_error& e) {
       without_journal(e.what());
     }
@@ -129,6 +137,11 @@ class Worker {
   void read_requests();
   std::optional<Clock::time_point> next_usage() const;
   void report_usage();
+  // "@<node>" on a node of several, else nothing.
+  std::string node_suffix() const {
+    auto at = config_.journal_name.find('@');
+    return at == std::string::npos ? "" : config_.journal_name.substr(at);
+  }
 
   WorkerConfig config_;
   int in_;
@@ -270,7 +283,7 @@ void Worker::handle_control(const json& line) {
            {a.at("host").get<std::string>(), a.at("process").get<std::int64_t>()},
            a.at("started_at").get<double>()});
     if (line.contains("previous_run") && !line["previous_run"].is_null())
-      left.previous_run = line["previous_run"].get<std::string>();
+      left.previous_run = line["previous_run"].get<std::string>() + node_suffix();
     auto policy = line.value("kill", true) ? LeftoverPolicy::kKill : LeftoverPolicy::kWait;
     bool settled = engine_->settle(left, policy, in_);
     outbox_.add(json{{"ev", "settled"}, {"settled", settled}});
@@ -330,6 +343,7 @@ json to_json(const WorkerConfig& c) {
   return {{"op", "config"},
           {"run", c.run},
           {"journal_dir", c.journal_dir},
+          {"journal_name", c.journal_name},
           {"sync", c.sync},
           {"grace_ms", c.grace.count()},
           {"parallel", c.parallel},
@@ -346,6 +360,7 @@ WorkerConfig worker_config_from_json(const json& j) {
   WorkerConfig c;
   c.run = j.at("run").get<std::string>();
   c.journal_dir = j.at("journal_dir").get<std::string>();
+  c.journal_name = j.value("journal_name", "");
   c.sync = j.value("sync", false);
   c.grace = std::chrono::milliseconds(j.value("grace_ms", std::int64_t{10'000}));
   c.parallel = j.value("parallel", std::size_t{1});
@@ -383,6 +398,11 @@ int run_worker(int in, int out) {
     write_line(out, {{"ev", "failed"}, {"message", e.what()}});
     return 2;
   }
+}
+
+int kill_run_here(const std::string& run) {
+  settle_leftovers(find_leftovers(Leftovers{{}, run}), LeftoverPolicy::kKill, -1);
+  return 0;
 }
 
 }  // namespace runner

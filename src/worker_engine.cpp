@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <poll.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/process.hpp>
 #include <cerrno>
 #include <cstring>
 
@@ -17,18 +19,45 @@
 
 extern char** environ;
 
+namespace bp = boost::process;
+
 namespace runner {
 namespace {
 
 using nlohmann::json;
 
-// A worker that dies this often in one run is not started again.
-constexpr int kMostWorkerDeaths = 3;
 // How long a worker may take to say it is ready.
 constexpr auto kReadyWithin = std::chrono::seconds(60);
 // The worker's pipe to runner holds this much before the worker would wait
 // for runner to read (runner may be waiting for the DB's lock meanwhile).
 constexpr int kPipeBytes = 1 << 20;
+
+// How long the command that kills what a dead worker left elsewhere may take.
+constexpr auto kKillLeftoversWithin = std::chrono::seconds(30);
+
+// Runs a command to its end, or kills it after `limit`; says so if it failed.
+void run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
+  std::error_code ec;
+  bp::child child(bp::search_path(argv.front()),
+                  std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null,
+                  ec);
+  if (ec) {
+    spdlog::error("cannot run {}: {}", argv.front(), ec.message());
+    return;
+  }
+  if (!child.wait_for(limit, ec)) {
+    child.terminate(ec);
+    spdlog::error("{} did not end within {} s; stopped", fmt::join(argv, " "), limit.count());
+    return;
+  }
+  if (child.exit_code() != 0)
+    spdlog::error("{} ended with exit code {}", fmt::join(argv, " "), child.exit_code());
+}
+
+// " on n2" where a worker runs elsewhere, nothing on this machine.
+std::string on_site(const std::string& site) {
+  return site.empty() ? "" : " on " + site;
+}
 
 spdlog::level::level_enum level_of(const std::string& word) {
   auto level = spdlog::level::from_str(word);
@@ -37,8 +66,8 @@ spdlog::level::level_enum level_of(const std::string& word) {
 
 }  // namespace
 
-WorkerEngine::WorkerEngine(WorkerConfig config, std::string program)
-    : config_(std::move(config)), program_(std::move(program)) {
+WorkerEngine::WorkerEngine(WorkerConfig config, WorkerLaunch launch)
+    : config_(std::move(config)), launch_(std::move(launch)) {
   spawn();
 }
 
@@ -68,13 +97,20 @@ void WorkerEngine::spawn() {
   posix_spawn_file_actions_adddup2(&actions, from_write.get(), STDOUT_FILENO);
   // The worker keeps runner's signal mask: SIGINT from the terminal is
   // runner's to act on, which then tells the worker what to stop.
-  std::string arg0 = "runner", arg1 = "worker";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  int err = posix_spawn(&pid_, program_.c_str(), &actions, nullptr, argv, environ);
+  auto words = launch_.argv;
+  words.emplace_back("worker");
+  std::vector<char*> argv;
+  argv.reserve(words.size() + 1);
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  ++starts_;
+  const char* program = launch_.program.empty() ? argv[0] : launch_.program.c_str();
+  int err = posix_spawnp(&pid_, program, &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
     pid_ = -1;
-    throw Error(fmt::format("cannot start a worker ({}): {}", program_, std::strerror(err)));
+    throw Error(fmt::format("cannot start a worker{} ({}): {}", on_site(launch_.site), words[0],
+                            std::strerror(err)));
   }
   reader_.emplace(from_.get());
   ready_ = false;
@@ -87,7 +123,16 @@ void WorkerEngine::spawn() {
     ::poll(&fd, 1, 1000);
     if (!read_worker() && failure_.empty()) failure_ = "it exited at once";
   }
-  if (!ready_) throw Error(fmt::format("cannot start a worker: {}", failure_));
+  if (!ready_) {
+    // What it left (a launcher that failed at once) is reaped: nothing waits on it.
+    to_.reset();
+    from_.reset();
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    throw Error(fmt::format("cannot start a worker{}: {}", on_site(launch_.site), failure_));
+  }
 }
 
 // Said at the next flush: once per wakeup, before runner waits.
@@ -102,10 +147,11 @@ void WorkerEngine::flush() {
 
 std::optional<EngineEvent> WorkerEngine::start(AttemptSpec spec) {
   if (pid_ < 0) {
-    if (deaths_ >= kMostWorkerDeaths)
-      return AttemptNotStarted{spec.id, AttemptNotStarted::Why::kEnvironment,
-                               fmt::format("the worker died {} times in this run", deaths_), "",
-                               ""};
+    if (starts_ >= launch_.most_starts)
+      return AttemptNotStarted{
+          spec.id, AttemptNotStarted::Why::kEnvironment,
+          fmt::format("the worker{} died {} time(s) in this run", on_site(launch_.site), starts_),
+          "", ""};
     spawn();
   }
   auto id = spec.id;
@@ -122,6 +168,10 @@ void WorkerEngine::acknowledged() {
   if (told_seq_ <= acknowledged_seq_) return;
   acknowledged_seq_ = told_seq_;
   send(encode_committed(acknowledged_seq_));
+}
+
+void WorkerEngine::read() {
+  if (!read_worker()) on_worker_lost();
 }
 
 bool WorkerEngine::read_worker() {
@@ -185,7 +235,7 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
     if (ready < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "ppoll");
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (!read_worker()) on_worker_lost();
+      read();
       continue;
     }
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) break;
@@ -202,8 +252,8 @@ void WorkerEngine::on_worker_lost() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
-  spdlog::error("the worker (pid {}) ended under runner ({}); {} of its cluster(s) were running",
-                pid_,
+  spdlog::error("the worker{} (pid {}) ended under runner ({}); {} of its cluster(s) were running",
+                on_site(launch_.site), pid_,
                 WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
                                     : fmt::format("exit code {}", WEXITSTATUS(status)),
                 in_flight_.size());
@@ -211,11 +261,14 @@ void WorkerEngine::on_worker_lost() {
   pid_ = -1;
   to_.reset();
   from_.reset();
-  ++deaths_;
-  settle_leftovers(find_leftovers(Leftovers{{}, config_.run}), LeftoverPolicy::kKill, -1);
+  if (launch_.leftovers_here)
+    settle_leftovers(find_leftovers(Leftovers{{}, config_.run}), LeftoverPolicy::kKill, -1);
+  else if (!launch_.kill_leftovers.empty())
+    run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
   std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journalled;
+  auto name = config_.journal_name.empty() ? config_.run : config_.journal_name;
   for (auto& journal : RunJournal::find(config_.journal_dir)) {
-    if (journal.run() != config_.run || !journal.try_lock()) continue;
+    if (journal.name() != name || !journal.try_lock()) continue;
     for (auto& e : journal.read()) journalled[{e.cluster, e.attempt}] = e;
     journal.remove();
   }
@@ -237,7 +290,8 @@ void WorkerEngine::on_worker_lost() {
       ended.outcome = it->second.outcome;
     } else {
       ended.outcome.finished_at = wall_clock_now();
-      ended.outcome.lost = fmt::format("its worker (pid {}) died while it ran", lost_pid);
+      ended.outcome.lost =
+          fmt::format("its worker{} (pid {}) died while it ran", on_site(launch_.site), lost_pid);
     }
     events_.push_back(std::move(ended));
   }

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "runner/memory.h"
 
@@ -71,7 +73,15 @@ RunnerProcess::RunnerProcess(const std::vector<std::string>& args, const fs::pat
 }
 
 RunnerProcess::~RunnerProcess() {
-  if (!status_ && pid_ > 0) {
+  if (status_ || pid_ <= 0) return;
+  // A runner the test left running is stopped as a user would stop it, so
+  // that it stops its clusters too: killed outright, its worker would let
+  // them run on after the test. A runner that will not stop is killed.
+  ::kill(pid_, SIGTERM);
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!exited() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!status_) {
     ::kill(pid_, SIGKILL);
     wait();
   }

@@ -46,6 +46,9 @@ struct RunArgs {
   // --worker: a worker process is the parent of every cluster and journals
   // how each ended (the default); off: runner itself is their parent.
   bool worker = true;
+  // --on: where the clusters run: here, or over the nodes of the Slurm
+  // allocation runner runs in.
+  bool on_slurm = false;
 };
 
 struct ReportArgs {
@@ -58,7 +61,11 @@ struct ReportArgs {
 struct DoctorArgs {};
 
 // runner worker: the process runner starts to run its clusters (not for people).
-struct WorkerArgs {};
+struct WorkerArgs {
+  // Only kill this machine's processes of that run (RUNNER_RUN), and exit:
+  // what a node's worker that died left there.
+  std::optional<std::string> kill_run;
+};
 
 struct StatusArgs {
   std::filesystem::path db = "runner.db";

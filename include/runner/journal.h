@@ -64,7 +64,10 @@ class RunJournal {
   // Every run's journal in `dir`.
   static std::vector<RunJournal> find(const std::filesystem::path& dir);
 
-  const std::string& run() const { return run_; }
+  // The run it belongs to: its name, less "@<node>" where one node's worker
+  // of a run spread over several wrote it.
+  std::string run() const { return run_.substr(0, run_.find('@')); }
+  const std::string& name() const { return run_; }
   // The worker that writes it, as its lock file names it.
   std::optional<ProcessIdentity> worker() const;
   // Takes the lock without waiting: false while its worker still lives.

@@ -28,9 +28,10 @@
 namespace runner {
 
 struct WorkerConfig {
-  std::string run;          // the run's id: RUNNER_RUN of its processes, its journal's name
-  std::string journal_dir;  // where the journal goes
-  bool sync = false;        // flush every journal line to the disk
+  std::string run;           // the run's id: RUNNER_RUN of its processes, its journal's name
+  std::string journal_dir;   // where the journal goes
+  std::string journal_name;  // its name there: the run's id, and "@<node>" on a node of several
+  bool sync = false;         // flush every journal line to the disk
   std::chrono::milliseconds grace{10'000};
   std::size_t parallel = 1;
   CapChoice cap = CapChoice::kAuto;
@@ -49,5 +50,9 @@ WorkerConfig worker_config_from_json(const nlohmann::json& j);
 // returns its exit code once runner is gone or said bye and no cluster of it
 // still runs.
 int run_worker(int in, int out);
+
+// Kills every process on this machine whose RUNNER_RUN is `run` (and what
+// they started); returns 0.
+int kill_run_here(const std::string& run);
 
 }  // namespace runner

@@ -15,6 +15,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "runner/engine.h"
@@ -24,11 +25,28 @@
 
 namespace runner {
 
+// How a worker is started and where it runs.
+struct WorkerLaunch {
+  // The command that starts it, "worker" appended: runner's own binary here,
+  // srun with runner's binary for a node of a Slurm allocation.
+  std::vector<std::string> argv;
+  std::string program;  // what is executed, if not argv[0] looked up in PATH
+  std::string site;     // where it runs, in messages ("" on this machine)
+  int most_starts = 3;  // how many workers may be started in a run
+  // Whether what a dead worker left running can be found and killed here;
+  // else the command that kills it where it ran, if any.
+  bool leftovers_here = true;
+  std::vector<std::string> kill_leftovers;
+};
+
+// One worker seen from runner's side. Several of them serve an engine that
+// spreads a run over machines (see slurm_engine.h): such an engine polls
+// each worker's fd() and calls read() when it is readable.
 class WorkerEngine : public Engine {
  public:
-  // Starts the worker (`program` is runner's own binary) and waits until it
-  // is ready. Throws Error with what it said when it cannot start.
-  WorkerEngine(WorkerConfig config, std::string program);
+  // Starts the worker and waits until it is ready. Throws Error with what it
+  // said when it cannot start.
+  WorkerEngine(WorkerConfig config, WorkerLaunch launch);
   // Says bye and waits for the worker to end (it ends once no cluster runs).
   ~WorkerEngine() override;
   WorkerEngine(const WorkerEngine&) = delete;
@@ -46,17 +64,27 @@ class WorkerEngine : public Engine {
   std::optional<std::uint64_t> memory_in_use(AttemptId id) const override;
   std::optional<std::uint64_t> total_memory_in_use() const override;
 
+  // For an engine of several workers: what to poll (-1 once it is gone for
+  // good), what to do when it is readable, what it has to say, and whether
+  // it can take more.
+  int fd() const { return pid_ < 0 ? -1 : from_.get(); }
+  void read();
+  std::vector<EngineEvent> take_events() { return std::exchange(events_, {}); }
+  void flush();
+  bool can_start() const { return pid_ >= 0 || starts_ < launch_.most_starts; }
+  std::size_t in_flight() const { return in_flight_.size(); }
+  const std::string& site() const { return launch_.site; }
+
  private:
   void spawn();
   void send(const std::string& line);
-  void flush();
   // Reads what the worker said; false when it is gone.
   bool read_worker();
   void on_line(const std::string& text);
   void on_worker_lost();
 
   WorkerConfig config_;
-  std::string program_;
+  WorkerLaunch launch_;
   pid_t pid_ = -1;
   Fd to_, from_;
   std::optional<LineReader> reader_;
@@ -64,7 +92,7 @@ class WorkerEngine : public Engine {
   bool ready_ = false;
   std::string failure_;          // what the worker said when it could not start
   std::optional<bool> settled_;  // its answer to "settle"
-  int deaths_ = 0;
+  int starts_ = 0;
   std::unordered_map<AttemptId, AttemptSpec> in_flight_;  // asked, not ended
   std::unordered_set<AttemptId> started_;                 // of those, told as started
   std::vector<EngineEvent> events_;

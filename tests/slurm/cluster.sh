@@ -1,0 +1,134 @@
+#!/bin/bash
+# A private 3-node Slurm on this machine, for runner's tests and benchmarks.
+#
+#   cluster.sh start DIR   starts munged, slurmctld and three slurmd (n1..n3)
+#                          in one private PID namespace; writes DIR/env
+#   cluster.sh stop DIR    kills the namespace (and everything it started)
+#                          and removes DIR
+#
+# Everything is its own: a munge key and socket in DIR, non-default ports,
+# state, spool and logs in DIR. Slurm's cgroup plugins are not used
+# (proctrack/linuxproc, task/none): runner makes its own cgroups below its
+# own, and the machine's cgroup root is not ours. Each node has 4 CPUs and
+# 4000 MB (config_overrides: whatever the machine has).
+set -euo pipefail
+
+cmd=${1:?usage: cluster.sh start|stop DIR}
+dir=${2:?usage: cluster.sh start|stop DIR}
+
+stop() {
+  if [ -f "$dir/namespace.pid" ]; then
+    local pid
+    pid=$(cat "$dir/namespace.pid")
+    # The namespace's first process: killing it ends every process inside.
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  if [ -f "$dir/cgroup" ]; then
+    local cg
+    cg=$(cat "$dir/cgroup")
+    # Gone once its last process is: runner's own folders below it first.
+    for _ in $(seq 100); do
+      find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+      rmdir "$cg" 2>/dev/null && break
+      sleep 0.05
+    done
+  fi
+  rm -rf "$dir"
+}
+
+# A memory cgroup of the cluster's own below this script's, where there is
+# one: the nodes' workers make their cgroups in it, as on a real node, and
+# never see the folders of runners outside the cluster.
+make_cgroup() {
+  local own
+  own=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
+  [ -n "$own" ] && [ -d "/sys/fs/cgroup/memory$own" ] || return 0
+  local cg="/sys/fs/cgroup/memory${own%/}/runner-test-slurm-$$"
+  mkdir "$cg" 2>/dev/null || return 0
+  echo "$cg" > "$dir/cgroup"
+}
+
+start() {
+  for tool in munged slurmctld slurmd srun unshare; do
+    command -v "$tool" >/dev/null || { echo "cluster.sh: $tool is not installed" >&2; exit 3; }
+  done
+  rm -rf "$dir"
+  mkdir -p "$dir"/{state,spool,log,munge}
+  dir=$(cd "$dir" && pwd)
+  chmod 700 "$dir/munge"
+  dd if=/dev/urandom of="$dir/munge/key" bs=1024 count=1 status=none
+  chmod 400 "$dir/munge/key"
+  local base=$((20000 + ($$ % 2000) * 10))
+  local host
+  host=$(hostname)
+  cat > "$dir/slurm.conf" <<CONF
+ClusterName=runnertest
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$base
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$dir/munge/socket
+CredType=cred/munge
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool/%n
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.%n.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd.%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
+ReturnToService=2
+MpiDefault=none
+KillWait=5
+InactiveLimit=0
+DefMemPerCPU=500
+NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 1)) CPUs=4 RealMemory=4000 State=UNKNOWN
+NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 2)) CPUs=4 RealMemory=4000 State=UNKNOWN
+NodeName=n3 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 3)) CPUs=4 RealMemory=4000 State=UNKNOWN
+PartitionName=test Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP
+CONF
+  cat > "$dir/env" <<ENV
+export SLURM_CONF=$dir/slurm.conf
+ENV
+  export SLURM_CONF="$dir/slurm.conf"
+  # The daemons live in a PID namespace of their own; its first process
+  # waits for ever, and stopping the cluster kills it and with it the rest.
+  make_cgroup
+  (
+    if [ -f "$dir/cgroup" ]; then echo "$BASHPID" > "$(cat "$dir/cgroup")/cgroup.procs"; fi
+    exec setsid unshare --pid --fork --mount-proc --kill-child bash -c '
+    d=$1
+    munged -f --socket="$d/munge/socket" --key-file="$d/munge/key" --pid-file="$d/munge/pid" \
+      --log-file="$d/log/munged.log" --seed-file="$d/munge/seed"
+    slurmctld -f "$d/slurm.conf"
+    for n in n1 n2 n3; do slurmd -f "$d/slurm.conf" -N "$n"; done
+    # As the namespace init, bash reaps whatever ends up orphaned in it.
+    while :; do sleep 3600 & wait; done' cluster "$dir" </dev/null >"$dir/log/namespace.log" 2>&1
+  ) &
+  echo $! > "$dir/namespace.pid"
+  # Ready when all three nodes are idle.
+  for _ in $(seq 300); do
+    if [ "$(sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" {n += $2} END {print n + 0}')" = 3 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "cluster.sh: the test Slurm did not come up in 30 s; its logs:" >&2
+  tail -n 20 "$dir"/log/*.log >&2 || true
+  stop
+  exit 1
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: cluster.sh start|stop DIR" >&2; exit 2 ;;
+esac

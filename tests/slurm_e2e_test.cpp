@@ -1,0 +1,218 @@
+// runner --on slurm on a real Slurm: the 3-node test cluster that ctest
+// starts (tests/slurm/cluster.sh) and names in SLURM_CONF.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "e2e_util.h"
+
+namespace runner::testing {
+namespace {
+
+// The test cluster, or why there is none (only where ctest did not start one).
+#define REQUIRE_SLURM()                                                              \
+  if (const char* conf = std::getenv("SLURM_CONF"); !conf || !fs::exists(conf))      \
+  GTEST_SKIP() << "no test Slurm: SLURM_CONF does not name a running test cluster; " \
+                  "ctest starts one (tests/slurm/cluster.sh)"
+
+// Whatever a test leaves in the test cluster (a failed assertion that left
+// an allocation behind) is cancelled: its steps end, and with them the
+// workers and their clusters.
+class SlurmTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (std::getenv("SLURM_CONF")) run_shell("scancel --user=\"$(id -un)\" 2>/dev/null", "/");
+  }
+};
+
+// runner in an allocation of `nodes` nodes with `cpus` CPUs each, to the end.
+Result in_allocation(int nodes, int cpus, const std::vector<std::string>& runner_args,
+                     const fs::path& cwd) {
+  std::vector<std::string> args = {"-N", std::to_string(nodes),
+                                   "--ntasks-per-node=" + std::to_string(cpus), runner_bin()};
+  args.insert(args.end(), runner_args.begin(), runner_args.end());
+  RunnerProcess p(args, cwd, Streams(), "/usr/bin/salloc");
+  Result r;
+  r.code = p.wait();
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+// The most attempts that ran at once by the log's own times, overall and on
+// each host.
+struct Overlap {
+  int most = 0;
+  std::map<std::string, int> most_on;
+};
+
+Overlap overlap(const fs::path& db) {
+  auto rows = query(db,
+                    "select group_concat(host || ' ' || printf('%.6f', started_at) || ' ' || "
+                    "printf('%.6f', finished_at), char(10)) from attempt");
+  std::vector<std::tuple<double, int, std::string>> edges;
+  std::istringstream in(rows);
+  std::string host;
+  double from = 0, to = 0;
+  while (in >> host >> from >> to) {
+    edges.emplace_back(from, +1, host);
+    edges.emplace_back(to, -1, host);
+  }
+  // Ends before starts at the same instant: one cluster ending lets the next start.
+  std::sort(edges.begin(), edges.end());
+  Overlap o;
+  int now = 0;
+  std::map<std::string, int> on;
+  for (auto& [at, step, h] : edges) {
+    now += step;
+    on[h] += step;
+    o.most = std::max(o.most, now);
+    o.most_on[h] = std::max(o.most_on[h], on[h]);
+  }
+  return o;
+}
+
+// The pid, as this test sees it, of this run's worker on a node.
+pid_t worker_on(const std::string& node) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_file(entry.path() / "comm") != "runner-worker\n") continue;
+    auto env = read_file(entry.path() / "environ");
+    if (env.find(std::string("SLURMD_NODENAME=") + node + '\0') != std::string::npos)
+      return std::stoi(name);
+  }
+  return 0;
+}
+
+TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto r = in_allocation(3, 2,
+                         with_child({"--on", "slurm", "300", "6"},
+                                    {"--sleep-ms", "20", "--live-count", (t / "live").string()}),
+                         t.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select done from progress"), "300");
+  EXPECT_EQ(query(db,
+                  "select group_concat(host) from (select distinct host from attempts "
+                  "order by host)"),
+            "n1,n2,n3");
+  // Never more than P at once, nor more on a node than its 2 CPUs: counted
+  // by the children themselves, and from the log's times.
+  EXPECT_LE(std::stoi(read_file(t / "live.max")), 6);
+  auto o = overlap(db);
+  EXPECT_LE(o.most, 6);
+  for (const auto& [host, most] : o.most_on) EXPECT_LE(most, 2) << host;
+  // Every log is where attempts.log_path says, readable here.
+  EXPECT_EQ(query(db, "select count(*) from attempts where log_path like '" + t.path().string() +
+                          "/runner.logs/%'"),
+            "300");
+}
+
+TEST_F(SlurmTest, ACapAndATimeoutHoldOnTheNodes) {
+  REQUIRE_SLURM();
+  TempDir t;
+  REQUIRE_CGROUP(cg);
+  auto r =
+      in_allocation(3, 1,
+                    with_child({"--on", "slurm", "--mem-limit", "64M", "--timeout", "2s", "3", "3"},
+                               {"--alloc-for", "1=200", "--hold-ms", "100", "--hold-file",
+                                (t / "never").string(), "--exit-for", "1=0"}),
+                    t.path());
+  // Cluster 1 goes over its cap; 2 and 3 wait for a file that never comes
+  // and are stopped at their timeout.
+  EXPECT_EQ(r.code, 1) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select state from attempts where cluster = 1"), "oom");
+  EXPECT_GE(std::stoll(query(db, "select peak_cgroup_kib from attempts where cluster = 1")),
+            60 * 1024);
+  EXPECT_EQ(query(db, "select group_concat(state) from attempts where cluster > 1"),
+            "timeout,timeout");
+  EXPECT_EQ(query(db, "select count(distinct host) from attempts"), "3");
+}
+
+TEST_F(SlurmTest, AWorkerThatDiesOnANodeHasItsClustersRunElsewhere) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  auto args = with_child({"--on", "slurm", "12", "6"},
+                         {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
+                          "--exclusive", t.path().string()});
+  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
+  salloc.insert(salloc.end(), args.begin(), args.end());
+  RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 6));
+  // The worker on n2 (the cluster's daemons share this machine: the one
+  // whose environment names n2).
+  auto worker = worker_on("n2");
+  ASSERT_GT(worker, 1);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  // Its clusters are interrupted, named after the node, and run again on
+  // the others; once they run, the rest may end.
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    return query(t / "runner.db", "select count(*) from attempts where state = 'interrupted'") ==
+           "2";
+  }));
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(p.wait(), 0) << p.err();
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select done from progress"), "12");
+  EXPECT_EQ(query(db,
+                  "select count(*) from attempts where state = 'interrupted' and note like "
+                  "'%worker on n2%'"),
+            "2");
+  // No work went to n2 after its worker died, and no cluster ran twice at once.
+  EXPECT_EQ(query(db, "select count(*) from attempts where host = 'n2' and state = 'done'"), "0");
+  EXPECT_FALSE(fs::exists(t / "overlaps"));
+  EXPECT_NE(p.err().find("the worker on n2"), std::string::npos) << p.err();
+}
+
+TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  auto args = with_child({"--on", "slurm", "12", "6"},
+                         {"--ready-dir", ready.string(), "--hold-file", (t / "never").string()});
+  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
+  salloc.insert(salloc.end(), args.begin(), args.end());
+  RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 6));
+  // runner itself (salloc's child) holds the job.
+  auto head = std::stoi(query(t / "runner.db", "select holder_pid from job"));
+  ASSERT_EQ(::kill(head, SIGTERM), 0);
+  EXPECT_EQ(p.wait(), 143) << p.err();
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select count(*) from attempts where state = 'interrupted'"), "6");
+  EXPECT_EQ(query(db, "select group_concat(distinct signal) from attempt"), "15");
+  // Stopped on every node, by the SIGTERM each worker sent its clusters.
+  EXPECT_EQ(query(db, "select count(distinct host) from attempts"), "3");
+  EXPECT_EQ(query(db, "select count(*) from attempt where signal = 15"), "6");
+}
+
+TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {
+  TempDir t;
+  ::unsetenv("SLURM_JOB_ID");
+  auto r = run_runner(with_child({"--on", "slurm", "10", "4"}, {}), t.path());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--on slurm: runner is not inside a Slurm allocation"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("salloc -N 4 --ntasks-per-node=1 runner --on slurm"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(t / "runner.db"));
+  EXPECT_FALSE(fs::exists(t / "runner.logs"));
+}
+
+}  // namespace
+}  // namespace runner::testing
