@@ -7,7 +7,7 @@ DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsql
                sqlite3 python3 slurm-wlm munge
 LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test unit sanitize lint demo bench clean
+.PHONY: all deps build test unit sanitize lint demo bench bench-slurm clean
 
 all: build
 
@@ -59,6 +59,15 @@ bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS) --target runner test_child bench-floor
 	python3 bench/bench.py $(BENCH_ARGS) --out bench/latest.md
+
+# Dispatch over the 3-node test Slurm (not part of make test; about 6 minutes).
+bench-slurm: deps
+	$(call install_missing,parallel time)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner
+	tests/slurm/cluster.sh start build-release/slurm-cluster
+	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster/slurm.conf bench/slurm.sh build-release/runner; \
+	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
 
 # Builds runner and runs the example migration over 300 clusters.
 demo: build

@@ -1,8 +1,11 @@
 // `runner status`: where each job in the log stands, read without writing.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "runner/app.h"
 #include "runner/error.h"
@@ -36,6 +39,13 @@ void print_job(Store& store, const Job& job, const JobProgress& p) {
           ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(left * 1e3)));
     }
     fmt::print("{}\n", line);
+  }
+  // Spread over several hosts (the nodes of a Slurm allocation): where.
+  if (auto by_host = store.running_by_host(job); by_host.size() > 1) {
+    std::vector<std::string> parts;
+    parts.reserve(by_host.size());
+    for (const auto& [host, n] : by_host) parts.push_back(fmt::format("{} {}", printable(host), n));
+    fmt::print("  running by node: {}\n", fmt::join(parts, ", "));
   }
   if (p.failed == 0) return;
   fmt::print("  failed clusters:\n");

@@ -655,6 +655,18 @@ std::uint64_t Store::done_since(const Job& job, double since) {
   return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
 }
 
+std::vector<std::pair<std::string, std::uint64_t>> Store::running_by_host(const Job& job) {
+  SQLite::Statement q(db_,
+                      "SELECT coalesce(host, ''), count(*) FROM attempt WHERE job_id = ? AND "
+                      "state = 'running' GROUP BY host ORDER BY host");
+  q.bind(1, job.id);
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  while (q.executeStep())
+    out.emplace_back(q.getColumn(0).getString(),
+                     static_cast<std::uint64_t>(q.getColumn(1).getInt64()));
+  return out;
+}
+
 Store::Batch::Batch(Store& store) : store_(store) {
   // Checked at both ends of a batch: nothing is started into a file that is gone.
   store_.refuse_if_moved();

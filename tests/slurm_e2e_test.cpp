@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "e2e_util.h"
 
@@ -189,6 +190,9 @@ TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
   RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 6));
+  // runner status shows where they run.
+  auto status = run_runner({"status"}, t.path());
+  EXPECT_NE(status.out.find("running by node: n1 2, n2 2, n3 2"), std::string::npos) << status.out;
   // runner itself (salloc's child) holds the job.
   auto head = std::stoi(query(t / "runner.db", "select holder_pid from job"));
   ASSERT_EQ(::kill(head, SIGTERM), 0);
@@ -199,6 +203,64 @@ TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
   // Stopped on every node, by the SIGTERM each worker sent its clusters.
   EXPECT_EQ(query(db, "select count(distinct host) from attempts"), "3");
   EXPECT_EQ(query(db, "select count(*) from attempt where signal = 15"), "6");
+}
+
+// Whether a process whose command line mentions `text` is alive.
+bool any_process_mentions(const std::string& text) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_file(entry.path() / "cmdline").find(text) != std::string::npos &&
+        process_exists(std::stoi(name)))
+      return true;
+  }
+  return false;
+}
+
+TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDone) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  auto record = t / "record";
+  // Clusters 1-6 hold until a file exists; the rest end at once.
+  auto args = with_child({"--on", "slurm", "30", "6"},
+                         {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
+                          "--record", record.string(), "--exclusive", t.path().string()});
+  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
+  salloc.insert(salloc.end(), args.begin(), args.end());
+  {
+    RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+    ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
+    ASSERT_TRUE(wait_for_running(t.path(), 6));
+    auto head = std::stoi(query(t / "runner.db", "select holder_pid from job"));
+    ASSERT_EQ(::kill(head, SIGKILL), 0);
+    p.wait();
+  }
+  // The allocation ended with its head: Slurm ends its steps, and with them
+  // the workers and their clusters. Nothing of the run is left.
+  auto gone = [&] {
+    return run_shell("test -z \"$(squeue -h -o %i)\"", "/").code == 0 &&
+           !any_process_mentions(t.path().string() + "/ready");
+  };
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!gone() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(gone()) << "a step or a cluster outlived the killed head";
+
+  // The next start, in a new allocation, finishes the job.
+  std::ofstream((t / "go").string()).put('x');
+  auto r = in_allocation(3, 2, args, t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select done from progress"), "30");
+  // Every cluster ended (exit 0) exactly once, and never two copies at once.
+  std::map<int, int> ends;
+  for (const auto& line : read_lines(record))
+    if (line.rfind("end ", 0) == 0) ++ends[std::stoi(line.substr(4))];
+  EXPECT_EQ(ends.size(), 30u);
+  for (const auto& [cluster, n] : ends) EXPECT_EQ(n, 1) << "cluster " << cluster;
+  EXPECT_FALSE(fs::exists(t / "overlaps"));
 }
 
 TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runner/cluster.h"
@@ -183,6 +184,8 @@ class Store {
   std::vector<JobProgress> progress();
   // Done clusters finished at or after `since`, for a rate.
   std::uint64_t done_since(const Job& job, double since);
+  // Its running attempts, counted by host (by node under --on slurm).
+  std::vector<std::pair<std::string, std::uint64_t>> running_by_host(const Job& job);
 
   // Groups writes into one transaction (BEGIN IMMEDIATE); rolled back unless committed.
   class Batch {
