@@ -102,17 +102,9 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.watch_memory = checked.memory.budget && args.mem_overcommit;
     config.blocked = signals.inherited().blocked();
     config.pipe_ignored = signals.inherited().pipe_ignored();
-    if (checked.slurm) {
-      // The nodes run the binary at the path this one has (installed there,
-      // or on a shared filesystem).
-      std::error_code ec;
-      auto self = fs::read_symlink("/proc/self/exe", ec);
-      if (ec)
-        throw Error(
-            fmt::format("--on slurm: cannot tell where runner's binary is: {}", ec.message()));
+    if (checked.slurm)
       return std::make_unique<SlurmEngine>(config, checked.slurm->allocation, checked.slurm->slots,
-                                           self.string());
-    }
+                                           checked.slurm->runner);
     return std::make_unique<WorkerEngine>(std::move(config),
                                           WorkerLaunch{{"runner"}, "/proc/self/exe"});
   }

@@ -272,7 +272,7 @@ struct Subcommands {
   CLI::App *status, *report, *unlock, *doctor, *worker;
   CLI::Option *status_db, *status_job;
   CLI::Option *report_db, *report_job, *report_budget;
-  CLI::Option *unlock_db, *unlock_job, *worker_kill_run;
+  CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir;
   bool csv = false, json = false;
 };
 
@@ -306,6 +306,8 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   // Not for people: the process runner starts to run its clusters. No group: not in --help.
   sub.worker = app.add_subcommand("worker", "")->group("");
   sub.worker_kill_run = g.add(*sub.worker, "--kill-run", "RUN", "");
+  sub.worker_check = g.add(*sub.worker, "--check", "PROGRAM", "");
+  sub.worker_check_dir = g.add(*sub.worker, "--check-dir", "PATH", "");
 }
 
 // The subcommand given, read into its values; nothing when none was.
@@ -337,7 +339,9 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     return unlock;
   }
   if (sub.doctor->parsed()) return DoctorArgs{};
-  if (sub.worker->parsed()) return WorkerArgs{Given::text(sub.worker_kill_run)};
+  if (sub.worker->parsed())
+    return WorkerArgs{Given::text(sub.worker_kill_run), Given::text(sub.worker_check),
+                      Given::text(sub.worker_check_dir)};
   return std::nullopt;
 }
 

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
       return runner::unlock_job(*unlock);
     }
     if (auto* worker = std::get_if<runner::WorkerArgs>(&invocation)) {
+      if (worker->check_dir)
+        return runner::check_node(worker->check_program.value_or(""), *worker->check_dir);
       if (worker->kill_run) {
         runner::setup_logging(false, false);
         return runner::kill_run_here(*worker->kill_run);

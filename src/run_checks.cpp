@@ -186,7 +186,19 @@ CheckedRun check_run(const RunArgs& args) {
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
   run.memory = plan_memory_impl(args, run.probe);
-  if (args.on_slurm) run.slurm = plan_slurm(args);
+  if (args.on_slurm) {
+    run.slurm = plan_slurm(args);
+    // The nodes run the binary at the path this one has.
+    std::error_code ec;
+    auto self = fs::read_symlink("/proc/self/exe", ec);
+    if (ec)
+      throw Error(
+          fmt::format("--on slurm: cannot tell where runner's binary is: {}", ec.message()));
+    run.slurm->runner = self.string();
+    bool templated = run.command.render(1, 1).front() != run.command.program();
+    check_nodes(run.slurm->allocation, run.slurm->slots, run.slurm->runner,
+                templated ? "" : run.command.program(), fs::current_path().string());
+  }
   return run;
 }
 

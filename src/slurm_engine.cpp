@@ -1,6 +1,7 @@
 #include "runner/slurm_engine.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <poll.h>
 
 #include <boost/process.hpp>
@@ -108,6 +109,48 @@ std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
     }
   }
   return slots;
+}
+
+void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
+                 const std::string& runner, const std::string& program, const std::string& dir) {
+  std::vector<std::string> nodes;
+  for (std::size_t i = 0; i < allocation.nodes.size(); ++i)
+    if (slots[i] > 0) nodes.push_back(allocation.nodes[i].name);
+  std::vector<std::string> args = {"--nodes=" + std::to_string(nodes.size()),
+                                   "--ntasks=" + std::to_string(nodes.size()),
+                                   "--ntasks-per-node=1",
+                                   "--nodelist=" + fmt::format("{}", fmt::join(nodes, ",")),
+                                   "--overlap",
+                                   "--quiet",
+                                   runner,
+                                   "worker",
+                                   "--check-dir",
+                                   dir};
+  if (!program.empty()) {
+    args.emplace_back("--check");
+    args.push_back(program);
+  }
+  bp::ipstream out, err;
+  std::error_code ec;
+  bp::child srun(bp::search_path("srun"), args, bp::std_in<bp::null, bp::std_out> out,
+                 bp::std_err > err, ec);
+  if (ec) throw Error(fmt::format("--on slurm: cannot run srun: {}", ec.message()));
+  std::vector<std::string> ok, wrong, errors;
+  for (std::string line; std::getline(out, line);) {
+    if (line.rfind("ok ", 0) == 0)
+      ok.push_back(line.substr(3));
+    else if (!line.empty())
+      wrong.push_back(line);
+  }
+  for (std::string line; std::getline(err, line);)
+    if (line.find("error") != std::string::npos) errors.push_back(line);
+  srun.wait();
+  if (!wrong.empty()) throw Error(fmt::format("--on slurm: on node {}", wrong.front()));
+  if (ok.size() != nodes.size())
+    throw Error(fmt::format(
+        "--on slurm: runner ({}) cannot run on every node of the allocation: {}", runner,
+        errors.empty() ? fmt::format("srun exited with code {}", srun.exit_code())
+                       : errors.front()));
 }
 
 SlurmEngine::SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allocation,

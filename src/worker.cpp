@@ -10,7 +10,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <unordered_map>
 
@@ -402,6 +405,36 @@ int run_worker(int in, int out) {
 
 int kill_run_here(const std::string& run) {
   settle_leftovers(find_leftovers(Leftovers{{}, run}), LeftoverPolicy::kKill, -1);
+  return 0;
+}
+
+int check_node(const std::string& program, const std::string& dir) {
+  auto host = host_name();
+  auto say = [&](const std::string& what) {
+    fmt::print("{}\n", what);
+    std::fflush(stdout);
+  };
+  std::error_code ec;
+  if (!dir.empty() && (!std::filesystem::is_directory(dir, ec) ||
+                       !std::filesystem::equivalent(dir, std::filesystem::current_path(ec), ec))) {
+    say(fmt::format("{}: the working folder {} does not exist there", host, dir));
+    return 2;
+  }
+  if (program.empty()) {
+    say("ok " + host);
+    return 0;
+  }
+  auto resolved = resolve_program(program);
+  if (resolved.error == 0 && check_executable_format(resolved.path) == ENOEXEC)
+    resolved.error = ENOEXEC;
+  if (resolved.error != 0) {
+    bool bare_name = program.find('/') == std::string::npos;
+    say(fmt::format("{}: cannot execute {}: {}", host, program,
+                    resolved.error == ENOENT && bare_name ? "not found in PATH"
+                                                          : std::strerror(resolved.error)));
+    return 2;
+  }
+  say("ok " + host);
   return 0;
 }
 

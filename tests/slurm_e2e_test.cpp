@@ -263,6 +263,48 @@ TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDon
   EXPECT_FALSE(fs::exists(t / "overlaps"));
 }
 
+// In a mount namespace of its own, the head sees a folder that the nodes do
+// not (a tmpfs mounted over it there only): what is missing on the nodes is
+// there on the head, as when a path is not shared.
+Result head_sees_more(const fs::path& cwd, const std::string& script) {
+  return run_shell("unshare --mount --propagation private sh -ec '" + script + "'", cwd);
+}
+
+TEST_F(SlurmTest, WhatANodeLacksIsNamedBeforeAnythingIsWritten) {
+  REQUIRE_SLURM();
+  TempDir t;
+  fs::create_directory(t / "private");
+  auto salloc = "salloc -Q -N 3 --ntasks-per-node=1 ";
+  auto mount = "mount -t tmpfs none " + (t / "private").string() + "; ";
+  // runner's binary where only the head has it.
+  auto bin = head_sees_more(t.path(), mount + "cp " + runner_bin() + " private/runner; " + salloc +
+                                          "private/runner --on slurm 3 3 -- true");
+  EXPECT_EQ(bin.code, 2) << bin.err;
+  EXPECT_NE(bin.err.find("cannot run on every node of the allocation"), std::string::npos)
+      << bin.err;
+  // The command where only the head has it.
+  auto cmd = head_sees_more(t.path(), mount + "cp /bin/true private/job; " + salloc + runner_bin() +
+                                          " --on slurm 3 3 -- private/job");
+  EXPECT_EQ(cmd.code, 2) << cmd.err;
+  // Named by the first node to answer, whichever it is.
+  EXPECT_NE(cmd.err.find("--on slurm: on node n"), std::string::npos) << cmd.err;
+  EXPECT_NE(cmd.err.find(": cannot execute private/job: No such file"), std::string::npos)
+      << cmd.err;
+  // The working folder where only the head has it.
+  auto dir = head_sees_more(t.path(), mount + "mkdir private/work; cd private/work; " + salloc +
+                                          runner_bin() + " --on slurm 3 3 --db " +
+                                          (t / "runner.db").string() + " -- true");
+  EXPECT_EQ(dir.code, 2) << dir.err;
+  EXPECT_NE(dir.err.find("--on slurm: on node n"), std::string::npos) << dir.err;
+  EXPECT_NE(dir.err.find(": the working folder " + (t / "private/work").string() +
+                         " does not exist there"),
+            std::string::npos)
+      << dir.err;
+  // Nothing was written.
+  EXPECT_FALSE(fs::exists(t / "runner.db"));
+  EXPECT_FALSE(fs::exists(t / "runner.logs"));
+}
+
 TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {
   TempDir t;
   ::unsetenv("SLURM_JOB_ID");

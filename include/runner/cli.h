@@ -65,6 +65,9 @@ struct WorkerArgs {
   // Only kill this machine's processes of that run (RUNNER_RUN), and exit:
   // what a node's worker that died left there.
   std::optional<std::string> kill_run;
+  // Only check that this node can run the job (the program, the folder),
+  // print "ok <node>" or what is wrong, and exit.
+  std::optional<std::string> check_program, check_dir;
 };
 
 struct StatusArgs {

@@ -42,6 +42,12 @@ std::optional<SlurmAllocation> slurm_allocation();
 std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
                                         const std::vector<std::uint32_t>& cpus);
 
+// Before anything is written: runs one step over the nodes with slots that
+// checks each can run `runner worker`, has `dir`, and can execute `program`
+// (none: not checked). Throws Error naming the node and what is wrong.
+void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
+                 const std::string& runner, const std::string& program, const std::string& dir);
+
 class SlurmEngine : public Engine {
  public:
   // Starts a worker on every node with slots (through srun, `runner` being

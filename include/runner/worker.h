@@ -55,4 +55,9 @@ int run_worker(int in, int out);
 // they started); returns 0.
 int kill_run_here(const std::string& run);
 
+// Whether this machine can run a job: `program` can be executed and `dir`
+// is the current folder. Prints "ok <host>" and returns 0, or prints
+// "<host>: what is wrong" and returns 2.
+int check_node(const std::string& program, const std::string& dir);
+
 }  // namespace runner
