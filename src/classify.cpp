@@ -54,4 +54,18 @@ Verdict classify(const Outcome& outcome, const AttemptFacts& facts) {
   return v;
 }
 
+AttemptEnd attempt_end(const Outcome& outcome, const Verdict& verdict) {
+  AttemptEnd end;
+  end.state = verdict.state;
+  end.note = verdict.note;
+  end.finished_at = outcome.finished_at;
+  end.exit_code = outcome.exit_code;
+  end.signal = outcome.killed_by;
+  end.user_cpu_s = outcome.user_cpu_s.value_or(0);
+  end.sys_cpu_s = outcome.sys_cpu_s.value_or(0);
+  end.peak_rss_kib = outcome.rss_peak_kib.value_or(0);
+  end.peak_cgroup_kib = outcome.cgroup_peak_kib;
+  return end;
+}
+
 }  // namespace runner

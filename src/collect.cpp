@@ -47,17 +47,9 @@ bool record(Store& store, const Job& job, const JournalEntry& e) {
   }
   const auto& out = e.outcome;
   auto verdict = classify(out, facts);
-  AttemptEnd end;
-  end.state = verdict.state;
+  auto end = attempt_end(out, verdict);
   end.note = verdict.note.empty() ? "recorded from the journal of a runner that was killed"
                                   : verdict.note + "; recorded from the journal";
-  end.finished_at = out.finished_at;
-  end.exit_code = out.exit_code;
-  end.signal = out.killed_by;
-  end.user_cpu_s = out.user_cpu_s.value_or(0);
-  end.sys_cpu_s = out.sys_cpu_s.value_or(0);
-  end.peak_rss_kib = out.rss_peak_kib.value_or(0);
-  end.peak_cgroup_kib = out.cgroup_peak_kib;
   store.record_end(job, id, e.cluster, end);
   return true;
 }

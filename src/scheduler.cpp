@@ -303,17 +303,7 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
   AttemptFacts facts{r.stopped, r.evicted_at, options_.timeout, options_.mem_budget, r.what.limit};
   auto verdict = classify(out, facts);
 
-  AttemptEnd end;
-  end.state = verdict.state;
-  end.note = verdict.note;
-  end.finished_at = out.finished_at;
-  end.exit_code = out.exit_code;
-  end.signal = out.killed_by;
-  end.user_cpu_s = out.user_cpu_s.value_or(0);
-  end.sys_cpu_s = out.sys_cpu_s.value_or(0);
-  end.peak_rss_kib = out.rss_peak_kib.value_or(0);
-  end.peak_cgroup_kib = out.cgroup_peak_kib;
-  unwritten_ends_.push_back({r.row, r.what.cluster, end});
+  unwritten_ends_.push_back({r.row, r.what.cluster, attempt_end(out, verdict)});
 
   admission_.release(r.what);
   if (auto* budget = admission_.budget(); budget && verdict.learn) budget->learn(*verdict.learn);

@@ -160,7 +160,7 @@ SlurmEngine::SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allo
     const auto& node = allocation.nodes[i];
     auto c = config;
     c.parallel = slots[i];
-    c.journal_name = c.run + "@" + node.name;
+    c.node = node.name;
     WorkerLaunch launch;
     // One step per node for the whole run: it may share the node's CPUs and
     // memory with the job's other steps, and its worker alone decides what
@@ -174,7 +174,7 @@ SlurmEngine::SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allo
     // What a worker that died there left: killed by a step of its own.
     launch.kill_leftovers = {"srun",       "--nodes=1",   "--ntasks=1", "--nodelist=" + node.name,
                              "--overlap",  "--quiet",     runner,       "worker",
-                             "--kill-run", c.journal_name};
+                             "--kill-run", worker_name(c)};
     nodes_.push_back({std::make_unique<WorkerEngine>(std::move(c), std::move(launch)), slots[i]});
   }
 }

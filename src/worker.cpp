@@ -86,7 +86,7 @@ std::unique_ptr<MemoryCaps> caps_for(const WorkerConfig& config) {
   try {
     // A node's worker names its cgroup folder after itself: nodes that share
     // one machine's cgroups must not take each other's folder for a dead one.
-    auto folder = config.journal_name.empty() ? config.run : "";
+    auto folder = config.node.empty() ? config.run : "";
     return make_memory_caps(mechanism, probe, config.kill_leftovers_in, folder);
   } catch (const std::system_error& e) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
@@ -106,13 +106,12 @@ class Worker {
     options.inherited = InheritedSignals(config.blocked, config.pipe_ignored);
     // On a node of several, its processes carry the node too: what a dead
     // worker left is found node by node.
-    options.run = config.journal_name.empty() ? config.run : config.journal_name;
+    options.run = worker_name(config);
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
     try {
-      journal_ = std::make_unique<JournalWriter>(
-          config.journal_dir, config.journal_name.empty() ? config.run : config.journal_name,
-          config.sync);
+      journal_ =
+          std::make_unique<JournalWriter>(config.journal_dir, worker_name(config), config.sync);
     } catch (const std::system_error& e) {
       without_journal(e.what());
     }
@@ -141,10 +140,7 @@ class Worker {
   std::optional<Clock::time_point> next_usage() const;
   void report_usage();
   // "@<node>" on a node of several, else nothing.
-  std::string node_suffix() const {
-    auto at = config_.journal_name.find('@');
-    return at == std::string::npos ? "" : config_.journal_name.substr(at);
-  }
+  std::string node_suffix() const { return config_.node.empty() ? "" : "@" + config_.node; }
 
   WorkerConfig config_;
   int in_;
@@ -342,11 +338,15 @@ int Worker::run() {
 
 }  // namespace
 
+std::string worker_name(const WorkerConfig& c) {
+  return c.node.empty() ? c.run : c.run + "@" + c.node;
+}
+
 json to_json(const WorkerConfig& c) {
   return {{"op", "config"},
           {"run", c.run},
           {"journal_dir", c.journal_dir},
-          {"journal_name", c.journal_name},
+          {"node", c.node},
           {"sync", c.sync},
           {"grace_ms", c.grace.count()},
           {"parallel", c.parallel},
@@ -363,7 +363,7 @@ WorkerConfig worker_config_from_json(const json& j) {
   WorkerConfig c;
   c.run = j.at("run").get<std::string>();
   c.journal_dir = j.at("journal_dir").get<std::string>();
-  c.journal_name = j.value("journal_name", "");
+  c.node = j.value("node", "");
   c.sync = j.value("sync", false);
   c.grace = std::chrono::milliseconds(j.value("grace_ms", std::int64_t{10'000}));
   c.parallel = j.value("parallel", std::size_t{1});

@@ -266,7 +266,7 @@ void WorkerEngine::on_worker_lost() {
   else if (!launch_.kill_leftovers.empty())
     run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
   std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journalled;
-  auto name = config_.journal_name.empty() ? config_.run : config_.journal_name;
+  auto name = worker_name(config_);
   for (auto& journal : RunJournal::find(config_.journal_dir)) {
     if (journal.name() != name || !journal.try_lock()) continue;
     for (auto& e : journal.read()) journalled[{e.cluster, e.attempt}] = e;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +17,6 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "runner/memory.h"
 
@@ -77,11 +77,16 @@ RunnerProcess::~RunnerProcess() {
   // A runner the test left running is stopped as a user would stop it, so
   // that it stops its clusters too: killed outright, its worker would let
   // them run on after the test. A runner that will not stop is killed.
+  // Its exit makes the pidfd readable; the timeout bounds one that will not stop.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   ::kill(pid_, SIGTERM);
-  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!exited() && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!status_) {
+  if (pidfd >= 0) {
+    pollfd p{pidfd, POLLIN, 0};
+    while (::poll(&p, 1, 20'000) < 0 && errno == EINTR) {
+    }
+    ::close(pidfd);
+  }
+  if (!exited()) {
     ::kill(pid_, SIGKILL);
     wait();
   }

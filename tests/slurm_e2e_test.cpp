@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "e2e_util.h"
 
@@ -32,17 +32,24 @@ class SlurmTest : public ::testing::Test {
   }
 };
 
-// runner in an allocation of `nodes` nodes with `cpus` CPUs each, to the end.
-Result in_allocation(int nodes, int cpus, const std::vector<std::string>& runner_args,
-                     const fs::path& cwd) {
+// runner started in an allocation of `nodes` nodes with `cpus` CPUs each.
+std::unique_ptr<RunnerProcess> start_in_allocation(int nodes, int cpus,
+                                                   const std::vector<std::string>& runner_args,
+                                                   const fs::path& cwd) {
   std::vector<std::string> args = {"-N", std::to_string(nodes),
                                    "--ntasks-per-node=" + std::to_string(cpus), runner_bin()};
   args.insert(args.end(), runner_args.begin(), runner_args.end());
-  RunnerProcess p(args, cwd, Streams(), "/usr/bin/salloc");
+  return std::make_unique<RunnerProcess>(args, cwd, Streams(), "/usr/bin/salloc");
+}
+
+// The same, to the end.
+Result in_allocation(int nodes, int cpus, const std::vector<std::string>& runner_args,
+                     const fs::path& cwd) {
+  auto p = start_in_allocation(nodes, cpus, runner_args, cwd);
   Result r;
-  r.code = p.wait();
-  r.out = p.out();
-  r.err = p.err();
+  r.code = p->wait();
+  r.out = p->out();
+  r.err = p->err();
   return r;
 }
 
@@ -79,17 +86,24 @@ Overlap overlap(const fs::path& db) {
   return o;
 }
 
-// The pid, as this test sees it, of this run's worker on a node.
-pid_t worker_on(const std::string& node) {
+// The first live process, as this test sees it, for which `is` holds of its
+// /proc folder; 0 if none.
+pid_t find_process(const std::function<bool(const fs::path&)>& is) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     auto name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (read_file(entry.path() / "comm") != "runner-worker\n") continue;
-    auto env = read_file(entry.path() / "environ");
-    if (env.find(std::string("SLURMD_NODENAME=") + node + '\0') != std::string::npos)
-      return std::stoi(name);
+    if (is(entry.path()) && process_exists(std::stoi(name))) return std::stoi(name);
   }
   return 0;
+}
+
+// This run's worker on a node: the nodes share this machine, so the one
+// whose environment names it.
+pid_t worker_on(const std::string& node) {
+  return find_process([&](const fs::path& proc) {
+    return read_file(proc / "comm") == "runner-worker\n" &&
+           read_file(proc / "environ").find("SLURMD_NODENAME=" + node + '\0') != std::string::npos;
+  });
 }
 
 TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
@@ -148,9 +162,8 @@ TEST_F(SlurmTest, AWorkerThatDiesOnANodeHasItsClustersRunElsewhere) {
   auto args = with_child({"--on", "slurm", "12", "6"},
                          {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
                           "--exclusive", t.path().string()});
-  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
-  salloc.insert(salloc.end(), args.begin(), args.end());
-  RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+  auto runner = start_in_allocation(3, 2, args, t.path());
+  auto& p = *runner;
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 6));
   // The worker on n2 (the cluster's daemons share this machine: the one
@@ -185,9 +198,8 @@ TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
   fs::create_directory(ready);
   auto args = with_child({"--on", "slurm", "12", "6"},
                          {"--ready-dir", ready.string(), "--hold-file", (t / "never").string()});
-  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
-  salloc.insert(salloc.end(), args.begin(), args.end());
-  RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+  auto runner = start_in_allocation(3, 2, args, t.path());
+  auto& p = *runner;
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 6));
   // runner status shows where they run.
@@ -207,14 +219,9 @@ TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
 
 // Whether a process whose command line mentions `text` is alive.
 bool any_process_mentions(const std::string& text) {
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    auto name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (read_file(entry.path() / "cmdline").find(text) != std::string::npos &&
-        process_exists(std::stoi(name)))
-      return true;
-  }
-  return false;
+  return find_process([&](const fs::path& proc) {
+           return read_file(proc / "cmdline").find(text) != std::string::npos;
+         }) != 0;
 }
 
 TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDone) {
@@ -227,10 +234,9 @@ TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDon
   auto args = with_child({"--on", "slurm", "30", "6"},
                          {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
                           "--record", record.string(), "--exclusive", t.path().string()});
-  std::vector<std::string> salloc = {"-N", "3", "--ntasks-per-node=2", runner_bin()};
-  salloc.insert(salloc.end(), args.begin(), args.end());
   {
-    RunnerProcess p(salloc, t.path(), Streams(), "/usr/bin/salloc");
+    auto runner = start_in_allocation(3, 2, args, t.path());
+    auto& p = *runner;
     ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
     ASSERT_TRUE(wait_for_running(t.path(), 6));
     auto head = std::stoi(query(t / "runner.db", "select holder_pid from job"));
@@ -243,10 +249,7 @@ TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDon
     return run_shell("test -z \"$(squeue -h -o %i)\"", "/").code == 0 &&
            !any_process_mentions(t.path().string() + "/ready");
   };
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!gone() && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_TRUE(gone()) << "a step or a cluster outlived the killed head";
+  ASSERT_TRUE(wait_until(t.path(), gone)) << "a step or a cluster outlived the killed head";
 
   // The next start, in a new allocation, finishes the job.
   std::ofstream((t / "go").string()).put('x');
@@ -303,6 +306,29 @@ TEST_F(SlurmTest, WhatANodeLacksIsNamedBeforeAnythingIsWritten) {
   // Nothing was written.
   EXPECT_FALSE(fs::exists(t / "runner.db"));
   EXPECT_FALSE(fs::exists(t / "runner.logs"));
+}
+
+TEST_F(SlurmTest, PBeyondTheAllocationIsSaidOnceAndABudgetIsRefused) {
+  REQUIRE_SLURM();
+  TempDir t;
+  // 3 nodes of 1 CPU: P = 12 runs 3 at once, and says how to get 12.
+  auto r = in_allocation(3, 1, with_child({"--on", "slurm", "6", "12"}, {}), t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("P is 12 but Slurm job "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("has 3 CPU(s) on 3 node(s): at most 3 cluster(s) run at once; for 12, "
+                       "ask for salloc -N 3 --ntasks-per-node=4"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(query(t / "runner.db", "select done from progress"), "6");
+  // A budget across nodes is not there yet: refused before anything is written.
+  TempDir u;
+  auto budget = in_allocation(
+      3, 1, with_child({"--on", "slurm", "--mem-budget", "1G", "6", "3"}, {}), u.path());
+  EXPECT_EQ(budget.code, 2);
+  EXPECT_NE(budget.err.find("--on slurm: --mem-budget is not available yet across nodes"),
+            std::string::npos)
+      << budget.err;
+  EXPECT_FALSE(fs::exists(u / "runner.db"));
 }
 
 TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {

@@ -33,4 +33,7 @@ struct Verdict {
 
 Verdict classify(const Outcome& outcome, const AttemptFacts& facts);
 
+// The log's record of how an attempt ended: the verdict, and what was measured.
+AttemptEnd attempt_end(const Outcome& outcome, const Verdict& verdict);
+
 }  // namespace runner

@@ -28,10 +28,10 @@
 namespace runner {
 
 struct WorkerConfig {
-  std::string run;           // the run's id: RUNNER_RUN of its processes, its journal's name
-  std::string journal_dir;   // where the journal goes
-  std::string journal_name;  // its name there: the run's id, and "@<node>" on a node of several
-  bool sync = false;         // flush every journal line to the disk
+  std::string run;          // the run's id: RUNNER_RUN of its processes, its journal's name
+  std::string journal_dir;  // where the journal goes
+  std::string node;         // the node it runs on, where a run spreads over several; "" here
+  bool sync = false;        // flush every journal line to the disk
   std::chrono::milliseconds grace{10'000};
   std::size_t parallel = 1;
   CapChoice cap = CapChoice::kAuto;
@@ -42,6 +42,10 @@ struct WorkerConfig {
   std::vector<int> blocked;                      // the signal mask runner was started with
   bool pipe_ignored = false;                     // and whether SIGPIPE was ignored
 };
+
+// The worker's name: its journal's, its processes' RUNNER_RUN. The run's id,
+// and "@<node>" on a node of several.
+std::string worker_name(const WorkerConfig& config);
 
 nlohmann::json to_json(const WorkerConfig& config);
 WorkerConfig worker_config_from_json(const nlohmann::json& j);
