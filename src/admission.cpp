@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "runner/units.h"
 
 namespace runner {
@@ -14,11 +17,39 @@ constexpr std::size_t kLookahead = 64;
 }  // namespace
 
 Admission::Admission(Store& store, const Job& job, AdmissionOptions options)
-    : store_(store), job_(job), options_(options) {
-  if (options_.mem_budget) {
-    auto cap = options_.mem_limit.value_or(*options_.mem_budget);
-    budget_.emplace(*options_.mem_budget, cap, options_.mem_overcommit, options_.parallel);
+    : store_(store), job_(job), options_(std::move(options)) {
+  auto sites = options_.sites;
+  if (sites.empty() && options_.mem_budget)
+    sites.push_back({options_.parallel, *options_.mem_budget});
+  for (const auto& site : sites) {
+    auto cap = options_.mem_limit.value_or(site.mem_budget);
+    sites_.push_back(
+        {MemoryBudget(site.mem_budget, cap, options_.mem_overcommit, site.slots), site.slots});
   }
+}
+
+std::uint64_t Admission::largest_budget() const {
+  std::uint64_t most = 0;
+  for (const auto& site : sites_) most = std::max(most, site.budget.total());
+  return most;
+}
+
+std::optional<std::uint64_t> Admission::budget_of(const Candidate& c) const {
+  if (sites_.empty()) return std::nullopt;
+  return sites_.at(c.site.value_or(0)).budget.total();
+}
+
+void Admission::learn(std::uint64_t peak_bytes) {
+  for (auto& site : sites_) site.budget.learn(peak_bytes);
+}
+
+bool Admission::close_site(std::size_t site) {
+  return std::exchange(sites_.at(site).open, false);
+}
+
+bool Admission::any_site_open() const {
+  return sites_.empty() ||
+         std::any_of(sites_.begin(), sites_.end(), [](const Site& s) { return s.open; });
 }
 
 void Admission::resume() {
@@ -26,7 +57,7 @@ void Admission::resume() {
   fresh_from_ = store_.highest_attempted(job_) + 1;
   if (options_.skip_failed)
     for (const auto& f : store_.failed_clusters(job_)) skip_.insert(f.cluster);
-  if (budget_) history_jobs_ = store_.related_jobs(job_);
+  if (!sites_.empty()) history_jobs_ = store_.related_jobs(job_);
 }
 
 bool Admission::has_work() const {
@@ -59,29 +90,55 @@ Candidate Admission::candidate_for(ClusterId cluster) {
   Candidate c;
   c.cluster = cluster;
   c.limit = options_.mem_limit;
-  if (!budget_) return c;
-  if (!c.limit) c.limit = budget_->total();
+  const auto* budget = this->budget();
+  if (!budget) return c;
+  if (!c.limit) c.limit = largest_budget();
   if (auto peak = store_.peak_kib(history_jobs_, cluster)) {
-    c.need = budget_->need_from_history(*peak * 1024);
+    c.need = budget->need_from_history(*peak * 1024);
   } else {
-    c.need = budget_->unknown_need();
-    c.guessed = budget_->overcommit();
+    c.need = budget->unknown_need();
+    c.guessed = budget->overcommit();
   }
   return c;
 }
 
-bool Admission::fits(const Candidate& c) const {
-  if (!budget_) return true;
-  if (c.alone) return running_ == 0;
-  return budget_->fits(c.need, c.guessed);
+// One site: the scheduler keeps to P. Several: the open site with a free
+// slot where it fits and most memory is left.
+bool Admission::place(Candidate& c) const {
+  if (sites_.empty()) return true;
+  if (sites_.size() == 1) {
+    c.site.reset();
+    return c.alone ? running_ == 0 : sites_.front().budget.fits(c.need, c.guessed);
+  }
+  std::optional<std::size_t> best;
+  std::uint64_t best_room = 0;
+  for (std::size_t k = 0; k < sites_.size(); ++k) {
+    const auto& site = sites_[k];
+    if (!site.open || site.running >= site.slots) continue;
+    bool fits = c.alone ? site.running == 0 && c.need <= site.budget.total()
+                        : site.budget.fits(c.need, c.guessed);
+    auto room = site.budget.total() - std::min(site.budget.total(), site.budget.reserved());
+    if (fits && (!best || room > best_room)) {
+      best = k;
+      best_room = room;
+    }
+  }
+  c.site = best;
+  return best.has_value();
 }
 
 void Admission::reserve(const Candidate& c) {
-  if (budget_) budget_->reserve(c.need, c.guessed);
+  if (sites_.empty()) return;
+  auto& site = sites_.at(c.site.value_or(0));
+  site.budget.reserve(c.need, c.guessed);
+  ++site.running;
 }
 
 void Admission::release(const Candidate& c) {
-  if (budget_) budget_->release(c.need, c.guessed);
+  if (sites_.empty()) return;
+  auto& site = sites_.at(c.site.value_or(0));
+  site.budget.release(c.need, c.guessed);
+  --site.running;
 }
 
 std::optional<Candidate> Admission::next(std::size_t running) {
@@ -89,7 +146,7 @@ std::optional<Candidate> Admission::next(std::size_t running) {
   // Clusters to run again in this run at once go first, in order: nothing
   // passes them (an OOM retry waiting to run alone, an evicted cluster).
   if (!requeue_.empty()) {
-    if (!fits(requeue_.front())) return std::nullopt;
+    if (!place(requeue_.front())) return std::nullopt;
     auto c = requeue_.front();
     requeue_.pop_front();
     return c;
@@ -114,7 +171,7 @@ std::optional<Candidate> Admission::take_ready_retry() {
     retry_at_.erase(retry_at_.begin());
   }
   for (auto it = ready_retries_.begin(); it != ready_retries_.end(); ++it) {
-    if (!fits(*it)) continue;
+    if (!place(*it)) continue;
     auto c = *it;
     ready_retries_.erase(it);
     return c;
@@ -123,7 +180,7 @@ std::optional<Candidate> Admission::take_ready_retry() {
 }
 
 std::optional<Candidate> Admission::take_first_attempt() {
-  if (!budget_) {
+  if (sites_.empty()) {
     auto c = next_cluster();
     if (!c) return std::nullopt;
     return candidate_for(*c);
@@ -136,7 +193,7 @@ std::optional<Candidate> Admission::take_first_attempt() {
 // must not wait for ever behind smaller ones.
 std::optional<Candidate> Admission::take_deferred_or_new() {
   for (auto it = deferred_.begin(); it != deferred_.end(); ++it) {
-    if (!fits(*it)) continue;
+    if (!place(*it)) continue;
     auto c = *it;
     head_passed_ = it == deferred_.begin() ? 0 : head_passed_ + 1;
     deferred_.erase(it);
@@ -147,15 +204,15 @@ std::optional<Candidate> Admission::take_deferred_or_new() {
     auto next = next_cluster();
     if (!next) return std::nullopt;
     auto c = candidate_for(*next);
-    if (c.need > budget_->total()) {
+    if (c.need > largest_budget()) {
       ++too_big_;
       spdlog::error(
           "cluster {}/{} needs {} (its recorded peak), more than the {} budget: not started",
           c.cluster, job_.clusters, format_size_kib(c.need / 1024),
-          format_size_kib(budget_->total() / 1024));
+          format_size_kib(largest_budget() / 1024));
       continue;
     }
-    if (fits(c)) {
+    if (place(c)) {
       if (!deferred_.empty()) ++head_passed_;
       return c;
     }

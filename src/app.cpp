@@ -87,7 +87,8 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
                                     const SignalChannel& signals) {
   auto kill_in = args.orphans_wait ? std::nullopt : previous_run(holder);
   if (checked.memory.budget)
-    spdlog::info("memory budget {}", format_size_kib(*checked.memory.budget / 1024));
+    spdlog::info("memory budget {}{}", format_size_kib(*checked.memory.budget / 1024),
+                 checked.slurm ? " per node" : "");
   if (args.worker) {
     WorkerConfig config;
     config.run = run_id(current_process());
@@ -104,7 +105,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.pipe_ignored = signals.inherited().pipe_ignored();
     if (checked.slurm)
       return std::make_unique<SlurmEngine>(config, checked.slurm->allocation, checked.slurm->slots,
-                                           checked.slurm->runner);
+                                           checked.slurm->budgets, checked.slurm->runner);
     return std::make_unique<WorkerEngine>(std::move(config),
                                           WorkerLaunch{{"runner"}, "/proc/self/exe"});
   }
@@ -133,6 +134,11 @@ SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checke
   options.timeout = args.timeout;
   options.retry = args.retry;
   options.halt = args.halt;
+  // Under --on slurm, each node is a site with its own budget.
+  if (checked.slurm && !checked.slurm->budgets.empty())
+    for (std::size_t i = 0; i < checked.slurm->slots.size(); ++i)
+      if (checked.slurm->slots[i] > 0)
+        options.sites.push_back({checked.slurm->slots[i], checked.slurm->budgets[i]});
   return options;
 }
 

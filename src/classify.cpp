@@ -17,10 +17,10 @@ Verdict classify(const Outcome& outcome, const AttemptFacts& facts) {
   Verdict v;
   bool memory = outcome.memory_kill != MemoryKill::kNone;
   auto peak = outcome.peak_kib() * 1024;
-  if (!outcome.lost.empty()) {
-    // Nothing is known of how it ended: it runs again, as if interrupted.
+  if (!outcome.interrupted.empty()) {
+    // Its worker died or was told to stop: it runs again, interrupted.
     v.state = AttemptState::kInterrupted;
-    v.note = outcome.lost;
+    v.note = outcome.interrupted;
   } else if (outcome.timed_out) {
     // Past its limit, however it ended: even a child that could not be
     // stopped and went on to exit 0.

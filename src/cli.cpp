@@ -132,7 +132,8 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
   o.mem_limit = g.add(app, "--mem-limit", "SIZE", "cap each child's memory (e.g. 4G)");
   o.mem_budget = g.add(app, "--mem-budget", "SIZE|auto",
-                       "keep all running children within this much memory (e.g. 16G, or auto)");
+                       "keep all running children within this much memory (e.g. 16G, or auto); "
+                       "--on slurm: on each node, auto being what Slurm allocated there");
   app.add_flag(
       "--mem-overcommit", run.mem_overcommit,
       "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
@@ -272,7 +273,8 @@ struct Subcommands {
   CLI::App *status, *report, *unlock, *doctor, *worker;
   CLI::Option *status_db, *status_job;
   CLI::Option *report_db, *report_job, *report_budget;
-  CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir;
+  CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
+      *worker_check_shared;
   bool csv = false, json = false;
 };
 
@@ -308,6 +310,7 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.worker_kill_run = g.add(*sub.worker, "--kill-run", "RUN", "");
   sub.worker_check = g.add(*sub.worker, "--check", "PROGRAM", "");
   sub.worker_check_dir = g.add(*sub.worker, "--check-dir", "PATH", "");
+  sub.worker_check_shared = g.add(*sub.worker, "--check-shared", "PATH", "");
 }
 
 // The subcommand given, read into its values; nothing when none was.
@@ -341,7 +344,7 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
   if (sub.doctor->parsed()) return DoctorArgs{};
   if (sub.worker->parsed())
     return WorkerArgs{Given::text(sub.worker_kill_run), Given::text(sub.worker_check),
-                      Given::text(sub.worker_check_dir)};
+                      Given::text(sub.worker_check_dir), Given::text(sub.worker_check_shared)};
   return std::nullopt;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "runner/error.h"
 #include "runner/fd.h"
@@ -47,7 +48,8 @@ void check_db_path(const fs::path& db) {
 
 // The logs root need not exist yet, but the nearest folder that does must be
 // writable, so that a bad --logs is refused before the log is touched.
-void check_logs_root(const fs::path& root, bool from_option) {
+// Returns that folder.
+fs::path check_logs_root(const fs::path& root, bool from_option) {
   auto what = from_option ? fmt::format("--logs {}", root.string())
                           : fmt::format("log folder {}", root.string());
   std::error_code ec;
@@ -65,7 +67,29 @@ void check_logs_root(const fs::path& root, bool from_option) {
     throw Error(fmt::format("{}: cannot create a folder in {}: {}", what, probe.string(),
                             std::strerror(errno)));
   ::rmdir(trial.c_str());
+  return probe;
 }
+
+// A file of a name no other run would choose, in the log folder, for the
+// nodes to look for; gone again when the check is over.
+class SharedMarker {
+ public:
+  explicit SharedMarker(const fs::path& folder) {
+    std::random_device random;
+    path_ = folder / fmt::format(".runner-shared-{}-{:08x}", ::getpid(), random());
+    Fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd)
+      throw Error(fmt::format("cannot create a file in log folder {}: {}", folder.string(),
+                              std::strerror(errno)));
+  }
+  SharedMarker(const SharedMarker&) = delete;
+  SharedMarker& operator=(const SharedMarker&) = delete;
+  ~SharedMarker() { ::unlink(path_.c_str()); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
 
 // The job's own log folder, below the logs root, is never a symbolic link
 // (nor a file): runner writes only into a real folder there. Checked before
@@ -120,9 +144,12 @@ void check_command(const CommandTemplate& command) {
 
 }  // namespace
 
-MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe) {
+MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe,
+                            std::optional<std::uint64_t> node_budget) {
   MemoryPlan plan{choose_mechanism(args.cap, probe), args.mem_budget};
-  if (args.mem_budget_auto) {
+  if (node_budget) {
+    plan.budget = node_budget;
+  } else if (args.mem_budget_auto) {
     plan.budget = available_memory(probe);
     if (!plan.budget)
       throw Error("--mem-budget auto: cannot tell how much memory is available here");
@@ -139,6 +166,26 @@ MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe) {
 
 namespace {
 
+// Under --mem-budget, what each node's clusters may use together: the size
+// given, or (auto) what Slurm allocated to the job there.
+std::vector<std::uint64_t> node_budgets(const RunArgs& args, SlurmAllocation& allocation,
+                                        const std::vector<std::uint32_t>& slots) {
+  if (!args.mem_budget && !args.mem_budget_auto) return {};
+  if (args.mem_budget) return std::vector<std::uint64_t>(slots.size(), *args.mem_budget);
+  read_node_memory(allocation);
+  std::vector<std::uint64_t> budgets;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    const auto& node = allocation.nodes[i];
+    if (slots[i] > 0 && node.memory.value_or(0) == 0)
+      throw Error(fmt::format(
+          "--mem-budget auto: Slurm job {} has no memory of its own on node {}; ask for some "
+          "(salloc --mem=SIZE) or pass --mem-budget SIZE, per node",
+          allocation.job_id, node.name));
+    budgets.push_back(node.memory.value_or(0));
+  }
+  return budgets;
+}
+
 // --on slurm: the allocation runner runs in, and P spread over its nodes.
 SlurmPlan plan_slurm(const RunArgs& args) {
   auto allocation = slurm_allocation();
@@ -150,17 +197,14 @@ SlurmPlan plan_slurm(const RunArgs& args) {
         std::max<std::uint32_t>(1, args.parallel / 4)));
   if (!args.worker)
     throw Error("--on slurm runs a worker on every node: --worker off is for --on local");
-  if (args.mem_budget || args.mem_budget_auto)
-    throw Error(
-        "--on slurm: --mem-budget is not available yet across nodes; cap each cluster "
-        "with --mem-limit");
   std::vector<std::uint32_t> cpus;
   std::uint64_t all_cpus = 0;
   for (const auto& node : allocation->nodes) {
     cpus.push_back(node.cpus);
     all_cpus += node.cpus;
   }
-  SlurmPlan plan{*allocation, spread_slots(args.parallel, cpus), 0};
+  SlurmPlan plan{*allocation, spread_slots(args.parallel, cpus), {}, 0, ""};
+  plan.budgets = node_budgets(args, plan.allocation, plan.slots);
   for (auto n : plan.slots) plan.parallel += n;
   if (plan.parallel < args.parallel) {
     auto nodes = allocation->nodes.size();
@@ -179,15 +223,22 @@ CheckedRun check_run(const RunArgs& args) {
   check_db_path(args.db);
   // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
   auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db))).lexically_normal();
-  check_logs_root(logs_root, args.logs.has_value());
+  auto logs_folder = check_logs_root(logs_root, args.logs.has_value());
   CheckedRun run{CommandTemplate(args.command), "", "", probe_memory(), {}};
   check_command(run.command);
   run.job_name = args.job.value_or(derive_job_name(run.command, args.clusters));
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
-  run.memory = plan_memory_impl(args, run.probe);
-  if (args.on_slurm) {
+  if (!args.on_slurm) {
+    run.memory = plan_memory_impl(args, run.probe, std::nullopt);
+  } else {
     run.slurm = plan_slurm(args);
+    // A cluster's cap must fit the smallest node's budget.
+    const auto& budgets = run.slurm->budgets;
+    std::optional<std::uint64_t> smallest;
+    for (std::size_t i = 0; i < budgets.size(); ++i)
+      if (run.slurm->slots[i] > 0) smallest = std::min(smallest.value_or(budgets[i]), budgets[i]);
+    run.memory = plan_memory_impl(args, run.probe, smallest);
     // The nodes run the binary at the path this one has.
     std::error_code ec;
     auto self = fs::read_symlink("/proc/self/exe", ec);
@@ -196,8 +247,11 @@ CheckedRun check_run(const RunArgs& args) {
           fmt::format("--on slurm: cannot tell where runner's binary is: {}", ec.message()));
     run.slurm->runner = self.string();
     bool templated = run.command.render(1, 1).front() != run.command.program();
+    // The nodes write the logs and journals the head reads: they must see its log folder.
+    SharedMarker marker(logs_folder);
     check_nodes(run.slurm->allocation, run.slurm->slots, run.slurm->runner,
-                templated ? "" : run.command.program(), fs::current_path().string());
+                templated ? "" : run.command.program(), fs::current_path().string(),
+                marker.path().string());
   }
   return run;
 }

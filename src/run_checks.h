@@ -24,9 +24,10 @@ struct MemoryPlan {
 // node runs at once.
 struct SlurmPlan {
   SlurmAllocation allocation;
-  std::vector<std::uint32_t> slots;  // per node, in the allocation's order
-  std::uint32_t parallel = 0;        // their sum: P, or fewer when the allocation is smaller
-  std::string runner;                // runner's binary, at the same path on every node
+  std::vector<std::uint32_t> slots;    // per node, in the allocation's order
+  std::vector<std::uint64_t> budgets;  // per node: bytes for its clusters together; empty: none
+  std::uint32_t parallel = 0;          // their sum: P, or fewer when the allocation is smaller
+  std::string runner;                  // runner's binary, at the same path on every node
 };
 
 struct CheckedRun {

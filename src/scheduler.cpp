@@ -55,7 +55,7 @@ Scheduler::Scheduler(Store& store, const Job& job, const CommandTemplate& comman
       options_(std::move(options)),
       admission_(store, job,
                  AdmissionOptions{options_.parallel, options_.skip_failed, options_.mem_limit,
-                                  options_.mem_budget, options_.mem_overcommit}),
+                                  options_.mem_budget, options_.mem_overcommit, options_.sites}),
       group_(store, CommitGroup::Limits{}),
       parallel_now_(options_.parallel),
       rng_(options_.seed ? options_.seed
@@ -186,6 +186,7 @@ void Scheduler::start(const Candidate& c) {
   spec.log_name = fmt::format("{}.{}.log", c.cluster, spec.attempt);
   spec.mem_limit = c.limit;
   spec.timeout = options_.timeout;
+  spec.site = c.site;
 
   Running r;
   r.what = c;
@@ -249,6 +250,13 @@ void Scheduler::on_not_started(const AttemptNotStarted& failure) {
             failure.message, parallel_now_, options_.parallel);
       }
       return;
+    case Why::kSiteGone:
+      // Its worker is gone (the engine has said so): it goes back to the
+      // front, for another; under a budget, its site takes no more.
+      admission_.first_again(r.what);
+      if (r.what.site && admission_.close_site(*r.what.site)) spdlog::warn("{}", failure.message);
+      if (!admission_.any_site_open()) stop(failure.message + "; no node is left", false);
+      return;
     case Why::kCancelled:
       // Stopped while it waited to start: it never ran, and stays pending.
       if (!stopping_) admission_.first_again(r.what);
@@ -300,13 +308,14 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
   running_.erase(it);
   if (r.row != 0) --n_started_;
   const auto& out = ended.outcome;
-  AttemptFacts facts{r.stopped, r.evicted_at, options_.timeout, options_.mem_budget, r.what.limit};
+  AttemptFacts facts{r.stopped, r.evicted_at, options_.timeout, admission_.budget_of(r.what),
+                     r.what.limit};
   auto verdict = classify(out, facts);
 
   unwritten_ends_.push_back({r.row, r.what.cluster, attempt_end(out, verdict)});
 
   admission_.release(r.what);
-  if (auto* budget = admission_.budget(); budget && verdict.learn) budget->learn(*verdict.learn);
+  if (verdict.learn) admission_.learn(*verdict.learn);
   auto reached = out.peak_kib() * 1024;
   if (verdict.budget_kill && !r.what.budget_oom && !stopping_) {
     spdlog::warn("cluster {}/{}: {}; queueing it again (log {})", r.what.cluster, job_.clusters,
@@ -323,8 +332,8 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
     case AttemptState::kInterrupted:
       if (r.evicted_at && !stopping_) {
         run_again_for_budget(r, *r.evicted_at);
-      } else if (!out.lost.empty() && !stopping_) {
-        // Lost with its worker: not the cluster's doing, and no retry spent.
+      } else if (!out.interrupted.empty() && !stopping_) {
+        // Lost with its worker, or stopped by it: not the cluster's doing, and no retry spent.
         auto c = r.what;
         c.last_attempt = r.record.attempt;
         admission_.run_again(c);
@@ -350,7 +359,7 @@ void Scheduler::after_budget_kill(const Running& r, std::uint64_t reached) {
 void Scheduler::run_again_for_budget(const Running& r, std::uint64_t reached, bool budget_oom) {
   auto c = r.what;
   c.last_attempt = r.record.attempt;
-  c.need = std::min(admission_.budget()->total(), std::max(c.need, reached + reached / 2));
+  c.need = std::min(admission_.largest_budget(), std::max(c.need, reached + reached / 2));
   c.guessed = false;
   c.budget_oom = c.budget_oom || budget_oom;
   admission_.run_again(c);
@@ -364,18 +373,18 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const O
   if (state == AttemptState::kOom) {
     ++summary_.oom_this_run;
     auto cap = r.what.limit ? fmt::format(" at the {} cap", size_text(*r.what.limit)) : "";
-    if (out.memory_kill == MemoryKill::kPool && options_.mem_budget)
-      cap = fmt::format(" when all clusters together reached the {} budget",
-                        size_text(*options_.mem_budget));
+    if (auto budget = admission_.budget_of(r.what); out.memory_kill == MemoryKill::kPool && budget)
+      cap = fmt::format(" when all clusters together reached the {} budget", size_text(*budget));
     spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) (log {})", cluster, job_.clusters,
                  cap, size_text(out.peak_kib() * 1024), out.memory_note, r.record.log_path);
     // Under a budget, do what a person would: once more, alone, with all of it.
-    if (auto* budget = admission_.budget(); budget && !r.what.alone && !stopping_) {
+    if (admission_.budget() && !r.what.alone && !stopping_) {
+      auto whole = admission_.largest_budget();
       spdlog::info("cluster {}/{}: trying it once more alone, capped at the whole {} budget",
-                   cluster, job_.clusters, size_text(budget->total()));
+                   cluster, job_.clusters, size_text(whole));
       auto c = r.what;
       c.last_attempt = r.record.attempt;
-      c.need = c.limit.emplace(budget->total());
+      c.need = c.limit.emplace(whole);
       c.guessed = false;
       c.alone = true;
       admission_.run_again(c);

@@ -7,6 +7,7 @@
 #include <boost/process.hpp>
 #include <cerrno>
 #include <cstdlib>
+#include <sstream>
 #include <system_error>
 
 #include "runner/error.h"
@@ -94,6 +95,43 @@ std::optional<SlurmAllocation> slurm_allocation() {
   return a;
 }
 
+std::vector<std::pair<std::string, std::uint64_t>> parse_node_memory(const std::string& text) {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string nodes;
+    std::optional<std::uint64_t> mb;
+    for (std::string word; words >> word;) {
+      if (word.starts_with("Nodes=")) nodes = word.substr(6);
+      if (word.starts_with("Mem=")) {
+        auto digits = word.substr(4);
+        if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos)
+          mb = std::stoull(digits);
+      }
+    }
+    // "NumNodes=3" and the job's own "Nodes" summary carry no Mem=.
+    if (!nodes.empty() && mb) out.emplace_back(nodes, *mb * 1024 * 1024);
+  }
+  return out;
+}
+
+void read_node_memory(SlurmAllocation& allocation) {
+  bp::ipstream out;
+  std::error_code ec;
+  bp::child scontrol(bp::search_path("scontrol"), "show", "job", "-d", allocation.job_id,
+                     bp::std_out > out, bp::std_err > bp::null, ec);
+  if (ec) throw Error(fmt::format("--on slurm: cannot run scontrol: {}", ec.message()));
+  std::string text((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+  scontrol.wait();
+  if (scontrol.exit_code() != 0)
+    throw Error(fmt::format("--on slurm: scontrol cannot show Slurm job {}", allocation.job_id));
+  for (const auto& [list, bytes] : parse_node_memory(text))
+    for (const auto& name : expand_host_list(list))
+      for (auto& node : allocation.nodes)
+        if (node.name == name) node.memory = bytes;
+}
+
 std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
                                         const std::vector<std::uint32_t>& cpus) {
   std::vector<std::uint32_t> slots(cpus.size(), 0);
@@ -112,7 +150,8 @@ std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
 }
 
 void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
-                 const std::string& runner, const std::string& program, const std::string& dir) {
+                 const std::string& runner, const std::string& program, const std::string& dir,
+                 const std::string& shared) {
   std::vector<std::string> nodes;
   for (std::size_t i = 0; i < allocation.nodes.size(); ++i)
     if (slots[i] > 0) nodes.push_back(allocation.nodes[i].name);
@@ -129,6 +168,10 @@ void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint3
   if (!program.empty()) {
     args.emplace_back("--check");
     args.push_back(program);
+  }
+  if (!shared.empty()) {
+    args.emplace_back("--check-shared");
+    args.push_back(shared);
   }
   bp::ipstream out, err;
   std::error_code ec;
@@ -154,13 +197,15 @@ void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint3
 }
 
 SlurmEngine::SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allocation,
-                         const std::vector<std::uint32_t>& slots, const std::string& runner) {
+                         const std::vector<std::uint32_t>& slots,
+                         const std::vector<std::uint64_t>& budgets, const std::string& runner) {
   for (std::size_t i = 0; i < allocation.nodes.size(); ++i) {
     if (slots[i] == 0) continue;
     const auto& node = allocation.nodes[i];
     auto c = config;
     c.parallel = slots[i];
     c.node = node.name;
+    if (!budgets.empty()) c.run_limit = budgets[i];
     WorkerLaunch launch;
     // One step per node for the whole run: it may share the node's CPUs and
     // memory with the job's other steps, and its worker alone decides what
@@ -194,7 +239,15 @@ SlurmEngine::Node* SlurmEngine::roomiest() {
 }
 
 std::optional<EngineEvent> SlurmEngine::start(AttemptSpec spec) {
-  auto* node = roomiest();
+  if (spec.site) {
+    auto& named = nodes_.at(*spec.site);
+    if (!named.worker->can_start())
+      return AttemptNotStarted{spec.id, AttemptNotStarted::Why::kSiteGone,
+                               fmt::format("node {}: its worker is gone; it takes no more clusters",
+                                           named.worker->site()),
+                               "", ""};
+  }
+  auto* node = spec.site ? &nodes_[*spec.site] : roomiest();
   if (!node)
     return AttemptNotStarted{spec.id, AttemptNotStarted::Why::kEnvironment,
                              "no node of the allocation is left to run it", "", ""};

@@ -72,7 +72,7 @@ void put_outcome(std::string& out, const Outcome& o) {
   put(out, o.memory_note);
   put_number(out, o.timed_out ? 1 : 0);
   put(out, o.unstoppable);
-  put(out, o.lost);
+  put(out, o.interrupted);
 }
 
 constexpr std::size_t kOutcomeFields = 12;
@@ -90,7 +90,7 @@ Outcome take_outcome(const Fields& f, std::size_t at) {
   o.memory_note = f.text(at + 8);
   o.timed_out = f.count(at + 9) != 0;
   o.unstoppable = f.text(at + 10);
-  o.lost = f.text(at + 11);
+  o.interrupted = f.text(at + 11);
   return o;
 }
 

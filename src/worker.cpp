@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "orphans.h"
 #include "runner/error.h"
@@ -24,6 +26,7 @@
 #include "runner/sysinfo.h"
 #include "runner/units.h"
 #include "runner/wire.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -31,6 +34,8 @@ namespace {
 using nlohmann::json;
 
 constexpr auto kUsageEvery = std::chrono::milliseconds(50);
+// How long an end by a SIGTERM from elsewhere waits for the worker's own.
+constexpr auto kHoldSigtermEnd = std::chrono::milliseconds(1000);
 
 const char* cap_word(CapChoice c) {
   switch (c) {
@@ -97,7 +102,19 @@ std::unique_ptr<MemoryCaps> caps_for(const WorkerConfig& config) {
 class Worker {
  public:
   Worker(const WorkerConfig& config, int in, int out, LineReader& reader)
-      : config_(config), in_(in), out_(out), reader_(reader) {
+      : config_(config),
+        in_(in),
+        out_(out),
+        reader_(reader),
+        wake_(::epoll_create1(EPOLL_CLOEXEC)) {
+    // It wakes for runner's words and for a SIGTERM of its own.
+    for (int fd : {in_, signals_.fd()}) {
+      epoll_event e{};
+      e.events = EPOLLIN;
+      e.data.fd = fd;
+      if (::epoll_ctl(wake_.get(), EPOLL_CTL_ADD, fd, &e) != 0)
+        throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+    }
     LocalEngineOptions options;
     options.caps = caps_for(config);
     options.run_limit = config.run_limit;
@@ -129,7 +146,7 @@ class Worker {
         "runs again",
         why);
   }
-  void tell(const EngineEvent& event);
+  void tell(EngineEvent event);
   void flush();
   void pump();
   bool retry_later(AttemptSpec spec, const AttemptNotStarted& failure);
@@ -137,8 +154,15 @@ class Worker {
   void handle(const std::string& text);
   void handle_control(const nlohmann::json& line);
   void read_requests();
+  void on_signal();
+  // Tells what the engine said, holding back an end by SIGTERM no one here
+  // asked for; tells those held that are due.
+  void take(std::vector<EngineEvent> events);
+  std::optional<Clock::time_point> next_wakeup() const;
   std::optional<Clock::time_point> next_usage() const;
   void report_usage();
+  // " on <node>" on a node of several, else nothing.
+  std::string on_node() const { return config_.node.empty() ? "" : " on " + config_.node; }
   // "@<node>" on a node of several, else nothing.
   std::string node_suffix() const { return config_.node.empty() ? "" : "@" + config_.node; }
 
@@ -146,6 +170,16 @@ class Worker {
   int in_;
   int out_;
   LineReader& reader_;
+  // SIGTERM to the worker itself (Slurm ending the allocation or the step,
+  // systemd stopping the unit): it stops its clusters, as runner would.
+  SignalChannel signals_{SIGTERM};
+  Fd wake_;  // epoll: runner's pipe (while runner is there) and the signals
+  std::optional<int> stopped_by_;
+  std::unordered_set<AttemptId> stop_asked_;  // runner asked to stop them
+  // Ends by a SIGTERM from elsewhere, held back a moment: Slurm, ending a
+  // step, signals its clusters and the worker alike, in no set order. Their
+  // slots stay taken meanwhile.
+  std::deque<std::pair<Clock::time_point, AttemptEnded>> held_;
   std::unique_ptr<LocalEngine> engine_;
   std::unique_ptr<JournalWriter> journal_;
   std::unordered_map<AttemptId, AttemptSpec> specs_;  // asked of the engine, not ended
@@ -164,18 +198,23 @@ class Worker {
 // An end is journalled before runner hears of it (flush() writes the journal
 // first): what runner is told is always in the journal, so nothing it may
 // have missed is lost.
-void Worker::tell(const EngineEvent& event) {
+void Worker::tell(EngineEvent event) {
   std::optional<std::uint64_t> seq;
   auto id = std::visit([](const auto& e) { return e.id; }, event);
   if (auto* started = std::get_if<AttemptStarted>(&event)) {
     started_of_[id] = *started;
   } else if (auto* ended = std::get_if<AttemptEnded>(&event)) {
+    // Stopped because the worker was: not the cluster's doing.
+    if (stopped_by_ && ended->outcome.exit_code != 0 && ended->outcome.interrupted.empty())
+      ended->outcome.interrupted =
+          fmt::format("its worker{} got {} and stopped it", on_node(), signal_name(*stopped_by_));
     if (journal_) seq = journal_->ended(specs_.at(id), started_of_.at(id), ended->outcome);
     if (running_ > 0) --running_;
   }
   if (!std::holds_alternative<AttemptStarted>(event)) {
     specs_.erase(id);
     started_of_.erase(id);
+    stop_asked_.erase(id);
   }
   if (!runner_gone_) outbox_.add(encode_event(event, seq));
 }
@@ -195,7 +234,7 @@ void Worker::flush() {
 void Worker::pump() {
   if (retry_at_ && Clock::now() < *retry_at_) return;
   retry_at_.reset();
-  while (running_ < slots_ && !queue_.empty() && !runner_gone_) {
+  while (running_ < slots_ && !queue_.empty() && !runner_gone_ && !stopped_by_) {
     auto spec = std::move(queue_.front());
     queue_.pop_front();
     auto id = spec.id;
@@ -254,12 +293,16 @@ void Worker::handle(const std::string& text) {
       queue_.push_back(decode_start(f));
       pump();
       return;
-    case 'K':
-      if (!specs_.contains(f.count(0)))
-        cancel(f.count(0));
-      else
-        engine_->stop(f.count(0), f.count(1) ? StopMode::kNow : StopMode::kGraceful);
+    case 'K': {
+      auto id = f.count(0);
+      if (!specs_.contains(id)) {
+        cancel(id);
+        return;
+      }
+      stop_asked_.insert(id);
+      engine_->stop(id, f.count(1) ? StopMode::kNow : StopMode::kGraceful);
       return;
+    }
     case 'C':
       if (journal_) journal_->acknowledged(f.count(0));
       return;
@@ -296,6 +339,42 @@ void Worker::read_requests() {
   for (const auto& line : reader_.read_available(closed)) handle(line);
   // runner is gone (killed, or said bye): nothing more will be asked.
   if (closed) runner_gone_ = true;
+  if (runner_gone_) ::epoll_ctl(wake_.get(), EPOLL_CTL_DEL, in_, nullptr);
+}
+
+void Worker::take(std::vector<EngineEvent> events) {
+  for (auto& event : events) {
+    auto* ended = std::get_if<AttemptEnded>(&event);
+    if (ended && !stopped_by_ && ended->outcome.killed_by == SIGTERM && !ended->outcome.timed_out &&
+        !stop_asked_.contains(ended->id)) {
+      held_.emplace_back(Clock::now() + kHoldSigtermEnd, std::move(*ended));
+      continue;
+    }
+    tell(std::move(event));
+  }
+  while (!held_.empty() && (stopped_by_ || held_.front().first <= Clock::now())) {
+    tell(std::move(held_.front().second));
+    held_.pop_front();
+  }
+}
+
+std::optional<Clock::time_point> Worker::next_wakeup() const {
+  auto next = next_usage();
+  if (!held_.empty() && (!next || held_.front().first < *next)) next = held_.front().first;
+  return next;
+}
+
+// Told to stop by a signal of its own: its clusters are stopped gracefully,
+// their ends journalled and told, and it leaves once they have ended. What
+// waits to start never starts here.
+void Worker::on_signal() {
+  auto signals = signals_.drain();
+  if (signals.empty() || stopped_by_) return;
+  stopped_by_ = signals.front();
+  spdlog::warn("the worker{} got {}: stopping its {} cluster(s)", on_node(),
+               signal_name(*stopped_by_), specs_.size());
+  queue_.clear();
+  for (const auto& [id, spec] : specs_) engine_->stop(id, StopMode::kGraceful);
 }
 
 // The next moment the worker must act by itself: a usage report, a retry.
@@ -323,14 +402,20 @@ void Worker::report_usage() {
 int Worker::run() {
   auto self = current_process();
   write_line(out_, {{"ev", "ready"}, {"pid", self.pid}, {"host", self.host}});
-  // Until runner is gone and the last cluster has ended.
-  while (!runner_gone_ || !specs_.empty()) {
-    for (const auto& event : engine_->wait(next_usage(), runner_gone_ ? -1 : in_)) tell(event);
+  // Until runner is gone (or a signal said stop) and the last cluster has ended.
+  while ((!runner_gone_ && !stopped_by_) || !specs_.empty()) {
+    auto events = engine_->wait(next_wakeup(), wake_.get());
+    on_signal();
+    take(std::move(events));
     if (!runner_gone_) read_requests();
-    // With runner gone, nothing more starts; what runs, ends.
-    if (runner_gone_) queue_.clear();
+    // With runner gone or a signal come, nothing more starts; what runs, ends.
+    if (runner_gone_ || stopped_by_) queue_.clear();
     pump();
     report_usage();
+    flush();
+  }
+  if (stopped_by_ && !runner_gone_) {
+    outbox_.add(json{{"ev", "stopped"}, {"signal", *stopped_by_}});
     flush();
   }
   return 0;
@@ -408,7 +493,7 @@ int kill_run_here(const std::string& run) {
   return 0;
 }
 
-int check_node(const std::string& program, const std::string& dir) {
+int check_node(const std::string& program, const std::string& dir, const std::string& shared) {
   auto host = host_name();
   auto say = [&](const std::string& what) {
     fmt::print("{}\n", what);
@@ -418,6 +503,13 @@ int check_node(const std::string& program, const std::string& dir) {
   if (!dir.empty() && (!std::filesystem::is_directory(dir, ec) ||
                        !std::filesystem::equivalent(dir, std::filesystem::current_path(ec), ec))) {
     say(fmt::format("{}: the working folder {} does not exist there", host, dir));
+    return 2;
+  }
+  if (!shared.empty() && !std::filesystem::exists(shared, ec)) {
+    say(fmt::format(
+        "{}: the log folder {} is not shared with it (runner's logs and journals must be on a "
+        "filesystem every node mounts at the same path; pass such a folder with --logs)",
+        host, std::filesystem::path(shared).parent_path().string()));
     return 2;
   }
   if (program.empty()) {

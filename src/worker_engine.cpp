@@ -16,6 +16,7 @@
 #include "orphans.h"
 #include "runner/error.h"
 #include "runner/journal.h"
+#include "runner/words.h"
 
 extern char** environ;
 
@@ -114,6 +115,7 @@ void WorkerEngine::spawn() {
   }
   reader_.emplace(from_.get());
   ready_ = false;
+  stopped_by_.reset();
   send(to_json(config_).dump());
   flush();
   // Its first words: ready, or why not.
@@ -214,6 +216,8 @@ void WorkerEngine::on_line(const std::string& text) {
     ready_ = true;
   } else if (ev == "failed") {
     failure_ = line.value("message", "it failed");
+  } else if (ev == "stopped") {
+    stopped_by_ = line.value("signal", 0);
   }
 }
 
@@ -252,18 +256,26 @@ void WorkerEngine::on_worker_lost() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
-  spdlog::error("the worker{} (pid {}) ended under runner ({}); {} of its cluster(s) were running",
-                on_site(launch_.site), pid_,
-                WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
-                                    : fmt::format("exit code {}", WEXITSTATUS(status)),
-                in_flight_.size());
   auto lost_pid = pid_;
   pid_ = -1;
   to_.reset();
   from_.reset();
-  if (launch_.leftovers_here)
+  if (stopped_by_) {
+    // It stopped its clusters and told their ends: nothing of it is left.
+    spdlog::error("the worker{} (pid {}) got {} and stopped its clusters; it takes no more",
+                  on_site(launch_.site), lost_pid, signal_name(*stopped_by_));
+  } else {
+    spdlog::error(
+        "the worker{} (pid {}) ended under runner ({}); {} of its cluster(s) were running",
+        on_site(launch_.site), lost_pid,
+        WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                            : fmt::format("exit code {}", WEXITSTATUS(status)),
+        in_flight_.size());
+  }
+  // What it left running is killed first (a worker that stopped left nothing).
+  if (!stopped_by_ && launch_.leftovers_here)
     settle_leftovers(find_leftovers(Leftovers{{}, config_.run}), LeftoverPolicy::kKill, -1);
-  else if (!launch_.kill_leftovers.empty())
+  else if (!stopped_by_ && !launch_.kill_leftovers.empty())
     run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
   std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journalled;
   auto name = worker_name(config_);
@@ -276,8 +288,10 @@ void WorkerEngine::on_worker_lost() {
     auto it = journalled.find({spec.cluster, spec.attempt});
     auto journalled_end = it != journalled.end();
     if (!started_.contains(id) && !journalled_end) {
-      events_.push_back(AttemptNotStarted{id, AttemptNotStarted::Why::kNoProcess,
-                                          "its worker died before it started", "", ""});
+      // It never ran: it goes elsewhere, or to the next worker here.
+      events_.push_back(AttemptNotStarted{
+          id, AttemptNotStarted::Why::kSiteGone,
+          fmt::format("its worker{} ended before it started", on_site(launch_.site)), "", ""});
       continue;
     }
     if (!started_.contains(id)) {
@@ -290,7 +304,7 @@ void WorkerEngine::on_worker_lost() {
       ended.outcome = it->second.outcome;
     } else {
       ended.outcome.finished_at = wall_clock_now();
-      ended.outcome.lost =
+      ended.outcome.interrupted =
           fmt::format("its worker{} (pid {}) died while it ran", on_site(launch_.site), lost_pid);
     }
     events_.push_back(std::move(ended));

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "store_fixture.h"
@@ -90,6 +91,75 @@ TEST_F(AdmissionTest, UnderABudgetWhatDoesNotFitWaitsAndTheOldestIsPassedAtMostP
   one.limit = 400 * MiB;
   a.release(one);
   EXPECT_EQ(a.next(1)->cluster, 3u);
+}
+
+TEST_F(AdmissionTest, OverSeveralSitesEachHoldsToItsOwnBudgetAndSlots) {
+  auto job = store_->open_job("j", 100, "cmd");
+  // Two nodes: 3 slots and 1000 MiB, 4 slots and 500 MiB; each cluster
+  // reserves its 300 MiB cap.
+  AdmissionOptions o;
+  o.parallel = 7;
+  o.mem_limit = 300 * MiB;
+  o.sites = {{3, 1000 * MiB}, {4, 500 * MiB}};
+  Admission a(*store_, job, o);
+  a.resume();
+  std::vector<std::size_t> at;
+  std::vector<Candidate> given;
+  while (auto c = a.next(given.size())) {
+    a.reserve(*c);
+    ASSERT_TRUE(c->site.has_value());
+    at.push_back(*c->site);
+    given.push_back(*c);
+  }
+  // The first takes 3 (its slots), the second 1 (its memory): 4 in all,
+  // where one pool of 1500 MiB would have taken 5.
+  EXPECT_EQ(std::count(at.begin(), at.end(), 0), 3);
+  EXPECT_EQ(std::count(at.begin(), at.end(), 1), 1);
+  EXPECT_EQ(a.largest_budget(), 1000 * MiB);
+  EXPECT_EQ(a.budget_of(given.back()), at.back() == 0 ? 1000 * MiB : 500 * MiB);
+  // One ends on the second node: the next goes there.
+  auto on_second =
+      *std::find_if(given.begin(), given.end(), [](const Candidate& c) { return c.site == 1u; });
+  a.release(on_second);
+  auto next = a.next(given.size() - 1);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->site, 1u);
+  a.reserve(*next);
+  // A site that is gone takes nothing more, though it has room.
+  a.close_site(1);
+  a.release(*next);
+  EXPECT_FALSE(a.next(given.size() - 1));
+  EXPECT_TRUE(a.any_site_open());
+  a.close_site(0);
+  EXPECT_FALSE(a.any_site_open());
+}
+
+TEST_F(AdmissionTest, AClusterToRunAloneWaitsForASiteWithNothingRunning) {
+  auto job = store_->open_job("j", 10, "cmd");
+  AdmissionOptions o;
+  o.parallel = 4;
+  o.mem_limit = 100 * MiB;
+  o.sites = {{2, 1000 * MiB}, {2, 1000 * MiB}};
+  Admission a(*store_, job, o);
+  a.resume();
+  auto first = *a.next(0);
+  a.reserve(first);
+  Candidate alone;
+  alone.cluster = 9;
+  alone.need = 1000 * MiB;
+  alone.alone = true;
+  a.run_again(alone);
+  // The other site is empty: it goes there, and nothing passes it before.
+  auto next = a.next(1);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->cluster, 9u);
+  EXPECT_NE(next->site, first.site);
+  a.reserve(*next);
+  // Now no site is empty, and nothing passes it in the requeue.
+  Candidate again = alone;
+  again.cluster = 10;
+  a.run_again(again);
+  EXPECT_FALSE(a.next(2));
 }
 
 TEST_F(AdmissionTest, AClusterLargerThanTheBudgetIsCountedAndNotGiven) {

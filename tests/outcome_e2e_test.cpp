@@ -97,6 +97,17 @@ TEST(Outcome, AClusterThatFailsWhileRunnerIsDeadIsRecordedFailedAndRunsAgainOnly
 // The worker itself is killed while runner lives: what it had journalled is
 // recorded; the clusters it was running are killed and run again, once, by
 // a new worker, and the job finishes.
+// runner's worker: its child named "runner worker".
+pid_t worker_of(const RunnerProcess& runner) {
+  pid_t worker = 0;
+  std::ifstream children("/proc/" + std::to_string(runner.pid()) + "/task/" +
+                         std::to_string(runner.pid()) + "/children");
+  for (pid_t pid; children >> pid;)
+    if (read_file("/proc/" + std::to_string(pid) + "/cmdline").find("worker") != std::string::npos)
+      worker = pid;
+  return worker;
+}
+
 TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   TempDir t;
   fs::create_directory(t / "locks");
@@ -107,13 +118,7 @@ TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   RunnerProcess runner(args, t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 3));
-  // runner's worker: its child named "runner worker".
-  pid_t worker = 0;
-  std::ifstream children("/proc/" + std::to_string(runner.pid()) + "/task/" +
-                         std::to_string(runner.pid()) + "/children");
-  for (pid_t pid; children >> pid;)
-    if (read_file("/proc/" + std::to_string(pid) + "/cmdline").find("worker") != std::string::npos)
-      worker = pid;
+  auto worker = worker_of(runner);
   ASSERT_GT(worker, 0);
   ::kill(worker, SIGKILL);
   ASSERT_TRUE(wait_until(t.path(), [&] {
@@ -128,6 +133,51 @@ TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
             "3");
   EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "3");
   EXPECT_FALSE(fs::exists(t / "locks" / "overlaps"));
+}
+
+// SIGTERM to the worker itself (systemd stopping the unit, Slurm ending the
+// step): it stops its clusters gracefully and says so, and they run again
+// with the next worker, no retry spent.
+TEST(Outcome, AWorkerToldToStopBySigtermStopsItsClustersAndTheyRunAgain) {
+  TempDir t;
+  auto args = with_child({"4", "2", "--job", "j"}, child_args(t));
+  auto ready = t / "ready";
+  fs::create_directories(ready);
+  RunnerProcess runner(args, t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 2));
+  auto worker = worker_of(runner);
+  ASSERT_GT(worker, 0);
+  ::kill(worker, SIGTERM);
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    return runner.err().find("got SIGTERM and stopped its clusters") != std::string::npos;
+  }));
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db,
+                  "SELECT group_concat(cluster) FROM attempts WHERE attempt = 1 AND state = "
+                  "'interrupted' AND signal = 15 AND note = 'its worker got SIGTERM and stopped "
+                  "it'"),
+            "1,2");
+  EXPECT_EQ(query(db, "SELECT done FROM progress"), "4");
+  // Stopped once and run once more; the others ran once.
+  auto w = witness(t / "record");
+  EXPECT_EQ(w.starts, (std::map<long, int>{{1, 2}, {2, 2}, {3, 1}, {4, 1}}));
+  EXPECT_EQ(w.ends, (std::map<long, int>{{1, 1}, {2, 1}, {3, 1}, {4, 1}}));
+}
+
+// A cluster ended by a SIGTERM that neither runner nor its worker sent is
+// the cluster's failure, as before, once the worker has made sure no
+// SIGTERM of its own came with it.
+TEST(Outcome, AClusterEndedBySomeoneElsesSigtermIsFailed) {
+  TempDir t;
+  auto r = run_runner(with_child({"3", "3"}, {"--signal-for", "2=15"}), t.path());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || ' ' || state || ' ' || ifnull(signal, '-')) "
+                  "FROM (SELECT * FROM attempts ORDER BY cluster)"),
+            "1 done -,2 failed 15,3 done -");
 }
 
 }  // namespace

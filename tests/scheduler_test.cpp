@@ -2,6 +2,7 @@
 #include "runner/scheduler.h"
 
 #include <SQLiteCpp/Database.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/eventfd.h>
@@ -10,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "store_fixture.h"
 
@@ -656,6 +658,47 @@ TEST_F(SchedulerTest, ShortOfOpenFilesRunsFewerAtOnceAndFailsNoCluster) {
   EXPECT_EQ(s.exit_code(), 0);
   EXPECT_EQ(engine_.max_running, 3u);
   EXPECT_EQ(one("SELECT count(*) || ' ' || sum(state = 'done') FROM attempts"), "20 20");
+}
+
+// Under a budget over several nodes, the scheduler names the node; one that
+// is gone takes no more and its cluster goes elsewhere; none left ends the run.
+TEST_F(SchedulerTest, ASiteThatIsGoneTakesNoMoreAndNoneLeftStopsTheRun) {
+  std::set<std::size_t> gone = {1};
+  std::map<std::size_t, int> started_at;
+  engine_.fail_start = [&](const AttemptSpec& spec) -> std::optional<AttemptNotStarted> {
+    EXPECT_TRUE(spec.site.has_value());
+    if (gone.contains(spec.site.value_or(99)))
+      return AttemptNotStarted{0, AttemptNotStarted::Why::kSiteGone,
+                               "node n2: its worker is gone; it takes no more clusters"};
+    ++started_at[*spec.site];
+    return std::nullopt;
+  };
+  SchedulerOptions o;
+  o.mem_limit = 100 * MiB;
+  o.sites = {{2, 1000 * MiB}, {2, 1000 * MiB}};
+  auto s = run(10, 4, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(started_at[0], 10);
+  EXPECT_EQ(started_at[1], 0);
+  EXPECT_EQ(engine_.max_running, 2u);  // the one site left: its 2 slots
+  EXPECT_EQ(one("SELECT done FROM progress"), "10");
+
+  // Every node gone: the run stops, saying so, and the clusters stay pending.
+  gone = {0, 1};
+  engine_ = FakeEngine();
+  engine_.fail_start = [&](const AttemptSpec& spec) -> std::optional<AttemptNotStarted> {
+    return AttemptNotStarted{0, AttemptNotStarted::Why::kSiteGone,
+                             fmt::format("node n{}: its worker is gone", *spec.site + 1)};
+  };
+  job_ = store_->open_job("other", 5, "cmd2");
+  o.parallel = 4;
+  o.log_dir = dir_;
+  Scheduler again(*store_, job_, command_, engine_, signals_, nullptr, o);
+  auto stopped = again.run();
+  EXPECT_EQ(stopped.exit_code(), 1);
+  ASSERT_TRUE(stopped.halted);
+  EXPECT_NE(stopped.halted->find("no node is left"), std::string::npos) << *stopped.halted;
+  EXPECT_EQ(one("SELECT count(*) FROM attempts WHERE job = 'other'"), "0");
 }
 
 TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {

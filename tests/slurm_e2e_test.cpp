@@ -32,12 +32,16 @@ class SlurmTest : public ::testing::Test {
   }
 };
 
-// runner started in an allocation of `nodes` nodes with `cpus` CPUs each.
+// runner started in an allocation of `nodes` nodes with `cpus` CPUs each
+// (and what else salloc is given).
 std::unique_ptr<RunnerProcess> start_in_allocation(int nodes, int cpus,
                                                    const std::vector<std::string>& runner_args,
-                                                   const fs::path& cwd) {
+                                                   const fs::path& cwd,
+                                                   const std::vector<std::string>& salloc = {}) {
   std::vector<std::string> args = {"-N", std::to_string(nodes),
-                                   "--ntasks-per-node=" + std::to_string(cpus), runner_bin()};
+                                   "--ntasks-per-node=" + std::to_string(cpus)};
+  args.insert(args.end(), salloc.begin(), salloc.end());
+  args.push_back(runner_bin());
   args.insert(args.end(), runner_args.begin(), runner_args.end());
   return std::make_unique<RunnerProcess>(args, cwd, Streams(), "/usr/bin/salloc");
 }
@@ -106,6 +110,36 @@ pid_t worker_on(const std::string& node) {
   });
 }
 
+// Whether a process whose command line mentions `text` is alive.
+bool any_process_mentions(const std::string& text) {
+  return find_process([&](const fs::path& proc) {
+           return read_file(proc / "cmdline").find(text) != std::string::npos;
+         }) != 0;
+}
+
+// runner --on slurm on `clusters` clusters at P = 6, whose children (with
+// `more`) hold until `hold` exists and say in t/ready when they run.
+std::vector<std::string> holding(TempDir& t, int clusters, const fs::path& hold,
+                                 std::vector<std::string> more = {}) {
+  fs::create_directories(t / "ready");
+  std::vector<std::string> child = {"--ready-dir", (t / "ready").string(), "--hold-file",
+                                    hold.string()};
+  child.insert(child.end(), more.begin(), more.end());
+  return with_child({"--on", "slurm", std::to_string(clusters), "6"}, child);
+}
+
+// Those started over 3 nodes of 2 CPUs; returned once the first six run
+// (none if they never do).
+std::unique_ptr<RunnerProcess> six_running(TempDir& t, const std::vector<std::string>& args) {
+  auto runner = start_in_allocation(3, 2, args, t.path());
+  if (!wait_until(t / "ready", [&] { return fs::exists(t / "ready" / "6.ready"); }) ||
+      !wait_for_running(t.path(), 6)) {
+    ADD_FAILURE() << "six clusters never ran at once: " << runner->err();
+    return nullptr;
+  }
+  return runner;
+}
+
 TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
   REQUIRE_SLURM();
   TempDir t;
@@ -157,15 +191,9 @@ TEST_F(SlurmTest, ACapAndATimeoutHoldOnTheNodes) {
 TEST_F(SlurmTest, AWorkerThatDiesOnANodeHasItsClustersRunElsewhere) {
   REQUIRE_SLURM();
   TempDir t;
-  auto ready = t / "ready";
-  fs::create_directory(ready);
-  auto args = with_child({"--on", "slurm", "12", "6"},
-                         {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
-                          "--exclusive", t.path().string()});
-  auto runner = start_in_allocation(3, 2, args, t.path());
+  auto runner = six_running(t, holding(t, 12, t / "go", {"--exclusive", t.path().string()}));
+  ASSERT_TRUE(runner);
   auto& p = *runner;
-  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
-  ASSERT_TRUE(wait_for_running(t.path(), 6));
   // The worker on n2 (the cluster's daemons share this machine: the one
   // whose environment names n2).
   auto worker = worker_on("n2");
@@ -191,17 +219,45 @@ TEST_F(SlurmTest, AWorkerThatDiesOnANodeHasItsClustersRunElsewhere) {
   EXPECT_NE(p.err().find("the worker on n2"), std::string::npos) << p.err();
 }
 
+TEST_F(SlurmTest, RunnerStopsSayingSoOnlyWhenNoNodeIsLeft) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto runner = six_running(t, holding(t, 12, t / "never"));
+  ASSERT_TRUE(runner);
+  auto& p = *runner;
+  // Two nodes lost: the run goes on with the third.
+  for (const char* node : {"n1", "n2"}) {
+    auto worker = worker_on(node);
+    ASSERT_GT(worker, 1) << node;
+    ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  }
+  auto db = t / "runner.db";
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    return query(db, "select count(*) from attempts where state = 'interrupted'") == "4";
+  }));
+  EXPECT_TRUE(process_exists(p.pid()));
+  EXPECT_EQ(p.err().find("no node of the allocation is left"), std::string::npos) << p.err();
+  // The last one lost: runner stops, says why, and leaves the rest pending.
+  auto last = worker_on("n3");
+  ASSERT_GT(last, 1);
+  ASSERT_EQ(::kill(last, SIGKILL), 0);
+  EXPECT_EQ(p.wait(), 1) << p.err();
+  EXPECT_NE(p.err().find("stopping: no node of the allocation is left to run it"),
+            std::string::npos)
+      << p.err();
+  EXPECT_EQ(query(db, "select count(*) from attempts where state = 'interrupted'"), "6");
+  EXPECT_EQ(query(db, "select count(*) from attempts where state = 'running'"), "0");
+  EXPECT_EQ(query(db, "select done || ' ' || pending from progress"), "0 12");
+  EXPECT_FALSE(any_process_mentions((t / "ready").string()))
+      << "a cluster outlived its node's worker";
+}
+
 TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
   REQUIRE_SLURM();
   TempDir t;
-  auto ready = t / "ready";
-  fs::create_directory(ready);
-  auto args = with_child({"--on", "slurm", "12", "6"},
-                         {"--ready-dir", ready.string(), "--hold-file", (t / "never").string()});
-  auto runner = start_in_allocation(3, 2, args, t.path());
+  auto runner = six_running(t, holding(t, 12, t / "never"));
+  ASSERT_TRUE(runner);
   auto& p = *runner;
-  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
-  ASSERT_TRUE(wait_for_running(t.path(), 6));
   // runner status shows where they run.
   auto status = run_runner({"status"}, t.path());
   EXPECT_NE(status.out.find("running by node: n1 2, n2 2, n3 2"), std::string::npos) << status.out;
@@ -217,28 +273,17 @@ TEST_F(SlurmTest, SigtermStopsTheClustersOnEveryNodeAndRecordsThemInterrupted) {
   EXPECT_EQ(query(db, "select count(*) from attempt where signal = 15"), "6");
 }
 
-// Whether a process whose command line mentions `text` is alive.
-bool any_process_mentions(const std::string& text) {
-  return find_process([&](const fs::path& proc) {
-           return read_file(proc / "cmdline").find(text) != std::string::npos;
-         }) != 0;
-}
-
 TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDone) {
   REQUIRE_SLURM();
   TempDir t;
-  auto ready = t / "ready";
-  fs::create_directory(ready);
   auto record = t / "record";
   // Clusters 1-6 hold until a file exists; the rest end at once.
-  auto args = with_child({"--on", "slurm", "30", "6"},
-                         {"--ready-dir", ready.string(), "--hold-file", (t / "go").string(),
-                          "--record", record.string(), "--exclusive", t.path().string()});
+  auto args =
+      holding(t, 30, t / "go", {"--record", record.string(), "--exclusive", t.path().string()});
   {
-    auto runner = start_in_allocation(3, 2, args, t.path());
+    auto runner = six_running(t, args);
+    ASSERT_TRUE(runner);
     auto& p = *runner;
-    ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "6.ready"); }));
-    ASSERT_TRUE(wait_for_running(t.path(), 6));
     auto head = std::stoi(query(t / "runner.db", "select holder_pid from job"));
     ASSERT_EQ(::kill(head, SIGKILL), 0);
     p.wait();
@@ -264,6 +309,43 @@ TEST_F(SlurmTest, AKilledHeadLeavesNothingRunningAndTheNextStartRedoesNothingDon
   EXPECT_EQ(ends.size(), 30u);
   for (const auto& [cluster, n] : ends) EXPECT_EQ(n, 1) << "cluster " << cluster;
   EXPECT_FALSE(fs::exists(t / "overlaps"));
+}
+
+TEST_F(SlurmTest, TheAllocationsEndStopsTheClustersAndTheNextStartFinishes) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto args = holding(t, 12, t / "go");
+  {
+    auto runner = six_running(t, args);
+    ASSERT_TRUE(runner);
+    auto& p = *runner;
+    // The allocation ends (cancelled here; a time limit does the same):
+    // Slurm sends SIGTERM to every step, and each worker stops its clusters.
+    ASSERT_EQ(run_shell("scancel \"$(squeue -h -o %i)\"", "/").code, 0);
+    EXPECT_EQ(p.wait(), 1) << p.err();
+    EXPECT_NE(p.err().find("the worker on n1 got SIGTERM: stopping its 2 cluster(s)"),
+              std::string::npos)
+        << p.err();
+  }
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db,
+                  "select count(*) || ' ' || count(distinct host) from attempts where state = "
+                  "'interrupted' and signal = 15 and note like 'its worker on n_ got SIGTERM%'"),
+            "6 3");
+  EXPECT_EQ(query(db, "select count(*) from attempts where state <> 'interrupted'"), "0")
+      << query(db,
+               "select group_concat(cluster || ' ' || state || ' ' || ifnull(signal, '-') || "
+               "' ' || ifnull(note, '-'), char(10)) from attempts");
+  auto gone = [&] {
+    return run_shell("test -z \"$(squeue -h -o %i)\"", "/").code == 0 &&
+           !any_process_mentions((t / "ready").string());
+  };
+  ASSERT_TRUE(wait_until(t.path(), gone)) << "a step or a cluster outlived the allocation";
+  // The next allocation finishes the job; the interrupted ones spent no retry.
+  std::ofstream((t / "go").string()).put('x');
+  auto r = in_allocation(3, 2, args, t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(query(db, "select done from progress"), "12");
 }
 
 // In a mount namespace of its own, the head sees a folder that the nodes do
@@ -303,12 +385,86 @@ TEST_F(SlurmTest, WhatANodeLacksIsNamedBeforeAnythingIsWritten) {
                          " does not exist there"),
             std::string::npos)
       << dir.err;
-  // Nothing was written.
+  // The log folder where only the head has it: the nodes' logs and journals
+  // would be lost to it.
+  auto logs = head_sees_more(t.path(), mount + salloc + runner_bin() + " --on slurm --logs " +
+                                           (t / "private/logs").string() + " 3 3 -- true");
+  EXPECT_EQ(logs.code, 2) << logs.err;
+  EXPECT_NE(logs.err.find("--on slurm: on node n"), std::string::npos) << logs.err;
+  EXPECT_NE(
+      logs.err.find(": the log folder " + (t / "private").string() + " is not shared with it"),
+      std::string::npos)
+      << logs.err;
+  // Nothing was written, and the file the nodes looked for is gone.
   EXPECT_FALSE(fs::exists(t / "runner.db"));
   EXPECT_FALSE(fs::exists(t / "runner.logs"));
+  auto ok = in_allocation(3, 1, {"--on", "slurm", "3", "3", "--", "true"}, t.path());
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  for (const auto& entry : fs::directory_iterator(t.path()))
+    EXPECT_EQ(entry.path().filename().string().find(".runner-shared"), std::string::npos)
+        << entry.path();
 }
 
-TEST_F(SlurmTest, PBeyondTheAllocationIsSaidOnceAndABudgetIsRefused) {
+// The memory cgroup a process of this machine is in.
+fs::path memory_cgroup_of(pid_t pid) {
+  for (const auto& line : read_lines(fs::path("/proc") / std::to_string(pid) / "cgroup"))
+    if (auto at = line.find(":memory:"); at != std::string::npos)
+      return fs::path("/sys/fs/cgroup/memory") / line.substr(at + 8).substr(1);
+  return {};
+}
+
+TEST_F(SlurmTest, ABudgetHoldsOnEachNodeAtWhatSlurmAllocatedThere) {
+  REQUIRE_SLURM();
+  REQUIRE_CGROUP(cg);
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  // 4 CPUs and 400 MiB on each node; each cluster reserves its 150 MiB cap:
+  // two at once on each node, six in all (one pool of 400 MiB would run two).
+  auto args =
+      with_child({"--on", "slurm", "--mem-budget", "auto", "--mem-limit", "150M", "24", "12"},
+                 {"--ready-dir", ready.string(), "--hold-file", (t / "go").string()});
+  auto runner = start_in_allocation(3, 4, args, t.path(), {"--mem-per-cpu=100"});
+  auto& p = *runner;
+  auto count_ready = [&] {
+    return std::distance(fs::directory_iterator(ready), fs::directory_iterator());
+  };
+  ASSERT_TRUE(wait_until(ready, [&] { return count_ready() >= 6; })) << p.err();
+  ASSERT_TRUE(wait_for_running(t.path(), 6));
+  // The kernel holds each node to it too: the clusters' cgroups sit in one
+  // per node's worker, limited to the node's 400 MiB.
+  std::set<fs::path> pools;
+  find_process([&](const fs::path& proc) {
+    if (read_file(proc / "cmdline").find(ready.string()) != std::string::npos &&
+        read_file(proc / "comm") == "test_child\n")
+      pools.insert(memory_cgroup_of(std::stoi(proc.filename().string())).parent_path());
+    return false;
+  });
+  EXPECT_EQ(pools.size(), 3u);
+  for (const auto& pool : pools)
+    EXPECT_EQ(read_file(pool / "memory.limit_in_bytes"), std::to_string(400ULL << 20) + "\n")
+        << pool;
+  std::ofstream((t / "go").string()).put('x');
+  ASSERT_EQ(p.wait(), 0) << p.err();
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "select done from progress"), "24");
+  for (const auto& [host, most] : overlap(db).most_on) EXPECT_LE(most, 2) << host;
+  EXPECT_NE(p.err().find("memory budget 400.0 MiB per node"), std::string::npos) << p.err();
+
+  // A cap no node's budget can hold: refused before anything is written.
+  TempDir u;
+  auto big = start_in_allocation(
+      3, 4,
+      with_child({"--on", "slurm", "--mem-budget", "auto", "--mem-limit", "600M", "6", "3"}, {}),
+      u.path(), {"--mem-per-cpu=100"});
+  EXPECT_EQ(big->wait(), 2);
+  EXPECT_NE(big->err().find("--mem-limit 600.0 MiB is more than the --mem-budget 400.0 MiB"),
+            std::string::npos)
+      << big->err();
+  EXPECT_FALSE(fs::exists(u / "runner.db"));
+}
+
+TEST_F(SlurmTest, PBeyondTheAllocationIsSaidOnce) {
   REQUIRE_SLURM();
   TempDir t;
   // 3 nodes of 1 CPU: P = 12 runs 3 at once, and says how to get 12.
@@ -320,15 +476,6 @@ TEST_F(SlurmTest, PBeyondTheAllocationIsSaidOnceAndABudgetIsRefused) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(query(t / "runner.db", "select done from progress"), "6");
-  // A budget across nodes is not there yet: refused before anything is written.
-  TempDir u;
-  auto budget = in_allocation(
-      3, 1, with_child({"--on", "slurm", "--mem-budget", "1G", "6", "3"}, {}), u.path());
-  EXPECT_EQ(budget.code, 2);
-  EXPECT_NE(budget.err.find("--on slurm: --mem-budget is not available yet across nodes"),
-            std::string::npos)
-      << budget.err;
-  EXPECT_FALSE(fs::exists(u / "runner.db"));
 }
 
 TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "runner/budget.h"
 #include "runner/cluster.h"
@@ -32,6 +33,14 @@ struct Candidate {
   bool alone = false;                  // a retry after OOM: the whole budget to itself
   bool budget_oom = false;             // the kernel killed an earlier attempt at the budget
   std::optional<std::uint64_t> limit;  // bytes: its own cap
+  // Under a budget over several sites: the one whose memory it reserves.
+  std::optional<std::size_t> site;
+};
+
+// A place with slots and memory of its own (a node of a Slurm allocation).
+struct SiteOptions {
+  std::uint32_t slots = 1;
+  std::uint64_t mem_budget = 0;  // bytes, its running children together
 };
 
 struct AdmissionOptions {
@@ -40,6 +49,9 @@ struct AdmissionOptions {
   std::optional<std::uint64_t> mem_limit;   // bytes, each child's cap
   std::optional<std::uint64_t> mem_budget;  // bytes, all running children together
   bool mem_overcommit = false;
+  // Under a budget: where clusters run, each with its own budget (then
+  // mem_budget is unused). None: one site with P slots and mem_budget.
+  std::vector<SiteOptions> sites;
 };
 
 class Admission {
@@ -58,9 +70,14 @@ class Admission {
   bool has_work() const;
   // When the earliest waiting retry is due.
   std::optional<Clock::time_point> next_retry() const;
-  // What a candidate reserves while it runs, and gives back when it ends.
+  // What a candidate reserves while it runs (at its site), and gives back
+  // when it ends.
   void reserve(const Candidate& c);
   void release(const Candidate& c);
+  // A site that can take no more (its node is gone): nothing is placed there
+  // again. Returns whether it was open until now. Whether any site is left.
+  bool close_site(std::size_t site);
+  bool any_site_open() const;
 
   // What comes back. A start that could not happen now goes first again; a
   // cluster to run again at once joins the requeue; a retry waits until `at`.
@@ -76,8 +93,15 @@ class Admission {
   // Whether a cluster never had an attempt before this run began.
   bool never_attempted(ClusterId cluster) const { return cluster >= fresh_from_; }
 
-  MemoryBudget* budget() { return budget_ ? &*budget_ : nullptr; }
-  const MemoryBudget* budget() const { return budget_ ? &*budget_ : nullptr; }
+  // The budget of the first site (every site learns the same peaks); none
+  // without --mem-budget.
+  const MemoryBudget* budget() const { return sites_.empty() ? nullptr : &sites_.front().budget; }
+  // The budget of the site a candidate runs at, if any.
+  std::optional<std::uint64_t> budget_of(const Candidate& c) const;
+  // The largest site's budget: what one cluster may have all to itself.
+  std::uint64_t largest_budget() const;
+  // A finished cluster's peak, for every site's learned figures.
+  void learn(std::uint64_t peak_bytes);
   std::uint64_t skipped_failed() const { return skip_.size(); }
   std::uint64_t too_big() const { return too_big_; }
   // Clusters queued to run again in this run (requeue and retries).
@@ -90,7 +114,8 @@ class Admission {
   std::optional<Candidate> take_first_attempt();
   std::optional<Candidate> take_deferred_or_new();
   std::optional<Candidate> take_ready_retry();
-  bool fits(const Candidate& c) const;
+  // Whether it fits now, and where: sets its site.
+  bool place(Candidate& c) const;
 
   Store& store_;
   const Job& job_;
@@ -108,8 +133,14 @@ class Admission {
   std::deque<Candidate> ready_retries_;
   bool retry_turn_ = false;  // retries and first attempts take turns
 
-  // Memory budget, when there is one.
-  std::optional<MemoryBudget> budget_;
+  // Memory budget, when there is one: one per site.
+  struct Site {
+    MemoryBudget budget;
+    std::uint32_t slots = 1;
+    std::size_t running = 0;
+    bool open = true;
+  };
+  std::vector<Site> sites_;
   std::vector<std::int64_t> history_jobs_;
   std::deque<Candidate> deferred_;  // did not fit yet; later clusters may pass them
   std::size_t head_passed_ = 0;     // how often the oldest deferred one was passed

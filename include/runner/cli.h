@@ -68,6 +68,8 @@ struct WorkerArgs {
   // Only check that this node can run the job (the program, the folder),
   // print "ok <node>" or what is wrong, and exit.
   std::optional<std::string> check_program, check_dir;
+  // ... and that it sees this file, which runner made in its log folder.
+  std::optional<std::string> check_shared;
 };
 
 struct StatusArgs {

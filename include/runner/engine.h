@@ -36,6 +36,9 @@ struct AttemptSpec {
   std::string log_name;           // "3.1.log"; if the name is taken, a fresh one beside it
   std::optional<std::uint64_t> mem_limit;            // bytes: its own cap
   std::optional<std::chrono::milliseconds> timeout;  // then the engine stops it, gracefully
+  // Which of the engine's sites runs it (a node, in the order the engine was
+  // given them), where memory is reserved site by site; none: the engine's choice.
+  std::optional<std::size_t> site;
 };
 
 // Where an attempt runs: the host, and its main process there (for people
@@ -61,6 +64,7 @@ struct AttemptNotStarted {
     kShortOfFiles,  // no open file to spare (EMFILE, ENFILE): run fewer at once
     kEnvironment,   // the engine's own means failed (log folder full, say): stop starting
     kCancelled,     // runner stopped it while it waited to start: it never did
+    kSiteGone,      // the site it was sent to takes no more (its node is lost): send it elsewhere
   };
   AttemptId id = 0;
   Why why = Why::kCommand;
@@ -91,7 +95,10 @@ struct Outcome {
   std::string memory_note;  // the evidence, in words ("likely: ..." when not certain)
   bool timed_out = false;   // its timeout passed and the engine stopped it (or tried)
   std::string unstoppable;  // why a stop could not be delivered, if one could not
-  std::string lost;         // set when nothing is known of how it ended: why
+  // Set when it did not end by itself and it was not runner's doing (its
+  // worker died and nothing is known of its end, or its worker was told to
+  // stop by a signal of its own): why. It runs again, no retry spent.
+  std::string interrupted;
 
   // The one figure its need is judged by: all its processes together where
   // that was measured (shared pages once), else the largest RSS.

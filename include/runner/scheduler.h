@@ -36,7 +36,8 @@ struct SchedulerOptions {
   std::optional<std::chrono::milliseconds> timeout;  // per attempt
   RetryPolicy retry;
   HaltPolicy halt;
-  std::uint64_t seed = 0;  // for the retries' jitter; 0: from the clock
+  std::vector<SiteOptions> sites;  // under a budget over several nodes: each one's slots and budget
+  std::uint64_t seed = 0;          // for the retries' jitter; 0: from the clock
 };
 
 class Scheduler {

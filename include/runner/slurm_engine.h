@@ -20,7 +20,8 @@ namespace runner {
 
 struct SlurmNode {
   std::string name;
-  std::uint32_t cpus = 1;  // allocated to the job on it
+  std::uint32_t cpus = 1;               // allocated to the job on it
+  std::optional<std::uint64_t> memory;  // bytes allocated to the job on it, once read
 };
 
 struct SlurmAllocation {
@@ -37,24 +38,37 @@ std::vector<std::uint32_t> parse_cpus_per_node(const std::string& text);
 // Throws Error when the environment says there is one but it cannot be read.
 std::optional<SlurmAllocation> slurm_allocation();
 
+// What `scontrol show job -d` says each group of nodes was allocated:
+// ("n[1-3]", bytes) for each "Nodes=n[1-3] CPU_IDs=0-1 Mem=1000" line (MB).
+std::vector<std::pair<std::string, std::uint64_t>> parse_node_memory(const std::string& text);
+
+// Fills each node's memory from `scontrol show job -d`. Throws Error when
+// Slurm cannot be asked.
+void read_node_memory(SlurmAllocation& allocation);
+
 // How many clusters each node runs at once for P in total: as evenly as the
 // nodes' CPUs allow, none above its CPUs. Their sum is min(P, all CPUs).
 std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
                                         const std::vector<std::uint32_t>& cpus);
 
 // Before anything is written: runs one step over the nodes with slots that
-// checks each can run `runner worker`, has `dir`, and can execute `program`
-// (none: not checked). Throws Error naming the node and what is wrong.
+// checks each can run `runner worker`, has `dir`, can execute `program`
+// (none: not checked) and sees the file `shared` (none: not checked). Throws
+// Error naming the node and what is wrong.
 void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
-                 const std::string& runner, const std::string& program, const std::string& dir);
+                 const std::string& runner, const std::string& program, const std::string& dir,
+                 const std::string& shared);
 
 class SlurmEngine : public Engine {
  public:
   // Starts a worker on every node with slots (through srun, `runner` being
-  // the path of runner's binary on the nodes). Throws Error naming the node
-  // whose worker cannot start.
+  // the path of runner's binary on the nodes), each holding its clusters
+  // together to its budget, if any (bytes, per node; empty: none). The
+  // nodes with slots are the engine's sites, in order. Throws Error naming
+  // the node whose worker cannot start.
   SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allocation,
-              const std::vector<std::uint32_t>& slots, const std::string& runner);
+              const std::vector<std::uint32_t>& slots, const std::vector<std::uint64_t>& budgets,
+              const std::string& runner);
 
   std::optional<EngineEvent> start(AttemptSpec spec) override;
   void stop(AttemptId id, StopMode mode) override;

@@ -90,8 +90,9 @@ class WorkerEngine : public Engine {
   std::optional<LineReader> reader_;
   Outbox outbox_;
   bool ready_ = false;
-  std::string failure_;          // what the worker said when it could not start
-  std::optional<bool> settled_;  // its answer to "settle"
+  std::string failure_;            // what the worker said when it could not start
+  std::optional<int> stopped_by_;  // the signal the worker said it stopped on
+  std::optional<bool> settled_;    // its answer to "settle"
   int starts_ = 0;
   std::unordered_map<AttemptId, AttemptSpec> in_flight_;  // asked, not ended
   std::unordered_set<AttemptId> started_;                 // of those, told as started
