@@ -4,10 +4,10 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
-               sqlite3 python3 slurm-wlm munge
+               sqlite3 python3 slurm-wlm munge chromium
 LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test unit sanitize lint demo bench bench-slurm clean
+.PHONY: all deps build test unit sanitize lint demo bench bench-slurm bench-slurm-million clean
 
 all: build
 
@@ -67,6 +67,15 @@ bench-slurm: deps
 	cmake --build build-release -j $(JOBS) --target runner
 	tests/slurm/cluster.sh start build-release/slurm-cluster
 	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster/slurm.conf bench/slurm.sh build-release/runner; \
+	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
+
+# 1,000,000 clusters in one allocation of the test Slurm (about 15 minutes).
+bench-slurm-million: deps
+	$(call install_missing,time)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner
+	tests/slurm/cluster.sh start build-release/slurm-cluster
+	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster/slurm.conf bench/slurm-million.sh build-release/runner; \
 	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
 
 # Builds runner and runs the example migration over 300 clusters.

@@ -29,3 +29,8 @@ if [ "$want" != "$got" ]; then
 fi
 echo
 echo "customers_v2 holds all $got migrated rows."
+
+# The page that shows how the job ran: open it in any browser.
+page=$("$runner" report --html report.html)
+echo
+echo "How the job ran, as a page: $(realpath "$page")"

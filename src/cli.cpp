@@ -30,7 +30,8 @@ constexpr const char* kReportExamples = R"(
 Examples:
   runner report
   runner report --job nightly --csv > peaks.csv
-  runner report --mem-budget 16G)";
+  runner report --mem-budget 16G
+  runner report --html night.html --job nightly)";
 
 constexpr const char* kDoctorExamples = R"(
 Example:
@@ -272,7 +273,7 @@ namespace {
 struct Subcommands {
   CLI::App *status, *report, *unlock, *doctor, *worker;
   CLI::Option *status_db, *status_job;
-  CLI::Option *report_db, *report_job, *report_budget;
+  CLI::Option *report_db, *report_job, *report_budget, *report_html;
   CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
       *worker_check_shared;
   bool csv = false, json = false;
@@ -294,6 +295,9 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.report->add_flag("--json", sub.json, "the whole report as JSON");
   sub.report_budget =
       g.add(*sub.report, "--mem-budget", "SIZE", "say the highest P that fits this budget");
+  sub.report_html = g.add(*sub.report, "--html", "FILE",
+                          "write a page that shows how the job ran (one self-contained HTML "
+                          "file: timeline, memory, numbers)");
   sub.report->footer(kReportExamples);
 
   sub.unlock =
@@ -326,6 +330,8 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
   }
   if (sub.report->parsed()) {
     if (sub.csv && sub.json) throw Error("--csv and --json cannot be used together");
+    if (Given::text(sub.report_html) && (sub.csv || sub.json))
+      throw Error("--html writes a page of its own: it cannot be used with --csv or --json");
     ReportArgs report;
     report.db = db_path(Given::text(sub.report_db), report.db);
     report.job = job_name(Given::text(sub.report_job));
@@ -333,6 +339,10 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     if (sub.json) report.format = ReportArgs::Format::kJson;
     if (auto t = Given::text(sub.report_budget))
       report.mem_budget = parse_size_option("--mem-budget", *t);
+    if (auto t = Given::text(sub.report_html)) {
+      if (t->empty()) throw Error("--html: give the file to write, e.g. --html report.html");
+      report.html = *t;
+    }
     return report;
   }
   if (sub.unlock->parsed()) {

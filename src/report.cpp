@@ -8,6 +8,7 @@
 
 #include "runner/app.h"
 #include "runner/error.h"
+#include "runner/html_report.h"
 #include "runner/units.h"
 
 namespace runner {
@@ -149,6 +150,7 @@ nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clu
 
 int show_report(const ReportArgs& args) {
   using Format = ReportArgs::Format;
+  if (args.html) return write_html_report(args);
   Store store(args.db, Store::Access::kReadOnly);
   std::vector<Job> jobs;
   for (auto& job : store.jobs())

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <unordered_map>
+
 #include "runner/error.h"
 
 namespace runner {
@@ -625,6 +627,51 @@ std::vector<ClusterReport> Store::cluster_report(const Job& job) {
     if (!q.getColumn(5).isNull())
       r.peak_cgroup_kib = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
     out.push_back(r);
+  }
+  return out;
+}
+
+std::uint64_t Store::attempt_count(const Job& job) {
+  SQLite::Statement q(db_, "SELECT count(*) FROM attempt WHERE job_id = ?");
+  q.bind(1, job.id);
+  q.executeStep();
+  return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
+}
+
+AttemptSpans Store::attempt_spans(const Job& job, bool with_log_paths) {
+  AttemptSpans out;
+  SQLite::Statement cap(db_, "SELECT ifnull(max(mem_limit_kib), 0) FROM attempt WHERE job_id = ?");
+  cap.bind(1, job.id);
+  cap.executeStep();
+  out.largest_cap_kib = static_cast<std::uint64_t>(cap.getColumn(0).getInt64());
+  SQLite::Statement q(db_,
+                      "SELECT started_at, finished_at, cluster, peak_rss_kib, peak_cgroup_kib, "
+                      "attempt, host, exit_code, signal, state, log_path FROM attempt "
+                      "WHERE job_id = ? ORDER BY started_at, id");
+  q.bind(1, job.id);
+  std::unordered_map<std::string, std::uint32_t> host_index;
+  auto count = [&](int column) -> std::uint64_t {
+    return q.getColumn(column).isNull()
+               ? 0
+               : static_cast<std::uint64_t>(q.getColumn(column).getInt64());
+  };
+  while (q.executeStep()) {
+    AttemptSpan s;
+    s.started_at = q.getColumn(0).getDouble();
+    s.finished_at = q.getColumn(1).isNull() ? 0 : q.getColumn(1).getDouble();
+    s.cluster = static_cast<ClusterId>(q.getColumn(2).getInt64());
+    s.peak_rss_kib = count(3);
+    s.peak_cgroup_kib = count(4);
+    s.attempt = static_cast<std::uint32_t>(q.getColumn(5).getInt());
+    auto host = q.getColumn(6).getString();
+    auto [it, added] = host_index.try_emplace(host, static_cast<std::uint32_t>(out.hosts.size()));
+    if (added) out.hosts.push_back(host);
+    s.host = it->second;
+    if (!q.getColumn(7).isNull()) s.exit_code = q.getColumn(7).getInt();
+    if (!q.getColumn(8).isNull()) s.signal = q.getColumn(8).getInt();
+    s.state = parse_state(q.getColumn(9).getString());
+    if (with_log_paths) out.log_paths.push_back(q.getColumn(10).getString());
+    out.spans.push_back(s);
   }
   return out;
 }

@@ -55,7 +55,8 @@ struct ReportArgs {
   std::filesystem::path db = "runner.db";
   std::optional<std::string> job;
   enum class Format { kText, kCsv, kJson } format = Format::kText;
-  std::optional<std::uint64_t> mem_budget;  // for the advice on P
+  std::optional<std::uint64_t> mem_budget;    // for the advice on P
+  std::optional<std::filesystem::path> html;  // write the page of one job there
 };
 
 struct DoctorArgs {};

@@ -108,6 +108,29 @@ struct ClusterReport {
   std::optional<std::uint64_t> peak_cgroup_kib;  // highest over its attempts
 };
 
+// One attempt as a picture of the run draws it; small, since a job may have
+// a million. A figure not recorded is 0 (peaks, limit) or -1 (exit code).
+struct AttemptSpan {
+  double started_at = 0;
+  double finished_at = 0;  // 0 while it runs
+  ClusterId cluster = 0;
+  std::uint64_t peak_rss_kib = 0, peak_cgroup_kib = 0;
+  std::uint32_t attempt = 0;
+  std::uint32_t host = 0;  // index into the hosts read with it
+  std::int32_t exit_code = -1;
+  std::int32_t signal = 0;
+  AttemptState state = AttemptState::kRunning;
+};
+
+// Every attempt of a job, by start time, with the hosts they name; their log
+// paths only where asked for (one per attempt).
+struct AttemptSpans {
+  std::vector<AttemptSpan> spans;
+  std::vector<std::string> hosts;
+  std::vector<std::string> log_paths;
+  std::uint64_t largest_cap_kib = 0;  // the largest --mem-limit an attempt had; 0: none
+};
+
 class Store {
  public:
   enum class Access { kReadWrite, kReadOnly };
@@ -179,6 +202,8 @@ class Store {
 
   // Every cluster that ran, in order, for `runner report`.
   std::vector<ClusterReport> cluster_report(const Job& job);
+  std::uint64_t attempt_count(const Job& job);
+  AttemptSpans attempt_spans(const Job& job, bool with_log_paths);
 
   // Reading for `runner status`.
   std::vector<JobProgress> progress();
