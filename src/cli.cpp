@@ -276,7 +276,7 @@ struct Subcommands {
   CLI::Option *report_db, *report_job, *report_budget, *report_html;
   CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
       *worker_check_shared;
-  bool csv = false, json = false;
+  bool csv = false, json = false, status_json = false;
 };
 
 void add_subcommands(CLI::App& app, Subcommands& sub) {
@@ -285,6 +285,8 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.status = app.add_subcommand("status", "Where each job in the log stands.");
   sub.status_db = g.add(*sub.status, "--db", "PATH", db_help);
   sub.status_job = g.add(*sub.status, "--job", "NAME", "only this job");
+  sub.status->add_flag("--json", sub.status_json,
+                       "the same as JSON: an array of jobs (fields in the README)");
   sub.status->footer(kStatusExamples);
 
   sub.report =
@@ -326,6 +328,7 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     StatusArgs status;
     status.db = db_path(Given::text(sub.status_db), status.db);
     status.job = job_name(Given::text(sub.status_job));
+    status.json = sub.status_json;
     return status;
   }
   if (sub.report->parsed()) {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,46 +20,109 @@ namespace {
 
 constexpr std::size_t kFailedShown = 20;
 
-void print_job(Store& store, const Job& job, const JobProgress& p) {
+// What `runner status` says of one job, gathered once and then printed as
+// text or as JSON: both say the same.
+struct JobStatus {
+  Job job;
+  JobProgress progress;
+  struct Runner {
+    ProcessIdentity process;
+    double running_for_s = 0;
+    std::optional<double> clusters_per_s, eta_s;
+  };
+  std::optional<Runner> runner;  // the live runner holding it, if any
+  std::vector<std::pair<std::string, std::uint64_t>> running_by_node;  // over several hosts
+  std::vector<FailedCluster> failed;                                   // the first kFailedShown
+};
+
+JobStatus gather(Store& store, const Job& job, const JobProgress& p) {
+  JobStatus s{job, p, std::nullopt, {}, {}};
+  if (auto holder = store.holder(job); holder && check_alive(holder->process) != Liveness::kDead) {
+    JobStatus::Runner r{holder->process, wall_clock_now() - holder->since, {}, {}};
+    auto done = store.done_since(job, holder->since);
+    if (done > 0 && r.running_for_s > 0) {
+      r.clusters_per_s = static_cast<double>(done) / r.running_for_s;
+      r.eta_s = static_cast<double>(p.pending + p.running) / *r.clusters_per_s;
+    }
+    s.runner = r;
+  }
+  if (auto by_host = store.running_by_host(job); by_host.size() > 1)
+    for (const auto& [host, n] : by_host) s.running_by_node.emplace_back(host, n);
+  if (p.failed > 0) s.failed = store.failed_clusters(job, kFailedShown);
+  return s;
+}
+
+std::string duration_text(double seconds) {
+  return format_duration(std::chrono::milliseconds(static_cast<long long>(seconds * 1e3)));
+}
+
+void print_job(const Store& store, const JobStatus& s) {
+  const auto& p = s.progress;
   // What the log holds is printed escaped: a command line or a note must not
   // be able to drive the user's terminal.
-  fmt::print("job {}: {} clusters of `{}`\n", job.name, job.clusters, printable(job.command));
+  fmt::print("job {}: {} clusters of `{}`\n", s.job.name, s.job.clusters, printable(s.job.command));
   fmt::print("  done {}, failed {}, running {}, pending {}\n", p.done, p.failed, p.running,
              p.pending);
-  if (auto holder = store.holder(job); holder && check_alive(holder->process) != Liveness::kDead) {
-    auto elapsed = wall_clock_now() - holder->since;
-    auto done = store.done_since(job, holder->since);
-    auto line = fmt::format(
-        "  running: pid {} on {} for {}", holder->process.pid, printable(holder->process.host),
-        format_duration(std::chrono::milliseconds(static_cast<long long>(elapsed * 1e3))));
-    if (done > 0 && elapsed > 0) {
-      double rate = static_cast<double>(done) / elapsed;
-      line += fmt::format(", {:.1f} clusters/s", rate);
-      auto left = static_cast<double>(p.pending + p.running) / rate;
-      line +=
-          ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(left * 1e3)));
-    }
+  if (s.runner) {
+    auto line =
+        fmt::format("  running: pid {} on {} for {}", s.runner->process.pid,
+                    printable(s.runner->process.host), duration_text(s.runner->running_for_s));
+    if (s.runner->clusters_per_s)
+      line += fmt::format(", {:.1f} clusters/s, ETA {}", *s.runner->clusters_per_s,
+                          duration_text(*s.runner->eta_s));
     fmt::print("{}\n", line);
   }
   // Spread over several hosts (the nodes of a Slurm allocation): where.
-  if (auto by_host = store.running_by_host(job); by_host.size() > 1) {
+  if (!s.running_by_node.empty()) {
     std::vector<std::string> parts;
-    parts.reserve(by_host.size());
-    for (const auto& [host, n] : by_host) parts.push_back(fmt::format("{} {}", printable(host), n));
+    parts.reserve(s.running_by_node.size());
+    for (const auto& [host, n] : s.running_by_node)
+      parts.push_back(fmt::format("{} {}", printable(host), n));
     fmt::print("  running by node: {}\n", fmt::join(parts, ", "));
   }
   if (p.failed == 0) return;
   fmt::print("  failed clusters:\n");
-  for (const auto& f : store.failed_clusters(job, kFailedShown)) {
-    auto how = describe_failure(f);
-    fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt, printable(how),
-               printable(f.log_path));
-  }
+  for (const auto& f : s.failed)
+    fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt,
+               printable(describe_failure(f)), printable(f.log_path));
   if (p.failed > kFailedShown)
     fmt::print(
         "    ... and {} more: sqlite3 {} \"select * from attempts where job = '{}' and "
         "state = 'failed'\"\n",
-        p.failed - kFailedShown, store.path().string(), job.name);
+        p.failed - kFailedShown, store.path().string(), s.job.name);
+}
+
+nlohmann::json job_json(const JobStatus& s) {
+  using nlohmann::json;
+  auto maybe = [](const auto& v) { return v ? json(*v) : json(nullptr); };
+  const auto& p = s.progress;
+  json out = {{"job", s.job.name},
+              {"clusters", s.job.clusters},
+              {"command", s.job.command},
+              {"done", p.done},
+              {"failed", p.failed},
+              {"running", p.running},
+              {"pending", p.pending},
+              {"runner", nullptr},
+              {"running_by_node", json::object()},
+              {"failed_clusters", json::array()},
+              {"failed_shown", s.failed.size()}};
+  if (s.runner)
+    out["runner"] = {{"pid", s.runner->process.pid},
+                     {"host", s.runner->process.host},
+                     {"running_for_s", s.runner->running_for_s},
+                     {"clusters_per_s", maybe(s.runner->clusters_per_s)},
+                     {"eta_s", maybe(s.runner->eta_s)}};
+  for (const auto& [host, n] : s.running_by_node) out["running_by_node"][host] = n;
+  for (const auto& f : s.failed)
+    out["failed_clusters"].push_back({{"cluster", f.cluster},
+                                      {"attempt", f.attempt},
+                                      {"state", to_string(f.state)},
+                                      {"exit_code", maybe(f.exit_code)},
+                                      {"signal", maybe(f.signal)},
+                                      {"ending", describe_failure(f)},
+                                      {"log_path", f.log_path}});
+  return out;
 }
 
 }  // namespace
@@ -67,17 +131,25 @@ int show_status(const StatusArgs& args) {
   Store store(args.db, Store::Access::kReadOnly);
   auto progress = store.progress();
   bool any = false;
+  auto jobs = nlohmann::json::array();
   for (const auto& job : store.jobs()) {
     if (args.job && job.name != *args.job) continue;
-    for (const auto& p : progress)
-      if (p.job == job.name) print_job(store, job, p);
+    for (const auto& p : progress) {
+      if (p.job != job.name) continue;
+      auto s = gather(store, job, p);
+      if (args.json)
+        jobs.push_back(job_json(s));
+      else
+        print_job(store, s);
+    }
     any = true;
   }
-  if (!any) {
-    if (args.job)
-      throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
+  if (!any && args.job)
+    throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
+  if (args.json)
+    fmt::print("{}\n", jobs.dump(2));
+  else if (!any)
     fmt::print("no jobs in {}\n", args.db.string());
-  }
   return 0;
 }
 

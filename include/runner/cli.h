@@ -76,6 +76,7 @@ struct WorkerArgs {
 struct StatusArgs {
   std::filesystem::path db = "runner.db";
   std::optional<std::string> job;
+  bool json = false;  // every field of the text, as one JSON array of jobs
 };
 
 // runner unlock: clears a job's hold that its holder cannot clear itself.
