@@ -13,6 +13,7 @@
 #include "runner/job_lock.h"
 #include "runner/local_engine.h"
 #include "runner/memory.h"
+#include "runner/on_finish.h"
 #include "runner/progress.h"
 #include "runner/scheduler.h"
 #include "runner/signals.h"
@@ -169,6 +170,67 @@ Progress::Mode output_mode(const RunArgs& args) {
   return ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal : Progress::Mode::kPlain;
 }
 
+// The run, once its job is open in the log; says in `ending` how it went.
+int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
+               SignalChannel& signals, ProgressSink& sink, RunEnding& ending) {
+  auto previous_holder = store.holder(job);
+  JobHold hold(store, job);
+  make_job_log_dir(checked.log_dir);
+
+  Progress progress(stdout, output_mode(args));
+  SinkBinding binding(sink, &progress);
+  // What earlier runs left: outcomes their workers journalled are recorded
+  // (waiting for a worker that still runs); clusters that a killed runner
+  // left running must not run twice at once.
+  auto policy = args.orphans_wait ? LeftoverPolicy::kWait : LeftoverPolicy::kKill;
+  ending.outcome = "stopped";
+  ending.summary = "stopped while waiting for clusters left running; nothing was started";
+  if (!collect_earlier_runs(store, job, journal_dir(checked), policy, signals))
+    return stopped_while_waiting(signals);
+  auto engine = make_engine(args, checked, previous_holder, signals);
+  if (!engine->settle(leftovers(store, job, previous_holder), policy, signals.fd()))
+    return stopped_while_waiting(signals);
+  Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
+                      scheduler_options(args, checked));
+  auto summary = run_to_the_end(scheduler, args.db);
+  ending.done_this_run = summary.done_this_run;
+  ending.failed_this_run = summary.failed_this_run;
+
+  if (summary.setup_failure) throw Error(*summary.setup_failure);
+  auto text =
+      summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string());
+  if (!args.quiet) Printer(stdout).print(text);
+  ending.summary = text;
+  ending.outcome = summary.stop_signal        ? "stopped"
+                   : summary.halted           ? "halted"
+                   : summary.exit_code() == 0 ? "done"
+                                              : "failed";
+  return summary.exit_code();
+}
+
+// --on-finish, with the job's figures as the log has them now.
+void on_finish(const RunArgs& args, Store& store, const Job& job, const CheckedRun& checked,
+               const SignalChannel& signals, RunEnding& ending, int code) {
+  if (!args.on_finish) return;
+  ending.job = job.name;
+  ending.db = fs::absolute(args.db);
+  ending.exit_code = code;
+  ending.clusters = job.clusters;
+  try {
+    for (const auto& p : store.progress())
+      if (p.job == job.name) {
+        ending.done = p.done;
+        ending.failed = p.failed;
+      }
+    ending.failures = store.failed_clusters(job, kSummaryFailures);
+  } catch (const std::exception& e) {
+    // The log itself failed: the command still hears how the run ended.
+    spdlog::warn("--on-finish: cannot read the job's figures: {}", e.what());
+  }
+  run_on_finish(*args.on_finish, args.on_finish_limit, ending, checked.log_dir / "finish.txt",
+                signals.inherited());
+}
+
 }  // namespace
 
 std::shared_ptr<ProgressSink> setup_logging(bool quiet, bool verbose) {
@@ -194,30 +256,18 @@ int run_job(const RunArgs& args) {
               args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
               wait_for_other_writers(args.db));
   auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
-  auto previous_holder = store.holder(job);
-  JobHold hold(store, job);
-  make_job_log_dir(checked.log_dir);
-
-  Progress progress(stdout, output_mode(args));
-  SinkBinding binding(*sink, &progress);
-  // What earlier runs left: outcomes their workers journalled are recorded
-  // (waiting for a worker that still runs); clusters that a killed runner
-  // left running must not run twice at once.
-  auto policy = args.orphans_wait ? LeftoverPolicy::kWait : LeftoverPolicy::kKill;
-  if (!collect_earlier_runs(store, job, journal_dir(checked), policy, signals))
-    return stopped_while_waiting(signals);
-  auto engine = make_engine(args, checked, previous_holder, signals);
-  if (!engine->settle(leftovers(store, job, previous_holder), policy, signals.fd()))
-    return stopped_while_waiting(signals);
-  Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
-                      scheduler_options(args, checked));
-  auto summary = run_to_the_end(scheduler, args.db);
-
-  if (summary.setup_failure) throw Error(*summary.setup_failure);
-  if (!args.quiet)
-    Printer(stdout).print(
-        summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string()));
-  return summary.exit_code();
+  // From here on, however the run ends, --on-finish hears of it.
+  RunEnding ending;
+  try {
+    auto code = run_opened(args, checked, store, job, signals, *sink, ending);
+    on_finish(args, store, job, checked, signals, ending, code);
+    return code;
+  } catch (const Error& e) {
+    ending.outcome = e.code() == ExitCode::kLogLost ? "log-lost" : "setup-error";
+    ending.summary = e.what();
+    on_finish(args, store, job, checked, signals, ending, static_cast<int>(e.code()));
+    throw;
+  }
 }
 
 }  // namespace runner

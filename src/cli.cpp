@@ -117,7 +117,7 @@ using Text = std::optional<std::string>;
 
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
-      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on;
+      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *on_finish, *on_finish_limit;
 };
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
@@ -157,6 +157,11 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                    "on (default): a worker process runs the clusters and journals how each "
                    "ended, so one that finishes while runner is killed is not run again; off: "
                    "runner runs them itself");
+  o.on_finish = g.add(app, "--on-finish", "COMMAND",
+                      "run COMMAND through sh -c once the run ends, however it ends, with the "
+                      "outcome in RUNNER_* variables (see the README)");
+  o.on_finish_limit = g.add(app, "--on-finish-timeout", "DURATION",
+                            "stop the --on-finish command after this long (default 1m)");
   o.on = g.add(app, "--on", "local|slurm",
                "where the clusters run: on this machine (default), or over the nodes of the "
                "Slurm allocation runner runs in (salloc, sbatch), one worker per node");
@@ -259,6 +264,14 @@ RunArgs read_run(const RunOptions& o, RunArgs run,
   }
   if (auto t = Given::text(o.grace))
     run.grace = parse_duration_option("--grace", *t, "30s, 5m or 1h");
+  if (auto t = Given::text(o.on_finish)) {
+    if (t->empty()) throw Error("--on-finish '' is not valid: expected a command for sh -c");
+    run.on_finish = *t;
+  }
+  if (auto t = Given::text(o.on_finish_limit)) {
+    if (!run.on_finish) throw Error("--on-finish-timeout needs --on-finish");
+    run.on_finish_limit = parse_duration_option("--on-finish-timeout", *t, "30s, 5m or 1h");
+  }
   if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
   read_memory_options(o, run);
   read_reliability_options(o, run);

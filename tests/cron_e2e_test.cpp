@@ -2,8 +2,13 @@
 // end to end on the real binary.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "e2e_util.h"
@@ -19,10 +24,10 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   fs::create_directory(ready);
   // Cluster 2 fails; 3 and 4 hold until their file exists (the others' exist).
   for (int c : {1, 2, 5, 6}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
-  RunnerProcess p(with_child({"6", "2", "--job", "night"},
-                             {"--exit-for", "2=3", "--ready-dir", ready.string(), "--hold-file",
-                              (t / "go-{i}").string()}),
-                  t.path());
+  RunnerProcess p(
+      with_child({"6", "2", "--job", "night"}, {"--exit-for", "2=3", "--ready-dir", ready.string(),
+                                                "--hold-file", (t / "go-{i}").string()}),
+      t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "4.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 2));
   auto text = run_runner({"status"}, t.path());
@@ -68,6 +73,128 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   auto unknown = run_runner({"status", "--json", "--job", "nope"}, t.path());
   EXPECT_EQ(unknown.code, 2);
   EXPECT_NE(unknown.err.find("--job nope: no such job"), std::string::npos) << unknown.err;
+}
+
+// What the --on-finish command was told, each time it ran: NAME -> value.
+std::vector<std::map<std::string, std::string>> hook_runs(const fs::path& file) {
+  std::vector<std::map<std::string, std::string>> runs(1);
+  for (const auto& line : read_lines(file)) {
+    if (line == "---") {
+      runs.emplace_back();
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq != std::string::npos) runs.back()[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  runs.pop_back();  // after the last ---
+  return runs;
+}
+
+// Appends what it was told (one line per variable) and a --- line.
+std::string recording_hook(const fs::path& file) {
+  return "for v in JOB DB EXIT_CODE OUTCOME CLUSTERS DONE FAILED DONE_THIS_RUN FAILED_THIS_RUN "
+         "SUMMARY_FILE; do eval echo \"RUNNER_$v=\\$RUNNER_$v\"; done >> " +
+         file.string() + "; echo --- >> " + file.string() + "; exit 4";
+}
+
+TEST(OnFinish, RunsOnceWithTheOutcomeHoweverTheRunEnds) {
+  TempDir t;
+  auto hooks = t / "hooks";
+  auto hook = recording_hook(hooks);
+  // All done; then a failure; then a halt: each run tells it once, and the
+  // command's exit code 4 changes none of runner's.
+  EXPECT_EQ(
+      run_runner(with_child({"4", "2", "--job", "a", "--on-finish", hook}, {}), t.path()).code, 0);
+  EXPECT_EQ(
+      run_runner(with_child({"4", "2", "--job", "b", "--on-finish", hook}, {"--exit-for", "3=5"}),
+                 t.path())
+          .code,
+      1);
+  EXPECT_EQ(
+      run_runner(with_child({"6", "1", "--job", "c", "--halt", "now,fail=1", "--on-finish", hook},
+                            {"--exit-for", "2=5"}),
+                 t.path())
+          .code,
+      1);
+  // A setup error once the log is open: the program (named by its cluster)
+  // cannot be executed.
+  EXPECT_EQ(
+      run_runner({"3", "1", "--job", "d", "--on-finish", hook, "--", "./missing-{i}"}, t.path())
+          .code,
+      2);
+  auto runs = hook_runs(hooks);
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[0]["RUNNER_JOB"], "a");
+  EXPECT_EQ(runs[0]["RUNNER_OUTCOME"], "done");
+  EXPECT_EQ(runs[0]["RUNNER_EXIT_CODE"], "0");
+  EXPECT_EQ(runs[0]["RUNNER_DONE"], "4");
+  EXPECT_EQ(runs[0]["RUNNER_CLUSTERS"], "4");
+  EXPECT_EQ(runs[0]["RUNNER_DB"], (t / "runner.db").string());
+  EXPECT_EQ(runs[1]["RUNNER_OUTCOME"], "failed");
+  EXPECT_EQ(runs[1]["RUNNER_EXIT_CODE"], "1");
+  EXPECT_EQ(runs[1]["RUNNER_DONE"], "3");
+  EXPECT_EQ(runs[1]["RUNNER_FAILED"], "1");
+  EXPECT_EQ(runs[1]["RUNNER_DONE_THIS_RUN"], "3");
+  EXPECT_EQ(runs[1]["RUNNER_FAILED_THIS_RUN"], "1");
+  // The file holds the summary and the failed cluster with its log.
+  auto file = read_file(runs[1]["RUNNER_SUMMARY_FILE"]);
+  EXPECT_NE(file.find("job b: 3/4 done, 1 failed in this run"), std::string::npos) << file;
+  EXPECT_NE(file.find("3\t1\texit code 5\t" + (t / "runner.logs/b/3.1.log").string()),
+            std::string::npos)
+      << file;
+  EXPECT_EQ(runs[2]["RUNNER_OUTCOME"], "halted");
+  EXPECT_EQ(runs[3]["RUNNER_OUTCOME"], "setup-error");
+  EXPECT_EQ(runs[3]["RUNNER_EXIT_CODE"], "2");
+}
+
+TEST(OnFinish, RunsWhenASignalStopsTheRun) {
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  auto hooks = t / "hooks";
+  RunnerProcess p(
+      with_child({"4", "2", "--on-finish", recording_hook(hooks)},
+                 {"--ready-dir", ready.string(), "--hold-file", (t / "never").string()}),
+      t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 2));
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(), 143);
+  auto runs = hook_runs(hooks);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["RUNNER_OUTCOME"], "stopped");
+  EXPECT_EQ(runs[0]["RUNNER_EXIT_CODE"], "143");
+}
+
+TEST(OnFinish, ASlowCommandIsCutAtItsLimitWithAllItStarted) {
+  TempDir t;
+  auto pid_file = t / "hook.pid";
+  // It starts a child of its own, then waits far longer than its limit.
+  auto hook = "sleep 600 & echo $! > " + pid_file.string() + "; wait";
+  auto r = run_runner(
+      with_child({"2", "2", "--on-finish", hook, "--on-finish-timeout", "500ms"}, {}), t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("--on-finish: it did not end within"), std::string::npos) << r.err;
+  auto lines = read_lines(pid_file);
+  ASSERT_EQ(lines.size(), 1u);
+  // Its child was killed with it: it ends (at once, not after 600 s).
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, std::stoi(lines[0]), 0));
+  if (pidfd >= 0) {
+    pollfd fd{pidfd, POLLIN, 0};
+    EXPECT_EQ(::poll(&fd, 1, 30'000), 1) << "the command's own child outlived its limit";
+    ::close(pidfd);
+  }
+}
+
+TEST(OnFinish, BadValuesAreRefusedAndNothingWritten) {
+  TempDir t;
+  auto empty = run_runner({"2", "1", "--on-finish", "", "--", "true"}, t.path());
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_NE(empty.err.find("--on-finish '' is not valid"), std::string::npos) << empty.err;
+  auto alone = run_runner({"2", "1", "--on-finish-timeout", "5s", "--", "true"}, t.path());
+  EXPECT_EQ(alone.code, 2);
+  EXPECT_NE(alone.err.find("--on-finish-timeout needs --on-finish"), std::string::npos);
+  EXPECT_FALSE(fs::exists(t / "runner.db"));
 }
 
 }  // namespace

@@ -49,6 +49,10 @@ struct RunArgs {
   // --on: where the clusters run: here, or over the nodes of the Slurm
   // allocation runner runs in.
   bool on_slurm = false;
+  // --on-finish: run once through sh -c when the run ends, however it ends,
+  // for at most on_finish_limit.
+  std::optional<std::string> on_finish;
+  std::chrono::milliseconds on_finish_limit{60'000};
 };
 
 struct ReportArgs {

@@ -30,6 +30,7 @@ class InheritedSignals {
   // What they are, to tell another process.
   std::vector<int> blocked() const;
   bool pipe_ignored() const { return pipe_.sa_handler == SIG_IGN; }
+  const sigset_t& mask() const { return mask_; }
 
  private:
   sigset_t mask_{};
