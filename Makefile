@@ -4,10 +4,10 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
-               sqlite3 python3 slurm-wlm munge chromium
+               sqlite3 python3 slurm-wlm munge chromium systemd man-db dpkg-dev file bash-completion
 LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test unit sanitize lint demo bench bench-slurm bench-slurm-million clean
+.PHONY: all deps build test unit sanitize lint demo bench bench-slurm bench-slurm-million install package package-check clean
 
 all: build
 
@@ -27,8 +27,27 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Every test, in the normal build and again under ASan + UBSan.
-test: unit sanitize
+# Every test, in the normal build and again under ASan + UBSan; then the
+# .deb is built, installed, tried and removed.
+test: unit sanitize package-check
+
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# A .deb of the normal build (cpack), depending on the Debian runtime packages.
+package: build
+	cd $(BUILD) && cpack -G DEB >/dev/null
+	@ls $(BUILD)/runner_*.deb
+
+package-check: package
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get install -y -qq ./$(BUILD)/runner_*.deb >/dev/null && \
+	/usr/bin/runner --version && man -w runner && \
+	test -f /usr/share/bash-completion/completions/runner; rc=$$?; \
+	$$SUDO apt-get remove -y -qq runner >/dev/null; \
+	if dpkg-query -W -f='$${Status}' runner 2>/dev/null | grep -q 'install ok'; then echo "runner is still installed"; rc=1; fi; \
+	exit $$rc
 
 # Skipped tests say why; the reasons are printed after the run.
 unit: build
