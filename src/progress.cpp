@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <stdio_ext.h>
+#include <sys/ioctl.h>
 
 #include "runner/units.h"
 
@@ -48,7 +49,37 @@ std::string describe(const Snapshot& s, Clock::time_point now) {
   return line;
 }
 
-Progress::Progress(std::FILE* out, Mode mode) : out_(out), mode_(mode) {}
+std::string status_line(const Snapshot& s, Clock::time_point now, std::size_t columns) {
+  constexpr std::size_t kBar = 30;
+  std::string bar(kBar, ' ');
+  if (s.total > 0) {
+    // Each kind gets the cells its share rounds to, done first.
+    auto cells = [&](std::uint64_t n) {
+      return static_cast<std::size_t>(static_cast<double>(n) * kBar / static_cast<double>(s.total) +
+                                      0.5);
+    };
+    std::size_t at = 0;
+    for (auto [n, c] :
+         {std::pair{s.done, '#'}, std::pair{s.failed, '!'}, std::pair{s.running, '>'}})
+      for (auto k = cells(n); k > 0 && at < kBar; --k) bar[at++] = c;
+  }
+  auto line = fmt::format("[{}] {}", bar, describe(s, now));
+  if (columns > 1 && line.size() > columns - 1) line.resize(columns - 1);
+  return line;
+}
+
+namespace {
+
+std::size_t terminal_columns(std::FILE* out) {
+  winsize size{};
+  if (::ioctl(::fileno(out), TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
+}
+
+}  // namespace
+
+Progress::Progress(std::FILE* out, Mode mode, std::size_t columns)
+    : out_(out), mode_(mode), columns_(columns ? columns : terminal_columns(out)) {}
 
 void Progress::update(const Snapshot& s, Clock::time_point now) {
   last_ = s;
@@ -67,18 +98,17 @@ std::optional<Clock::time_point> Progress::next_tick() const {
 
 void Progress::draw(Clock::time_point now) {
   last_draw_ = now;
-  auto line = describe(last_, now);
   if (mode_ == Mode::kTerminal) {
     // \r and "erase to end of line": the line is rewritten in place.
-    out_.print(fmt::format("\r\033[K{}", line));
+    out_.print(fmt::format("\r\033[K{}", status_line(last_, now, columns_)));
     shown_ = true;
-  } else {
-    // Say nothing when nothing changed: cron mails stay short.
-    auto counts = fmt::format("{}/{}/{}/{}", last_.done, last_.failed, last_.running, last_.total);
-    if (counts == printed_) return;
-    printed_ = counts;
-    out_.print(line + "\n");
+    return;
   }
+  // Plain output says nothing when nothing changed: cron mails stay short.
+  auto counts = fmt::format("{}/{}/{}/{}", last_.done, last_.failed, last_.running, last_.total);
+  if (counts == printed_) return;
+  printed_ = counts;
+  out_.print(describe(last_, now) + "\n");
 }
 
 void Progress::finish() {

@@ -75,6 +75,29 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   EXPECT_NE(unknown.err.find("--job nope: no such job"), std::string::npos) << unknown.err;
 }
 
+TEST(ProgressBar, OnATerminalItIsOneLineRedrawnInPlaceAndCronOutputStaysPlain) {
+  TempDir t;
+  // A pseudo-terminal (script(1)) as runner's stdout and stderr.
+  auto run = "script -qefc '" + runner_bin() + " 20 2 -- " + child_bin() +
+             " --sleep-ms 60' /dev/null > tty.txt";
+  ASSERT_EQ(run_shell(run, t.path()).code, 0);
+  auto tty = read_file(t / "tty.txt");
+  auto first = tty.find("\r\033[K[");
+  ASSERT_NE(first, std::string::npos) << tty;
+  auto last = tty.rfind("\r\033[K");
+  // From the first bar to its erasure at the end: redrawn in place, never a new line.
+  EXPECT_EQ(tty.substr(first, last - first).find('\n'), std::string::npos) << tty;
+  EXPECT_NE(tty.find("/20 done, 0 failed, "), std::string::npos) << tty;
+  EXPECT_NE(tty.find("job ", last), std::string::npos) << tty;  // then the summary
+  // Not a terminal (cron): plain lines, no control characters, no bar.
+  auto plain =
+      run_runner(with_child({"20", "2", "--job", "plain"}, {"--sleep-ms", "60"}), t.path());
+  EXPECT_EQ(plain.code, 0);
+  EXPECT_EQ(plain.out.find('\033'), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("[#"), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("/20 done, 0 failed"), std::string::npos) << plain.out;
+}
+
 // What the --on-finish command was told, each time it ran: NAME -> value.
 std::vector<std::map<std::string, std::string>> hook_runs(const fs::path& file) {
   std::vector<std::map<std::string, std::string>> runs(1);

@@ -32,17 +32,34 @@ TEST(Progress, DescribesCountsRateAndEta) {
   EXPECT_EQ(line, "50/100 done, 0 failed, 3 running, 5.0/s, ETA 10.0s");
 }
 
+TEST(Progress, TheBarShowsDoneFailedAndRunningAndNeverWraps) {
+  auto t0 = Clock::now();
+  Snapshot s = at(50, t0);  // 50 done, 3 running of 100
+  s.failed = 10;
+  auto line = status_line(s, t0 + std::chrono::seconds(10), 200);
+  // 30 cells: 15 done, 3 failed, 1 running, 11 pending.
+  EXPECT_EQ(line.substr(0, 32), "[###############!!!>           ]");
+  EXPECT_EQ(line.substr(33), describe(s, t0 + std::chrono::seconds(10)));
+  // A narrow terminal: cut to its width less one, so it stays one line.
+  EXPECT_EQ(status_line(s, t0, 40).size(), 39u);
+  // Nothing to show yet.
+  Snapshot empty;
+  empty.started = t0;
+  EXPECT_EQ(status_line(empty, t0, 200).substr(0, 32), "[" + std::string(30, ' ') + "]");
+}
+
 TEST(Progress, OnATerminalRedrawsOneLineInPlace) {
   std::FILE* f = std::tmpfile();
-  Progress p(f, Progress::Mode::kTerminal);
+  Progress p(f, Progress::Mode::kTerminal, 120);
   auto t0 = Clock::now();
   p.update(at(1, t0), t0 + std::chrono::seconds(1));
   p.update(at(2, t0), t0 + std::chrono::seconds(2));
   p.finish();
   auto out = contents(f);
   EXPECT_EQ(out.find('\n'), std::string::npos) << out;
-  EXPECT_NE(out.find("\r\033[K1/100 done"), std::string::npos) << out;
-  EXPECT_NE(out.find("\r\033[K2/100 done"), std::string::npos) << out;
+  EXPECT_NE(out.find("\r\033[K[#> "), std::string::npos) << out;
+  EXPECT_NE(out.find("] 1/100 done"), std::string::npos) << out;
+  EXPECT_NE(out.find("] 2/100 done"), std::string::npos) << out;
   EXPECT_EQ(out.substr(out.size() - 4), "\r\033[K");  // the live line is erased at the end
   std::fclose(f);
 }

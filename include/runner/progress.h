@@ -47,11 +47,16 @@ struct Snapshot {
 
 // "1234/10000 done, 3 failed, 3 running, 41.2/s, ETA 3m33s"
 std::string describe(const Snapshot& s, Clock::time_point now);
+// The terminal's status: a bar of `width` cells (done '#', failed '!',
+// running '>', pending ' ') in brackets, then describe(); no longer than
+// `columns` - 1, so that it never wraps to a second line.
+std::string status_line(const Snapshot& s, Clock::time_point now, std::size_t columns);
 
 class Progress {
  public:
   enum class Mode { kTerminal, kPlain, kSilent };
-  Progress(std::FILE* out, Mode mode);
+  // columns: the terminal's width (0: ask the terminal, 80 if it cannot say).
+  Progress(std::FILE* out, Mode mode, std::size_t columns = 0);
 
   // Draws the status if it is due; cheap to call after every event.
   void update(const Snapshot& s, Clock::time_point now);
@@ -69,6 +74,7 @@ class Progress {
 
   Printer out_;
   Mode mode_;
+  std::size_t columns_;
   Snapshot last_{};
   bool have_snapshot_ = false;
   bool shown_ = false;
