@@ -28,6 +28,12 @@ Admission::Admission(Store& store, const Job& job, AdmissionOptions options)
   }
 }
 
+std::uint64_t Admission::reserved() const {
+  std::uint64_t sum = 0;
+  for (const auto& site : sites_) sum += site.budget.reserved();
+  return sum;
+}
+
 std::uint64_t Admission::largest_budget() const {
   std::uint64_t most = 0;
   for (const auto& site : sites_) most = std::max(most, site.budget.total());

@@ -13,6 +13,7 @@
 #include "runner/job_lock.h"
 #include "runner/local_engine.h"
 #include "runner/memory.h"
+#include "runner/metrics.h"
 #include "runner/on_finish.h"
 #include "runner/progress.h"
 #include "runner/scheduler.h"
@@ -172,7 +173,8 @@ Progress::Mode output_mode(const RunArgs& args) {
 
 // The run, once its job is open in the log; says in `ending` how it went.
 int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
-               SignalChannel& signals, ProgressSink& sink, RunEnding& ending) {
+               SignalChannel& signals, ProgressSink& sink, RunEnding& ending,
+               MetricsWriter* metrics, MetricsFacts& facts) {
   auto previous_holder = store.holder(job);
   JobHold hold(store, job);
   make_job_log_dir(checked.log_dir);
@@ -192,7 +194,9 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
     return stopped_while_waiting(signals);
   Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
                       scheduler_options(args, checked));
+  scheduler.set_metrics(metrics);
   auto summary = run_to_the_end(scheduler, args.db);
+  facts = scheduler.metrics_facts();
   ending.done_this_run = summary.done_this_run;
   ending.failed_this_run = summary.failed_this_run;
 
@@ -206,6 +210,31 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
                    : summary.exit_code() == 0 ? "done"
                                               : "failed";
   return summary.exit_code();
+}
+
+// --metrics, once more at the end: the job's figures as the log has them,
+// this run's end and exit code.
+void final_metrics(MetricsWriter* metrics, Store& store, const Job& job, MetricsFacts facts,
+                   double started_at, int code) {
+  if (!metrics) return;
+  facts.job = job.name;
+  facts.clusters = job.clusters;
+  if (facts.started_at == 0) facts.started_at = started_at;
+  try {
+    for (const auto& p : store.progress())
+      if (p.job == job.name) {
+        facts.done = p.done;
+        facts.failed = p.failed;
+        facts.running = p.running;
+      }
+  } catch (const std::exception& e) {
+    spdlog::warn("--metrics: cannot read the job's figures: {}", e.what());
+  }
+  facts.reserved_bytes = facts.budget_bytes ? std::optional<std::uint64_t>(0) : std::nullopt;
+  facts.in_use_bytes.reset();
+  facts.finished_at = wall_clock_now();
+  facts.exit_code = code;
+  metrics->write(facts);
 }
 
 // --on-finish, with the job's figures as the log has them now.
@@ -256,15 +285,22 @@ int run_job(const RunArgs& args) {
               args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
               wait_for_other_writers(args.db));
   auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
-  // From here on, however the run ends, --on-finish hears of it.
+  // From here on, however the run ends, --metrics and --on-finish say so.
+  auto started_at = wall_clock_now();
+  std::optional<MetricsWriter> metrics;
+  if (args.metrics) metrics.emplace(*args.metrics);
+  auto* writer = metrics ? &*metrics : nullptr;
+  MetricsFacts facts;
   RunEnding ending;
   try {
-    auto code = run_opened(args, checked, store, job, signals, *sink, ending);
+    auto code = run_opened(args, checked, store, job, signals, *sink, ending, writer, facts);
+    final_metrics(writer, store, job, facts, started_at, code);
     on_finish(args, store, job, checked, signals, ending, code);
     return code;
   } catch (const Error& e) {
     ending.outcome = e.code() == ExitCode::kLogLost ? "log-lost" : "setup-error";
     ending.summary = e.what();
+    final_metrics(writer, store, job, facts, started_at, static_cast<int>(e.code()));
     on_finish(args, store, job, checked, signals, ending, static_cast<int>(e.code()));
     throw;
   }

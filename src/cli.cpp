@@ -117,7 +117,8 @@ using Text = std::optional<std::string>;
 
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
-      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *on_finish, *on_finish_limit;
+      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *on_finish, *on_finish_limit,
+      *metrics;
 };
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
@@ -162,6 +163,9 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                       "outcome in RUNNER_* variables (see the README)");
   o.on_finish_limit = g.add(app, "--on-finish-timeout", "DURATION",
                             "stop the --on-finish command after this long (default 1m)");
+  o.metrics = g.add(app, "--metrics", "FILE",
+                    "write the run's figures there in Prometheus' text format, every few "
+                    "seconds and at the end (for node_exporter's textfile collector)");
   o.on = g.add(app, "--on", "local|slurm",
                "where the clusters run: on this machine (default), or over the nodes of the "
                "Slurm allocation runner runs in (salloc, sbatch), one worker per node");
@@ -267,6 +271,10 @@ RunArgs read_run(const RunOptions& o, RunArgs run,
   if (auto t = Given::text(o.on_finish)) {
     if (t->empty()) throw Error("--on-finish '' is not valid: expected a command for sh -c");
     run.on_finish = *t;
+  }
+  if (auto t = Given::text(o.metrics)) {
+    if (t->empty()) throw Error("--metrics '' is not valid: expected a file path");
+    run.metrics = *t;
   }
   if (auto t = Given::text(o.on_finish_limit)) {
     if (!run.on_finish) throw Error("--on-finish-timeout needs --on-finish");

@@ -13,6 +13,7 @@
 #include "runner/error.h"
 #include "runner/fd.h"
 #include "runner/local_engine.h"
+#include "runner/metrics.h"
 #include "runner/units.h"
 
 namespace runner {
@@ -221,6 +222,7 @@ SlurmPlan plan_slurm(const RunArgs& args) {
 
 CheckedRun check_run(const RunArgs& args) {
   check_db_path(args.db);
+  if (args.metrics) check_metrics_path(*args.metrics);
   // Log paths are recorded absolute, so they work from wherever sqlite3 runs.
   auto logs_root = fs::absolute(args.logs.value_or(default_logs_root(args.db))).lexically_normal();
   auto logs_folder = check_logs_root(logs_root, args.logs.has_value());

@@ -65,6 +65,7 @@ Scheduler::Scheduler(Store& store, const Job& job, const CommandTemplate& comman
 
 RunSummary Scheduler::run() {
   started_ = Clock::now();
+  started_wall_ = wall_clock_now();
   // Resume: what a dead runner left `running` did not finish; it runs again.
   summary_.recovered = store_.recover_interrupted(job_);
   if (summary_.recovered > 0)
@@ -131,6 +132,27 @@ bool Scheduler::signal_pending() const {
 void Scheduler::show_progress() {
   if (group_.commit()) engine_.acknowledged();
   if (progress_) progress_->update(snapshot(), Clock::now());
+  if (metrics_) metrics_->update(metrics_facts(), Clock::now());
+}
+
+MetricsFacts Scheduler::metrics_facts() const {
+  auto s = snapshot();
+  MetricsFacts f;
+  f.job = job_.name;
+  f.clusters = s.total;
+  f.done = s.done;
+  f.failed = s.failed;
+  f.running = s.running;
+  f.attempts_started = attempts_started_;
+  f.done_this_run = summary_.done_this_run;
+  f.failed_this_run = summary_.failed_this_run;
+  if (admission_.budget()) {
+    f.budget_bytes = admission_.largest_budget();
+    f.reserved_bytes = admission_.reserved();
+    f.in_use_bytes = engine_.total_memory_in_use();
+  }
+  f.started_at = started_wall_;
+  return f;
 }
 
 void Scheduler::handle(const EngineEvent& event) {
@@ -214,6 +236,7 @@ void Scheduler::on_started(const AttemptStarted& started) {
   group_.wrote();
   one_started_ = true;
   ++n_started_;
+  ++attempts_started_;
   if (r.what.retry > 0) ++summary_.retried;
   start_backoff_ = std::chrono::milliseconds(0);
 }
@@ -530,6 +553,7 @@ std::optional<Clock::time_point> Scheduler::deadline() const {
   };
   consider(next_watch_);
   consider(progress_ ? progress_->next_tick() : std::nullopt);
+  if (metrics_ && !running_.empty()) consider(metrics_->next_due());
   consider(start_again_at_);
   if (!stopping_) consider(admission_.next_retry());
   return earliest;

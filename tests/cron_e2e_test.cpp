@@ -98,6 +98,61 @@ TEST(ProgressBar, OnATerminalItIsOneLineRedrawnInPlaceAndCronOutputStaysPlain) {
   EXPECT_NE(plain.out.find("/20 done, 0 failed"), std::string::npos) << plain.out;
 }
 
+// The value of one sample of a Prometheus text file ("name{labels}").
+std::optional<double> sample(const std::string& text, const std::string& name_and_labels) {
+  auto at = text.find("\n" + name_and_labels + " ");
+  if (at == std::string::npos) return std::nullopt;
+  return std::stod(text.substr(at + name_and_labels.size() + 2));
+}
+
+TEST(Metrics, TheFileIsAlwaysWholeWhileAJobRunsAndMatchesTheLogAtTheEnd) {
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  auto prom = t / "runner.prom";
+  for (int c : {1, 2, 5, 6}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
+  RunnerProcess p(with_child({"6", "2", "--job", "m", "--metrics", prom.string()},
+                             {"--exit-for", "2=3", "--ready-dir", ready.string(), "--hold-file",
+                              (t / "go-{i}").string()}),
+                  t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "4.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 2));
+  // Written by rename: whenever it is there, it is whole (its last sample is there).
+  ASSERT_TRUE(wait_until(t.path(), [&] { return fs::exists(prom); }));
+  auto live = read_file(prom);
+  EXPECT_TRUE(sample(live, "runner_run_start_timestamp_seconds{job=\"m\"}")) << live;
+  EXPECT_EQ(sample(live, "runner_job_clusters{job=\"m\"}"), 6);
+  EXPECT_EQ(live.back(), '\n');
+  for (int c : {3, 4}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
+  EXPECT_EQ(p.wait(), 1);
+  auto end = read_file(prom);
+  auto db = t / "runner.db";
+  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"done\"}"),
+            std::stod(query(db, "select done from progress")));
+  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"failed\"}"),
+            std::stod(query(db, "select failed from progress")));
+  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"running\"}"), 0);
+  EXPECT_EQ(sample(end, "runner_run_attempts_total{job=\"m\"}"),
+            std::stod(query(db, "select count(*) from attempts")));
+  EXPECT_EQ(sample(end, "runner_run_failed_total{job=\"m\"}"), 1);
+  EXPECT_EQ(sample(end, "runner_last_exit_code{job=\"m\"}"), 1);
+  EXPECT_TRUE(sample(end, "runner_run_end_timestamp_seconds{job=\"m\"}"));
+  // Counters end in _total, and every sample has its TYPE line.
+  EXPECT_NE(end.find("# TYPE runner_run_attempts_total counter"), std::string::npos);
+  // No temporary file is left beside it.
+  for (const auto& entry : fs::directory_iterator(t.path()))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+  // A folder that does not exist: refused, nothing written.
+  TempDir u;
+  auto bad =
+      run_runner({"2", "1", "--metrics", (u / "no/such/x.prom").string(), "--", "true"}, u.path());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("--metrics " + (u / "no/such/x.prom").string() + ": folder"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(u / "runner.db"));
+}
+
 // What the --on-finish command was told, each time it ran: NAME -> value.
 std::vector<std::map<std::string, std::string>> hook_runs(const fs::path& file) {
   std::vector<std::map<std::string, std::string>> runs(1);

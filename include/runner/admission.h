@@ -98,6 +98,8 @@ class Admission {
   const MemoryBudget* budget() const { return sites_.empty() ? nullptr : &sites_.front().budget; }
   // The budget of the site a candidate runs at, if any.
   std::optional<std::uint64_t> budget_of(const Candidate& c) const;
+  // What the running clusters reserve, over all sites.
+  std::uint64_t reserved() const;
   // The largest site's budget: what one cluster may have all to itself.
   std::uint64_t largest_budget() const;
   // A finished cluster's peak, for every site's learned figures.

@@ -52,6 +52,8 @@ struct RunArgs {
   // --on-finish: run once through sh -c when the run ends, however it ends,
   // for at most on_finish_limit.
   std::optional<std::string> on_finish;
+  // --metrics: the run's figures for node_exporter's textfile collector.
+  std::optional<std::filesystem::path> metrics;
   std::chrono::milliseconds on_finish_limit{60'000};
 };
 

@@ -18,6 +18,7 @@
 #include "runner/cluster.h"
 #include "runner/commit_group.h"
 #include "runner/engine.h"
+#include "runner/metrics.h"
 #include "runner/policy.h"
 #include "runner/progress.h"
 #include "runner/run_summary.h"
@@ -45,6 +46,9 @@ class Scheduler {
   Scheduler(Store& store, const Job& job, const CommandTemplate& command, Engine& engine,
             SignalSource& signals, Progress* progress, SchedulerOptions options);
   RunSummary run();
+  // --metrics: refreshed as the run goes (the final write is the caller's).
+  void set_metrics(MetricsWriter* metrics) { metrics_ = metrics; }
+  MetricsFacts metrics_facts() const;
 
  private:
   // An attempt asked of the engine, until it has ended.
@@ -92,6 +96,9 @@ class Scheduler {
   Engine& engine_;
   SignalSource& signals_;
   Progress* progress_;
+  MetricsWriter* metrics_ = nullptr;
+  std::uint64_t attempts_started_ = 0;
+  double started_wall_ = 0;
   SchedulerOptions options_;
   Admission admission_;
   CommitGroup group_;

@@ -1,0 +1,122 @@
+#include "runner/metrics.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "runner/error.h"
+#include "runner/fd.h"
+
+namespace runner {
+namespace {
+
+// A label value as Prometheus' text format wants it.
+std::string label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+void metric(std::string& out, const char* name, const char* type, const char* help,
+            const std::string& labels, double value) {
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0}{{{3}}} {4}\n", name, help, type, labels,
+                     value);
+}
+
+}  // namespace
+
+std::string metrics_text(const MetricsFacts& f) {
+  auto job = fmt::format("job=\"{}\"", label(f.job));
+  std::string out;
+  out +=
+      "# HELP runner_clusters The job's clusters by the state of their latest attempt.\n"
+      "# TYPE runner_clusters gauge\n";
+  auto pending = f.clusters - std::min(f.clusters, f.done + f.failed + f.running);
+  for (auto [state, n] : {std::pair{"done", f.done}, std::pair{"failed", f.failed},
+                          std::pair{"running", f.running}, std::pair{"pending", pending}})
+    out += fmt::format("runner_clusters{{{},state=\"{}\"}} {}\n", job, state, n);
+  metric(out, "runner_job_clusters", "gauge", "The job's number of clusters, N.", job,
+         static_cast<double>(f.clusters));
+  metric(out, "runner_running", "gauge", "Clusters running now.", job,
+         static_cast<double>(f.running));
+  metric(out, "runner_run_attempts_total", "counter", "Attempts this run started.", job,
+         static_cast<double>(f.attempts_started));
+  metric(out, "runner_run_done_total", "counter", "Clusters this run finished done.", job,
+         static_cast<double>(f.done_this_run));
+  metric(out, "runner_run_failed_total", "counter",
+         "Attempts of this run that ended failed, oom or timeout.", job,
+         static_cast<double>(f.failed_this_run));
+  if (f.budget_bytes) {
+    metric(out, "runner_memory_budget_bytes", "gauge", "The memory budget (--mem-budget).", job,
+           static_cast<double>(*f.budget_bytes));
+    metric(out, "runner_memory_reserved_bytes", "gauge",
+           "Memory the running clusters reserve from the budget.", job,
+           static_cast<double>(f.reserved_bytes.value_or(0)));
+    if (f.in_use_bytes)
+      metric(out, "runner_memory_in_use_bytes", "gauge",
+             "Memory the running clusters use together, as measured.", job,
+             static_cast<double>(*f.in_use_bytes));
+  }
+  metric(out, "runner_run_start_timestamp_seconds", "gauge", "When this run started.", job,
+         f.started_at);
+  if (f.finished_at)
+    metric(out, "runner_run_end_timestamp_seconds", "gauge", "When the last run ended.", job,
+           *f.finished_at);
+  if (f.exit_code)
+    metric(out, "runner_last_exit_code", "gauge", "The exit code of the last run.", job,
+           *f.exit_code);
+  return out;
+}
+
+void MetricsWriter::update(const MetricsFacts& facts, Clock::time_point now) {
+  if (last_ != Clock::time_point{} && now - last_ < kEvery) return;
+  last_ = now;
+  write(facts);
+}
+
+bool MetricsWriter::write(const MetricsFacts& facts) {
+  auto text = metrics_text(facts);
+  // The collector reads *.prom files: the temporary one is named otherwise.
+  auto temporary = path_;
+  temporary += fmt::format(".{}.tmp", ::getpid());
+  bool ok = false;
+  {
+    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ok = fd && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  }
+  ok = ok && ::rename(temporary.c_str(), path_.c_str()) == 0;
+  if (!ok) {
+    auto why = std::strerror(errno);
+    ::unlink(temporary.c_str());
+    if (!warned_) spdlog::warn("--metrics {}: cannot write it: {}", path_.string(), why);
+    warned_ = true;
+  }
+  return ok;
+}
+
+void check_metrics_path(const std::filesystem::path& path) {
+  auto folder = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec))
+    throw Error(
+        fmt::format("--metrics {}: folder {} does not exist", path.string(), folder.string()));
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(fmt::format("--metrics {}: is a folder; pass a file path such as {}/runner.prom",
+                            path.string(), path.string()));
+  if (::access(folder.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--metrics {}: folder {} is not writable: {}", path.string(),
+                            folder.string(), std::strerror(errno)));
+}
+
+}  // namespace runner
