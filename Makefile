@@ -4,10 +4,14 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
-               sqlite3 python3 slurm-wlm munge chromium systemd man-db dpkg-dev file bash-completion
+               sqlite3 python3
+# What only the tests and the package need: the test Slurm, Chromium for the
+# report page, systemd-analyze for the unit examples, and what a .deb is
+# built, installed and checked with.
+TEST_PACKAGES = slurm-wlm munge chromium systemd man-db dpkg-dev file bash-completion
 LINT_PACKAGES = clang-tidy clang-format
 
-.PHONY: all deps build test unit sanitize lint demo bench bench-slurm bench-slurm-million install package package-check clean
+.PHONY: all deps test-deps build test unit sanitize lint demo bench bench-slurm bench-slurm-million install package package-check clean
 
 all: build
 
@@ -23,6 +27,9 @@ endef
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
 
+test-deps: deps
+	$(call install_missing,$(TEST_PACKAGES))
+
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
@@ -36,7 +43,7 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # A .deb of the normal build (cpack), depending on the Debian runtime packages.
-package: build
+package: build test-deps
 	cd $(BUILD) && cpack -G DEB >/dev/null
 	@ls $(BUILD)/runner_*.deb
 
@@ -50,13 +57,13 @@ package-check: package
 	exit $$rc
 
 # Skipped tests say why; the reasons are printed after the run.
-unit: build
+unit: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	tests/no_leftovers.sh $(BUILD)
 	@grep -A1 ': Skipped$$' $(BUILD)/Testing/Temporary/LastTest.log | grep -v -e '^--$$' -e ': Skipped$$' \
 	  | sed 's/^/skipped: /' || true
 
-sanitize: deps
+sanitize: test-deps
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRUNNER_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
@@ -80,7 +87,7 @@ bench: deps
 	python3 bench/bench.py $(BENCH_ARGS) --out bench/latest.md
 
 # Dispatch over the 3-node test Slurm (not part of make test; about 6 minutes).
-bench-slurm: deps
+bench-slurm: test-deps
 	$(call install_missing,parallel time)
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS) --target runner
@@ -89,7 +96,7 @@ bench-slurm: deps
 	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
 
 # 1,000,000 clusters in one allocation of the test Slurm (about 15 minutes).
-bench-slurm-million: deps
+bench-slurm-million: test-deps
 	$(call install_missing,time)
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS) --target runner
