@@ -23,7 +23,7 @@ namespace runner {
 namespace {
 
 // What the command says is logged, up to this much.
-constexpr std::size_t kMostOutput = 16 * 1024;
+constexpr std::size_t kMostOutput = std::size_t{16} * 1024;
 
 void write_summary_file(const std::filesystem::path& file, const RunEnding& e) {
   auto temporary = file;
@@ -78,6 +78,7 @@ int run_on_finish(const std::string& command, std::chrono::milliseconds limit,
     if (std::strncmp(*e, "RUNNER_", 7) != 0) env.emplace_back(*e);
   for (auto& v : on_finish_environment(ending, summary_file)) env.push_back(std::move(v));
   std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
   for (auto& v : env) envp.push_back(v.data());
   envp.push_back(nullptr);
 

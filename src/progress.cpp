@@ -4,6 +4,8 @@
 #include <stdio_ext.h>
 #include <sys/ioctl.h>
 
+#include <cmath>
+
 #include "runner/units.h"
 
 namespace runner {
@@ -55,8 +57,8 @@ std::string status_line(const Snapshot& s, Clock::time_point now, std::size_t co
   if (s.total > 0) {
     // Each kind gets the cells its share rounds to, done first.
     auto cells = [&](std::uint64_t n) {
-      return static_cast<std::size_t>(static_cast<double>(n) * kBar / static_cast<double>(s.total) +
-                                      0.5);
+      return static_cast<std::size_t>(
+          std::lround(static_cast<double>(n) * kBar / static_cast<double>(s.total)));
     };
     std::size_t at = 0;
     for (auto [n, c] :
