@@ -1,13 +1,10 @@
 #include "runner/html_report.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <queue>
@@ -662,30 +659,12 @@ int write_html_report(const ReportArgs& args) {
   in.now = wall_clock_now();
   auto page = render_html_report(in);
   // Written whole, then renamed over the file: a reader never sees half a page.
-  auto path = *args.html;
-  auto temporary = path;
-  temporary += fmt::format(".{}.tmp", ::getpid());
-  {
-    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd)
-      throw Error(
-          fmt::format("--html {}: cannot write there: {}", path.string(), std::strerror(errno)));
-    std::size_t at = 0;
-    while (at < page.size()) {
-      auto n = ::write(fd.get(), page.data() + at, page.size() - at);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        auto why = std::strerror(errno);
-        ::unlink(temporary.c_str());
-        throw Error(fmt::format("--html {}: cannot write there: {}", path.string(), why));
-      }
-      at += static_cast<std::size_t>(n);
-    }
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    auto why = std::strerror(errno);
-    ::unlink(temporary.c_str());
-    throw Error(fmt::format("--html {}: {}", path.string(), why));
+  const auto& path = *args.html;
+  try {
+    write_whole(path, page);
+  } catch (const std::system_error& e) {
+    throw Error(
+        fmt::format("--html {}: cannot write there: {}", path.string(), e.code().message()));
   }
   fmt::print("{}\n", path.string());
   return 0;

@@ -1,12 +1,9 @@
 #include "runner/metrics.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 
 #include "runner/error.h"
 #include "runner/fd.h"
@@ -79,30 +76,26 @@ std::string metrics_text(const MetricsFacts& f) {
   return out;
 }
 
+bool MetricsWriter::due(Clock::time_point now) const {
+  return last_ == Clock::time_point{} || now - last_ >= kEvery;
+}
+
 void MetricsWriter::update(const MetricsFacts& facts, Clock::time_point now) {
-  if (last_ != Clock::time_point{} && now - last_ < kEvery) return;
+  if (!due(now)) return;
   last_ = now;
   write(facts);
 }
 
 bool MetricsWriter::write(const MetricsFacts& facts) {
-  auto text = metrics_text(facts);
-  // The collector reads *.prom files: the temporary one is named otherwise.
-  auto temporary = path_;
-  temporary += fmt::format(".{}.tmp", ::getpid());
-  bool ok = false;
-  {
-    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    ok = fd && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  }
-  ok = ok && ::rename(temporary.c_str(), path_.c_str()) == 0;
-  if (!ok) {
-    auto why = std::strerror(errno);
-    ::unlink(temporary.c_str());
-    if (!warned_) spdlog::warn("--metrics {}: cannot write it: {}", path_.string(), why);
+  try {
+    write_whole(path_, metrics_text(facts));
+    return true;
+  } catch (const std::system_error& e) {
+    if (!warned_)
+      spdlog::warn("--metrics {}: cannot write it: {}", path_.string(), e.code().message());
     warned_ = true;
+    return false;
   }
-  return ok;
 }
 
 void check_metrics_path(const std::filesystem::path& path) {

@@ -11,7 +11,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "runner/fd.h"
 #include "runner/units.h"
@@ -26,21 +25,15 @@ namespace {
 constexpr std::size_t kMostOutput = std::size_t{16} * 1024;
 
 void write_summary_file(const std::filesystem::path& file, const RunEnding& e) {
-  auto temporary = file;
-  temporary += ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << e.summary;
-    if (!e.summary.empty() && e.summary.back() != '\n') out << '\n';
-    if (!e.failures.empty()) {
-      out << "\nfailed clusters (cluster, attempt, how, log):\n";
-      for (const auto& f : e.failures)
-        out << f.cluster << '\t' << f.attempt << '\t' << describe_failure(f) << '\t' << f.log_path
-            << '\n';
-    }
-    if (!out) throw std::system_error(errno, std::generic_category(), temporary.string());
+  auto text = e.summary;
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  if (!e.failures.empty()) {
+    text += "\nfailed clusters (cluster, attempt, how, log):\n";
+    for (const auto& f : e.failures)
+      text +=
+          fmt::format("{}\t{}\t{}\t{}\n", f.cluster, f.attempt, describe_failure(f), f.log_path);
   }
-  std::filesystem::rename(temporary, file);
+  write_whole(file, text);
 }
 
 }  // namespace

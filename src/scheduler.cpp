@@ -132,7 +132,9 @@ bool Scheduler::signal_pending() const {
 void Scheduler::show_progress() {
   if (group_.commit()) engine_.acknowledged();
   if (progress_) progress_->update(snapshot(), Clock::now());
-  if (metrics_) metrics_->update(metrics_facts(), Clock::now());
+  // The figures are gathered only when a write is due.
+  if (auto now = Clock::now(); metrics_ && metrics_->due(now))
+    metrics_->update(metrics_facts(), now);
 }
 
 MetricsFacts Scheduler::metrics_facts() const {

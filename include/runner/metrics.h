@@ -32,7 +32,9 @@ std::string metrics_text(const MetricsFacts& facts);
 class MetricsWriter {
  public:
   explicit MetricsWriter(std::filesystem::path path) : path_(std::move(path)) {}
-  // Writes the figures if the last write is old enough (or there was none).
+  // Whether the last write is old enough (or there was none).
+  bool due(Clock::time_point now) const;
+  // Writes the figures if they are due.
   void update(const MetricsFacts& facts, Clock::time_point now);
   // When the figures are next due, so that a quiet run still refreshes them.
   Clock::time_point next_due() const { return last_ + kEvery; }
