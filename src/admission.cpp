@@ -64,11 +64,59 @@ void Admission::resume() {
   if (options_.skip_failed)
     for (const auto& f : store_.failed_clusters(job_)) skip_.insert(f.cluster);
   if (!sites_.empty()) history_jobs_ = store_.related_jobs(job_);
+  if (options_.order == Order::kHistory) plan_order();
+}
+
+// Longest first (LPT): the long clusters start while there is still time to
+// run the short ones beside them. Where memory rather than P binds, largest
+// first: the big ones are placed while there is room, the small fill in.
+void Admission::plan_order() {
+  auto jobs = store_.related_jobs(job_);
+  jobs.erase(jobs.begin());  // the job's own done clusters never run again
+  if (jobs.empty()) return;
+  auto history = store_.cluster_history(jobs, job_.clusters);
+  std::erase_if(history, [&](const Store::ClusterHistory& h) {
+    return h.cluster < 1 || h.cluster > job_.clusters || done_.contains(h.cluster) ||
+           skip_.contains(h.cluster);
+  });
+  if (history.empty()) return;
+  plan_.with_history = history.size();
+  plan_.by_memory = memory_binds(history);
+  ordered_by_index_.reserve(history.size());
+  for (const auto& h : history) ordered_by_index_.push_back(h.cluster);
+  auto first = [by_memory = plan_.by_memory](const Store::ClusterHistory& a,
+                                             const Store::ClusterHistory& b) {
+    if (by_memory && a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
+    if (a.seconds != b.seconds) return a.seconds > b.seconds;
+    if (!by_memory && a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
+    return a.cluster < b.cluster;
+  };
+  std::sort(history.begin(), history.end(), first);
+  ordered_.reserve(history.size());
+  for (const auto& h : history) ordered_.push_back(h.cluster);
+}
+
+// Memory binds when the clusters' memory-seconds over the budget outweigh
+// their seconds over the slots: the larger of the two is the lower bound of
+// the run, as far as history tells.
+bool Admission::memory_binds(const std::vector<Store::ClusterHistory>& history) const {
+  if (sites_.empty()) return false;
+  double seconds = 0, byte_seconds = 0, budget = 0, slots = 0;
+  for (const auto& h : history) {
+    seconds += h.seconds;
+    byte_seconds +=
+        static_cast<double>(sites_.front().budget.need_from_history(h.peak_kib * 1024)) * h.seconds;
+  }
+  for (const auto& site : sites_) {
+    budget += static_cast<double>(site.budget.total());
+    slots += site.slots;
+  }
+  return budget > 0 && slots > 0 && byte_seconds / budget > seconds / slots;
 }
 
 bool Admission::has_work() const {
-  return more_ || !deferred_.empty() || !requeue_.empty() || !ready_retries_.empty() ||
-         !retry_at_.empty();
+  return more_ || ordered_at_ < ordered_.size() || !deferred_.empty() || !requeue_.empty() ||
+         !ready_retries_.empty() || !retry_at_.empty();
 }
 
 std::optional<Clock::time_point> Admission::next_retry() const {
@@ -76,7 +124,9 @@ std::optional<Clock::time_point> Admission::next_retry() const {
   return retry_at_.begin()->first;
 }
 
+// The ordered clusters first, then the cursor's, which passes them.
 std::optional<ClusterId> Admission::next_cluster() {
+  if (ordered_at_ < ordered_.size()) return ordered_[ordered_at_++];
   while (more_) {
     cursor_ = done_.next_absent(cursor_);
     if (cursor_ > job_.clusters) {
@@ -84,7 +134,9 @@ std::optional<ClusterId> Admission::next_cluster() {
       break;
     }
     ClusterId c = cursor_++;
-    if (!skip_.contains(c)) return c;
+    if (!skip_.contains(c) &&
+        !std::binary_search(ordered_by_index_.begin(), ordered_by_index_.end(), c))
+      return c;
   }
   return std::nullopt;
 }

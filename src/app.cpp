@@ -136,6 +136,7 @@ SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checke
   options.timeout = args.timeout;
   options.retry = args.retry;
   options.halt = args.halt;
+  options.order = args.order_by_index ? Order::kIndex : Order::kHistory;
   // Under --on slurm, each node is a site with its own budget.
   if (checked.slurm && !checked.slurm->budgets.empty())
     for (std::size_t i = 0; i < checked.slurm->slots.size(); ++i)

@@ -118,7 +118,7 @@ using Text = std::optional<std::string>;
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
       *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *on_finish, *on_finish_limit,
-      *metrics;
+      *order, *metrics;
 };
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
@@ -166,6 +166,10 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   o.metrics = g.add(app, "--metrics", "FILE",
                     "write the run's figures there in Prometheus' text format, every few "
                     "seconds and at the end (for node_exporter's textfile collector)");
+  o.order = g.add(app, "--order", "history|index",
+                  "which clusters start first: those that took longest in earlier jobs with the "
+                  "same command and N (default; largest first where memory binds), or 1, 2, 3 "
+                  "… (index)");
   o.on = g.add(app, "--on", "local|slurm",
                "where the clusters run: on this machine (default), or over the nodes of the "
                "Slurm allocation runner runs in (salloc, sbatch), one worker per node");
@@ -235,6 +239,9 @@ void read_reliability_options(const RunOptions& o, RunArgs& run) {
     run.orphans_wait = check_choice("--orphans", *t, {"kill", "wait"}, "wait or kill") == "wait";
   if (auto t = Given::text(o.worker))
     run.worker = check_choice("--worker", *t, {"on", "off"}, "on or off") == "on";
+  if (auto t = Given::text(o.order))
+    run.order_by_index =
+        check_choice("--order", *t, {"history", "index"}, "history or index") == "index";
   if (auto t = Given::text(o.on))
     run.on_slurm = check_choice("--on", *t, {"local", "slurm"}, "local or slurm") == "slurm";
 }

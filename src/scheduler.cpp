@@ -55,7 +55,8 @@ Scheduler::Scheduler(Store& store, const Job& job, const CommandTemplate& comman
       options_(std::move(options)),
       admission_(store, job,
                  AdmissionOptions{options_.parallel, options_.skip_failed, options_.mem_limit,
-                                  options_.mem_budget, options_.mem_overcommit, options_.sites}),
+                                  options_.mem_budget, options_.mem_overcommit, options_.sites,
+                                  options_.order}),
       group_(store, CommitGroup::Limits{}),
       parallel_now_(options_.parallel),
       rng_(options_.seed ? options_.seed
@@ -73,6 +74,9 @@ RunSummary Scheduler::run() {
         "{} attempt(s) left running by an earlier runner marked interrupted; they run again",
         summary_.recovered);
   admission_.resume();
+  if (const auto& plan = admission_.order_plan(); plan.with_history > 0)
+    spdlog::info("{} cluster(s) start first, {} first as earlier jobs ran them (--order history)",
+                 plan.with_history, plan.by_memory ? "largest" : "longest");
   summary_.skipped_failed = admission_.skipped_failed();
   std::vector<EngineEvent> events;
   try {

@@ -6,6 +6,7 @@
 //   --exit-for C=CODE    exit with CODE when this is cluster C (repeatable)
 //   --signal-for C=SIG   kill itself with signal SIG when this is cluster C
 //   --sleep-ms MS        sleep before exiting
+//   --sleep-for C=MS     sleep MS instead when this is cluster C (repeatable)
 //   --print N            write N lines to stdout and N to stderr
 //   --alloc-mib N        allocate and touch N MiB (and say so on stderr if it fails)
 //   --alloc-for C=MIB    allocate MIB MiB instead when this is cluster C (repeatable)
@@ -118,7 +119,7 @@ long match_for(const std::vector<std::string>& rules, long cluster, long fallbac
 
 int main(int argc, char** argv) {
   std::string record, ready_dir, hold_file, live_count;
-  std::vector<std::string> exit_for, signal_for, alloc_for;
+  std::vector<std::string> exit_for, signal_for, alloc_for, sleep_for;
   std::string mem_record, exclusive, daemon_file;
   bool stop_self = false;
   long print_mib = 0;
@@ -136,6 +137,8 @@ int main(int argc, char** argv) {
       exit_code = std::atol(next().c_str());
     else if (a == "--exit-for")
       exit_for.push_back(next());
+    else if (a == "--sleep-for")
+      sleep_for.push_back(next());
     else if (a == "--signal-for")
       signal_for.push_back(next());
     else if (a == "--sleep-ms")
@@ -282,6 +285,7 @@ int main(int argc, char** argv) {
       nap_ms(1);
     }
   }
+  sleep_ms = match_for(sleep_for, cluster, sleep_ms);
   if (sleep_ms > 0) nap_ms(sleep_ms);
   if (!live_count.empty()) update_count(live_count, -1);
   if (long sig = match_for(signal_for, cluster, 0); sig > 0) {

@@ -115,6 +115,34 @@ TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
       fs::exists(query(db, "SELECT log_path FROM attempts WHERE cluster = 4 AND attempt = 1")));
 }
 
+// Two nights of one job (a new --job each night): the second starts the
+// clusters the first found longest. Checked from the order of starts in the
+// log, not from any timing.
+TEST(EndToEnd, TheSecondNightStartsTheLongestClustersFirst) {
+  TempDir dir;
+  auto db = dir / "runner.db";
+  Args cmd = {"--sleep-ms", "20", "--sleep-for", "5=400", "--sleep-for", "6=250"};
+  auto first = run_runner(with_child({"6", "1", "--job", "night-1"}, cmd), dir.path());
+  ASSERT_EQ(first.code, 0) << first.err;
+  auto order = [&](const std::string& job) {
+    return query(db,
+                 "SELECT group_concat(cluster, ' ') FROM (SELECT cluster FROM attempts "
+                 "WHERE job = '" +
+                     job + "' ORDER BY started)");
+  };
+  EXPECT_EQ(order("night-1"), "1 2 3 4 5 6");
+  auto second = run_runner(with_child({"6", "1", "--job", "night-2"}, cmd), dir.path());
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(order("night-2").substr(0, 3), "5 6") << order("night-2");
+  EXPECT_NE(second.err.find("6 cluster(s) start first, longest first"), std::string::npos)
+      << second.err;
+  // --order index: the numeric order, whatever the history.
+  auto third =
+      run_runner(with_child({"6", "1", "--job", "night-3", "--order", "index"}, cmd), dir.path());
+  ASSERT_EQ(third.code, 0) << third.err;
+  EXPECT_EQ(order("night-3"), "1 2 3 4 5 6");
+}
+
 TEST(EndToEnd, NeverRunsMoreThanPAtOnceAndFillsEverySlot) {
   TempDir dir;
   auto count = (dir / "live").string();
@@ -446,7 +474,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{{"10", "3", "--logs", "", "--", "true"}, "--logs ''"},
         BadInput{{"10", "3", "--job", "-x", "--", "true"}, "--job '-x'"},
         BadInput{{"10", "3", "--grace", "3s3s", "--", "true"}, "--grace '3s3s'"},
-        BadInput{{"10", "3", "--logs", "/proc/x", "--", "true"}, "--logs /proc/x"}));
+        BadInput{{"10", "3", "--logs", "/proc/x", "--", "true"}, "--logs /proc/x"},
+        BadInput{{"10", "3", "--order", "longest", "--", "true"},
+                 "--order 'longest' is not valid: expected history or index"}));
 
 TEST(EndToEnd, ADbOnAReadOnlyFilesystemIsRefused) {
   TempDir dir;

@@ -3,6 +3,7 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/inotify.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -31,6 +33,11 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // RUNNER_TEST_KEEP=1 keeps a failed test's folder, to look into.
+  if (std::getenv("RUNNER_TEST_KEEP") && ::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

@@ -713,6 +713,151 @@ TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {
   EXPECT_EQ(one("SELECT count(*) FROM attempts"), "0");
 }
 
+// Records a successful attempt of `seconds` with a peak, in an earlier job.
+void remember_run(Store& store, const Job& job, ClusterId c, double seconds,
+                  std::uint64_t peak_mib = 100) {
+  auto row = store.record_start(job, AttemptStart{c, 1, 1, 1000.0, "log"});
+  AttemptEnd end;
+  end.state = AttemptState::kDone;
+  end.exit_code = 0;
+  end.finished_at = 1000.0 + seconds;
+  end.peak_rss_kib = peak_mib * 1024;
+  store.record_end(job, row, c, end);
+}
+
+std::vector<std::string> starts_of(std::initializer_list<ClusterId> clusters) {
+  std::vector<std::string> out;
+  for (auto c : clusters) out.push_back("start " + std::to_string(c));
+  return out;
+}
+
+TEST_F(SchedulerTest, WithHistoryTheLongestStartFirstAndTiesGoByIndex) {
+  auto last_night = store_->open_job("last-night", 6, "cmd");
+  for (auto [c, seconds] : {std::pair{1, 1.0}, {2, 5.0}, {3, 1.0}, {4, 9.0}, {5, 5.0}, {6, 1.0}})
+    remember_run(*store_, last_night, c, seconds);
+  auto s = run(6, 1);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(starts(), starts_of({4, 2, 5, 1, 3, 6}));
+}
+
+TEST_F(SchedulerTest, ClustersWithoutHistoryFollowInIndexOrder) {
+  // Partial history: 3 and 6 are known; the rest run after them, 1, 2, 4 …
+  auto last_night = store_->open_job("last-night", 7, "cmd");
+  remember_run(*store_, last_night, 3, 2.0);
+  remember_run(*store_, last_night, 6, 4.0);
+  run(7, 2);
+  EXPECT_EQ(starts(), starts_of({6, 3, 1, 2, 4, 5, 7}));
+}
+
+TEST_F(SchedulerTest, HistoryComesFromTheNewestJobWithTheSameCommandAndN) {
+  auto older = store_->open_job("older", 4, "cmd");
+  remember_run(*store_, older, 1, 9.0);
+  auto newer = store_->open_job("newer", 4, "cmd");
+  remember_run(*store_, newer, 1, 1.0);
+  remember_run(*store_, newer, 2, 3.0);
+  // Only successful attempts count: one that failed after long says nothing.
+  auto row = store_->record_start(newer, AttemptStart{4, 1, 1, 1000.0, "log"});
+  AttemptEnd failed;
+  failed.state = AttemptState::kFailed;
+  failed.exit_code = 1;
+  failed.finished_at = 1100.0;
+  store_->record_end(newer, row, 4, failed);
+  // Neither another command nor another N says anything of this job.
+  auto other = store_->open_job("other-command", 4, "other");
+  remember_run(*store_, other, 4, 50.0);
+  auto bigger = store_->open_job("other-n", 5, "cmd");
+  remember_run(*store_, bigger, 3, 50.0);
+  run(4, 1);
+  EXPECT_EQ(starts(), starts_of({2, 1, 3, 4}));
+}
+
+TEST_F(SchedulerTest, OrderIndexKeepsNumericOrderWhateverTheHistory) {
+  auto last_night = store_->open_job("last-night", 5, "cmd");
+  for (ClusterId c = 1; c <= 5; ++c) remember_run(*store_, last_night, c, static_cast<double>(c));
+  SchedulerOptions o;
+  o.order = Order::kIndex;
+  run(5, 2, o);
+  EXPECT_EQ(starts(), starts_of({1, 2, 3, 4, 5}));
+}
+
+TEST_F(SchedulerTest, AResumeOrdersOnlyWhatIsLeftAndTheJobsOwnDoneClustersNeverRun) {
+  auto last_night = store_->open_job("last-night", 6, "cmd");
+  for (ClusterId c = 1; c <= 6; ++c) remember_run(*store_, last_night, c, static_cast<double>(c));
+  // Tonight's job stopped after its two longest.
+  auto tonight = store_->open_job("job", 6, "cmd");
+  remember_run(*store_, tonight, 6, 6.0);
+  remember_run(*store_, tonight, 5, 5.0);
+  auto s = run(6, 1);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(starts(), starts_of({4, 3, 2, 1}));
+}
+
+TEST_F(SchedulerTest, ARetryKeepsItsTurnAndIsNotMovedAheadByItsHistory) {
+  // 2 is the longest and 1 the next; both fail once. Retries and first
+  // attempts take turns as under --order index: the history orders only
+  // first attempts.
+  auto last_night = store_->open_job("last-night", 4, "cmd");
+  for (auto [c, seconds] : {std::pair{1, 5.0}, {2, 9.0}, {3, 1.0}, {4, 1.0}})
+    remember_run(*store_, last_night, c, seconds);
+  engine_.exit_for = [this](ClusterId c) {
+    auto attempts =
+        std::count(engine_.events.begin(), engine_.events.end(), "start " + std::to_string(c));
+    return c <= 2 && attempts == 1 ? 1 : 0;
+  };
+  SchedulerOptions o;
+  o.retry.retries = 1;
+  o.retry.delay = std::chrono::milliseconds(0);
+  auto s = run(4, 1, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(starts(), starts_of({2, 2, 1, 1, 3, 4}));
+  engine_.events.clear();
+  o.order = Order::kIndex;
+  job_ = store_->open_job("by-index", 4, "cmd");
+  Scheduler by_index(*store_, job_, command_, engine_, signals_, nullptr, [&] {
+    o.parallel = 1;
+    o.log_dir = dir_;
+    return o;
+  }());
+  by_index.run();
+  EXPECT_EQ(starts(), starts_of({1, 1, 2, 2, 3, 4}));
+}
+
+// Six small clusters that run long and two large short ones, from last night.
+void remember_small_long_and_large_short(Store& store) {
+  auto last_night = store.open_job("last-night", 8, "cmd");
+  for (ClusterId c = 1; c <= 8; ++c)
+    remember_run(store, last_night, c, c >= 7 ? 1.0 : 2.0, c >= 7 ? 400 : 100);
+}
+
+TEST_F(SchedulerTest, WhereMemoryBindsTheLargestStartFirstAndTheBudgetHolds) {
+  // Over a budget of 1000 MiB their memory-seconds (2.1 s) outweigh their
+  // seconds over P (14 s over 8 slots: 1.75 s): the two large ones go first.
+  remember_small_long_and_large_short(*store_);
+  std::uint64_t most = 0;
+  engine_.on_start = [&](const AttemptSpec& spec) {
+    auto need = [](ClusterId c) -> std::uint64_t { return (c >= 7 ? 400 : 100) * 105 / 100; };
+    std::uint64_t reserved = need(spec.cluster);
+    for (const auto& [id, other] : engine_.running) reserved += need(other.cluster);
+    most = std::max(most, reserved);
+  };
+  SchedulerOptions o;
+  o.mem_budget = 1000 * MiB;
+  auto s = run(8, 8, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  auto order = starts();
+  ASSERT_EQ(order.size(), 8u);
+  EXPECT_EQ(std::vector<std::string>(order.begin(), order.begin() + 2), starts_of({7, 8}));
+  EXPECT_LE(most, 1000u);
+}
+
+TEST_F(SchedulerTest, WhereTheBudgetHoldsThemAllTheLongestStartFirst) {
+  remember_small_long_and_large_short(*store_);
+  SchedulerOptions o;
+  o.mem_budget = 8000 * MiB;
+  run(8, 8, o);
+  EXPECT_EQ(starts(), starts_of({1, 2, 3, 4, 5, 6, 7, 8}));
+}
+
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {
   // A billion clusters: pending ones are never written; stop after a thousand.
   std::size_t ended = 0;

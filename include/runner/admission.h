@@ -43,6 +43,11 @@ struct SiteOptions {
   std::uint64_t mem_budget = 0;  // bytes, its running children together
 };
 
+// The order of first attempts. kHistory: clusters earlier jobs ran start
+// first, longest first (largest first where memory binds), then the rest in
+// index order; kIndex: 1, 2, 3 …
+enum class Order { kHistory, kIndex };
+
 struct AdmissionOptions {
   std::uint32_t parallel = 1;
   bool skip_failed = false;
@@ -52,6 +57,13 @@ struct AdmissionOptions {
   // Under a budget: where clusters run, each with its own budget (then
   // mem_budget is unused). None: one site with P slots and mem_budget.
   std::vector<SiteOptions> sites;
+  Order order = Order::kHistory;
+};
+
+// How the history order was made, for runner to say.
+struct OrderPlan {
+  std::size_t with_history = 0;  // clusters ordered by what earlier jobs said
+  bool by_memory = false;        // largest first: memory, not P, binds
 };
 
 class Admission {
@@ -59,8 +71,10 @@ class Admission {
   Admission(Store& store, const Job& job, AdmissionOptions options);
 
   // Reads what resume needs from the log: the done clusters, the failed ones
-  // to leave alone (--skip-failed), the peaks of earlier jobs (budget).
+  // to leave alone (--skip-failed), the peaks of earlier jobs (budget), and
+  // with the history order, what earlier jobs say of the clusters left.
   void resume();
+  const OrderPlan& order_plan() const { return plan_; }
 
   // The next candidate that may start beside `running` others now, in order:
   // the requeue first (nothing passes it), then retries whose delay is over
@@ -113,6 +127,9 @@ class Admission {
 
  private:
   std::optional<ClusterId> next_cluster();
+  // The history order: the clusters earlier jobs ran, in the order to start them.
+  void plan_order();
+  bool memory_binds(const std::vector<Store::ClusterHistory>& history) const;
   std::optional<Candidate> take_first_attempt();
   std::optional<Candidate> take_deferred_or_new();
   std::optional<Candidate> take_ready_retry();
@@ -129,6 +146,13 @@ class Admission {
   ClusterId cursor_ = 1;      // every cluster below it has been started or skipped
   ClusterId fresh_from_ = 1;  // clusters from here on were never attempted
   bool more_ = true;          // clusters remain below N to be started
+  // With the history order: the clusters with history, in the order they
+  // start (before the cursor's), and the same in index order (the cursor
+  // passes them). Only these are listed; the rest stay implicit.
+  std::vector<ClusterId> ordered_;
+  std::size_t ordered_at_ = 0;
+  std::vector<ClusterId> ordered_by_index_;
+  OrderPlan plan_;
 
   std::deque<Candidate> requeue_;  // to run again in this run; nothing passes them
   std::multimap<Clock::time_point, Candidate> retry_at_;  // waiting out their delay

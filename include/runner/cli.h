@@ -49,6 +49,9 @@ struct RunArgs {
   // --on: where the clusters run: here, or over the nodes of the Slurm
   // allocation runner runs in.
   bool on_slurm = false;
+  // --order: clusters that earlier jobs ran start longest first (the
+  // default), or every cluster in numeric order (index).
+  bool order_by_index = false;
   // --on-finish: run once through sh -c when the run ends, however it ends,
   // for at most on_finish_limit.
   std::optional<std::string> on_finish;

@@ -39,6 +39,7 @@ struct SchedulerOptions {
   HaltPolicy halt;
   std::vector<SiteOptions> sites;  // under a budget over several nodes: each one's slots and budget
   std::uint64_t seed = 0;          // for the retries' jitter; 0: from the clock
+  Order order = Order::kHistory;   // of first attempts
 };
 
 class Scheduler {
