@@ -3,6 +3,9 @@
 with min-max, every figure beside the same work done by other tools in the
 same run. Writes the table to stdout and, with --out, to a Markdown file."""
 import argparse
+import json
+import math
+import random
 import os
 import platform
 import resource
@@ -428,12 +431,67 @@ def durability(b):
         b.say(f"| {sync} | {fmt_stats(walls)} | {statistics.median(syncs):.0f} |")
 
 
+def order(b):
+    """6. The order: the same nightly job twice (a new --job each night, one
+    log), with --order history and --order index, and GNU parallel."""
+    rng = random.Random(7)
+    lognormal = {c: min(8000, int(300 * math.exp(rng.gauss(0, 1)))) for c in range(1, 121)}
+    skewed = {c: (16000 if c > 38 else 1000) for c in range(1, 41)}
+    shapes = [
+        ("skewed: 40 clusters, the last two 16 s and the rest 1 s", 4, skewed),
+        ("lognormal: 120 clusters, median 0.3 s, sigma 1, at most 8 s (seed 7)", 8, lognormal),
+    ]
+    b.say()
+    b.say("## 6. Order: a nightly job, first and second night")
+    for label, p, ms in shapes:
+        n = len(ms)
+        total, longest = sum(ms.values()) / 1000, max(ms.values()) / 1000
+        lower = max(total / p, longest)
+        child = [b.child, "--sleep-ms", "0"]
+        for c, v in ms.items():
+            child += ["--sleep-for", f"{c}={v}"]
+        b.say()
+        b.say(f"### {label}; P = {p}")
+        b.say()
+        b.say(f"Lower bound: max(work {total:.1f} s ÷ P, longest {longest:.1f} s) = {lower:.2f} s")
+        b.say()
+        b.say("| run | first night | second night | second night ÷ lower bound |")
+        b.say("|---|---|---|---|")
+        nights = {"history": ([], []), "index": ([], [])}
+        recorded, gnu = [], []
+        for _ in range(b.args.runs):
+            for how, (first, second) in nights.items():
+                d = b.fresh("order")
+                db = os.path.join(d, "r.db")
+                for night, spans in ((1, first), (2, second)):
+                    cmd = [b.runner, str(n), str(p), "-q", "--db", db, "--job", f"night-{night}",
+                           "--order", how, "--"] + child
+                    spans.append(run_timed(cmd, d)[0])
+                if how == "history":
+                    out = subprocess.run([b.runner, "report", "--json", "--db", db, "--job",
+                                          "night-2"], capture_output=True, text=True).stdout
+                    recorded.append(json.loads(out)[0]["lower_bound_s"])
+            if b.args.parallel:
+                d = b.fresh("order")
+                script = f"seq {n} | parallel -j {p} 'RUNNER_CLUSTER={{}} exec " + \
+                    " ".join(child) + " {}'"
+                gnu.append(run_timed(["sh", "-c", script], d)[0])
+        for how, (first, second) in nights.items():
+            b.say(f"| runner --order {how} | {fmt_stats(first)} | {fmt_stats(second)} | "
+                  f"{statistics.median(second) / lower:.3f} |")
+        if gnu:
+            b.say(f"| GNU parallel -j {p} (no history: every night alike) | {fmt_stats(gnu)} | "
+                  f"{fmt_stats(gnu)} | {statistics.median(gnu) / lower:.3f} |")
+        b.say(f"| (lower bound from the durations runner recorded on the second night) | | "
+              f"{fmt_stats(recorded)} | |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clusters", type=int, default=10000)
     ap.add_argument("--no-parallel", dest="parallel", action="store_false")
-    ap.add_argument("--only", default="12345")
+    ap.add_argument("--only", default="123456")
     ap.add_argument("--scratch", default=None)
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -452,6 +510,8 @@ def main():
             b.budget()
         if "5" in args.only:
             durability(b)
+        if "6" in args.only:
+            order(b)
     finally:
         shutil.rmtree(b.scratch, ignore_errors=True)
     if args.out:

@@ -9,6 +9,7 @@
 #include "runner/app.h"
 #include "runner/error.h"
 #include "runner/html_report.h"
+#include "runner/sysinfo.h"
 #include "runner/units.h"
 
 namespace runner {
@@ -70,8 +71,17 @@ std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_byte
   return budget_bytes / (stats.p95_kib * 1024);
 }
 
+std::string makespan_text(const RunFigures& run) {
+  if (run.makespan <= 0) return "";
+  return fmt::format(
+      "makespan {:.1f} s, first start to last end; lower bound {:.1f} s = max(work {:.1f} s ÷ P "
+      "{}, longest {:.1f} s); {:.2f} × the bound",
+      run.makespan, run.lower_bound, run.total_work, run.most_at_once, run.longest,
+      run.lower_bound > 0 ? run.makespan / run.lower_bound : 0.0);
+}
+
 void write_report_text(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
-                       std::optional<std::uint64_t> budget_bytes) {
+                       std::optional<std::uint64_t> budget_bytes, const RunFigures& run) {
   std::size_t attempts = 0;
   std::map<std::string, std::size_t> states;
   for (const auto& c : clusters) {
@@ -84,6 +94,7 @@ void write_report_text(std::FILE* out, const Job& job, const std::vector<Cluster
   for (const auto& [state, n] : states)
     by_state += fmt::format("{}{} {}", by_state.empty() ? "" : ", ", n, state);
   if (!by_state.empty()) fmt::print(out, "  latest state: {}\n", by_state);
+  if (auto line = makespan_text(run); !line.empty()) fmt::print(out, "  {}\n", line);
   auto s = peak_stats(clusters);
   if (s.clusters == 0) {
     fmt::print(out, "  no peaks recorded yet\n");
@@ -120,7 +131,7 @@ void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterR
 }
 
 nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clusters,
-                           std::optional<std::uint64_t> budget_bytes) {
+                           std::optional<std::uint64_t> budget_bytes, const RunFigures& run) {
   using nlohmann::json;
   // A figure that was never recorded is null, never 0.
   auto kib = [](std::optional<std::uint64_t> v) { return v ? json(*v) : json(nullptr); };
@@ -133,6 +144,9 @@ nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clu
                 {"median", known(s.median_kib)},
                 {"p95", known(s.p95_kib)},
                 {"max", known(s.max_kib)}}}};
+  auto seconds = [&](double s) { return run.makespan > 0 ? json(s) : json(nullptr); };
+  out["makespan_s"] = seconds(run.makespan);
+  out["lower_bound_s"] = seconds(run.lower_bound);
   if (budget_bytes) {
     out["mem_budget_bytes"] = *budget_bytes;
     out["advised_parallel"] = s.clusters ? json(advised_parallel(s, *budget_bytes)) : json(nullptr);
@@ -162,16 +176,19 @@ int show_report(const ReportArgs& args) {
   auto json = nlohmann::json::array();
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     auto clusters = store.cluster_report(jobs[i]);
+    RunFigures run;
+    if (args.format != Format::kCsv)
+      run = run_figures(store.attempt_spans(jobs[i], false).spans, wall_clock_now());
     switch (args.format) {
       case Format::kText:
         if (i) fmt::print("\n");
-        write_report_text(stdout, jobs[i], clusters, args.mem_budget);
+        write_report_text(stdout, jobs[i], clusters, args.mem_budget, run);
         break;
       case Format::kCsv:
         write_report_csv(stdout, jobs[i], clusters);
         break;
       case Format::kJson:
-        json.push_back(report_json(jobs[i], clusters, args.mem_budget));
+        json.push_back(report_json(jobs[i], clusters, args.mem_budget, run));
         break;
     }
   }

@@ -28,7 +28,16 @@ expect "runner 10 2 --halt " "never soon,fail= now,fail="
 expect "runner 10 2 --cap " "auto cgroup rlimit none"
 expect "runner 10 2 --on " "local slurm"
 expect "runner 10 2 --orphans " "wait kill"
+expect "runner 10 2 --order " "history index"
+expect "runner 10 2 --me" "--mem-limit --mem-budget --mem-overcommit --metrics"
 expect "runner 10 2 --mem-o" "--mem-overcommit"
 expect "runner report --c" "--csv"
 expect "runner status --j" "--job --json"
+# Every option of the run that --help lists completes (given the binary).
+if [ -n "${1:-}" ]; then
+  offered=" $(complete_line "runner 10 2 --") "
+  for option in $("$1" --help | grep -o -- '^ *--[a-z-]*\|^ *-[a-z], --[a-z-]*' | grep -o -- '--[a-z-]*'); do
+    case "$offered" in *" $option "*) ;; *) echo "--help lists $option; completion does not" >&2; exit 1 ;; esac
+  done
+fi
 echo "completion: subcommands, options and choices complete"

@@ -136,6 +136,11 @@ TEST(EndToEnd, TheSecondNightStartsTheLongestClustersFirst) {
   EXPECT_EQ(order("night-2").substr(0, 3), "5 6") << order("night-2");
   EXPECT_NE(second.err.find("6 cluster(s) start first, longest first"), std::string::npos)
       << second.err;
+  // The report puts the night's makespan beside its lower bound.
+  auto report = run_runner({"report", "--job", "night-2"}, dir.path());
+  EXPECT_EQ(report.code, 0) << report.err;
+  EXPECT_NE(report.out.find("makespan "), std::string::npos) << report.out;
+  EXPECT_NE(report.out.find("lower bound "), std::string::npos) << report.out;
   // --order index: the numeric order, whatever the history.
   auto third =
       run_runner(with_child({"6", "1", "--job", "night-3", "--order", "index"}, cmd), dir.path());

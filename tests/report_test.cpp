@@ -46,7 +46,8 @@ TEST(Report, JsonSaysNullWhereNothingWasRecorded) {
   running.cluster = 1;
   running.attempts = 1;
   running.state = AttemptState::kRunning;
-  auto json = report_json(job, {running}, 8ULL << 30);
+  auto json = report_json(job, {running}, 8ULL << 30, RunFigures{});
+  EXPECT_TRUE(json["makespan_s"].is_null());
   for (const char* figure : {"min", "median", "p95", "max"})
     EXPECT_TRUE(json["peaks_kib"][figure].is_null()) << figure;
   EXPECT_TRUE(json["advised_parallel"].is_null());
@@ -57,11 +58,38 @@ TEST(Report, JsonSaysNullWhereNothingWasRecorded) {
   EXPECT_EQ(c["state"], "running");
 
   auto done = cluster(2, 500, std::nullopt);
-  json = report_json(job, {done}, std::nullopt);
+  json = report_json(job, {done}, std::nullopt, RunFigures{});
   EXPECT_EQ(json["peaks_kib"]["max"], 500);
   EXPECT_EQ(json["per_cluster"][0]["peak_rss_kib"], 500);
   EXPECT_TRUE(json["per_cluster"][0]["peak_cgroup_kib"].is_null());
   EXPECT_FALSE(json.contains("advised_parallel"));
+}
+
+// The skewed night of the README: 38 clusters of 1 s and two of 16 s, P = 4,
+// in index order: the two long ones run alone at the end.
+TEST(Report, ShowsTheMakespanBesideTheLowerBound) {
+  std::vector<AttemptSpan> spans;
+  for (int i = 0; i < 38; ++i) {
+    AttemptSpan s;
+    s.started_at = 100.0 + (i / 4) * 1.0;
+    s.finished_at = s.started_at + 1.0;
+    spans.push_back(s);
+  }
+  for (int i = 0; i < 2; ++i) {
+    AttemptSpan s;
+    s.started_at = 109.0;
+    s.finished_at = 125.0;
+    spans.push_back(s);
+  }
+  auto run = run_figures(spans, 200.0);
+  EXPECT_EQ(makespan_text(run),
+            "makespan 25.0 s, first start to last end; lower bound 17.5 s = max(work 70.0 s ÷ P 4, "
+            "longest 16.0 s); 1.43 × the bound");
+  Job job{1, "j", 40, "cmd"};
+  auto json = report_json(job, {}, std::nullopt, run);
+  EXPECT_DOUBLE_EQ(json["makespan_s"].get<double>(), 25.0);
+  EXPECT_DOUBLE_EQ(json["lower_bound_s"].get<double>(), 17.5);
+  EXPECT_EQ(makespan_text(RunFigures{}), "");
 }
 
 }  // namespace

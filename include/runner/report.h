@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runner/cli.h"
+#include "runner/html_report.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -27,12 +28,14 @@ PeakStats peak_stats(const std::vector<ClusterReport>& clusters);
 // not even one does.
 std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_bytes);
 
+// The run's makespan beside the lower bound its recorded durations allow.
+std::string makespan_text(const RunFigures& run);
 void write_report_text(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters,
-                       std::optional<std::uint64_t> budget_bytes);
+                       std::optional<std::uint64_t> budget_bytes, const RunFigures& run);
 void write_report_csv_header(std::FILE* out);
 void write_report_csv(std::FILE* out, const Job& job, const std::vector<ClusterReport>& clusters);
 // The report of one job as JSON; a figure never recorded is null.
 nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clusters,
-                           std::optional<std::uint64_t> budget_bytes);
+                           std::optional<std::uint64_t> budget_bytes, const RunFigures& run);
 
 }  // namespace runner
