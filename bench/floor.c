@@ -1,7 +1,6 @@
 /* The floor for dispatch: N runs of a command, P at a time, with nothing but
  * spawn and wait. No log, no bookkeeping: what any pool must pay.
- *   floor N P COMMAND [ARG...]
- *   floor --cgroup DIR N P COMMAND [ARG...]
+ *   floor [--cgroup DIR] [--logs DIR] N P COMMAND [ARG...]
  * Each run gets its cluster token "i/N" as its last argument, as under runner:
  * the command does the same work under both (coreutils' true, for one, sets
  * up its locale when it has an argument and not otherwise).
@@ -10,7 +9,10 @@
  * put each child in a memory cgroup of its own: P cgroups made once below DIR
  * (a v1 or v2 memory cgroup the caller owns), each child joining its slot's
  * between vfork and exec, the way runner does by default. posix_spawn cannot
- * join a cgroup on this glibc.                                              */
+ * join a cgroup on this glibc.
+ *
+ * With --logs, each run's output goes to a file of its own, DIR/i.1.log,
+ * created for it: the file work runner does per attempt, without the rest. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <spawn.h>
@@ -29,14 +31,26 @@ struct slot {
   char dir[4096];
 };
 
-static pid_t start(const struct slot* s, char** args) {
+static pid_t start(const struct slot* s, char** args, int log_fd) {
   pid_t pid;
-  if (s->procs_fd < 0) return posix_spawn(&pid, args[0], NULL, NULL, args, environ) == 0 ? pid : -1;
+  if (s->procs_fd < 0) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (log_fd >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, log_fd, STDOUT_FILENO);
+      posix_spawn_file_actions_adddup2(&actions, log_fd, STDERR_FILENO);
+    }
+    int err = posix_spawn(&pid, args[0], &actions, NULL, args, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    return err == 0 ? pid : -1;
+  }
   pid = vfork();
   if (pid == 0) {
     char buf[24];
     int len = snprintf(buf, sizeof buf, "%d", (int)getpid());
     if (write(s->procs_fd, buf, (size_t)len) != len) _exit(126);
+    if (log_fd >= 0 && (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0))
+      _exit(126);
     execve(args[0], args, environ);
     _exit(127);
   }
@@ -45,13 +59,17 @@ static pid_t start(const struct slot* s, char** args) {
 
 int main(int argc, char** argv) {
   const char* cgroup = NULL;
-  if (argc > 2 && strcmp(argv[1], "--cgroup") == 0) {
-    cgroup = argv[2];
+  const char* logs = NULL;
+  while (argc > 2 && (strcmp(argv[1], "--cgroup") == 0 || strcmp(argv[1], "--logs") == 0)) {
+    if (strcmp(argv[1], "--cgroup") == 0)
+      cgroup = argv[2];
+    else
+      logs = argv[2];
     argv += 2;
     argc -= 2;
   }
   if (argc < 4) {
-    fprintf(stderr, "usage: floor [--cgroup DIR] N P COMMAND [ARG...]\n");
+    fprintf(stderr, "usage: floor [--cgroup DIR] [--logs DIR] N P COMMAND [ARG...]\n");
     return 2;
   }
   long n = atol(argv[1]), p = atol(argv[2]), started = 0, running = 0, failed = 0;
@@ -78,7 +96,19 @@ int main(int argc, char** argv) {
     for (long i = 0; i < p && started < n; ++i) {
       if (slots[i].pid) continue;
       snprintf(token, sizeof token, "%ld/%ld", started + 1, n);
-      if ((slots[i].pid = start(&slots[i], args)) <= 0) {
+      int log_fd = -1;
+      if (logs) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%ld.1.log", logs, started + 1);
+        if ((log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+          perror(path);
+          status = 1;
+          goto out;
+        }
+      }
+      slots[i].pid = start(&slots[i], args, log_fd);
+      if (log_fd >= 0) close(log_fd);
+      if (slots[i].pid <= 0) {
         status = 1;
         goto out;
       }

@@ -70,48 +70,67 @@ void Admission::resume() {
 // Longest first (LPT): the long clusters start while there is still time to
 // run the short ones beside them. Where memory rather than P binds, largest
 // first: the big ones are placed while there is room, the small fill in.
+// Only the first `most_ordered` of either order are kept: what comes after
+// them is short (or small) enough to run in index order, and memory stays
+// bounded however long the history.
 void Admission::plan_order() {
   auto jobs = store_.related_jobs(job_);
   jobs.erase(jobs.begin());  // the job's own done clusters never run again
   if (jobs.empty()) return;
-  auto history = store_.cluster_history(jobs, job_.clusters);
-  std::erase_if(history, [&](const Store::ClusterHistory& h) {
-    return h.cluster < 1 || h.cluster > job_.clusters || done_.contains(h.cluster) ||
-           skip_.contains(h.cluster);
-  });
-  if (history.empty()) return;
-  plan_.with_history = history.size();
-  plan_.by_memory = memory_binds(history);
-  ordered_by_index_.reserve(history.size());
-  for (const auto& h : history) ordered_by_index_.push_back(h.cluster);
-  auto first = [by_memory = plan_.by_memory](const Store::ClusterHistory& a,
-                                             const Store::ClusterHistory& b) {
-    if (by_memory && a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
+  using History = Store::ClusterHistory;
+  auto longer = [](const History& a, const History& b) {
     if (a.seconds != b.seconds) return a.seconds > b.seconds;
-    if (!by_memory && a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
+    if (a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
     return a.cluster < b.cluster;
   };
-  std::sort(history.begin(), history.end(), first);
-  ordered_.reserve(history.size());
-  for (const auto& h : history) ordered_.push_back(h.cluster);
-}
-
-// Memory binds when the clusters' memory-seconds over the budget outweigh
-// their seconds over the slots: the larger of the two is the lower bound of
-// the run, as far as history tells.
-bool Admission::memory_binds(const std::vector<Store::ClusterHistory>& history) const {
-  if (sites_.empty()) return false;
-  double seconds = 0, byte_seconds = 0, budget = 0, slots = 0;
-  for (const auto& h : history) {
+  auto larger = [](const History& a, const History& b) {
+    if (a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
+    if (a.seconds != b.seconds) return a.seconds > b.seconds;
+    return a.cluster < b.cluster;
+  };
+  // Each heap keeps the first `most` in its order, the last of them on top.
+  const auto most = std::max<std::size_t>(options_.most_ordered, 1);
+  std::vector<History> longest, largest;
+  auto keep = [most](std::vector<History>& heap, const History& h, const auto& first) {
+    if (heap.size() == most && !first(h, heap.front())) return;
+    heap.push_back(h);
+    std::push_heap(heap.begin(), heap.end(), first);
+    if (heap.size() > most) {
+      std::pop_heap(heap.begin(), heap.end(), first);
+      heap.pop_back();
+    }
+  };
+  // The two terms of the run's lower bound, as far as history tells:
+  // memory-seconds over the budget, and seconds over the slots.
+  double seconds = 0, byte_seconds = 0;
+  const MemoryBudget* budget = this->budget();
+  store_.cluster_history(jobs, job_.clusters, [&](const History& h) {
+    if (h.cluster < 1 || h.cluster > job_.clusters || done_.contains(h.cluster) ||
+        skip_.contains(h.cluster))
+      return;
+    ++plan_.with_history;
     seconds += h.seconds;
-    byte_seconds +=
-        static_cast<double>(sites_.front().budget.need_from_history(h.peak_kib * 1024)) * h.seconds;
-  }
+    keep(longest, h, longer);
+    if (!budget) return;
+    byte_seconds += static_cast<double>(budget->need_from_history(h.peak_kib * 1024)) * h.seconds;
+    keep(largest, h, larger);
+  });
+  double room = 0, slots = 0;
   for (const auto& site : sites_) {
-    budget += static_cast<double>(site.budget.total());
+    room += static_cast<double>(site.budget.total());
     slots += site.slots;
   }
-  return budget > 0 && slots > 0 && byte_seconds / budget > seconds / slots;
+  plan_.by_memory = room > 0 && slots > 0 && byte_seconds / room > seconds / slots;
+  auto& chosen = plan_.by_memory ? largest : longest;
+  if (plan_.by_memory)
+    std::sort(chosen.begin(), chosen.end(), larger);
+  else
+    std::sort(chosen.begin(), chosen.end(), longer);
+  ordered_.reserve(chosen.size());
+  for (const auto& h : chosen) ordered_.push_back(h.cluster);
+  ordered_by_index_ = ordered_;
+  std::sort(ordered_by_index_.begin(), ordered_by_index_.end());
+  plan_.ordered = ordered_.size();
 }
 
 bool Admission::has_work() const {

@@ -144,7 +144,7 @@ nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clu
                 {"median", known(s.median_kib)},
                 {"p95", known(s.p95_kib)},
                 {"max", known(s.max_kib)}}}};
-  auto seconds = [&](double s) { return run.makespan > 0 ? json(s) : json(nullptr); };
+  auto seconds = [&](double v) { return run.makespan > 0 ? json(v) : json(nullptr); };
   out["makespan_s"] = seconds(run.makespan);
   out["lower_bound_s"] = seconds(run.lower_bound);
   if (budget_bytes) {

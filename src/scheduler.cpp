@@ -74,9 +74,9 @@ RunSummary Scheduler::run() {
         "{} attempt(s) left running by an earlier runner marked interrupted; they run again",
         summary_.recovered);
   admission_.resume();
-  if (const auto& plan = admission_.order_plan(); plan.with_history > 0)
+  if (const auto& plan = admission_.order_plan(); plan.ordered > 0)
     spdlog::info("{} cluster(s) start first, {} first as earlier jobs ran them (--order history)",
-                 plan.with_history, plan.by_memory ? "largest" : "longest");
+                 plan.ordered, plan.by_memory ? "largest" : "longest");
   summary_.skipped_failed = admission_.skipped_failed();
   std::vector<EngineEvent> events;
   try {

@@ -461,36 +461,32 @@ std::optional<std::uint64_t> Store::peak_kib(const std::vector<std::int64_t>& jo
   return best;
 }
 
-std::vector<Store::ClusterHistory> Store::cluster_history(const std::vector<std::int64_t>& jobs,
-                                                          std::uint64_t enough) {
-  struct Row {
-    ClusterHistory figures;
-    std::size_t newness;  // 0 for the newest job
-  };
-  std::vector<Row> rows;
+void Store::cluster_history(const std::vector<std::int64_t>& jobs, std::uint64_t enough,
+                            const std::function<void(const ClusterHistory&)>& each) {
   SQLite::Statement q(db_,
                       "SELECT cluster, finished_at - started_at, "
                       "max(coalesce(peak_cgroup_kib, 0), coalesce(peak_rss_kib, 0)) "
                       "FROM attempt WHERE job_id = ? AND state = 'done'");
-  for (std::size_t k = 0; k < jobs.size() && rows.size() < enough; ++k) {
+  SQLite::Statement ranges(db_, "SELECT lo, hi FROM done_range WHERE job_id = ?");
+  IntervalSet newer;  // done in a newer job read already
+  std::uint64_t handed = 0;
+  for (auto id : jobs) {
+    if (handed >= enough) break;
     q.reset();
-    q.bind(1, jobs[k]);
-    while (q.executeStep())
-      rows.push_back(
-          {{static_cast<ClusterId>(q.getColumn(0).getInt64()),
-            std::max(0.0, q.getColumn(1).getDouble()),
-            static_cast<std::uint64_t>(std::max<std::int64_t>(0, q.getColumn(2).getInt64()))},
-           k});
+    q.bind(1, id);
+    while (q.executeStep()) {
+      auto cluster = static_cast<ClusterId>(q.getColumn(0).getInt64());
+      if (newer.contains(cluster)) continue;
+      each({cluster, std::max(0.0, q.getColumn(1).getDouble()),
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, q.getColumn(2).getInt64()))});
+      ++handed;
+    }
+    ranges.reset();
+    ranges.bind(1, id);
+    while (ranges.executeStep())
+      newer.insert(static_cast<std::uint64_t>(ranges.getColumn(0).getInt64()),
+                   static_cast<std::uint64_t>(ranges.getColumn(1).getInt64()));
   }
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    return a.figures.cluster != b.figures.cluster ? a.figures.cluster < b.figures.cluster
-                                                  : a.newness < b.newness;
-  });
-  std::vector<ClusterHistory> out;
-  out.reserve(rows.size());
-  for (const auto& r : rows)
-    if (out.empty() || out.back().cluster != r.figures.cluster) out.push_back(r.figures);
-  return out;
 }
 
 ClusterId Store::highest_attempted(const Job& job) {

@@ -42,6 +42,30 @@ TEST_F(AdmissionTest, GivesClustersInOrderSkippingDoneOnesWithoutListingPendingO
   EXPECT_TRUE(a.has_work());
 }
 
+TEST_F(AdmissionTest, TheHistoryOrderListsOnlyTheLongestAndTheRestFollowByIndex) {
+  // A long history, a short list: the three longest first, then every other
+  // cluster in index order, each once, the job's own done one never.
+  auto last_night = store_->open_job("last-night", 10, "cmd");
+  for (ClusterId c = 1; c <= 10; ++c) {
+    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
+    AttemptEnd end;
+    end.finished_at = 1000.0 + static_cast<double>((c * 7) % 10);  // 7, 4, 1, 8, 5, 2, 9, 6, 3, 0 s
+    store_->record_end(last_night, row, c, end);
+  }
+  auto job = store_->open_job("tonight", 10, "cmd");
+  auto row = store_->record_start(job, AttemptStart{7, 1, 1, 1.0, "log"});
+  store_->record_end(job, row, 7, AttemptEnd{});
+  AdmissionOptions o;
+  o.parallel = 10;
+  o.most_ordered = 3;
+  Admission a(*store_, job, o);
+  a.resume();
+  EXPECT_EQ(a.order_plan().with_history, 9u);
+  EXPECT_EQ(a.order_plan().ordered, 3u);
+  EXPECT_EQ(take_all(a), (std::vector<ClusterId>{4, 1, 8, 2, 3, 5, 6, 9, 10}));
+  EXPECT_FALSE(a.has_work());
+}
+
 TEST_F(AdmissionTest, TheRequeueGoesFirstAndRetriesTakeTurnsWithFirstAttempts) {
   auto job = store_->open_job("j", 10, "cmd");
   Admission a(*store_, job, {});

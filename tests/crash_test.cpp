@@ -111,11 +111,23 @@ TEST(Crash, KillNineAtFiftyRandomMomentsLosesNothingRedoesNothingDoneAndNeverOve
   // And since a worker outlives its runner and journals what ended: no
   // cluster that completed (its child wrote its end) ever ran again.
   std::set<long> completed;
+  // What the log says of a cluster, to tell how a failure came about.
+  auto story = [&](long c) {
+    return query(db,
+                 "SELECT group_concat(attempt || ' ' || state || ' exit ' || "
+                 "ifnull(exit_code, '-') || ' signal ' || ifnull(signal, '-') || ' pid ' || "
+                 "ifnull(pid, '-') || ' ' || ifnull(note, ''), '; ') FROM attempts WHERE "
+                 "job = 'crash' AND cluster = " +
+                     std::to_string(c));
+  };
   for (const auto& line : lines) {
     long c = std::stol(line.substr(line.find(' ') + 1));
     if (line.rfind("end ", 0) == 0) completed.insert(c);
-    if (line.rfind("start ", 0) == 0)
-      EXPECT_FALSE(completed.contains(c)) << "cluster " << c << " ran again after it completed";
+    if (line.rfind("start ", 0) == 0) {
+      EXPECT_FALSE(completed.contains(c))
+          << "cluster " << c << " ran again after it completed (seed " << seed
+          << "); the log: " << story(c);
+    }
   }
   EXPECT_FALSE(fs::exists(locks / "overlaps")) << read_file(locks / "overlaps");
   EXPECT_EQ(query(db, "SELECT done || '/' || clusters FROM progress"), "300/300");

@@ -58,12 +58,16 @@ struct AdmissionOptions {
   // mem_budget is unused). None: one site with P slots and mem_budget.
   std::vector<SiteOptions> sites;
   Order order = Order::kHistory;
+  // The most clusters the history order lists (16 bytes each); the rest of
+  // those with history follow in index order.
+  std::size_t most_ordered = 65'536;
 };
 
 // How the history order was made, for runner to say.
 struct OrderPlan {
-  std::size_t with_history = 0;  // clusters ordered by what earlier jobs said
-  bool by_memory = false;        // largest first: memory, not P, binds
+  std::uint64_t with_history = 0;  // clusters left to run that earlier jobs ran
+  std::size_t ordered = 0;         // of those, how many start first (the rest: by index)
+  bool by_memory = false;          // largest first: memory, not P, binds
 };
 
 class Admission {
@@ -129,7 +133,6 @@ class Admission {
   std::optional<ClusterId> next_cluster();
   // The history order: the clusters earlier jobs ran, in the order to start them.
   void plan_order();
-  bool memory_binds(const std::vector<Store::ClusterHistory>& history) const;
   std::optional<Candidate> take_first_attempt();
   std::optional<Candidate> take_deferred_or_new();
   std::optional<Candidate> take_ready_retry();

@@ -184,16 +184,18 @@ class Store {
   // peak (the larger of the two figures) among them.
   std::vector<std::int64_t> related_jobs(const Job& job);
   std::optional<std::uint64_t> peak_kib(const std::vector<std::int64_t>& jobs, ClusterId cluster);
-  // What the done attempts of `jobs` (newest first) say of each cluster: the
-  // newest job's figures, in cluster order. Reads the jobs one by one and
-  // stops once it has read `enough` rows (a job's N is enough).
+  // What the done attempts of `jobs` (newest first) say of each cluster,
+  // handed to `each` one cluster at a time, the newest job's figures only
+  // (an older job's are skipped where a newer one has the cluster done).
+  // Stops once `enough` clusters were handed (a job's N is enough); keeps
+  // nothing per cluster.
   struct ClusterHistory {
     ClusterId cluster = 0;
     double seconds = 0;          // how long its successful attempt took
     std::uint64_t peak_kib = 0;  // its peak (the larger of the two figures)
   };
-  std::vector<ClusterHistory> cluster_history(const std::vector<std::int64_t>& jobs,
-                                              std::uint64_t enough);
+  void cluster_history(const std::vector<std::int64_t>& jobs, std::uint64_t enough,
+                       const std::function<void(const ClusterHistory&)>& each);
 
   // Attempts. record_start returns the row id that record_end takes.
   std::uint32_t next_attempt(const Job& job, ClusterId cluster);
