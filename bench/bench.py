@@ -367,6 +367,9 @@ class Bench:
                 lambda i: runner_cmd(i, "first", "--mem-overcommit"), runs)
         measure("runner --mem-budget 8G, second job (peaks known)",
                 lambda i: runner_cmd(i, "second"), runs)
+        # The same, keeping index order: what --order history changes here.
+        measure("runner --mem-budget 8G --order index, third job (peaks known)",
+                lambda i: runner_cmd(i, "third", "--order", "index"), runs)
         # The bound above counts only the 1 s hold; allocating and freeing
         # 1.5 GiB takes time too. runner's log has each attempt's real duration.
         sums = []

@@ -49,8 +49,11 @@ void MemoryBudget::release(std::uint64_t need, bool guessed) {
     known_ -= need;
 }
 
-std::uint64_t MemoryBudget::equal_share() const {
-  return std::max<std::uint64_t>(total_ / parallel_, 1);
+// Two equal shares: the first wave is half of P, so that it still fits if
+// the clusters need up to twice their share; once one has finished, the
+// learned figures decide.
+std::uint64_t MemoryBudget::first_guess() const {
+  return std::max<std::uint64_t>(2 * total_ / parallel_, 1);
 }
 
 std::uint64_t MemoryBudget::need_from_history(std::uint64_t peak_bytes) const {
@@ -59,7 +62,7 @@ std::uint64_t MemoryBudget::need_from_history(std::uint64_t peak_bytes) const {
 
 std::uint64_t MemoryBudget::unknown_need() const {
   if (!overcommit_) return cap_need_;
-  if (recent_.empty()) return equal_share();
+  if (recent_.empty()) return std::min(first_guess(), cap_need_);
   auto sorted = recent_;
   auto k = static_cast<std::size_t>(kLearnedPercentile * static_cast<double>(sorted.size() - 1));
   std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
@@ -69,7 +72,7 @@ std::uint64_t MemoryBudget::unknown_need() const {
 std::uint64_t MemoryBudget::pooled(std::size_t k) const {
   if (k == 0) return 0;
   auto most = static_cast<std::uint64_t>(k) * cap_need_;
-  if (recent_.empty()) return std::min(most, k * equal_share());
+  if (recent_.empty()) return std::min(most, k * first_guess());
   auto n = static_cast<double>(recent_.size());
   auto mean = sum_ / n;
   auto deviation = std::sqrt(std::max(0.0, sum_squares_ / n - mean * mean));

@@ -29,7 +29,7 @@ TEST(MemoryBudget, WithoutOvercommitAnUnknownClusterReservesItsCap) {
 
 TEST(MemoryBudget, WithOvercommitAnUnknownClusterReservesALearnedFigure) {
   MemoryBudget b(1000 * MiB, 1000 * MiB, true, 4);
-  EXPECT_EQ(b.unknown_need(), 250 * MiB);  // nothing known: an equal share
+  EXPECT_EQ(b.unknown_need(), 500 * MiB);  // nothing known: two equal shares
   for (int i = 0; i < 19; ++i) b.learn(100 * MiB);
   b.learn(200 * MiB);
   // p95 of nineteen 100s and one 200 is 100; with a 25% margin, 125.
@@ -58,9 +58,25 @@ TEST(MemoryBudget, GuessedClustersReserveTogetherLessThanEachAtItsPercentile) {
   EXPECT_EQ(b.reserved(), 0u);
 }
 
+TEST(MemoryBudget, BeforeAnyPeakIsKnownHalfOfPStartOnGuesses) {
+  MemoryBudget b(8192 * MiB, 8192 * MiB, true, 8);
+  for (int k = 0; k < 4; ++k) {
+    ASSERT_TRUE(b.fits(b.unknown_need(), true)) << k;
+    b.reserve(b.unknown_need(), true);
+  }
+  EXPECT_FALSE(b.fits(b.unknown_need(), true));
+  // One peak known: the learned figures decide.
+  b.learn(150 * MiB);
+  EXPECT_TRUE(b.fits(b.unknown_need(), true));
+  // P = 1: the one cluster still starts, under its cap.
+  MemoryBudget one(1000 * MiB, 1000 * MiB, true, 1);
+  EXPECT_TRUE(one.fits(one.unknown_need(), true));
+  EXPECT_EQ(one.unknown_need(), 1000 * MiB);
+}
+
 TEST(MemoryBudget, GuessedClustersTogetherNeverReserveMoreThanTheirCaps) {
   MemoryBudget b(1000 * MiB, 100 * MiB, true, 8);
-  EXPECT_EQ(b.pooled(3), 300 * MiB);  // nothing known: an equal share, at most the cap
+  EXPECT_EQ(b.pooled(3), 300 * MiB);  // nothing known: two equal shares, at most the cap
   for (int i = 0; i < 10; ++i) b.learn((i % 2 ? 10 : 400) * MiB);
   EXPECT_EQ(b.pooled(2), 200 * MiB);
   EXPECT_TRUE(b.fits(0, true));

@@ -486,15 +486,38 @@ TEST_F(SchedulerTest, OvercommitEvictsTheYoungestGuessAndRunsItAgainWithoutFaili
   EXPECT_EQ(one("SELECT done FROM progress WHERE job = 'job'"), "8");
 }
 
+TEST_F(SchedulerTest, OvercommitStartsHalfOfPOnGuessesUntilAPeakIsKnown) {
+  // The first wave is half of P: if the unknown clusters need twice their
+  // share of the budget, it still fits. Once one has ended, the peaks decide.
+  SchedulerOptions o;
+  o.mem_budget = 8000 * MiB;
+  o.mem_overcommit = true;
+  std::vector<std::size_t> running_at_start;
+  engine_.on_start = [&](const AttemptSpec&) {
+    running_at_start.push_back(engine_.running.size());
+  };
+  engine_.shape = [](const AttemptSpec&, Outcome& out) { out.cgroup_peak_kib = 150 * 1024; };
+  auto s = run(40, 8, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  ASSERT_GE(running_at_start.size(), 5u);
+  // Four start beside 0, 1, 2 and 3 others; the fifth only once one ended.
+  EXPECT_EQ(std::vector<std::size_t>(running_at_start.begin(), running_at_start.begin() + 4),
+            (std::vector<std::size_t>{0, 1, 2, 3}));
+  EXPECT_EQ(std::count(engine_.events.begin(), engine_.events.begin() + 5, "end 1"), 1)
+      << "the fifth started before any ended";
+  EXPECT_EQ(engine_.max_running, 8u);  // then the learned peaks let all P run
+}
+
 TEST_F(SchedulerTest, OvercommitEvictsNoMoreWhileItsVictimIsStillExiting) {
   SchedulerOptions o;
   o.mem_budget = 1000 * MiB;
   o.mem_overcommit = true;
-  // Four guesses of 250 MiB each use 300: one must go. Its memory stays in the
-  // total until it has exited, which takes three more wakeups here.
+  // Four first guesses (P = 8: two shares of 125 MiB each) use 300: one
+  // must go. Its memory stays in the total until it has exited, which takes
+  // three more wakeups here.
   engine_.usage_for = [](ClusterId) { return 300 * MiB; };
   engine_.script.resize(3);  // three wakeups at which nothing happens
-  auto s = run(4, 4, o);
+  auto s = run(4, 8, o);
   EXPECT_EQ(s.exit_code(), 0);
   EXPECT_EQ(s.evicted, 1u);
   EXPECT_EQ(std::count_if(engine_.events.begin(), engine_.events.end(),

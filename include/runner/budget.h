@@ -28,7 +28,7 @@ class MemoryBudget {
   std::uint64_t need_from_history(std::uint64_t peak_bytes) const;
   // What one cluster never seen is expected to need at most. With
   // overcommit: a high percentile of the peaks finished so far, with margin
-  // (before any: an equal share of the budget); without: the cap.
+  // (before any: two equal shares of the budget); without: the cap.
   std::uint64_t unknown_need() const;
   bool overcommit() const { return overcommit_; }
   // A finished cluster's peak, for the learned figures.
@@ -36,12 +36,13 @@ class MemoryBudget {
   // What k guessed clusters running at once reserve together: k times the
   // mean learned peak plus a safety term that grows as sqrt(k), since k
   // clusters rarely all peak high together (with margin; never more than k
-  // caps, and before any peak is known, k equal shares).
+  // caps, and before any peak is known, k times two equal shares).
   std::uint64_t pooled(std::size_t k) const;
 
  private:
-  // What each cluster reserves on a guess before any peak is known.
-  std::uint64_t equal_share() const;
+  // What each cluster reserves on a guess before any peak is known: two
+  // equal shares of the budget (budget ÷ P), so that half of P start first.
+  std::uint64_t first_guess() const;
 
   std::uint64_t total_;
   std::uint64_t known_ = 0;  // reserved by clusters of known need
