@@ -63,8 +63,10 @@ void Admission::resume() {
   fresh_from_ = store_.highest_attempted(job_) + 1;
   if (options_.skip_failed)
     for (const auto& f : store_.failed_clusters(job_)) skip_.insert(f.cluster);
-  if (!sites_.empty()) history_jobs_ = store_.related_jobs(job_);
-  if (options_.order == Order::kHistory) plan_order();
+  if (sites_.empty() && options_.order == Order::kIndex) return;
+  auto related = store_.related_jobs(job_);
+  if (!sites_.empty()) history_jobs_ = related;
+  if (options_.order == Order::kHistory) plan_order(std::move(related));
 }
 
 // Longest first (LPT): the long clusters start while there is still time to
@@ -73,21 +75,23 @@ void Admission::resume() {
 // Only the first `most_ordered` of either order are kept: what comes after
 // them is short (or small) enough to run in index order, and memory stays
 // bounded however long the history.
-void Admission::plan_order() {
-  auto jobs = store_.related_jobs(job_);
+void Admission::plan_order(std::vector<std::int64_t> jobs) {
   jobs.erase(jobs.begin());  // the job's own done clusters never run again
   if (jobs.empty()) return;
   using History = Store::ClusterHistory;
-  auto longer = [](const History& a, const History& b) {
-    if (a.seconds != b.seconds) return a.seconds > b.seconds;
-    if (a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
-    return a.cluster < b.cluster;
+  // Whether a starts before b: the larger first key, then the larger other
+  // key, then the lower index.
+  auto ahead_by = [](bool memory_first) {
+    return [memory_first](const History& a, const History& b) {
+      auto key = [memory_first](const History& h) {
+        auto peak = static_cast<double>(h.peak_kib);
+        return memory_first ? std::pair(peak, h.seconds) : std::pair(h.seconds, peak);
+      };
+      if (key(a) != key(b)) return key(a) > key(b);
+      return a.cluster < b.cluster;
+    };
   };
-  auto larger = [](const History& a, const History& b) {
-    if (a.peak_kib != b.peak_kib) return a.peak_kib > b.peak_kib;
-    if (a.seconds != b.seconds) return a.seconds > b.seconds;
-    return a.cluster < b.cluster;
-  };
+  const auto longer = ahead_by(false), larger = ahead_by(true);
   // Each heap keeps the first `most` in its order, the last of them on top.
   const auto most = std::max<std::size_t>(options_.most_ordered, 1);
   std::vector<History> longest, largest;
@@ -122,10 +126,7 @@ void Admission::plan_order() {
   }
   plan_.by_memory = room > 0 && slots > 0 && byte_seconds / room > seconds / slots;
   auto& chosen = plan_.by_memory ? largest : longest;
-  if (plan_.by_memory)
-    std::sort(chosen.begin(), chosen.end(), larger);
-  else
-    std::sort(chosen.begin(), chosen.end(), longer);
+  std::sort(chosen.begin(), chosen.end(), ahead_by(plan_.by_memory));
   ordered_.reserve(chosen.size());
   for (const auto& h : chosen) ordered_.push_back(h.cluster);
   ordered_by_index_ = ordered_;

@@ -763,6 +763,16 @@ TEST_F(SchedulerTest, WithHistoryTheLongestStartFirstAndTiesGoByIndex) {
   EXPECT_EQ(starts(), starts_of({4, 2, 5, 1, 3, 6}));
 }
 
+TEST_F(SchedulerTest, EqualDurationsGoLargerPeakFirstThenByIndex) {
+  auto last_night = store_->open_job("last-night", 4, "cmd");
+  remember_run(*store_, last_night, 1, 3.0, 100);
+  remember_run(*store_, last_night, 2, 3.0, 300);
+  remember_run(*store_, last_night, 3, 3.0, 100);
+  remember_run(*store_, last_night, 4, 1.0, 900);
+  run(4, 1);
+  EXPECT_EQ(starts(), starts_of({2, 1, 3, 4}));
+}
+
 TEST_F(SchedulerTest, ClustersWithoutHistoryFollowInIndexOrder) {
   // Partial history: 3 and 6 are known; the rest run after them, 1, 2, 4 …
   auto last_night = store_->open_job("last-night", 7, "cmd");
@@ -835,12 +845,10 @@ TEST_F(SchedulerTest, ARetryKeepsItsTurnAndIsNotMovedAheadByItsHistory) {
   EXPECT_EQ(starts(), starts_of({2, 2, 1, 1, 3, 4}));
   engine_.events.clear();
   o.order = Order::kIndex;
+  o.parallel = 1;
+  o.log_dir = dir_;
   job_ = store_->open_job("by-index", 4, "cmd");
-  Scheduler by_index(*store_, job_, command_, engine_, signals_, nullptr, [&] {
-    o.parallel = 1;
-    o.log_dir = dir_;
-    return o;
-  }());
+  Scheduler by_index(*store_, job_, command_, engine_, signals_, nullptr, o);
   by_index.run();
   EXPECT_EQ(starts(), starts_of({1, 1, 2, 2, 3, 4}));
 }

@@ -132,7 +132,7 @@ class Admission {
  private:
   std::optional<ClusterId> next_cluster();
   // The history order: the clusters earlier jobs ran, in the order to start them.
-  void plan_order();
+  void plan_order(std::vector<std::int64_t> related_jobs);
   std::optional<Candidate> take_first_attempt();
   std::optional<Candidate> take_deferred_or_new();
   std::optional<Candidate> take_ready_retry();
