@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 #include "runner/units.h"
@@ -13,6 +14,40 @@ namespace {
 // How far past the cursor the budget looks for clusters that fit while an
 // earlier one waits for memory.
 constexpr std::size_t kLookahead = 64;
+
+// Where P binds, duration decides, but the clusters that need more than an
+// equal share of the budget (heavy ones) are spread through the order: among
+// any `slots` consecutive starts, at most as many as their share of the list
+// (rounded up). Heavy clusters started together slow one another (memory
+// bandwidth, page faults), and a budget they fill leaves slots to the small
+// ones alone. Otherwise the order stays longest first: each place takes the
+// longer of the next heavy and the next light cluster.
+// Returns how many heavy clusters it spread (none when all or none are heavy).
+template <typename Heavy>
+std::size_t spread_heavy(std::vector<Store::ClusterHistory>& order, std::size_t slots,
+                         Heavy heavy) {
+  using History = Store::ClusterHistory;
+  std::vector<History> heavies, lights;
+  for (const auto& h : order) (heavy(h) ? heavies : lights).push_back(h);
+  if (heavies.empty() || lights.empty()) return 0;
+  slots = std::max<std::size_t>(slots, 1);
+  const auto per_window = (heavies.size() * slots + order.size() - 1) / order.size();
+  std::deque<std::size_t> recent;  // places of the latest heavy ones, at most per_window
+  std::size_t h = 0, l = 0;
+  for (std::size_t at = 0; at < order.size(); ++at) {
+    while (!recent.empty() && recent.front() + slots <= at) recent.pop_front();
+    bool room = recent.size() < per_window;
+    bool take_heavy = h < heavies.size() &&
+                      (l == lights.size() || (room && heavies[h].seconds >= lights[l].seconds));
+    if (take_heavy) {
+      order[at] = heavies[h++];
+      recent.push_back(at);
+    } else {
+      order[at] = lights[l++];
+    }
+  }
+  return heavies.size();
+}
 
 }  // namespace
 
@@ -127,6 +162,12 @@ void Admission::plan_order(std::vector<std::int64_t> jobs) {
   plan_.by_memory = room > 0 && slots > 0 && byte_seconds / room > seconds / slots;
   auto& chosen = plan_.by_memory ? largest : longest;
   std::sort(chosen.begin(), chosen.end(), ahead_by(plan_.by_memory));
+  if (budget && !plan_.by_memory) {
+    auto share = room / slots;
+    plan_.spread = spread_heavy(chosen, static_cast<std::size_t>(slots), [&](const History& h) {
+      return static_cast<double>(budget->need_from_history(h.peak_kib * 1024)) > share;
+    });
+  }
   ordered_.reserve(chosen.size());
   for (const auto& h : chosen) ordered_.push_back(h.cluster);
   ordered_by_index_ = ordered_;

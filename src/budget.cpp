@@ -14,7 +14,12 @@ constexpr double kLearnedPercentile = 0.95;
 // The same confidence for a pool of guessed clusters: the one-sided 95%
 // point of a normal sum of their peaks.
 constexpr double kPooledDeviations = 1.645;
-constexpr std::size_t kRecent = 4096;
+// The learned figures follow the latest peaks, 2 × P of them (between 16
+// and 4096): neighbouring clusters are alike more often than not (a table's
+// partitions, a month's days), and a job whose large clusters come first
+// should not hold its small ones back for the rest of the run.
+constexpr std::size_t kFewestRecent = 16;
+constexpr std::size_t kMostRecent = 4096;
 constexpr double kMiB = 1024.0 * 1024.0;
 
 std::uint64_t scaled(std::uint64_t bytes, double factor) {
@@ -28,7 +33,8 @@ MemoryBudget::MemoryBudget(std::uint64_t total, std::uint64_t unknown_need, bool
     : total_(total),
       cap_need_(std::min(unknown_need, total)),
       overcommit_(overcommit),
-      parallel_(std::max<std::uint32_t>(parallel, 1)) {}
+      parallel_(std::max<std::uint32_t>(parallel, 1)),
+      window_(std::clamp<std::size_t>(2 * std::size_t{parallel_}, kFewestRecent, kMostRecent)) {}
 
 bool MemoryBudget::fits(std::uint64_t need, bool guessed) const {
   auto after = guessed ? known_ + pooled(guessed_ + 1) : known_ + need + pooled(guessed_);
@@ -83,14 +89,14 @@ std::uint64_t MemoryBudget::pooled(std::size_t k) const {
 
 void MemoryBudget::learn(std::uint64_t peak_bytes) {
   auto mib = static_cast<double>(peak_bytes) / kMiB;
-  if (recent_.size() < kRecent) {
+  if (recent_.size() < window_) {
     recent_.push_back(peak_bytes);
   } else {
     auto old = static_cast<double>(recent_[next_]) / kMiB;
     sum_ -= old;
     sum_squares_ -= old * old;
     recent_[next_] = peak_bytes;
-    next_ = (next_ + 1) % kRecent;
+    next_ = (next_ + 1) % window_;
   }
   sum_ += mib;
   sum_squares_ += mib * mib;

@@ -75,8 +75,12 @@ RunSummary Scheduler::run() {
         summary_.recovered);
   admission_.resume();
   if (const auto& plan = admission_.order_plan(); plan.ordered > 0)
-    spdlog::info("{} cluster(s) start first, {} first as earlier jobs ran them (--order history)",
-                 plan.ordered, plan.by_memory ? "largest" : "longest");
+    spdlog::info("{} cluster(s) start first, {} first as earlier jobs ran them{} (--order history)",
+                 plan.ordered, plan.by_memory ? "largest" : "longest",
+                 plan.spread ? fmt::format(", the {} that need more than an equal share of the "
+                                           "budget spread out among them",
+                                           plan.spread)
+                             : "");
   summary_.skipped_failed = admission_.skipped_failed();
   std::vector<EngineEvent> events;
   try {

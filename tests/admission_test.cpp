@@ -66,6 +66,36 @@ TEST_F(AdmissionTest, TheHistoryOrderListsOnlyTheLongestAndTheRestFollowByIndex)
   EXPECT_FALSE(a.has_work());
 }
 
+TEST_F(AdmissionTest, WherePBindsTwoHeavyClustersInFourStartsAtMost) {
+  // 9–12 took 2 s and 1500 MiB, more than an equal share of 4000 MiB over
+  // P = 4; 1–8 took 1 s and 100 MiB. P binds (16 s ÷ 4 against 13,440
+  // MiB·s ÷ 4000 MiB). Four heavy of twelve, times four, is at most two
+  // heavy ones among any four starts.
+  auto last_night = store_->open_job("last-night", 12, "cmd");
+  for (ClusterId c = 1; c <= 12; ++c) {
+    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
+    AttemptEnd end;
+    end.finished_at = c >= 9 ? 1002.0 : 1001.0;
+    end.peak_rss_kib = (c >= 9 ? 1500 : 100) * 1024;
+    store_->record_end(last_night, row, c, end);
+  }
+  auto job = store_->open_job("tonight", 12, "cmd");
+  AdmissionOptions o;
+  o.parallel = 4;
+  o.mem_budget = 4000 * MiB;
+  Admission a(*store_, job, o);
+  a.resume();
+  EXPECT_FALSE(a.order_plan().by_memory);
+  EXPECT_EQ(a.order_plan().spread, 4u);
+  std::vector<ClusterId> order;
+  while (auto c = a.next(0)) {
+    order.push_back(c->cluster);
+    a.reserve(*c);
+    a.release(*c);
+  }
+  EXPECT_EQ(order, (std::vector<ClusterId>{9, 10, 1, 2, 11, 12, 3, 4, 5, 6, 7, 8}));
+}
+
 TEST_F(AdmissionTest, TheRequeueGoesFirstAndRetriesTakeTurnsWithFirstAttempts) {
   auto job = store_->open_job("j", 10, "cmd");
   Admission a(*store_, job, {});

@@ -42,8 +42,9 @@ TEST(MemoryBudget, GuessedClustersReserveTogetherLessThanEachAtItsPercentile) {
   // One cluster in six holds 1500 MiB, the rest 150: the 95th percentile is
   // 1500, so each guess alone reserves 1875 MiB and 8 GiB would hold 4 of
   // them. Together, 8 such clusters need 1.25 * (8 * mean + 1.645 * sd *
-  // sqrt(8)), about 6.5 GiB with this mean (375) and sd (503).
-  MemoryBudget b(8192 * MiB, 8192 * MiB, true, 8);
+  // sqrt(8)), about 6.5 GiB with this mean (375) and sd (503). P = 12: the
+  // figures follow the latest 24 peaks, one in six of them large.
+  MemoryBudget b(8192 * MiB, 8192 * MiB, true, 12);
   for (int i = 0; i < 60; ++i) b.learn((i % 6 == 0 ? 1500 : 150) * MiB);
   EXPECT_EQ(b.unknown_need(), 1875 * MiB);
   for (int k = 0; k < 8; ++k) {
@@ -56,6 +57,26 @@ TEST(MemoryBudget, GuessedClustersReserveTogetherLessThanEachAtItsPercentile) {
   EXPECT_FALSE(b.fits(8192 * MiB - b.reserved() + 1));
   for (int k = 0; k < 8; ++k) b.release(0, true);
   EXPECT_EQ(b.reserved(), 0u);
+}
+
+TEST(MemoryBudget, LearnedFiguresFollowTheLatestTwicePPeaks) {
+  // The large clusters came first: 8 of 1500 MiB. While they are among the
+  // latest 16 peaks (2 × P), 8 guessed clusters do not fit in 8 GiB.
+  MemoryBudget b(8192 * MiB, 8192 * MiB, true, 8);
+  for (int i = 0; i < 8; ++i) b.learn(1500 * MiB);
+  for (int i = 0; i < 8; ++i) b.learn(150 * MiB);
+  EXPECT_EQ(b.unknown_need(), 1875 * MiB);
+  EXPECT_GT(b.pooled(8), 8192 * MiB);
+  // Eight more small peaks push out the large ones: the small clusters that
+  // follow start 8 at a time, on 1.25 × their own figure. (Learned from all
+  // 24 peaks, 8 guesses would reserve about 9.5 GiB.)
+  for (int i = 0; i < 8; ++i) b.learn(150 * MiB);
+  EXPECT_EQ(b.unknown_need(), 1.25 * 150 * MiB);
+  EXPECT_EQ(b.pooled(8), 8 * 1.25 * 150 * MiB);
+  // Fewer than 16 are never the window, however small P is.
+  MemoryBudget small_p(8192 * MiB, 8192 * MiB, true, 2);
+  for (int i = 0; i < 15; ++i) small_p.learn((i == 0 ? 1500 : 150) * MiB);
+  EXPECT_GT(small_p.pooled(2), 2 * 1.25 * 150 * MiB);
 }
 
 TEST(MemoryBudget, BeforeAnyPeakIsKnownHalfOfPStartOnGuesses) {

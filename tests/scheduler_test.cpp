@@ -889,6 +889,23 @@ TEST_F(SchedulerTest, WhereTheBudgetHoldsThemAllTheLongestStartFirst) {
   EXPECT_EQ(starts(), starts_of({1, 2, 3, 4, 5, 6, 7, 8}));
 }
 
+TEST_F(SchedulerTest, WherePBindsTheHeavyLongOnesAreSpreadThroughTheLongestFirstOrder) {
+  // 11 and 12 are the longest (3 s) and each needs more than an equal share
+  // of the budget (4000 MiB ÷ 4); the other ten take 1 s and 100 MiB. P
+  // binds (16 s over 4 slots against 10,500 MiB·s over 4000 MiB), so the
+  // order is longest first, but with at most one heavy cluster among any
+  // four starts (2 of 12, times 4, rounded up): 12 starts four places after
+  // 11 instead of beside it. (Without a budget nothing is heavy: 11, 12, 1 …)
+  auto last_night = store_->open_job("last-night", 12, "cmd");
+  for (ClusterId c = 1; c <= 12; ++c)
+    remember_run(*store_, last_night, c, c >= 11 ? 3.0 : 1.0, c >= 11 ? 1500 : 100);
+  SchedulerOptions o;
+  o.mem_budget = 4000 * MiB;
+  auto s = run(12, 4, o);
+  EXPECT_EQ(s.exit_code(), 0);
+  EXPECT_EQ(starts(), starts_of({11, 1, 2, 3, 12, 4, 5, 6, 7, 8, 9, 10}));
+}
+
 TEST_F(SchedulerTest, AHugeJobKeepsNoPerClusterState) {
   // A billion clusters: pending ones are never written; stop after a thousand.
   std::size_t ended = 0;

@@ -68,6 +68,7 @@ struct OrderPlan {
   std::uint64_t with_history = 0;  // clusters left to run that earlier jobs ran
   std::size_t ordered = 0;         // of those, how many start first (the rest: by index)
   bool by_memory = false;          // largest first: memory, not P, binds
+  std::size_t spread = 0;          // heavy clusters spread through a longest-first order
 };
 
 class Admission {

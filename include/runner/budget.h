@@ -27,7 +27,7 @@ class MemoryBudget {
   // What to reserve for a cluster seen before, from its recorded peak.
   std::uint64_t need_from_history(std::uint64_t peak_bytes) const;
   // What one cluster never seen is expected to need at most. With
-  // overcommit: a high percentile of the peaks finished so far, with margin
+  // overcommit: a high percentile of the latest peaks (2 × P), with margin
   // (before any: two equal shares of the budget); without: the cap.
   std::uint64_t unknown_need() const;
   bool overcommit() const { return overcommit_; }
@@ -50,6 +50,7 @@ class MemoryBudget {
   std::uint64_t cap_need_;
   bool overcommit_;
   std::uint32_t parallel_;
+  std::size_t window_;                 // how many of the latest peaks are learned from
   std::vector<std::uint64_t> recent_;  // a ring of the latest peaks
   std::size_t next_ = 0;
   double sum_ = 0, sum_squares_ = 0;  // of recent_, in MiB
