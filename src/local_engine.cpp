@@ -289,7 +289,7 @@ EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
     if (spec.timeout) child.timeout_at = Clock::now() + *spec.timeout;
     children_.emplace(spawned.pid, std::move(child));
     pid_of_[spec.id] = spawned.pid;
-    return AttemptStarted{spec.id, Placement{host_name(), spawned.pid}, log_path, wall_clock_now(),
+    return AttemptStarted{spec.id, Placement{host_, spawned.pid}, log_path, wall_clock_now(),
                           cap_name()};
   }
   const auto& program = spec.argv.front();

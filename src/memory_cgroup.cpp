@@ -258,6 +258,7 @@ class CgroupCage : public Cage {
  private:
   CgroupCaps& caps_;
   std::unique_ptr<Slot> slot_;
+  std::optional<std::uint64_t> measured_oom_kills_;  // as measure() read them
 };
 
 class CgroupCaps : public MemoryCaps {
@@ -497,6 +498,7 @@ CgroupCage::~CgroupCage() {
 MemoryUse CgroupCage::measure() {
   MemoryUse use;
   auto oom_kills = slot_->oom_kills();
+  measured_oom_kills_ = oom_kills;
   use.peak_bytes = slot_->peak.read_u64(slot_->dir_fd.get());
   use.oom_kills = oom_kills - std::min(oom_kills, slot_->oom_kills_before);
   return use;
@@ -504,8 +506,9 @@ MemoryUse CgroupCage::measure() {
 
 void CgroupCage::release() {
   if (!slot_) return;
-  // Counted from here on by the slot's next attempt.
-  auto oom_kills = slot_->oom_kills();
+  // Counted from here on by the slot's next attempt: what this one was
+  // charged with, as measured just now (its processes have ended).
+  auto oom_kills = measured_oom_kills_ ? *measured_oom_kills_ : slot_->oom_kills();
   caps_.give_back(std::move(slot_), oom_kills);
 }
 

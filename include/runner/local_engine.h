@@ -23,6 +23,7 @@
 #include "runner/fd.h"
 #include "runner/memory.h"
 #include "runner/signals.h"
+#include "runner/sysinfo.h"
 
 namespace runner {
 
@@ -108,6 +109,7 @@ class LocalEngine : public Engine {
   std::vector<EngineEvent> events_;            // told at the next wait()
   std::string resolved_name_, resolved_path_;  // the last program looked up
   std::string log_dir_;                        // the open log folder
+  std::string host_ = host_name();             // where its clusters run
   Fd log_dir_fd_;
   std::optional<rlimit> children_nofile_;  // set when runner raised its own
 };
