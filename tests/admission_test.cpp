@@ -96,6 +96,62 @@ TEST_F(AdmissionTest, WherePBindsTwoHeavyClustersInFourStartsAtMost) {
   EXPECT_EQ(order, (std::vector<ClusterId>{9, 10, 1, 2, 11, 12, 3, 4, 5, 6, 7, 8}));
 }
 
+TEST_F(AdmissionTest, WhetherMemoryBindsIsWeighedOverEverySitesBudgetAndSlots) {
+  // 7 and 8 took 1 s and 400 MiB; 1–6 took 2 s and 100 MiB: 2,100 MiB·s
+  // of needs over 14 s, 150 MiB a second. Two nodes: 4 slots and 1000 MiB,
+  // 4 slots and 100 MiB. Over both (1100 MiB, 8 slots), memory binds
+  // (2100 ÷ 1100 > 14 ÷ 8): largest first. The first node alone would say
+  // P binds (2100 ÷ 1000 < 14 ÷ 4), and 1–6 would go first.
+  auto last_night = store_->open_job("last-night", 8, "cmd");
+  for (ClusterId c = 1; c <= 8; ++c) {
+    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
+    AttemptEnd end;
+    end.finished_at = c >= 7 ? 1001.0 : 1002.0;
+    end.peak_rss_kib = (c >= 7 ? 400 : 100) * 1024;
+    store_->record_end(last_night, row, c, end);
+  }
+  auto job = store_->open_job("tonight", 8, "cmd");
+  AdmissionOptions o;
+  o.parallel = 8;
+  o.sites = {{4, 1000 * MiB}, {4, 100 * MiB}};
+  Admission a(*store_, job, o);
+  a.resume();
+  EXPECT_TRUE(a.order_plan().by_memory);
+  auto first = a.next(0);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->cluster, 7u);
+}
+
+TEST_F(AdmissionTest, AtMost65536ClustersAreListedByDefault) {
+  // One more cluster of history than the list holds: the shortest of them
+  // (cluster 1, 1 s; the rest 2 s) is left to follow in index order.
+  constexpr ClusterId kClusters = 65'537;
+  auto last_night = store_->open_job("last-night", kClusters, "cmd");
+  {
+    Store::Batch batch(*store_);
+    for (ClusterId c = 1; c <= kClusters; ++c) {
+      auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
+      AttemptEnd end;
+      end.finished_at = c == 1 ? 1001.0 : 1002.0;
+      store_->record_end(last_night, row, c, end);
+    }
+    batch.commit();
+  }
+  auto job = store_->open_job("tonight", kClusters, "cmd");
+  Admission a(*store_, job, {});
+  a.resume();
+  EXPECT_EQ(a.order_plan().with_history, kClusters);
+  EXPECT_EQ(a.order_plan().ordered, 65'536u);
+  ClusterId last = 0;
+  for (ClusterId i = 0; i < kClusters; ++i) {
+    auto c = a.next(0);
+    ASSERT_TRUE(c);
+    last = c->cluster;
+  }
+  EXPECT_EQ(last, 1u);
+  EXPECT_FALSE(a.next(0));
+}
+
 TEST_F(AdmissionTest, TheRequeueGoesFirstAndRetriesTakeTurnsWithFirstAttempts) {
   auto job = store_->open_job("j", 10, "cmd");
   Admission a(*store_, job, {});

@@ -344,6 +344,30 @@ TEST_F(StoreTest, PeaksAreLearnedFromEarlierJobsWithTheSameCommandAndSize) {
   EXPECT_EQ(s.peak_kib(related, 4), std::nullopt);
 }
 
+TEST_F(StoreTest, HistoryIsReadNewestJobFirstAndStopsOnceEnoughClustersAreCovered) {
+  Store s(path_, Store::Access::kReadWrite);
+  auto older = s.open_job("older", 10, "cmd");
+  auto newer = s.open_job("newer", 10, "cmd");
+  attempt(s, older, 1, AttemptState::kDone);
+  attempt(s, older, 3, AttemptState::kDone);
+  attempt(s, newer, 1, AttemptState::kDone);
+  attempt(s, newer, 2, AttemptState::kDone);
+  std::vector<ClusterId> handed;
+  auto each = [&](const Store::ClusterHistory& h) { handed.push_back(h.cluster); };
+  // All of it: the newer job's 1 and 2, then the older one's 3 (its 1 was
+  // done again since, so the newer figure stands).
+  s.cluster_history({newer.id, older.id}, 10, each);
+  ASSERT_EQ(handed.size(), 3u);
+  EXPECT_EQ(handed.back(), 3u);
+  std::sort(handed.begin(), handed.end());
+  EXPECT_EQ(handed, (std::vector<ClusterId>{1, 2, 3}));
+  // Two clusters are enough: the older job is not read at all.
+  handed.clear();
+  s.cluster_history({newer.id, older.id}, 2, each);
+  std::sort(handed.begin(), handed.end());
+  EXPECT_EQ(handed, (std::vector<ClusterId>{1, 2}));
+}
+
 TEST_F(StoreTest, RefusesAFileThatIsNotSQLiteAndLeavesItAlone) {
   std::ofstream(path_.string()) << "hello\n";
   EXPECT_THROW(Store(path_, Store::Access::kReadWrite), Error);
