@@ -45,14 +45,6 @@ Axis nice_axis(double lo, double hi, int most_ticks) {
   return a;
 }
 
-namespace {
-
-double end_of(const AttemptSpan& s, double now) {
-  return s.finished_at > 0 ? s.finished_at : std::max(now, s.started_at);
-}
-
-}  // namespace
-
 Lanes assign_lanes(const std::vector<AttemptSpan>& spans, std::size_t hosts, double now) {
   Lanes out;
   out.lane_of.resize(spans.size());
@@ -77,7 +69,7 @@ Lanes assign_lanes(const std::vector<AttemptSpan>& spans, std::size_t hosts, dou
       free[h].pop();
     }
     out.lane_of[i] = lane;
-    busy[h].emplace(end_of(s, now), lane);
+    busy[h].emplace(attempt_end(s, now), lane);
   }
   return out;
 }
@@ -88,7 +80,7 @@ Occupancy occupancy(const std::vector<AttemptSpan>& spans, std::size_t hosts, do
   if (bins == 0 || !(t1 > t0)) return out;
   auto width = (t1 - t0) / static_cast<double>(bins);
   for (const auto& s : spans) {
-    auto from = std::clamp(s.started_at, t0, t1), to = std::clamp(end_of(s, now), t0, t1);
+    auto from = std::clamp(s.started_at, t0, t1), to = std::clamp(attempt_end(s, now), t0, t1);
     auto state = page_state_index(s.state);
     auto first = std::min(bins - 1, static_cast<std::size_t>((from - t0) / width));
     auto last = std::min(bins - 1, static_cast<std::size_t>((to - t0) / width));
@@ -112,33 +104,6 @@ std::vector<std::uint64_t> histogram(const std::vector<double>& values, double l
     ++counts[b];
   }
   return counts;
-}
-
-RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now) {
-  RunFigures f;
-  if (spans.empty()) return f;
-  f.first_start = spans.front().started_at;
-  std::vector<std::pair<double, int>> edges;
-  edges.reserve(2 * spans.size());
-  for (const auto& s : spans) {
-    auto end = end_of(s, now);
-    f.first_start = std::min(f.first_start, s.started_at);
-    f.last_end = std::max(f.last_end, end);
-    f.total_work += end - s.started_at;
-    f.longest = std::max(f.longest, end - s.started_at);
-    edges.emplace_back(s.started_at, +1);
-    edges.emplace_back(end, -1);
-  }
-  // Ends before starts at one instant: one cluster's end lets the next start.
-  std::sort(edges.begin(), edges.end());
-  int at_once = 0;
-  for (const auto& [t, step] : edges) {
-    at_once += step;
-    f.most_at_once = std::max(f.most_at_once, static_cast<std::uint32_t>(std::max(at_once, 0)));
-  }
-  f.makespan = f.last_end - f.first_start;
-  f.lower_bound = std::max(f.total_work / std::max<std::uint32_t>(f.most_at_once, 1), f.longest);
-  return f;
 }
 
 namespace {
@@ -271,7 +236,7 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const auto& s = spans[i];
     auto x = kLeft + (s.started_at - f.first_start) * scale;
-    auto w = std::max(1.0, (end_of(s, in.now) - s.started_at) * scale);
+    auto w = std::max(1.0, (attempt_end(s, in.now) - s.started_at) * scale);
     auto top = host_top[s.host] + static_cast<int>(lanes.lane_of[i]) * kLaneHeight + 1;
     auto peak = judged_kib(s);
     svg += fmt::format(
@@ -279,7 +244,7 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
         "<title>cluster {}/{}, attempt {} on {}: {}\n{} ({})\npeak {}\nlog {}</title></rect>",
         to_string(s.state), x, top, w, kLaneHeight - 2, s.cluster, in.job.clusters, s.attempt,
         escaped(in.attempts.hosts[s.host]), to_string(s.state),
-        seconds_text(end_of(s, in.now) - s.started_at), escaped(ending_text(s)),
+        seconds_text(attempt_end(s, in.now) - s.started_at), escaped(ending_text(s)),
         peak ? mib_text(kib_to_mib(peak)) : std::string("not recorded"),
         i < in.attempts.log_paths.size() ? escaped(in.attempts.log_paths[i]) : "");
   }

@@ -71,6 +71,37 @@ std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_byte
   return budget_bytes / (stats.p95_kib * 1024);
 }
 
+double attempt_end(const AttemptSpan& s, double now) {
+  return s.finished_at > 0 ? s.finished_at : std::max(now, s.started_at);
+}
+
+RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now) {
+  RunFigures f;
+  if (spans.empty()) return f;
+  f.first_start = spans.front().started_at;
+  std::vector<std::pair<double, int>> edges;
+  edges.reserve(2 * spans.size());
+  for (const auto& s : spans) {
+    auto end = attempt_end(s, now);
+    f.first_start = std::min(f.first_start, s.started_at);
+    f.last_end = std::max(f.last_end, end);
+    f.total_work += end - s.started_at;
+    f.longest = std::max(f.longest, end - s.started_at);
+    edges.emplace_back(s.started_at, +1);
+    edges.emplace_back(end, -1);
+  }
+  // Ends before starts at one instant: one cluster's end lets the next start.
+  std::sort(edges.begin(), edges.end());
+  int at_once = 0;
+  for (const auto& [t, step] : edges) {
+    at_once += step;
+    f.most_at_once = std::max(f.most_at_once, static_cast<std::uint32_t>(std::max(at_once, 0)));
+  }
+  f.makespan = f.last_end - f.first_start;
+  f.lower_bound = std::max(f.total_work / std::max<std::uint32_t>(f.most_at_once, 1), f.longest);
+  return f;
+}
+
 std::string makespan_text(const RunFigures& run) {
   if (run.makespan <= 0) return "";
   return fmt::format(

@@ -5,6 +5,8 @@
 
 #include <regex>
 
+#include "runner/report.h"
+
 namespace runner {
 namespace {
 
@@ -75,7 +77,7 @@ TEST(HtmlHistogram, CountsEachValueOnceWithTheTopInTheLastBin) {
             (std::vector<std::uint64_t>{2, 1, 0, 2}));  // 11 is out of range
 }
 
-TEST(HtmlFigures, MakespanBesideTheLowerBoundOfItsDurations) {
+TEST(RunFigures, MakespanBesideTheLowerBoundOfItsDurations) {
   // Two long ones at the end, P = 2 as the log shows: work 2*1 + 2*4 = 10,
   // so the bound is max(10 / 2, 4) = 5; the makespan is 6.
   auto f = run_figures({span(0, 1), span(0, 1), span(2, 6), span(2, 6)}, 100);

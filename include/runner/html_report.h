@@ -55,16 +55,6 @@ Occupancy occupancy(const std::vector<AttemptSpan>& spans, std::size_t hosts, do
 std::vector<std::uint64_t> histogram(const std::vector<double>& values, double lo, double hi,
                                      std::size_t bins);
 
-// The run as a whole: its makespan beside the lower bound its recorded
-// durations allow, max(total work / P, longest attempt), P being the most
-// attempts the log shows running at once.
-struct RunFigures {
-  double first_start = 0, last_end = 0;
-  double makespan = 0, total_work = 0, longest = 0, lower_bound = 0;
-  std::uint32_t most_at_once = 0;
-};
-RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now);
-
 struct HtmlReportInput {
   Job job;
   AttemptSpans attempts;

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "runner/cli.h"
-#include "runner/html_report.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -27,6 +26,19 @@ PeakStats peak_stats(const std::vector<ClusterReport>& clusters);
 // The highest P for which P clusters at the p95 peak fit in the budget; 0 if
 // not even one does.
 std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_bytes);
+
+// Where an attempt's span ends: its end, or for one still running, `now`.
+double attempt_end(const AttemptSpan& s, double now);
+
+// The run as a whole: its makespan beside the lower bound its recorded
+// durations allow, max(total work / P, longest attempt), P being the most
+// attempts the log shows running at once.
+struct RunFigures {
+  double first_start = 0, last_end = 0;
+  double makespan = 0, total_work = 0, longest = 0, lower_bound = 0;
+  std::uint32_t most_at_once = 0;
+};
+RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now);
 
 // The run's makespan beside the lower bound its recorded durations allow.
 std::string makespan_text(const RunFigures& run);
