@@ -8,8 +8,9 @@
  * Plain, it is posix_spawn + wait. With --cgroup, it is what any tool pays to
  * put each child in a memory cgroup of its own: P cgroups made once below DIR
  * (a v1 or v2 memory cgroup the caller owns), each child joining its slot's
- * between vfork and exec, the way runner does by default. posix_spawn cannot
- * join a cgroup on this glibc.
+ * between vfork and exec, the way runner does by default: on v1 by writing
+ * "0" (itself) to the slot's tasks file, on v2 to its cgroup.procs.
+ * posix_spawn cannot join a cgroup on this glibc.
  *
  * With --logs, each run's output goes to a file of its own, DIR/i.1.log,
  * created for it: the file work runner does per attempt, without the rest. */
@@ -27,13 +28,13 @@ extern char** environ;
 
 struct slot {
   pid_t pid;    /* running there now, or 0 */
-  int procs_fd; /* its cgroup.procs, or -1 */
+  int join_fd; /* its tasks (v1) or cgroup.procs (v2), or -1 */
   char dir[4096];
 };
 
 static pid_t start(const struct slot* s, char** args, int log_fd) {
   pid_t pid;
-  if (s->procs_fd < 0) {
+  if (s->join_fd < 0) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     if (log_fd >= 0) {
@@ -46,9 +47,7 @@ static pid_t start(const struct slot* s, char** args, int log_fd) {
   }
   pid = vfork();
   if (pid == 0) {
-    char buf[24];
-    int len = snprintf(buf, sizeof buf, "%d", (int)getpid());
-    if (write(s->procs_fd, buf, (size_t)len) != len) _exit(126);
+    if (write(s->join_fd, "0", 1) != 1) _exit(126);
     if (log_fd >= 0 && (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0))
       _exit(126);
     execve(args[0], args, environ);
@@ -81,12 +80,19 @@ int main(int argc, char** argv) {
   memcpy(args, argv + 3, (size_t)fixed * sizeof *args);
   args[fixed] = token;
   for (long i = 0; i < p; ++i) {
-    slots[i].procs_fd = -1;
+    slots[i].join_fd = -1;
     if (!cgroup) continue;
-    char procs[4200];
+    char join[4200];
     snprintf(slots[i].dir, sizeof slots[i].dir, "%s/floor-%d-%ld", cgroup, (int)getpid(), i);
-    snprintf(procs, sizeof procs, "%s/cgroup.procs", slots[i].dir);
-    if (mkdir(slots[i].dir, 0755) != 0 || (slots[i].procs_fd = open(procs, O_WRONLY)) < 0) {
+    /* v1 has a tasks file in every cgroup; v2 has none. */
+    snprintf(join, sizeof join, "%s/tasks", slots[i].dir);
+    if (mkdir(slots[i].dir, 0755) != 0) {
+      perror(slots[i].dir);
+      status = 1;
+      goto out;
+    }
+    if (access(join, W_OK) != 0) snprintf(join, sizeof join, "%s/cgroup.procs", slots[i].dir);
+    if ((slots[i].join_fd = open(join, O_WRONLY)) < 0) {
       perror(slots[i].dir);
       status = 1;
       goto out;
@@ -131,7 +137,7 @@ out:
   while (wait(NULL) > 0) {
   }
   for (long i = 0; i < p; ++i) {
-    if (slots[i].procs_fd >= 0) close(slots[i].procs_fd);
+    if (slots[i].join_fd >= 0) close(slots[i].join_fd);
     if (cgroup && slots[i].dir[0]) rmdir(slots[i].dir);
   }
   return status;

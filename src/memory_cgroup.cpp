@@ -182,8 +182,8 @@ std::optional<std::uint64_t> value_of(std::string_view text, std::string_view ke
 }
 
 // One cgroup folder below the run's, with what its attempts need kept open:
-// the folder, cgroup.procs (which the child writes between vfork and exec),
-// the peak and the OOM count. On v1 a slot cages one attempt after another;
+// the folder, the file the child joins it by between vfork and exec, the
+// peak and the OOM count. On v1 a slot cages one attempt after another;
 // making and removing a memory cgroup costs more than a small child's start.
 struct Slot {
   Slot(fs::path where, Version v)
@@ -199,7 +199,7 @@ struct Slot {
   void close() {
     peak.close();
     oom.close();
-    procs_fd.reset();
+    join_fd.reset();
     dir_fd.reset();
   }
 
@@ -217,7 +217,7 @@ struct Slot {
   fs::path dir;
   Version version;
   Fd dir_fd;
-  Fd procs_fd;
+  Fd join_fd;
   KeptFile peak;
   KeptFile oom;
   std::optional<std::uint64_t> limit;  // what its limit files say; none: unlimited
@@ -231,15 +231,9 @@ class CgroupCage : public Cage {
   CgroupCage(CgroupCaps& caps, std::unique_ptr<Slot> slot) : caps_(caps), slot_(std::move(slot)) {}
   ~CgroupCage() override;
 
+  // "0" is the writer itself: the child, which has one thread until exec.
   int enter() const noexcept override {
-    // No allocation here: format the pid by hand into a stack buffer.
-    char buf[24];
-    char* end = buf + sizeof buf;
-    char* p = end;
-    for (auto pid = static_cast<unsigned long>(::getpid()); p == end || pid > 0; pid /= 10)
-      *--p = static_cast<char>('0' + pid % 10);
-    auto n = end - p;
-    return ::write(slot_->procs_fd.get(), p, static_cast<std::size_t>(n)) == n ? 0 : errno;
+    return ::write(slot_->join_fd.get(), "0", 1) == 1 ? 0 : errno;
   }
 
   MemoryUse measure() override;
@@ -379,15 +373,19 @@ class CgroupCaps : public MemoryCaps {
       throw std::system_error(errno, std::generic_category(),
                               "cannot create cgroup " + slot->dir.string());
     slot->dir_fd.reset(::open(slot->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    // O_CREAT changes nothing on a cgroupfs, where the file is always there.
+    // On v1 the child joins by `tasks`, as a thread: moving one thread of
+    // one's own takes no lock over every process of the machine, where
+    // `cgroup.procs` waits for an RCU grace period (milliseconds) whenever
+    // joins came less often than that. v2 joins by cgroup.procs. O_CREAT
+    // changes nothing on a cgroupfs, where the file is always there.
+    const char* join = version_ == Version::kV1 ? "tasks" : "cgroup.procs";
     if (slot->dir_fd.get())
-      slot->procs_fd.reset(
-          ::openat(slot->dir_fd.get(), "cgroup.procs", O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!slot->procs_fd) {
+      slot->join_fd.reset(::openat(slot->dir_fd.get(), join, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!slot->join_fd) {
       int err = errno;
       slot->destroy();
       throw std::system_error(err, std::generic_category(),
-                              "cannot open " + (slot->dir / "cgroup.procs").string());
+                              "cannot open " + (slot->dir / join).string());
     }
     if (version_ == Version::kV2) {
       // The whole tree dies together on OOM.

@@ -109,19 +109,26 @@ TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKill
   fs::remove_all(dir);
 }
 
-TEST_F(FakeCgroupTree, TheCageWritesTheChildsPidIntoItsCgroup) {
-  fs::create_directories(root_ / "own");
-  auto caps = make_cgroup_caps(cgroupfs::Version::kV1, root_ / "own");
-  auto cage = caps->cage(std::nullopt);
-  pid_t pid = ::fork();
-  if (pid == 0) ::_exit(cage->enter() == 0 ? 0 : 1);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  fs::path run;
-  for (const auto& e : fs::directory_iterator(root_ / "own")) run = e.path();
-  EXPECT_EQ(cgroupfs::read_text(run / "s1/cgroup.procs"), std::to_string(pid));
-  fs::remove_all(run / "s1");
+TEST_F(FakeCgroupTree, TheChildJoinsItsCgroupAsItselfByTasksOnV1AndCgroupProcsOnV2) {
+  // On v1 the child moves itself as a thread ("0" to tasks): that takes no
+  // lock over every process of the machine, as a write to cgroup.procs
+  // does. A v2 memory cgroup takes processes only, by cgroup.procs.
+  for (auto [version, file] : {std::pair{cgroupfs::Version::kV1, "tasks"},
+                               std::pair{cgroupfs::Version::kV2, "cgroup.procs"}}) {
+    auto own = root_ / (version == cgroupfs::Version::kV1 ? "v1" : "v2");
+    fs::create_directories(own);
+    auto caps = make_cgroup_caps(version, own);
+    auto cage = caps->cage(std::nullopt);
+    pid_t pid = ::fork();
+    if (pid == 0) ::_exit(cage->enter() == 0 ? 0 : 1);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    fs::path run;
+    for (const auto& e : fs::directory_iterator(own)) run = e.path();
+    EXPECT_EQ(cgroupfs::read_text(run / "s1" / file), "0") << file;
+    fs::remove_all(run / "s1");
+  }
 }
 
 TEST(RlimitCage, SetsRlimitDataInTheChild) {
