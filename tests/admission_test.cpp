@@ -46,12 +46,8 @@ TEST_F(AdmissionTest, TheHistoryOrderListsOnlyTheLongestAndTheRestFollowByIndex)
   // A long history, a short list: the three longest first, then every other
   // cluster in index order, each once, the job's own done one never.
   auto last_night = store_->open_job("last-night", 10, "cmd");
-  for (ClusterId c = 1; c <= 10; ++c) {
-    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
-    AttemptEnd end;
-    end.finished_at = 1000.0 + static_cast<double>((c * 7) % 10);  // 7, 4, 1, 8, 5, 2, 9, 6, 3, 0 s
-    store_->record_end(last_night, row, c, end);
-  }
+  for (ClusterId c = 1; c <= 10; ++c)  // 7, 4, 1, 8, 5, 2, 9, 6, 3, 0 s
+    remember_run(*store_, last_night, c, static_cast<double>((c * 7) % 10));
   auto job = store_->open_job("tonight", 10, "cmd");
   auto row = store_->record_start(job, AttemptStart{7, 1, 1, 1.0, "log"});
   store_->record_end(job, row, 7, AttemptEnd{});
@@ -72,13 +68,8 @@ TEST_F(AdmissionTest, WherePBindsTwoHeavyClustersInFourStartsAtMost) {
   // MiB·s ÷ 4000 MiB). Four heavy of twelve, times four, is at most two
   // heavy ones among any four starts.
   auto last_night = store_->open_job("last-night", 12, "cmd");
-  for (ClusterId c = 1; c <= 12; ++c) {
-    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
-    AttemptEnd end;
-    end.finished_at = c >= 9 ? 1002.0 : 1001.0;
-    end.peak_rss_kib = (c >= 9 ? 1500 : 100) * 1024;
-    store_->record_end(last_night, row, c, end);
-  }
+  for (ClusterId c = 1; c <= 12; ++c)
+    remember_run(*store_, last_night, c, c >= 9 ? 2.0 : 1.0, c >= 9 ? 1500 : 100);
   auto job = store_->open_job("tonight", 12, "cmd");
   AdmissionOptions o;
   o.parallel = 4;
@@ -103,13 +94,8 @@ TEST_F(AdmissionTest, WhetherMemoryBindsIsWeighedOverEverySitesBudgetAndSlots) {
   // (2100 ÷ 1100 > 14 ÷ 8): largest first. The first node alone would say
   // P binds (2100 ÷ 1000 < 14 ÷ 4), and 1–6 would go first.
   auto last_night = store_->open_job("last-night", 8, "cmd");
-  for (ClusterId c = 1; c <= 8; ++c) {
-    auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
-    AttemptEnd end;
-    end.finished_at = c >= 7 ? 1001.0 : 1002.0;
-    end.peak_rss_kib = (c >= 7 ? 400 : 100) * 1024;
-    store_->record_end(last_night, row, c, end);
-  }
+  for (ClusterId c = 1; c <= 8; ++c)
+    remember_run(*store_, last_night, c, c >= 7 ? 1.0 : 2.0, c >= 7 ? 400 : 100);
   auto job = store_->open_job("tonight", 8, "cmd");
   AdmissionOptions o;
   o.parallel = 8;
@@ -129,12 +115,8 @@ TEST_F(AdmissionTest, AtMost65536ClustersAreListedByDefault) {
   auto last_night = store_->open_job("last-night", kClusters, "cmd");
   {
     Store::Batch batch(*store_);
-    for (ClusterId c = 1; c <= kClusters; ++c) {
-      auto row = store_->record_start(last_night, AttemptStart{c, 1, 1, 1000.0, "log"});
-      AttemptEnd end;
-      end.finished_at = c == 1 ? 1001.0 : 1002.0;
-      store_->record_end(last_night, row, c, end);
-    }
+    for (ClusterId c = 1; c <= kClusters; ++c)
+      remember_run(*store_, last_night, c, c == 1 ? 1.0 : 2.0);
     batch.commit();
   }
   auto job = store_->open_job("tonight", kClusters, "cmd");

@@ -736,18 +736,6 @@ TEST_F(SchedulerTest, NoOpenFileForEvenOneChildStopsWithTheClustersPending) {
   EXPECT_EQ(one("SELECT count(*) FROM attempts"), "0");
 }
 
-// Records a successful attempt of `seconds` with a peak, in an earlier job.
-void remember_run(Store& store, const Job& job, ClusterId c, double seconds,
-                  std::uint64_t peak_mib = 100) {
-  auto row = store.record_start(job, AttemptStart{c, 1, 1, 1000.0, "log"});
-  AttemptEnd end;
-  end.state = AttemptState::kDone;
-  end.exit_code = 0;
-  end.finished_at = 1000.0 + seconds;
-  end.peak_rss_kib = peak_mib * 1024;
-  store.record_end(job, row, c, end);
-}
-
 std::vector<std::string> starts_of(std::initializer_list<ClusterId> clusters) {
   std::vector<std::string> out;
   for (auto c : clusters) out.push_back("start " + std::to_string(c));

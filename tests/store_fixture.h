@@ -27,4 +27,17 @@ class StoreFixture : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
+// Records a successful attempt of `seconds` with a peak, in an earlier job:
+// the history the order and the budget learn from.
+inline void remember_run(Store& store, const Job& job, ClusterId c, double seconds,
+                         std::uint64_t peak_mib = 100) {
+  auto row = store.record_start(job, AttemptStart{c, 1, 1, 1000.0, "log"});
+  AttemptEnd end;
+  end.state = AttemptState::kDone;
+  end.exit_code = 0;
+  end.finished_at = 1000.0 + seconds;
+  end.peak_rss_kib = peak_mib * 1024;
+  store.record_end(job, row, c, end);
+}
+
 }  // namespace runner
