@@ -1,5 +1,6 @@
 // `runner doctor`: which memory mechanism runner will use here, why not a
-// better one, and what the user can do about it.
+// better one, and what the user can do about it. What it says of cgroups it
+// has tried: the probe makes the cgroups a run makes, and undoes them.
 #include <fmt/format.h>
 
 #include "runner/app.h"
@@ -7,6 +8,45 @@
 #include "runner/units.h"
 
 namespace runner {
+namespace {
+
+// Where runner sits on v2, in words, for a probe that found it usable.
+std::string placement_words(const MemoryProbe& probe) {
+  auto dir = probe.v2_dir->string();
+  switch (probe.v2_placement) {
+    case V2Placement::kRoot:
+      return fmt::format(
+          "root: runner runs in the root cgroup {}; each attempt gets a cgroup below it", dir);
+    case V2Placement::kDelegated:
+      return fmt::format(
+          "delegated: runner's cgroup {} is its own (a unit with Delegate=yes, a scope, or a "
+          "container's cgroup); for a run, the processes in it move into {}/runner-leaf, each "
+          "attempt gets a cgroup beside it, and all is put back at the end",
+          dir, dir);
+    case V2Placement::kUser:
+      return fmt::format(
+          "user: runner's cgroup {} is delegated to this user (the subtree systemd gives each "
+          "user); for a run, the processes in it move into {}/runner-leaf, each attempt gets "
+          "a cgroup beside it, and all is put back at the end; no root needed",
+          dir, dir);
+    case V2Placement::kNone:
+      break;
+  }
+  return "none";
+}
+
+void print_v2_notes(const MemoryProbe& probe) {
+  if (!probe.v2_peak)
+    fmt::print(
+        "note: this kernel has no memory.peak (kernels from 5.19 have it): peak_cgroup_kib stays "
+        "empty and peak_rss_kib is what the budget learns from\n");
+  if (!probe.v2_swap && machine_has_swap())
+    fmt::print(
+        "note: this kernel does not account swap per cgroup (no memory.swap.max) and the "
+        "machine has swap: a capped attempt may swap past its cap\n");
+}
+
+}  // namespace
 
 int show_doctor(const DoctorArgs&) {
   auto probe = probe_memory();
@@ -34,13 +74,19 @@ int show_doctor(const DoctorArgs&) {
       fmt::print(
           " (the cap applies to each process on its own, counts memory it reserves\n"
           "rather than uses, and an OOM death is only guessed at from the log)\n");
-      fmt::print(
-          "\nTo get cgroups:\n"
-          "  - with systemd: systemd-run --user --scope -p Delegate=yes runner ...\n"
-          "    (or --scope as root), which gives runner a cgroup v2 subtree of its own;\n"
-          "  - in a container: start it with a writable cgroup (for Docker, --cgroupns=private\n"
-          "    and a cgroup v2 host), or run runner as root where cgroup v1 is mounted.\n");
       break;
+  }
+  if (mechanism == CapMechanism::kCgroupV2) {
+    fmt::print("cgroup v2 placement: {}\n", placement_words(probe));
+    print_v2_notes(probe);
+  } else if (mechanism != CapMechanism::kCgroupV1 && !probe.v2_fix.empty()) {
+    fmt::print("cgroup v2 placement: none: {}\n", probe.v2_why_not);
+    fmt::print("the fix: {}\n", probe.v2_fix);
+  } else if (mechanism != CapMechanism::kCgroupV1) {
+    fmt::print(
+        "\nTo get cgroups: run on a machine with cgroup v2 (every current distribution), from\n"
+        "  systemd-run --user --scope -p Delegate=yes runner ...   (or as root where cgroup v1\n"
+        "  has the memory controller mounted)\n");
   }
   if (auto avail = available_memory(probe))
     fmt::print("\nmemory available to runner (--mem-budget auto): {}\n",

@@ -3,13 +3,16 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 #include "memory_internal.h"
 #include "runner/error.h"
@@ -68,6 +71,91 @@ std::string try_child(const fs::path& dir) {
   return "";
 }
 
+// The fix, in one line, for a machine where v2 is there but runner cannot
+// have a cgroup of its own on it.
+std::string v2_fix(const fs::path& mount, const fs::path& dir, int error) {
+  if (!cgroupfs::has_word(cgroupfs::read_text(mount / "cgroup.controllers"), "memory"))
+    return ::geteuid() == 0 ? "the memory controller is not on cgroup v2 here: boot with cgroup v2 "
+                              "alone (systemd.unified_cgroup_hierarchy=1), or mount cgroup v1's "
+                              "memory controller"
+                            : "the memory controller is not on cgroup v2 here: ask an admin for "
+                              "cgroup v2 (systemd.unified_cgroup_hierarchy=1 at boot)";
+  if (error == EROFS)
+    return "the cgroup filesystem is mounted read-only here (a container's default): give the "
+           "container a writable cgroup namespace of its own";
+  if (::geteuid() == 0)
+    return "systemd-run --scope -p Delegate=yes runner ...  (in a unit: Delegate=yes)";
+  auto uid = ::geteuid();
+  // systemd delegates user@UID.service to each user with a session (or
+  // lingering); a scope of one's own below it is a command away.
+  bool user_manager = fs::exists(fmt::format("/run/user/{}/systemd", uid));
+  for (auto at = dir; !user_manager && at.has_relative_path(); at = at.parent_path())
+    user_manager = fs::exists(at / fmt::format("user@{}.service", uid));
+  if (user_manager) return "systemd-run --user --scope -p Delegate=yes runner ...";
+  const passwd* pw = ::getpwuid(uid);
+  return fmt::format(
+      "loginctl enable-linger {0} (once, by an admin), then from a session of {0}: "
+      "systemd-run --user --scope -p Delegate=yes runner ...",
+      pw ? std::string(pw->pw_name) : std::to_string(uid));
+}
+
+// Tries what a run will do on v2: take the home (the leaf, memory for the
+// children), make a run folder with memory for its own children and an
+// attempt's cgroup in it, and write its memory.max. All of it is undone.
+void try_v2(const fs::path& mount, const fs::path& own, MemoryProbe& probe) {
+  try {
+    CgroupHome home(own);
+    auto folder = home.dir() / fmt::format("runner-probe-{}", ::getpid());
+    auto slot = folder / "s1";
+    auto undo = [&] {
+      ::rmdir(slot.c_str());
+      ::rmdir(folder.c_str());
+    };
+    auto step = [&](int error, const std::string& what) {
+      if (error == 0) return;
+      undo();
+      throw CgroupError(error, what);
+    };
+    step(::mkdir(folder.c_str(), 0755) == 0 ? 0 : errno, "cannot create cgroup " + folder.string());
+    step(cgroupfs::write_text(folder / "cgroup.subtree_control", "+memory"),
+         "cannot enable the memory controller below " + folder.string());
+    home.settled();
+    step(::mkdir(slot.c_str(), 0755) == 0 ? 0 : errno, "cannot create cgroup " + slot.string());
+    step(cgroupfs::write_text(slot / "memory.max", "max"),
+         "cannot write memory.max of " + slot.string());
+    probe.v2_peak = ::access((slot / "memory.peak").c_str(), F_OK) == 0;
+    probe.v2_swap = ::access((slot / "memory.swap.max").c_str(), F_OK) == 0;
+    probe.v2_placement = home.is_root()     ? V2Placement::kRoot
+                         : ::geteuid() == 0 ? V2Placement::kDelegated
+                                            : V2Placement::kUser;
+    probe.v2_dir = home.dir();
+    undo();
+  } catch (const std::system_error& e) {
+    probe.v2_why_not = e.what();
+    probe.v2_fix = v2_fix(mount, own, e.code().value());
+  }
+}
+
+// Where runner's v2 cgroup is usable, and how: tried for real, or (fake trees
+// in tests) read from the files.
+void probe_v2(const fs::path& mount, const fs::path& dir, bool try_it, MemoryProbe& probe) {
+  if (!fs::is_directory(dir)) {
+    probe.v2_why_not = fmt::format("runner's v2 cgroup {} is not visible", dir.string());
+    return;
+  }
+  if (try_it) return try_v2(mount, dir, probe);
+  auto home = dir.filename() == CgroupHome::kLeafName ? dir.parent_path() : dir;
+  std::string controllers = cgroupfs::read_text(home / "cgroup.controllers");
+  if (!cgroupfs::has_word(controllers, "memory"))
+    probe.v2_why_not =
+        fmt::format("the memory controller is not offered to cgroup {} (it offers: {})",
+                    home.string(), controllers.empty() ? "nothing" : controllers);
+  else if (::access(home.c_str(), W_OK) != 0)
+    probe.v2_why_not = fmt::format("cgroup {} is not delegated to this user", home.string());
+  else
+    probe.v2_dir = home;
+}
+
 class RlimitCage : public Cage {
  public:
   explicit RlimitCage(std::uint64_t limit) : limit_{limit, limit} {}
@@ -110,6 +198,20 @@ std::string to_string(CapMechanism m) {
   return "none";
 }
 
+std::string to_string(V2Placement p) {
+  switch (p) {
+    case V2Placement::kRoot:
+      return "root";
+    case V2Placement::kDelegated:
+      return "delegated";
+    case V2Placement::kUser:
+      return "user";
+    case V2Placement::kNone:
+      return "none";
+  }
+  return "none";
+}
+
 std::optional<CapChoice> parse_cap_choice(std::string_view text) {
   if (text == "auto") return CapChoice::kAuto;
   if (text == "cgroup") return CapChoice::kCgroup;
@@ -123,25 +225,12 @@ MemoryProbe probe_memory(const ProbeSources& sources) {
   auto mounts = read_mounts(sources.mounts);
   auto own = read_self_cgroup(sources.self_cgroup);
 
-  if (!mounts.v2 || !own.v2) {
+  if (!mounts.v2 || !own.v2)
     probe.v2_why_not = "no cgroup v2 hierarchy is mounted";
-  } else {
-    auto dir = *mounts.v2 / fs::path(*own.v2).relative_path();
-    std::string controllers = cgroupfs::read_text(dir / "cgroup.controllers");
-    if (!fs::is_directory(dir))
-      probe.v2_why_not = fmt::format("runner's v2 cgroup {} is not visible", dir.string());
-    else if ((" " + controllers + " ").find(" memory") == std::string::npos)
-      probe.v2_why_not = fmt::format(
-          "the memory controller is not enabled for runner's v2 cgroup {} (it offers: {})",
-          dir.string(), controllers.empty() ? "nothing" : controllers);
-    else if (::access(dir.c_str(), W_OK) != 0)
-      probe.v2_why_not =
-          fmt::format("runner's v2 cgroup {} is not delegated to this user", dir.string());
-    else if (auto why = sources.try_mkdir ? try_child(dir) : ""; !why.empty())
-      probe.v2_why_not = why;
-    else
-      probe.v2_dir = dir;
-  }
+  else if (auto inside = fs::path(*own.v2).relative_path(); inside.empty())
+    probe_v2(*mounts.v2, *mounts.v2, sources.try_mkdir, probe);
+  else
+    probe_v2(*mounts.v2, *mounts.v2 / inside, sources.try_mkdir, probe);
 
   if (!mounts.v1_memory || !own.v1_memory) {
     probe.v1_why_not = "no cgroup v1 memory controller is mounted";
@@ -185,8 +274,13 @@ std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const Memor
   std::optional<std::string> kill_leftovers;
   if (kill_leftovers_in) kill_leftovers = run_folder_name(*kill_leftovers_in);
   switch (mechanism) {
-    case CapMechanism::kCgroupV2:
-      return make_cgroup_caps(cgroupfs::Version::kV2, *probe.v2_dir, kill_leftovers, run);
+    case CapMechanism::kCgroupV2: {
+      // The home is taken for the run (its processes moved into the leaf);
+      // the probe put everything back after trying.
+      auto home = std::make_unique<CgroupHome>(*probe.v2_dir);
+      auto dir = home->dir();
+      return make_cgroup_caps(cgroupfs::Version::kV2, dir, kill_leftovers, run, std::move(home));
+    }
     case CapMechanism::kCgroupV1:
       return make_cgroup_caps(cgroupfs::Version::kV1, *probe.v1_dir, kill_leftovers, run);
     case CapMechanism::kRlimit:
@@ -215,6 +309,12 @@ std::optional<std::string> allocation_failure_sign(const fs::path& log) {
   for (auto sign : kSigns)
     if (tail.find(sign) != std::string::npos) return std::string(sign);
   return std::nullopt;
+}
+
+bool machine_has_swap() {
+  std::ifstream in("/proc/swaps");
+  std::string line;
+  return std::getline(in, line) && std::getline(in, line);
 }
 
 std::optional<std::uint64_t> available_memory(const MemoryProbe& probe) {

@@ -2,8 +2,10 @@
 // whole cgroup is killed; everything else is shared.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,8 +55,24 @@ std::optional<std::uint64_t> read_u64_at(int dir_fd, const char* name) {
   return parse_u64(read_at(dir_fd, name, buf, sizeof buf));
 }
 
+namespace {
+
+// Whether the folder of `name` is a cgroupfs (v1 or v2), not a fake tree.
+bool on_cgroupfs(int dir_fd, const char* name) {
+  struct statfs st {};
+  int rc = dir_fd == AT_FDCWD ? ::statfs(fs::path(name).parent_path().c_str(), &st)
+                              : ::fstatfs(dir_fd, &st);
+  return rc == 0 && (st.f_type == CGROUP2_SUPER_MAGIC || st.f_type == CGROUP_SUPER_MAGIC);
+}
+
+}  // namespace
+
 int write_at(int dir_fd, const char* name, std::string_view text) {
-  Fd fd(::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  // A cgroupfs file is there or the kernel does not have it (ENOENT, where
+  // O_CREAT would say EACCES); a fake tree in the tests is made as written.
+  Fd fd(::openat(dir_fd, name, O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (!fd && errno == ENOENT && !on_cgroupfs(dir_fd, name))
+    fd.reset(::openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) return errno;
   return ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0
                                                                                           : errno;
@@ -66,6 +84,22 @@ std::optional<std::uint64_t> read_u64(const fs::path& file) {
 
 int write_text(const fs::path& file, const std::string& text) {
   return write_at(AT_FDCWD, file.c_str(), text);
+}
+
+std::vector<pid_t> procs_of(const fs::path& dir) {
+  std::vector<pid_t> pids;
+  std::ifstream in(dir / "cgroup.procs");
+  for (pid_t p; in >> p;) pids.push_back(p);
+  return pids;
+}
+
+bool has_word(std::string_view list, std::string_view word) {
+  for (std::size_t at = 0; at < list.size();) {
+    auto end = std::min(list.find_first_of(" \n", at), list.size());
+    if (list.substr(at, end - at) == word) return true;
+    at = end + 1;
+  }
+  return false;
 }
 
 }  // namespace cgroupfs
@@ -93,12 +127,7 @@ const Files& files(Version v) {
   return v == Version::kV1 ? kV1Files : kV2Files;
 }
 
-std::vector<pid_t> procs_of(const fs::path& dir) {
-  std::vector<pid_t> pids;
-  std::ifstream in(dir / "cgroup.procs");
-  for (pid_t p; in >> p;) pids.push_back(p);
-  return pids;
-}
+using cgroupfs::procs_of;
 
 // Kills everything in a cgroup and its sub-cgroups, then removes them, deepest
 // first. A v1 cgroup can only be removed once its last process is gone, and a
@@ -209,9 +238,18 @@ struct Slot {
     return kill_and_remove(dir, version);
   }
 
+  // Processes killed for memory so far. Under memory.oom.group the kernel
+  // counts the victim twice, once when it chooses it and again as one of
+  // the group it kills with it (oom_kill 2 for one python process killed
+  // alone); each such group kill is counted in oom_group_kill (on kernels
+  // without that field, a slot has at most one: its whole attempt dies).
   std::uint64_t oom_kills() {
     char buf[512];
-    return value_of(oom.read(dir_fd.get(), buf, sizeof buf), "oom_kill").value_or(0);
+    auto text = oom.read(dir_fd.get(), buf, sizeof buf);
+    auto kills = value_of(text, "oom_kill").value_or(0);
+    if (!group_kill || kills == 0) return kills;
+    auto groups = value_of(text, "oom_group_kill").value_or(1);
+    return std::max<std::uint64_t>(kills - std::min(kills, groups), 1);
   }
 
   fs::path dir;
@@ -220,6 +258,7 @@ struct Slot {
   Fd join_fd;
   KeptFile peak;
   KeptFile oom;
+  bool group_kill = false;             // v2: memory.oom.group is set
   std::optional<std::uint64_t> limit;  // what its limit files say; none: unlimited
   std::uint64_t oom_kills_before = 0;  // counted during earlier attempts
 };
@@ -258,26 +297,11 @@ class CgroupCage : public Cage {
 class CgroupCaps : public MemoryCaps {
  public:
   CgroupCaps(Version version, const fs::path& own_dir,
-             const std::optional<std::string>& kill_leftovers, const std::string& run)
-      : version_(version), own_dir_(own_dir) {
-    sweep_stale_runs(own_dir, kill_leftovers);
-    run_dir_ = own_dir / run_folder_name(run.empty() ? run_id(current_process()) : run);
-    // A run has one worker at a time: a folder of its name is a dead
-    // worker's of the same run (runner made sure it is gone), with whatever
-    // that worker left in it.
-    if (::mkdir(run_dir_.c_str(), 0755) != 0 && errno == EEXIST &&
-        kill_and_remove(run_dir_, version_))
-      ::mkdir(run_dir_.c_str(), 0755);
-    if (!fs::is_directory(run_dir_))
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot create cgroup " + run_dir_.string());
-    // v2 lets a cgroup's children use a controller only when the cgroup
-    // enables it for them.
-    if (version_ == Version::kV2)
-      if (int err = cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory"))
-        spdlog::warn(
-            "cannot enable the memory controller below {}: {}; attempts will not be capped",
-            run_dir_.string(), std::strerror(err));
+             const std::optional<std::string>& kill_leftovers, const std::string& run,
+             std::unique_ptr<CgroupHome> home)
+      : version_(version), own_dir_(own_dir), home_(std::move(home)) {
+    make_run_folder(kill_leftovers, run);
+    if (home_) home_->settled();
   }
   ~CgroupCaps() override {
     for (auto& slot : returned_) slot->destroy();
@@ -367,6 +391,30 @@ class CgroupCaps : public MemoryCaps {
   }
 
  private:
+  // The run's folder, with memory for its children on v2; what runners that
+  // died left beside it is swept first.
+  void make_run_folder(const std::optional<std::string>& kill_leftovers, const std::string& run) {
+    sweep_stale_runs(own_dir_, kill_leftovers);
+    run_dir_ = own_dir_ / run_folder_name(run.empty() ? run_id(current_process()) : run);
+    // A run has one worker at a time: a folder of its name is a dead
+    // worker's of the same run (runner made sure it is gone), with whatever
+    // that worker left in it.
+    if (::mkdir(run_dir_.c_str(), 0755) != 0 && errno == EEXIST &&
+        kill_and_remove(run_dir_, version_))
+      ::mkdir(run_dir_.c_str(), 0755);
+    if (!fs::is_directory(run_dir_))
+      throw std::system_error(errno, std::generic_category(),
+                              "cannot create cgroup " + run_dir_.string());
+    // v2 lets a cgroup's children use a controller only when the cgroup
+    // enables it for them.
+    if (version_ == Version::kV2)
+      if (int err = cgroupfs::write_text(run_dir_ / "cgroup.subtree_control", "+memory")) {
+        kill_and_remove(run_dir_, version_);
+        throw std::system_error(err, std::generic_category(),
+                                "cannot enable the memory controller below " + run_dir_.string());
+      }
+  }
+
   std::unique_ptr<Slot> make_slot() {
     auto slot = std::make_unique<Slot>(run_dir_ / fmt::format("s{}", ++slots_made_), version_);
     if (::mkdir(slot->dir.c_str(), 0755) != 0 && errno != EEXIST)
@@ -389,7 +437,9 @@ class CgroupCaps : public MemoryCaps {
     }
     if (version_ == Version::kV2) {
       // The whole tree dies together on OOM.
-      if (int err = write_at(slot->dir_fd.get(), "memory.oom.group", "1"))
+      int err = write_at(slot->dir_fd.get(), "memory.oom.group", "1");
+      slot->group_kill = err == 0;
+      if (err != 0)
         spdlog::warn(
             "cannot write memory.oom.group of {}: {}; an OOM kill may leave part of an "
             "attempt's tree alive until its end",
@@ -416,9 +466,16 @@ class CgroupCaps : public MemoryCaps {
     };
     if (version_ == Version::kV2) {
       write(limit_file, value);
-      if (int err = write_at(slot.dir_fd.get(), "memory.swap.max", "0"); err != 0 && err != ENOENT)
-        spdlog::warn("cannot write memory.swap.max of {}: {}; a capped attempt may swap",
-                     slot.dir.string(), std::strerror(err));
+      // A cap that lets the attempt swap is no cap: it slows to a crawl
+      // instead of ending oom. Without swap on the machine it cannot anyway.
+      int err = write_at(slot.dir_fd.get(), "memory.swap.max", "0");
+      if (err != 0 && !swap_warned_ && machine_has_swap()) {
+        swap_warned_ = true;
+        spdlog::warn(
+            "cannot write memory.swap.max of {}: {}; capped attempts may swap past their cap",
+            slot.dir.string(),
+            err == ENOENT ? "this kernel does not account swap per cgroup" : std::strerror(err));
+      }
     } else if (!*memsw_) {
       write(limit_file, value);
     } else if (rising) {
@@ -475,6 +532,7 @@ class CgroupCaps : public MemoryCaps {
 
   Version version_;
   fs::path own_dir_;
+  std::unique_ptr<CgroupHome> home_;  // v2: left once the run folder is gone
   fs::path run_dir_;
   struct Resting {
     std::unique_ptr<Slot> slot;
@@ -487,6 +545,7 @@ class CgroupCaps : public MemoryCaps {
   std::size_t most_in_use_ = 0;
   unsigned slots_made_ = 0;
   std::optional<bool> memsw_;  // v1: does the kernel account swap (found on the first slot)
+  bool swap_warned_ = false;
 };
 
 CgroupCage::~CgroupCage() {
@@ -518,8 +577,9 @@ std::string run_folder_name(const std::string& run) {
 
 std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& own_dir,
                                              const std::optional<std::string>& kill_leftovers,
-                                             const std::string& run) {
-  return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers, run);
+                                             const std::string& run,
+                                             std::unique_ptr<CgroupHome> home) {
+  return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers, run, std::move(home));
 }
 
 namespace {

@@ -225,6 +225,10 @@ std::optional<fs::path> cgroup_dir(std::string* why) {
   return std::nullopt;
 }
 
+bool cgroup_required() {
+  return std::getenv("RUNNER_TEST_REQUIRE_CGROUP") != nullptr;
+}
+
 std::string child_bin() {
   return TEST_CHILD_BIN;
 }

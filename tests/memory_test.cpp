@@ -72,7 +72,7 @@ TEST_F(FakeCgroupTree, SaysWhyV2IsNotUsableAndFallsBackToRlimit) {
   write(root_ / "unified/cgroup.controllers", "hugetlb\n");
   auto probe = probe_memory(sources());
   EXPECT_FALSE(probe.v2_dir);
-  EXPECT_NE(probe.v2_why_not.find("memory controller is not enabled"), std::string::npos)
+  EXPECT_NE(probe.v2_why_not.find("memory controller is not offered"), std::string::npos)
       << probe.v2_why_not;
   EXPECT_NE(probe.v2_why_not.find("hugetlb"), std::string::npos);
   EXPECT_EQ(choose_mechanism(CapChoice::kAuto, probe), CapMechanism::kRlimit);
@@ -107,6 +107,25 @@ TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKill
   EXPECT_EQ(use.peak_bytes, 209711104u);
   EXPECT_EQ(use.oom_kills, 1u);
   fs::remove_all(dir);
+}
+
+TEST_F(FakeCgroupTree, AV2GroupKillCountsTheVictimOnceThoughTheKernelCountsItTwice) {
+  fs::create_directories(root_ / "own");
+  auto caps = make_cgroup_caps(cgroupfs::Version::kV2, root_ / "own");
+  // What 6.1 wrote for one process killed under memory.oom.group; for three
+  // killed together; and, on a kernel without oom_group_kill, for one.
+  for (auto [events, killed] : {std::pair{"oom 1\noom_kill 2\noom_group_kill 1\n", 1u},
+                                std::pair{"oom 1\noom_kill 4\noom_group_kill 1\n", 3u},
+                                std::pair{"oom 1\noom_kill 2\n", 1u},
+                                std::pair{"oom 1\noom_kill 1\noom_group_kill 1\n", 1u},
+                                std::pair{"oom 0\noom_kill 0\noom_group_kill 0\n", 0u}}) {
+    auto cage = caps->cage(64ULL << 20);
+    fs::path dir = cage->cgroup();
+    std::ofstream(dir / "memory.events") << events;
+    EXPECT_EQ(collect(*cage).oom_kills, killed) << events;
+    cage.reset();
+    fs::remove_all(dir);
+  }
 }
 
 TEST_F(FakeCgroupTree, TheChildJoinsItsCgroupAsItselfByTasksOnV1AndCgroupProcsOnV2) {

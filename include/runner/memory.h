@@ -31,10 +31,23 @@ std::string to_string(CapMechanism m);
 enum class CapChoice { kAuto, kCgroup, kRlimit, kNone };
 std::optional<CapChoice> parse_cap_choice(std::string_view text);
 
+// Where runner sits in a cgroup v2 tree, when it can have cgroups there:
+// the root cgroup (a machine's own, as root); a cgroup delegated to it as
+// root (a unit with Delegate=yes, a container's cgroup namespace); or, as an
+// ordinary user, a cgroup of the subtree systemd delegates to each user.
+enum class V2Placement { kNone, kRoot, kDelegated, kUser };
+std::string to_string(V2Placement p);
+
 // Where this process's cgroups are, and what it may do with them.
 struct MemoryProbe {
-  std::optional<std::filesystem::path> v2_dir;  // own v2 cgroup, usable for a subtree
+  // Where run folders go on v2: runner's own cgroup, whose processes a run
+  // moves into a leaf beside them (the root cgroup's stay where they are).
+  std::optional<std::filesystem::path> v2_dir;
   std::string v2_why_not;
+  std::string v2_fix;  // where v2 is there but not usable: what would make it so
+  V2Placement v2_placement = V2Placement::kNone;
+  bool v2_peak = false;  // memory.peak, which kernels before 5.19 lack
+  bool v2_swap = false;  // memory.swap.max: the kernel accounts swap per cgroup
   std::optional<std::filesystem::path> v1_dir;  // own v1 memory cgroup, usable
   std::string v1_why_not;
 };
@@ -43,7 +56,9 @@ struct MemoryProbe {
 struct ProbeSources {
   std::filesystem::path self_cgroup = "/proc/self/cgroup";
   std::filesystem::path mounts = "/proc/self/mounts";
-  bool try_mkdir = true;  // prove a child cgroup can be made (and removed)
+  // Try what a run does (make the cgroups, enable memory, write a cap) and
+  // undo it; false: judge from the files alone.
+  bool try_mkdir = true;
 };
 MemoryProbe probe_memory(const ProbeSources& sources = {});
 
@@ -108,6 +123,9 @@ std::unique_ptr<MemoryCaps> make_memory_caps(
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the
 // sign found, reading only the end of the log.
 std::optional<std::string> allocation_failure_sign(const std::filesystem::path& log);
+
+// Whether any swap is on (/proc/swaps lists more than its heading).
+bool machine_has_swap();
 
 // What is available to runner: the limit of the cgroup it lives in, else
 // MemAvailable. For --mem-budget auto.
