@@ -68,12 +68,33 @@ std::optional<std::string> previous_run(const std::optional<Holder>& holder) {
   return run_id(holder->process);
 }
 
-Leftovers leftovers(Store& store, const Job& job, const std::optional<Holder>& holder) {
+// The runs of the job whose processes may still live here: those the DB
+// holds on this host since its boot that did not end in order (runner
+// unlock forgets a hold, never a run), and the last holder's run, which a DB
+// from before runs were kept names only there.
+std::vector<std::string> open_runs(Store& store, const Job& job,
+                                   const std::optional<Holder>& holder, const std::string& self) {
+  auto runs = store.open_runs(job, host_name(), boot_id());
+  std::erase(runs, self);
+  if (auto last = previous_run(holder);
+      last && *last != self && std::find(runs.begin(), runs.end(), *last) == runs.end())
+    runs.push_back(*last);
+  return runs;
+}
+
+Leftovers leftovers(Store& store, const Job& job, std::vector<std::string> runs) {
   Leftovers left;
   for (const auto& l : store.left_running(job))
     left.attempts.push_back({l.cluster, Placement{l.host, l.pid}, l.started_at});
-  left.previous_run = previous_run(holder);
+  left.previous_runs = std::move(runs);
   return left;
+}
+
+// Whose journals this run may read: this DB's, this job's, of runs it recorded.
+JournalOwner journal_owner(Store& store, const Job& job, const std::optional<Holder>& holder) {
+  return JournalOwner{store.db_id(), job.name, job_key(job.command, job.clusters),
+                      [&store, job](const std::string& run) { return store.has_run(job, run); },
+                      previous_run(holder)};
 }
 
 // Where a job's workers keep their journals: in its log folder.
@@ -85,8 +106,8 @@ fs::path journal_dir(const CheckedRun& checked) {
 // or (--worker off) runner itself. Caps by the planned mechanism; what the
 // job's last run left in its cgroups dies with --orphans kill.
 std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& checked,
-                                    const std::optional<Holder>& holder,
-                                    const SignalChannel& signals) {
+                                    const std::optional<Holder>& holder, const Job& job,
+                                    const std::string& db_id, const SignalChannel& signals) {
   auto kill_in = args.orphans_wait ? std::nullopt : previous_run(holder);
   if (checked.memory.budget)
     spdlog::info("memory budget {}{}", format_size_kib(*checked.memory.budget / 1024),
@@ -95,6 +116,9 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     WorkerConfig config;
     config.run = run_id(current_process());
     config.journal_dir = journal_dir(checked).string();
+    config.db_id = db_id;
+    config.job = job.name;
+    config.job_key = job_key(job.command, job.clusters);
     config.sync = args.sync_full;
     config.grace = args.grace;
     config.parallel = args.parallel;
@@ -179,6 +203,15 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   auto previous_holder = store.holder(job);
   JobHold hold(store, job);
   make_job_log_dir(checked.log_dir);
+  // The run is in the DB before anything of it can run: the next runner
+  // looks for what it left, whatever happens to the hold.
+  auto self = run_id(current_process());
+  auto earlier = open_runs(store, job, previous_holder, self);
+  {
+    Store::Batch batch(store);
+    store.record_run(job, self, current_process());
+    batch.commit();
+  }
 
   Progress progress(stdout, output_mode(args));
   SinkBinding binding(sink, &progress);
@@ -188,16 +221,33 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   auto policy = args.orphans_wait ? LeftoverPolicy::kWait : LeftoverPolicy::kKill;
   ending.outcome = "stopped";
   ending.summary = "stopped while waiting for clusters left running; nothing was started";
-  if (!collect_earlier_runs(store, job, journal_dir(checked), policy, signals))
+  if (!collect_earlier_runs(store, job, journal_dir(checked),
+                            journal_owner(store, job, previous_holder), policy, signals))
     return stopped_while_waiting(signals);
-  auto engine = make_engine(args, checked, previous_holder, signals);
-  if (!engine->settle(leftovers(store, job, previous_holder), policy, signals.fd()))
-    return stopped_while_waiting(signals);
-  Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
-                      scheduler_options(args, checked));
-  scheduler.set_metrics(metrics);
-  auto summary = run_to_the_end(scheduler, args.db);
-  facts = scheduler.metrics_facts();
+  RunSummary summary;
+  {
+    auto engine = make_engine(args, checked, previous_holder, job, store.db_id(), signals);
+    auto found = engine->settle(leftovers(store, job, earlier), policy, signals.fd());
+    if (!found) return stopped_while_waiting(signals);
+    // Nothing of the earlier runs runs any more: each execution has its row.
+    record_found(store, job, *found, checked.log_dir, policy);
+    if (!earlier.empty()) {
+      Store::Batch batch(store);
+      store.end_runs(job, earlier);
+      batch.commit();
+    }
+    Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
+                        scheduler_options(args, checked));
+    scheduler.set_metrics(metrics);
+    summary = run_to_the_end(scheduler, args.db);
+    facts = scheduler.metrics_facts();
+  }
+  // The engine is gone, and its worker with it: nothing of this run runs.
+  {
+    Store::Batch batch(store);
+    store.end_runs(job, {self});
+    batch.commit();
+  }
   ending.done_this_run = summary.done_this_run;
   ending.failed_this_run = summary.failed_this_run;
 

@@ -44,6 +44,10 @@ bool is_name_char(unsigned char c) {
 
 // FNV-1a: small, stable across builds and platforms, good enough to tell
 // command lines apart in a job name.
+std::string job_key(std::string_view command, ClusterId clusters) {
+  return fmt::format("{:016x}", stable_hash(fmt::format("{}\n{}", command, clusters)));
+}
+
 std::uint64_t stable_hash(std::string_view data) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : data) {

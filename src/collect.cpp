@@ -1,92 +1,230 @@
 #include "runner/collect.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "orphans.h"
 #include "runner/classify.h"
-#include "runner/journal.h"
 #include "runner/sysinfo.h"
+#include "runner/units.h"
+#include "runner/words.h"
 
 namespace runner {
+namespace fs = std::filesystem;
 namespace {
 
-// The worker a journal names, if it is this host's and still the same process.
-std::optional<pid_t> live_worker(const RunJournal& journal) {
-  auto who = journal.worker();
-  if (!who || check_alive(*who) != Liveness::kAlive) return std::nullopt;
-  return who->pid;
-}
+// At most this many refused lines are named one by one.
+constexpr std::size_t kNamedRefusals = 5;
 
-// Kills a worker of an earlier run and every process of that run.
+// Kills a worker of an earlier run, once proven to be one, and every
+// process of that run.
 void kill_run(const RunJournal& journal) {
-  if (auto pid = live_worker(journal)) ::kill(*pid, SIGKILL);
-  Leftovers left{{}, journal.run()};
-  settle_leftovers(find_leftovers(left), LeftoverPolicy::kKill, -1);
+  if (journal.held_by_its_worker()) ::kill(journal.worker().pid, SIGKILL);
+  Leftovers left{{}, {journal.run()}};
+  settle_leftovers(find_leftovers(left).pids, LeftoverPolicy::kKill, -1);
 }
 
-// Records one journalled outcome the log does not have yet.
-bool record(Store& store, const Job& job, const JournalEntry& e) {
-  auto row = store.find_attempt(job, e.cluster, e.attempt);
-  if (row && row->state != AttemptState::kRunning) return false;  // recorded already
+// Waits for (or kills) the worker of each journal that still runs; false
+// when a signal came first. A lock held by a process that is not the
+// worker the lock file names is not waited for: that journal is left alone.
+bool wait_for_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
+                      SignalSource& signals) {
+  for (auto it = journals.begin(); it != journals.end();) {
+    auto& journal = *it;
+    if (auto lock = journal.try_lock(); lock != RunJournal::Lock::kHeld) {
+      if (lock == RunJournal::Lock::kGone)
+        it = journals.erase(it);
+      else
+        ++it;
+      continue;
+    }
+    // A decoy: a process of this host other than the worker holds the lock.
+    bool proven = journal.held_by_its_worker();
+    auto holder = journal.holder();
+    if (!proven && holder && *holder != journal.worker().pid) {
+      spdlog::warn(
+          "leaving journal {} alone: its lock is held by pid {}, not by the worker it "
+          "names (pid {})",
+          printable(journal.name()), *holder, journal.worker().pid);
+      it = journals.erase(it);
+      continue;
+    }
+    bool here = journal.worker().host == host_name();
+    if (policy == LeftoverPolicy::kKill && proven) {
+      spdlog::warn(
+          "killing the worker (pid {}) of an earlier run ({}) and its clusters "
+          "(--orphans kill)",
+          journal.worker().pid, printable(journal.run()));
+      kill_run(journal);
+    } else {
+      spdlog::warn("waiting for the worker (pid {}{}) of an earlier run to finish its clusters",
+                   journal.worker().pid, here ? "" : " on " + printable(journal.worker().host));
+    }
+    if (!journal.lock_when_free(signals.fd())) return false;
+    ++it;
+  }
+  return true;
+}
+
+// Records one line the verdict lets through.
+void apply(Store& store, const Job& job, const JournalEntry& e,
+           const std::optional<Store::AttemptRow>& row, Collected& collected) {
   std::int64_t id = row ? row->row : 0;
-  AttemptFacts facts;
-  auto limit_kib = row ? row->mem_limit_kib : e.mem_limit_kib;
-  auto timeout_s = row ? row->timeout_s : e.timeout_s;
-  if (limit_kib) facts.limit = *limit_kib * 1024;
-  if (timeout_s)
-    facts.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*timeout_s * 1e3));
   if (!row) {
-    // Started and ended while no runner recorded it.
     const auto& s = e.started;
     AttemptStart start{e.cluster,       e.attempt,   static_cast<pid_t>(s.where.process),
                        s.started_at,    s.log_path,  s.cap,
                        e.mem_limit_kib, e.timeout_s, s.where.host};
     id = store.record_start(job, start);
   }
-  const auto& out = e.outcome;
-  auto verdict = classify(out, facts);
-  auto end = attempt_end(out, verdict);
+  if (!e.outcome) {
+    ++collected.started;
+    return;
+  }
+  AttemptFacts facts;
+  auto limit_kib = row ? row->mem_limit_kib : e.mem_limit_kib;
+  auto timeout_s = row ? row->timeout_s : e.timeout_s;
+  if (limit_kib) facts.limit = *limit_kib * 1024;
+  if (timeout_s)
+    facts.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*timeout_s * 1e3));
+  auto verdict = classify(*e.outcome, facts);
+  auto end = attempt_end(*e.outcome, verdict);
   end.note = verdict.note.empty() ? "recorded from the journal of a runner that was killed"
                                   : verdict.note + "; recorded from the journal";
   store.record_end(job, id, e.cluster, end);
-  return true;
+  ++collected.attempts;
+  if (verdict.state == AttemptState::kDone) ++collected.done;
 }
 
 }  // namespace
 
-std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
-                                              const std::filesystem::path& journal_dir,
-                                              LeftoverPolicy policy, SignalSource& signals) {
-  Collected collected;
-  for (auto& journal : RunJournal::find(journal_dir)) {
-    if (!journal.try_lock()) {
-      // Its worker still runs clusters of a runner that is gone.
-      if (policy == LeftoverPolicy::kKill) {
-        spdlog::warn("killing the worker of an earlier run ({}) and its clusters (--orphans kill)",
-                     journal.run());
-        kill_run(journal);
-      } else {
-        auto pid = live_worker(journal);
-        spdlog::warn("waiting for the worker{} of an earlier run to finish its clusters",
-                     pid ? fmt::format(" (pid {})", *pid) : std::string());
-      }
-      if (!journal.lock_when_free(signals.fd())) return std::nullopt;
-    }
-    Store::Batch batch(store);
-    for (const auto& e : journal.read()) {
-      if (e.job != job.name || !record(store, job, e)) continue;
-      ++collected.attempts;
-      if (classify(e.outcome, {}).state == AttemptState::kDone) ++collected.done;
-    }
-    batch.commit();
-    journal.remove();
+LineVerdict judge_line(const Job& job, const JournalEntry& e,
+                       const std::optional<Store::AttemptRow>& row, std::uint32_t next_attempt) {
+  if (e.job != job.name) return Refuse{fmt::format("it names job '{}'", printable(e.job))};
+  if (e.cluster < 1 || e.cluster > job.clusters)
+    return Refuse{
+        fmt::format("cluster {} is not one of the job's 1 to {}", e.cluster, job.clusters)};
+  if (row) {
+    if (row->state != AttemptState::kRunning) return Already{};
+    if (!e.outcome) return Already{};
+    // The attempt the log recorded as started: the same process.
+    bool same = (row->pid == 0 || row->pid == e.started.where.process) &&
+                std::abs(row->started_at - e.started.started_at) < 2.0;
+    if (!same)
+      return Refuse{fmt::format("cluster {} attempt {} was not started as the log says (pid {})",
+                                e.cluster, e.attempt, e.started.where.process)};
+    return Apply{};
   }
+  if (e.attempt != next_attempt)
+    return Refuse{
+        fmt::format("attempt {} of cluster {} does not follow the log's attempts (the "
+                    "next is {})",
+                    e.attempt, e.cluster, next_attempt)};
+  return Apply{};
+}
+
+std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
+                                              const fs::path& journal_dir,
+                                              const JournalOwner& owner, LeftoverPolicy policy,
+                                              SignalSource& signals) {
+  Collected collected;
+  std::vector<std::string> ignored;
+  auto journals = RunJournal::find(journal_dir, owner, ignored);
+  for (const auto& why : ignored) spdlog::warn("ignoring {}", printable(why));
+  if (!wait_for_workers(journals, policy, signals)) return std::nullopt;
+  // Every journal's lines, by cluster and attempt (each journal's in its
+  // order): a retry's start follows its cluster's earlier attempts.
+  std::vector<JournalEntry> entries;
+  std::size_t garbled = 0;
+  for (const auto& journal : journals) {
+    auto read = journal.read(garbled);
+    entries.insert(entries.end(), read.begin(), read.end());
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.cluster, a.attempt) < std::pair(b.cluster, b.attempt);
+  });
+  std::vector<std::string> refusals;
+  Store::Batch batch(store);
+  for (const auto& e : entries) {
+    auto row = e.cluster >= 1 && e.cluster <= job.clusters
+                   ? store.find_attempt(job, e.cluster, e.attempt)
+                   : std::nullopt;
+    auto next = row ? 0 : store.next_attempt(job, e.cluster);
+    auto verdict = judge_line(job, e, row, next);
+    if (auto* refuse = std::get_if<Refuse>(&verdict)) {
+      ++collected.refused;
+      refusals.push_back(refuse->why);
+    } else if (std::holds_alternative<Apply>(verdict)) {
+      apply(store, job, e, row, collected);
+    }
+  }
+  batch.commit();
+  for (auto& journal : journals) journal.remove();
+  if (garbled > 0 || !refusals.empty())
+    spdlog::warn(
+        "{} journal line(s) not applied{}{}", garbled + refusals.size(),
+        garbled > 0 ? fmt::format(" ({} not runner's lines)", garbled) : "",
+        refusals.empty()
+            ? ""
+            : ": " +
+                  printable(fmt::format(
+                      "{}", fmt::join(refusals.begin(),
+                                      refusals.begin() + std::min(refusals.size(), kNamedRefusals),
+                                      "; "))));
+  collected.refused += garbled;
   if (collected.attempts > 0)
     spdlog::info("{} attempt(s) ended while no runner recorded them ({} done): recorded now",
                  collected.attempts, collected.done);
   return collected;
+}
+
+std::size_t record_found(Store& store, const Job& job, const std::vector<FoundExecution>& found,
+                         const fs::path& log_dir, LeftoverPolicy policy) {
+  std::size_t written = 0;
+  Store::Batch batch(store);
+  for (const auto& f : found) {
+    if (f.job != job.name || f.cluster < 1 || f.cluster > job.clusters || f.attempt == 0) continue;
+    if (store.find_attempt(job, f.cluster, f.attempt)) continue;
+    if (f.attempt != store.next_attempt(job, f.cluster)) {
+      spdlog::warn(
+          "a process of an earlier run said it was cluster {} attempt {}, which does not "
+          "follow the log's attempts; not recorded",
+          f.cluster, f.attempt);
+      continue;
+    }
+    auto log = log_dir / fmt::format("{}.{}.log", f.cluster, f.attempt);
+    std::error_code ec;
+    AttemptStart start{f.cluster,
+                       f.attempt,
+                       static_cast<pid_t>(f.where.process),
+                       f.started_at,
+                       fs::exists(log, ec) ? log.string() : "",
+                       "",
+                       std::nullopt,
+                       std::nullopt,
+                       f.where.host};
+    auto row = store.record_start(job, start);
+    AttemptEnd end;
+    end.state = AttemptState::kInterrupted;
+    end.finished_at = wall_clock_now();
+    end.note = policy == LeftoverPolicy::kKill
+                   ? "started by a run whose runner and worker were killed before it was "
+                     "recorded; killed (--orphans kill)"
+                   : "started by a run whose runner and worker were killed before it was "
+                     "recorded; it ran to its end unwatched, and how it ended is not known";
+    store.record_end(job, row, f.cluster, end);
+    ++written;
+  }
+  batch.commit();
+  if (written > 0)
+    spdlog::warn("{} execution(s) of earlier runs that the log did not know of recorded now",
+                 written);
+  return written;
 }
 
 }  // namespace runner

@@ -480,8 +480,11 @@ void LocalEngine::kill_strays(bool all) {
   }
 }
 
-bool LocalEngine::settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) {
-  return settle_leftovers(find_leftovers(left), policy, wake_fd);
+std::optional<std::vector<FoundExecution>> LocalEngine::settle(const Leftovers& left,
+                                                               LeftoverPolicy policy, int wake_fd) {
+  auto found = find_leftovers(left);
+  if (!settle_leftovers(found.pids, policy, wake_fd)) return std::nullopt;
+  return std::move(found.found);
 }
 
 bool LocalEngine::has_cgroups() const {

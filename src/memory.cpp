@@ -311,6 +311,24 @@ std::optional<std::string> allocation_failure_sign(const fs::path& log) {
   return std::nullopt;
 }
 
+void remove_run_cgroups(const std::string& run) {
+  ProbeSources read_only;
+  read_only.try_mkdir = false;
+  auto probe = probe_memory(read_only);
+  std::error_code ec;
+  if (probe.v1_dir && fs::exists(*probe.v1_dir / run_folder_name(run), ec))
+    kill_and_remove(*probe.v1_dir / run_folder_name(run), cgroupfs::Version::kV1);
+  if (probe.v2_dir && fs::exists(*probe.v2_dir / run_folder_name(run), ec)) {
+    kill_and_remove(*probe.v2_dir / run_folder_name(run), cgroupfs::Version::kV2);
+    // Taken and left at once: the last runner to leave puts the cgroup back.
+    try {
+      CgroupHome home(*probe.v2_dir);
+      home.settled();
+    } catch (const std::system_error&) {
+    }
+  }
+}
+
 bool machine_has_swap() {
   std::ifstream in("/proc/swaps");
   std::string line;

@@ -129,6 +129,8 @@ const Files& files(Version v) {
 
 using cgroupfs::procs_of;
 
+}  // namespace
+
 // Kills everything in a cgroup and its sub-cgroups, then removes them, deepest
 // first. A v1 cgroup can only be removed once its last process is gone, and a
 // killed process takes a moment to go: retry for a short while.
@@ -147,6 +149,8 @@ bool kill_and_remove(const fs::path& dir, Version version) {
   }
   return false;
 }
+
+namespace {
 
 // At most this much may still be charged to a v1 cgroup when its attempt
 // ends for the next attempt to use it: kernel objects and a little page cache

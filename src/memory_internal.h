@@ -98,6 +98,9 @@ std::unique_ptr<MemoryCaps> make_cgroup_caps(
     const std::optional<std::string>& kill_leftovers = std::nullopt, const std::string& run = "",
     std::unique_ptr<CgroupHome> home = nullptr);
 
+// Kills everything in a cgroup and its sub-cgroups, then removes them.
+bool kill_and_remove(const std::filesystem::path& dir, cgroupfs::Version version);
+
 // Removes run folders that runners which are gone left below own_dir: the
 // empty ones, and the one named `kill_in`, killing what is still in it.
 // Returns how many folders were removed.

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <vector>
 
 #include "runner/engine.h"
@@ -15,13 +16,22 @@
 namespace runner {
 
 // The processes of leftover attempts that still live on this host (same pid,
-// started when the attempt did), and any process carrying
-// RUNNER_RUN=<previous run>: a child whose attempt was not recorded yet, or a
-// grandchild.
-std::vector<pid_t> find_leftovers(const Leftovers& left);
+// started when the attempt did), and any process carrying the RUNNER_RUN of
+// one of the previous runs: a child whose attempt was not recorded yet, or a
+// grandchild. Those that carry a cluster (RUNNER_JOB, RUNNER_CLUSTER,
+// RUNNER_ATTEMPT) are also named as executions, one each (the earliest
+// started process of the cluster's attempt).
+struct LeftoverProcesses {
+  std::vector<pid_t> pids;
+  std::vector<FoundExecution> found;
+};
+LeftoverProcesses find_leftovers(const Leftovers& left);
 
 // Kills each one's process group, or waits for them to end; either way
 // returns once none is left (true), or once wake_fd is readable (false).
-bool settle_leftovers(const std::vector<pid_t>& pids, LeftoverPolicy policy, int wake_fd);
+// `whose` says in a warning whose processes they are ("an earlier runner
+// left running").
+bool settle_leftovers(const std::vector<pid_t>& pids, LeftoverPolicy policy, int wake_fd,
+                      const std::string& whose = "an earlier runner left running");
 
 }  // namespace runner

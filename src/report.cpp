@@ -9,6 +9,7 @@
 #include "runner/app.h"
 #include "runner/error.h"
 #include "runner/html_report.h"
+#include "runner/json_text.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
 
@@ -223,7 +224,7 @@ int show_report(const ReportArgs& args) {
         break;
     }
   }
-  if (args.format == Format::kJson) fmt::print("{}\n", json.dump(2));
+  if (args.format == Format::kJson) fmt::print("{}\n", json_text(json));
   return 0;
 }
 

@@ -104,8 +104,8 @@ RunSummary Scheduler::run() {
     }
   } catch (...) {
     // runner cannot keep its log: leave no child running unrecorded.
-    if (!running_.empty())
-      spdlog::error("killing {} running cluster(s): runner cannot record them", running_.size());
+    if (n_started_ > 0)
+      spdlog::error("killing {} running cluster(s): runner cannot record them", n_started_);
     stop_all(StopMode::kNow);
     throw;
   }
@@ -296,6 +296,8 @@ void Scheduler::on_not_started(const AttemptNotStarted& failure) {
       return;
     case Why::kEnvironment:
       admission_.first_again(r.what);
+      // Said once: those handed ahead with it come back the same way.
+      if (stopping_) return;
       spdlog::error("cluster {}/{} not started: {}", r.what.cluster, job_.clusters,
                     failure.message);
       stop(failure.message, false);
@@ -472,6 +474,8 @@ void Scheduler::write_ends() {
 // Stops starting clusters; with stop_running, also stops the running ones,
 // gracefully.
 void Scheduler::stop(const std::string& why, bool stop_running) {
+  // The same reason again (each cluster handed ahead meets it) is said once.
+  if (stopping_ && summary_.halted == why && !stop_running) return;
   if (!summary_.halted && !summary_.stop_signal) summary_.halted = why;
   stopping_ = true;
   auto started = n_started_;

@@ -280,13 +280,18 @@ std::vector<EngineEvent> SlurmEngine::wait(std::optional<Clock::time_point> dead
     std::vector<pollfd> fds;
     for (auto& node : nodes_) fds.push_back({node.worker->fd(), POLLIN, 0});
     fds.push_back({wake_fd, POLLIN, 0});
+    // Also when a worker must be looked at: one that stopped answering.
+    auto until = deadline;
+    for (auto& node : nodes_)
+      if (auto check = node.worker->next_check(); check && (!until || *check < *until))
+        until = check;
     timespec ts{};
-    if (deadline) {
-      auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
+    if (until) {
+      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
       auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
       ts = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     }
-    int ready = ::ppoll(fds.data(), fds.size(), deadline ? &ts : nullptr, nullptr);
+    int ready = ::ppoll(fds.data(), fds.size(), until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "ppoll");
     for (std::size_t i = 0; i < nodes_.size(); ++i)
@@ -294,17 +299,26 @@ std::vector<EngineEvent> SlurmEngine::wait(std::optional<Clock::time_point> dead
     events = take_events();
     if (!events.empty()) break;
     if (fds.back().revents & (POLLIN | POLLHUP | POLLERR)) break;
-    if (ready == 0) break;  // the deadline
+    if (ready == 0)
+      for (auto& node : nodes_) node.worker->check(Clock::now());
+    if (ready == 0 && deadline && Clock::now() >= *deadline) break;
   }
   return events;
 }
 
-bool SlurmEngine::settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) {
+std::optional<std::vector<FoundExecution>> SlurmEngine::settle(const Leftovers& left,
+                                                               LeftoverPolicy policy, int wake_fd) {
   // Each node's worker settles what was left on its node.
+  std::vector<FoundExecution> found;
   bool settled = true;
-  for (auto& node : nodes_)
-    if (node.worker->fd() >= 0) settled = node.worker->settle(left, policy, wake_fd) && settled;
-  return settled;
+  for (auto& node : nodes_) {
+    if (node.worker->fd() < 0) continue;
+    auto here = node.worker->settle(left, policy, wake_fd);
+    if (!here) settled = false;
+    if (here) found.insert(found.end(), here->begin(), here->end());
+  }
+  if (!settled) return std::nullopt;
+  return found;
 }
 
 void SlurmEngine::acknowledged() {

@@ -10,6 +10,7 @@
 
 #include "runner/app.h"
 #include "runner/error.h"
+#include "runner/json_text.h"
 #include "runner/signals.h"
 #include "runner/store.h"
 #include "runner/units.h"
@@ -147,7 +148,7 @@ int show_status(const StatusArgs& args) {
   if (!any && args.job)
     throw Error(fmt::format("--job {}: no such job in {}", *args.job, args.db.string()));
   if (args.json)
-    fmt::print("{}\n", jobs.dump(2));
+    fmt::print("{}\n", json_text(jobs));
   else if (!any)
     fmt::print("no jobs in {}\n", args.db.string());
   return 0;
@@ -174,8 +175,11 @@ int unlock_job(const UnlockArgs& args) {
         job->name, who.pid, who.pid));
   store.clear_hold(*job);
   if (liveness == Liveness::kDead) {
-    fmt::print("job {}: cleared the hold of pid {} on {}, which no longer runs\n", job->name,
-               who.pid, printable(who.host));
+    fmt::print(
+        "job {}: cleared the hold of pid {} on {}, which no longer runs; what its run may have "
+        "left running is still found by the next start, and waited for (or killed with "
+        "--orphans kill)\n",
+        job->name, who.pid, printable(who.host));
     return 0;
   }
   spdlog::warn(

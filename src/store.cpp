@@ -76,7 +76,29 @@ ALTER TABLE attempt ADD COLUMN timeout_s REAL;
 // index is made anew with the views; no table changes.
 constexpr const char* kMigrationV3 = "";
 
-constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2, kMigrationV3};
+// Version 4: the DB's own id, which its workers' journals and lock files
+// carry; and every run of a job, kept after the run (runner unlock clears a
+// hold, never a run): the runs not known to have ended are those whose
+// processes may still live and whose journals may still be collected.
+constexpr const char* kMigrationV4 = R"SQL(
+CREATE TABLE meta (
+  key    TEXT PRIMARY KEY,
+  value  TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+CREATE TABLE run (
+  id          INTEGER PRIMARY KEY,
+  job_id      INTEGER NOT NULL REFERENCES job(id),
+  name        TEXT NOT NULL,
+  host        TEXT NOT NULL,
+  boot        TEXT,
+  started_at  REAL NOT NULL,
+  ended_at    REAL,
+  UNIQUE (job_id, name, host)
+);
+)SQL";
+
+constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2, kMigrationV3, kMigrationV4};
 static_assert(std::size(kMigrations) == kSchemaVersion, "kSchemaVersion counts the migrations");
 
 constexpr const char* kViews = R"SQL(
@@ -396,8 +418,12 @@ std::vector<LeftRunning> Store::left_running(const Job& job) {
 
 std::uint64_t Store::recover_interrupted(const Job& job) {
   SQLite::Statement q(
-      db_, "UPDATE attempt SET state = 'interrupted' WHERE job_id = ? AND state = 'running'");
-  q.bind(1, job.id);
+      db_,
+      "UPDATE attempt SET state = 'interrupted', finished_at = coalesce(finished_at, ?), "
+      "note = coalesce(note, 'its runner and worker were killed while it ran (or as it "
+      "started): how it ended is not known') WHERE job_id = ? AND state = 'running'");
+  q.bind(1, wall_clock_now());
+  q.bind(2, job.id);
   return static_cast<std::uint64_t>(q.exec());
 }
 
@@ -536,7 +562,7 @@ std::int64_t Store::record_start(const Job& job, const AttemptStart& start) {
 std::optional<Store::AttemptRow> Store::find_attempt(const Job& job, ClusterId cluster,
                                                      std::uint32_t attempt) {
   SQLite::Statement q(db_,
-                      "SELECT id, state, mem_limit_kib, timeout_s FROM attempt "
+                      "SELECT id, state, mem_limit_kib, timeout_s, pid, started_at FROM attempt "
                       "WHERE job_id = ? AND cluster = ? AND attempt = ?");
   q.bind(1, job.id);
   q.bind(2, as_db(cluster));
@@ -548,7 +574,56 @@ std::optional<Store::AttemptRow> Store::find_attempt(const Job& job, ClusterId c
   if (!q.getColumn(2).isNull())
     r.mem_limit_kib = static_cast<std::uint64_t>(q.getColumn(2).getInt64());
   if (!q.getColumn(3).isNull()) r.timeout_s = q.getColumn(3).getDouble();
+  if (!q.getColumn(4).isNull()) r.pid = static_cast<pid_t>(q.getColumn(4).getInt64());
+  r.started_at = q.getColumn(5).getDouble();
   return r;
+}
+
+std::string Store::db_id() {
+  return db_.execAndGet("SELECT value FROM meta WHERE key = 'db_id'").getString();
+}
+
+void Store::record_run(const Job& job, const std::string& run, const ProcessIdentity& head) {
+  SQLite::Statement q(db_,
+                      "INSERT OR REPLACE INTO run (job_id, name, host, boot, started_at) "
+                      "VALUES (?, ?, ?, ?, ?)");
+  q.bind(1, job.id);
+  q.bind(2, run);
+  q.bind(3, head.host);
+  q.bind(4, head.boot_id);
+  q.bind(5, wall_clock_now());
+  q.exec();
+}
+
+void Store::end_runs(const Job& job, const std::vector<std::string>& runs) {
+  SQLite::Statement q(db_, "UPDATE run SET ended_at = ? WHERE job_id = ? AND name = ?");
+  for (const auto& run : runs) {
+    q.reset();
+    q.bind(1, wall_clock_now());
+    q.bind(2, job.id);
+    q.bind(3, run);
+    q.exec();
+  }
+}
+
+std::vector<std::string> Store::open_runs(const Job& job, const std::string& host,
+                                          const std::string& boot) {
+  SQLite::Statement q(db_,
+                      "SELECT name FROM run WHERE job_id = ? AND ended_at IS NULL AND host = ? "
+                      "AND boot IS ? ORDER BY id");
+  q.bind(1, job.id);
+  q.bind(2, host);
+  q.bind(3, boot);
+  std::vector<std::string> out;
+  while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+  return out;
+}
+
+bool Store::has_run(const Job& job, const std::string& run) {
+  SQLite::Statement q(db_, "SELECT 1 FROM run WHERE job_id = ? AND name = ?");
+  q.bind(1, job.id);
+  q.bind(2, run);
+  return q.executeStep();
 }
 
 void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end) {

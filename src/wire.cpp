@@ -5,7 +5,8 @@
 
 #include <cerrno>
 #include <charconv>
-#include <stdexcept>
+#include <cmath>
+#include <limits>
 
 namespace runner {
 namespace {
@@ -44,20 +45,36 @@ template <class T>
 T parse(const std::string& text) {
   T value{};
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    throw std::invalid_argument("not a number: " + text);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
+    throw WireError(fmt::format("not a number: '{}'", text.substr(0, 40)));
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(value)) throw WireError(fmt::format("not a finite number: '{}'", text));
   return value;
 }
 
-constexpr const char* kWhy[] = {"command", "no-process", "short-of-files", "environment",
-                                "cancelled"};
+constexpr const char* kWhy[] = {"command",     "no-process", "short-of-files",
+                                "environment", "cancelled",  "site-gone"};
 constexpr const char* kKill[] = {"none", "own-cap", "pool"};
+constexpr const char* kCaps[] = {"auto", "cgroup", "rlimit", "none"};
 
 template <class E, std::size_t N>
 E enum_of(const std::string& word, const char* const (&words)[N]) {
   for (std::size_t i = 0; i < N; ++i)
     if (word == words[i]) return static_cast<E>(i);
-  throw std::invalid_argument("unknown word: " + word);
+  throw WireError(fmt::format("unknown word: '{}'", word.substr(0, 40)));
+}
+
+bool flag(const Fields& f, std::size_t i) {
+  auto v = f.count(i);
+  if (v > 1) throw WireError(fmt::format("not 0 or 1: {}", v));
+  return v == 1;
+}
+
+std::uint32_t attempt_number(const Fields& f, std::size_t i) {
+  auto v = f.count(i);
+  if (v == 0 || v > std::numeric_limits<std::uint32_t>::max())
+    throw WireError(fmt::format("not an attempt number: {}", v));
+  return static_cast<std::uint32_t>(v);
 }
 
 void put_outcome(std::string& out, const Outcome& o) {
@@ -78,6 +95,7 @@ void put_outcome(std::string& out, const Outcome& o) {
 constexpr std::size_t kOutcomeFields = 12;
 
 Outcome take_outcome(const Fields& f, std::size_t at) {
+  f.need(at + kOutcomeFields);
   Outcome o;
   o.exit_code = f.maybe<int>(at);
   o.killed_by = f.maybe<int>(at + 1);
@@ -88,7 +106,7 @@ Outcome take_outcome(const Fields& f, std::size_t at) {
   o.cgroup_peak_kib = f.maybe<std::uint64_t>(at + 6);
   o.memory_kill = enum_of<MemoryKill>(f.text(at + 7), kKill);
   o.memory_note = f.text(at + 8);
-  o.timed_out = f.count(at + 9) != 0;
+  o.timed_out = flag(f, at + 9);
   o.unstoppable = f.text(at + 10);
   o.interrupted = f.text(at + 11);
   return o;
@@ -102,7 +120,10 @@ void put_started(std::string& out, const AttemptStarted& s) {
   put(out, s.cap);
 }
 
+constexpr std::size_t kStartedFields = 5;
+
 AttemptStarted take_started(const Fields& f, std::size_t at, AttemptId id) {
+  f.need(at + kStartedFields);
   return AttemptStarted{
       id, {f.text(at), f.number(at + 1)}, f.text(at + 2), f.real(at + 3), f.text(at + 4)};
 }
@@ -112,7 +133,6 @@ AttemptStarted take_started(const Fields& f, std::size_t at, AttemptId id) {
 Fields::Fields(std::string_view line) {
   if (line.empty()) return;
   kind_ = line.front();
-  if (kind_ == '{') return;
   std::string field;
   bool in_field = false;
   for (std::size_t i = 1; i < line.size(); ++i) {
@@ -129,6 +149,16 @@ Fields::Fields(std::string_view line) {
     }
   }
   if (in_field) fields_.push_back(std::move(field));
+}
+
+void Fields::need(std::size_t n) const {
+  if (fields_.size() < n)
+    throw WireError(fmt::format("'{}' line with {} field(s), not {}", kind_, fields_.size(), n));
+}
+
+const std::string& Fields::text(std::size_t i) const {
+  need(i + 1);
+  return fields_[i];
 }
 
 std::uint64_t Fields::count(std::size_t i) const {
@@ -149,6 +179,58 @@ std::optional<T> Fields::maybe(std::size_t i) const {
   return parse<T>(text(i));
 }
 
+std::string worker_name(const WorkerConfig& c) {
+  return c.node.empty() ? c.run : c.run + "@" + c.node;
+}
+
+std::string encode_config(const WorkerConfig& c) {
+  std::string out = "W";
+  put_number(out, kWireVersion);
+  put(out, c.run);
+  put(out, c.journal_dir);
+  put(out, c.node);
+  put(out, c.db_id);
+  put(out, c.job);
+  put(out, c.job_key);
+  put_number(out, c.sync ? 1 : 0);
+  put_number(out, c.grace.count());
+  put_number(out, c.parallel);
+  put(out, kCaps[static_cast<int>(c.cap)]);
+  put_number(out, c.limits ? 1 : 0);
+  put_maybe(out, c.run_limit);
+  put(out, c.kill_leftovers_in.value_or(""));
+  put_number(out, c.watch_memory ? 1 : 0);
+  put_number(out, c.pipe_ignored ? 1 : 0);
+  for (int sig : c.blocked) put_number(out, sig);
+  return out;
+}
+
+WorkerConfig decode_config(const Fields& f) {
+  if (f.kind() != 'W') throw WireError(fmt::format("expected a config, not a '{}' line", f.kind()));
+  if (auto version = f.count(0); version != kWireVersion)
+    throw WireError(fmt::format("runner speaks version {} of the worker's wire, this worker {}",
+                                version, kWireVersion));
+  f.need(16);
+  WorkerConfig c;
+  c.run = f.text(1);
+  c.journal_dir = f.text(2);
+  c.node = f.text(3);
+  c.db_id = f.text(4);
+  c.job = f.text(5);
+  c.job_key = f.text(6);
+  c.sync = flag(f, 7);
+  c.grace = std::chrono::milliseconds(f.number(8));
+  c.parallel = f.count(9);
+  c.cap = enum_of<CapChoice>(f.text(10), kCaps);
+  c.limits = flag(f, 11);
+  c.run_limit = f.maybe<std::uint64_t>(12);
+  if (!f.text(13).empty()) c.kill_leftovers_in = f.text(13);
+  c.watch_memory = flag(f, 14);
+  c.pipe_ignored = flag(f, 15);
+  for (std::size_t i = 16; i < f.size(); ++i) c.blocked.push_back(static_cast<int>(f.number(i)));
+  return c;
+}
+
 std::string encode_start(const AttemptSpec& s) {
   std::string out = "S";
   put_number(out, s.id);
@@ -165,17 +247,20 @@ std::string encode_start(const AttemptSpec& s) {
 }
 
 AttemptSpec decode_start(const Fields& f) {
+  f.need(10);
   AttemptSpec s;
   s.id = f.count(0);
   s.job = f.text(1);
   s.cluster = f.count(2);
   s.clusters = f.count(3);
-  s.attempt = static_cast<std::uint32_t>(f.count(4));
+  s.attempt = attempt_number(f, 4);
   s.log_dir = f.text(5);
   s.log_name = f.text(6);
   s.mem_limit = f.maybe<std::uint64_t>(7);
   if (auto ms = f.maybe<std::int64_t>(8)) s.timeout = std::chrono::milliseconds(*ms);
   for (std::size_t i = 9; i < f.size(); ++i) s.argv.push_back(f.text(i));
+  if (s.cluster == 0 || s.cluster > s.clusters)
+    throw WireError(fmt::format("cluster {} of {}", s.cluster, s.clusters));
   return s;
 }
 
@@ -185,6 +270,37 @@ std::string encode_stop(AttemptId id, bool now) {
 
 std::string encode_committed(std::uint64_t seq) {
   return fmt::format("C\t{}", seq);
+}
+
+std::string encode_settle(const Leftovers& left, LeftoverPolicy policy) {
+  std::string out = "L";
+  put_number(out, policy == LeftoverPolicy::kKill ? 1 : 0);
+  put_number(out, left.previous_runs.size());
+  for (const auto& run : left.previous_runs) put(out, run);
+  for (const auto& a : left.attempts) {
+    put_number(out, a.cluster);
+    put(out, a.where.host);
+    put_number(out, a.where.process);
+    put_number(out, a.started_at);
+  }
+  return out;
+}
+
+std::pair<Leftovers, LeftoverPolicy> decode_settle(const Fields& f) {
+  auto policy = flag(f, 0) ? LeftoverPolicy::kKill : LeftoverPolicy::kWait;
+  Leftovers left;
+  auto runs = f.count(1);
+  f.need(2 + runs);
+  for (std::size_t i = 0; i < runs; ++i) left.previous_runs.push_back(f.text(2 + i));
+  std::size_t at = 2 + runs;
+  if ((f.size() - at) % 4 != 0) throw WireError("a settle line whose attempts are cut short");
+  for (; at < f.size(); at += 4)
+    left.attempts.push_back({f.count(at), {f.text(at + 1), f.number(at + 2)}, f.real(at + 3)});
+  return {left, policy};
+}
+
+std::string encode_bye() {
+  return "Q";
 }
 
 std::string encode_event(const EngineEvent& event, std::optional<std::uint64_t> seq) {
@@ -216,22 +332,103 @@ std::string encode_event(const EngineEvent& event, std::optional<std::uint64_t> 
 
 EngineEvent decode_event(const Fields& f, std::optional<std::uint64_t>& seq) {
   auto id = f.count(0);
-  seq = f.maybe<std::uint64_t>(f.size() - 1);
   switch (f.kind()) {
     case 's':
+      f.need(1 + kStartedFields + 1);
+      seq = f.maybe<std::uint64_t>(1 + kStartedFields);
       return take_started(f, 1, id);
     case 'n':
+      f.need(6);
+      seq = f.maybe<std::uint64_t>(5);
       return AttemptNotStarted{id, enum_of<AttemptNotStarted::Why>(f.text(1), kWhy), f.text(2),
                                f.text(3), f.text(4)};
     case 'e':
+      f.need(1 + kOutcomeFields + 1);
+      seq = f.maybe<std::uint64_t>(1 + kOutcomeFields);
       return AttemptEnded{id, take_outcome(f, 1)};
     default:
-      throw std::invalid_argument(fmt::format("not an event: {}", f.kind()));
+      throw WireError(fmt::format("not an event: '{}'", f.kind()));
+  }
+}
+
+std::string encode_ready(pid_t pid, const std::string& host) {
+  std::string out = "R";
+  put_number(out, kWireVersion);
+  put_number(out, pid);
+  put(out, host);
+  return out;
+}
+
+std::string encode_failed(const std::string& message) {
+  std::string out = "F";
+  put(out, message);
+  return out;
+}
+
+std::string encode_log(std::string_view level, std::string_view text) {
+  std::string out = "G";
+  put(out, level);
+  put(out, text);
+  return out;
+}
+
+std::string encode_usage(std::optional<std::uint64_t> total,
+                         const std::vector<std::pair<AttemptId, std::uint64_t>>& of) {
+  std::string out = "U";
+  put_maybe(out, total);
+  for (const auto& [id, bytes] : of) {
+    put_number(out, id);
+    put_number(out, bytes);
+  }
+  return out;
+}
+
+std::string encode_settled(bool settled, const std::vector<FoundExecution>& found) {
+  std::string out = "D";
+  put_number(out, settled ? 1 : 0);
+  for (const auto& e : found) {
+    put(out, e.job);
+    put_number(out, e.cluster);
+    put_number(out, e.attempt);
+    put(out, e.where.host);
+    put_number(out, e.where.process);
+    put_number(out, e.started_at);
+  }
+  return out;
+}
+
+std::string encode_stopped(int signal) {
+  return fmt::format("X\t{}", signal);
+}
+
+std::string encode_alive() {
+  return "A";
+}
+
+std::string encode_header(const JournalHeader& h) {
+  std::string out = "H";
+  put_number(out, h.version);
+  put(out, h.db_id);
+  put(out, h.job);
+  put(out, h.job_key);
+  put(out, h.worker);
+  return out;
+}
+
+std::optional<JournalHeader> decode_header(const Fields& f) {
+  if (f.kind() != 'H' || f.size() < 5) return std::nullopt;
+  try {
+    auto version = f.count(0);
+    if (version == 0 || version > std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+    return JournalHeader{static_cast<std::uint32_t>(version), f.text(1), f.text(2), f.text(3),
+                         f.text(4)};
+  } catch (const WireError&) {
+    return std::nullopt;
   }
 }
 
 std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
-  std::string out = "J";
+  std::string out = e.outcome ? "J" : "B";
   put_number(out, seq);
   put(out, e.job);
   put_number(out, e.cluster);
@@ -239,26 +436,60 @@ std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
   put_maybe(out, e.mem_limit_kib);
   put_maybe(out, e.timeout_s);
   put_started(out, e.started);
-  put_outcome(out, e.outcome);
+  if (e.outcome) put_outcome(out, *e.outcome);
   return out;
 }
 
-std::optional<JournalEntry> decode_journal(const Fields& f) {
-  // A line cut short by a crash has fewer fields: it is no entry.
-  if (f.kind() != 'J' || f.size() != 11 + kOutcomeFields) return std::nullopt;
+std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version) {
+  constexpr std::size_t kStart = 6 + kStartedFields;
+  std::size_t whole = f.kind() == 'J' ? kStart + kOutcomeFields : kStart;
+  if (f.kind() != 'J' && !(f.kind() == 'B' && version >= 2))
+    throw WireError(fmt::format("not a journal line: '{}'", f.kind()));
+  // A line cut short by a crash has fewer fields: it is no entry. A newer
+  // version of the same line may add fields at its end.
+  if (f.size() < whole) return std::nullopt;
+  if (version < 2 && f.size() != whole) return std::nullopt;
+  JournalEntry e;
+  e.job = f.text(1);
+  e.cluster = f.count(2);
+  e.attempt = attempt_number(f, 3);
+  e.mem_limit_kib = f.maybe<std::uint64_t>(4);
+  e.timeout_s = f.maybe<double>(5);
+  e.started = take_started(f, 6, 0);
+  if (f.kind() == 'J') e.outcome = take_outcome(f, kStart);
+  return e;
+}
+
+std::string encode_lock(const JournalHeader& h, const ProcessIdentity& w) {
+  std::string out = "P";
+  put_number(out, h.version);
+  put(out, h.db_id);
+  put(out, h.job);
+  put(out, h.job_key);
+  put(out, h.worker);
+  put_number(out, w.pid);
+  put(out, w.host);
+  put(out, w.boot_id);
+  put_number(out, w.start_ticks);
+  return out;
+}
+
+std::optional<LockFile> decode_lock(std::string_view text) {
+  auto eol = text.find('\n');
+  Fields f(text.substr(0, eol));
   try {
-    JournalEntry e;
-    e.job = f.text(1);
-    e.cluster = f.count(2);
-    e.attempt = static_cast<std::uint32_t>(f.count(3));
-    e.mem_limit_kib = f.maybe<std::uint64_t>(4);
-    e.timeout_s = f.maybe<double>(5);
-    e.started = take_started(f, 6, 0);
-    e.outcome = take_outcome(f, 11);
-    return e;
-  } catch (const std::exception&) {
+    if (f.kind() == 'P') {
+      f.need(9);
+      auto version = f.count(0);
+      if (version == 0 || version > std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+      return LockFile{JournalHeader{static_cast<std::uint32_t>(version), f.text(1), f.text(2),
+                                    f.text(3), f.text(4)},
+                      {static_cast<pid_t>(f.number(5)), f.text(6), f.text(7), f.count(8)}};
+    }
+  } catch (const WireError&) {
     return std::nullopt;
   }
+  return std::nullopt;
 }
 
 std::vector<std::string> LineReader::read_available(bool& closed) {
@@ -304,9 +535,9 @@ bool Outbox::flush(int fd) {
   return ok;
 }
 
-bool write_line(int fd, const nlohmann::json& message) {
+bool write_line(int fd, const std::string& line) {
   Outbox box;
-  box.add(message);
+  box.add(line);
   return box.flush(fd);
 }
 

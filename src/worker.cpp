@@ -31,25 +31,12 @@
 namespace runner {
 namespace {
 
-using nlohmann::json;
-
 constexpr auto kUsageEvery = std::chrono::milliseconds(50);
+// Something is said to runner at least this often, so that it can tell a
+// worker that stopped answering.
+constexpr auto kAliveEvery = std::chrono::seconds(1);
 // How long an end by a SIGTERM from elsewhere waits for the worker's own.
 constexpr auto kHoldSigtermEnd = std::chrono::milliseconds(1000);
-
-const char* cap_word(CapChoice c) {
-  switch (c) {
-    case CapChoice::kAuto:
-      return "auto";
-    case CapChoice::kCgroup:
-      return "cgroup";
-    case CapChoice::kRlimit:
-      return "rlimit";
-    case CapChoice::kNone:
-      return "none";
-  }
-  return "auto";
-}
 
 // The worker's own warnings go to runner, which prints them as its own.
 class MessageSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -61,9 +48,8 @@ class MessageSink : public spdlog::sinks::base_sink<std::mutex> {
   void sink_it_(const spdlog::details::log_msg& msg) override {
     if (out_ < 0) return;
     auto level = spdlog::level::to_string_view(msg.level);
-    write_line(out_, {{"ev", "log"},
-                      {"level", std::string(level.data(), level.size())},
-                      {"text", std::string(msg.payload.data(), msg.payload.size())}});
+    write_line(out_, encode_log(std::string_view(level.data(), level.size()),
+                                std::string_view(msg.payload.data(), msg.payload.size())));
   }
   void flush_() override {}
 
@@ -72,13 +58,13 @@ class MessageSink : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 // Reads the first line (the config), waiting for it.
-std::optional<json> read_config(LineReader& reader, int in) {
+std::optional<std::string> read_config(LineReader& reader, int in) {
   for (;;) {
     pollfd fd{in, POLLIN, 0};
     if (::poll(&fd, 1, -1) < 0 && errno != EINTR) return std::nullopt;
     bool closed = false;
     auto lines = reader.read_available(closed);
-    if (!lines.empty()) return json::parse(lines.front(), nullptr, false);
+    if (!lines.empty()) return lines.front();
     if (closed) return std::nullopt;
   }
 }
@@ -97,6 +83,16 @@ std::unique_ptr<MemoryCaps> caps_for(const WorkerConfig& config) {
     throw Error(fmt::format("cannot set up memory caps ({}): {}; try --cap rlimit",
                             to_string(mechanism), e.what()));
   }
+}
+
+// A journal line for an attempt: its start, and its end where it has one.
+JournalEntry entry_of(const AttemptSpec& spec, const AttemptStarted& started,
+                      std::optional<Outcome> outcome) {
+  JournalEntry entry{spec.job,     spec.cluster, spec.attempt,      started,
+                     std::nullopt, std::nullopt, std::move(outcome)};
+  if (spec.mem_limit) entry.mem_limit_kib = *spec.mem_limit / 1024;
+  if (spec.timeout) entry.timeout_s = static_cast<double>(spec.timeout->count()) / 1e3;
+  return entry;
 }
 
 class Worker {
@@ -126,33 +122,51 @@ class Worker {
     options.run = worker_name(config);
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
+    // Without a journal, a cluster that ends while runner is killed would
+    // run again: the worker does not start rather than promise that.
     try {
       journal_ =
-          std::make_unique<JournalWriter>(config.journal_dir, worker_name(config), config.sync);
+          std::make_unique<JournalWriter>(config.journal_dir,
+                                          JournalHeader{kWireVersion, config.db_id, config.job,
+                                                        config.job_key, worker_name(config)},
+                                          config.sync);
     } catch (const std::system_error& e) {
-      without_journal(e.what());
+      throw Error(fmt::format(
+          "{}: runner journals each cluster's end there, so that one that ends while runner is "
+          "killed is not run again; make the folder writable (or free space), or run with "
+          "--worker off, where such a cluster runs again",
+          e.what()));
     }
   }
 
   int run();
 
  private:
-  // Runs on without a journal: outcomes are still told, but one that ends
-  // while runner is killed is lost (the cluster then runs again).
-  void without_journal(const std::string& why) {
+  // The journal cannot be written any more: nothing more starts (a cluster
+  // that ended while runner was killed would run again), the running ones
+  // end and are told as usual, and runner hears why.
+  void journal_lost(const std::string& why) {
     journal_.reset();
-    spdlog::warn(
-        "{}: outcomes are not journalled; a cluster that ends while runner is killed "
-        "runs again",
+    journal_lost_ = true;
+    lost_why_ = fmt::format(
+        "the journal cannot be written ({}): a cluster that ended while runner was killed would "
+        "run again; free the space or fix the folder, and start the job again",
         why);
+    spdlog::error("{}", lost_why_);
+    while (!queue_.empty()) {
+      tell(AttemptNotStarted{queue_.front().id, AttemptNotStarted::Why::kEnvironment, lost_why_, "",
+                             ""});
+      queue_.pop_front();
+    }
   }
   void tell(EngineEvent event);
   void flush();
   void pump();
+  void journal_starts();
   bool retry_later(AttemptSpec spec, const AttemptNotStarted& failure);
   void cancel(AttemptId id);
   void handle(const std::string& text);
-  void handle_control(const nlohmann::json& line);
+  void settle(const Fields& f);
   void read_requests();
   void on_signal();
   // Tells what the engine said, holding back an end by SIGTERM no one here
@@ -184,6 +198,8 @@ class Worker {
   std::unique_ptr<JournalWriter> journal_;
   std::unordered_map<AttemptId, AttemptSpec> specs_;  // asked of the engine, not ended
   std::unordered_map<AttemptId, AttemptStarted> started_of_;
+  std::unordered_set<AttemptId> journalled_;  // whose start is in the journal
+  std::string host_ = host_name();
   Outbox outbox_;
   // Attempts runner asked for ahead, started as slots free.
   std::deque<AttemptSpec> queue_;
@@ -192,7 +208,10 @@ class Worker {
   std::optional<Clock::time_point> retry_at_;  // no process to spare: when to try again
   std::chrono::milliseconds backoff_{0};
   bool runner_gone_ = false;
+  bool journal_lost_ = false;
+  std::string lost_why_;
   Clock::time_point last_usage_{};
+  Clock::time_point last_said_ = Clock::now();
 };
 
 // An end is journalled before runner hears of it (flush() writes the journal
@@ -208,25 +227,32 @@ void Worker::tell(EngineEvent event) {
     if (stopped_by_ && ended->outcome.exit_code != 0 && ended->outcome.interrupted.empty())
       ended->outcome.interrupted =
           fmt::format("its worker{} got {} and stopped it", on_node(), signal_name(*stopped_by_));
-    if (journal_) seq = journal_->ended(specs_.at(id), started_of_.at(id), ended->outcome);
+    if (journal_) seq = journal_->add(entry_of(specs_.at(id), started_of_.at(id), ended->outcome));
     if (running_ > 0) --running_;
   }
   if (!std::holds_alternative<AttemptStarted>(event)) {
     specs_.erase(id);
     started_of_.erase(id);
     stop_asked_.erase(id);
+    journalled_.erase(id);
   }
   if (!runner_gone_) outbox_.add(encode_event(event, seq));
 }
 
-// What this wakeup has to say: the journal first, then runner.
+// What this wakeup has to say: the journal first, then runner; and a sign
+// of life when nothing was said for a while.
 void Worker::flush() {
   try {
     if (journal_) journal_->flush();
   } catch (const std::system_error& e) {
-    without_journal(e.what());
+    journal_lost(e.what());
   }
-  if (!runner_gone_ && !outbox_.flush(out_)) runner_gone_ = true;
+  if (runner_gone_) return;
+  auto now = Clock::now();
+  if (outbox_.empty() && now - last_said_ >= kAliveEvery) outbox_.add(encode_alive());
+  if (outbox_.empty()) return;
+  last_said_ = now;
+  if (!outbox_.flush(out_)) runner_gone_ = true;
 }
 
 // Starts what waits, as long as slots are free: the next cluster starts the
@@ -234,7 +260,9 @@ void Worker::flush() {
 void Worker::pump() {
   if (retry_at_ && Clock::now() < *retry_at_) return;
   retry_at_.reset();
-  while (running_ < slots_ && !queue_.empty() && !runner_gone_ && !stopped_by_) {
+  if (runner_gone_ || stopped_by_) return;
+  journal_starts();
+  while (running_ < slots_ && !queue_.empty() && !runner_gone_ && !stopped_by_ && !journal_lost_) {
     auto spec = std::move(queue_.front());
     queue_.pop_front();
     auto id = spec.id;
@@ -247,6 +275,33 @@ void Worker::pump() {
       backoff_ = std::chrono::milliseconds(0);
     }
     tell(*answer);
+  }
+}
+
+// Each attempt about to start is journalled first, and the journal
+// written: should runner and the worker both be killed the moment after, the
+// next runner still gives every execution its row (one that never came to
+// run then has a row too, saying it is not known how it went).
+void Worker::journal_starts() {
+  if (!journal_) return;
+  auto n = std::min(queue_.size(), slots_ > running_ ? slots_ - running_ : 0);
+  bool added = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& spec = queue_[i];
+    if (!journalled_.insert(spec.id).second) continue;
+    AttemptStarted about{spec.id,
+                         {host_, 0},
+                         (std::filesystem::path(spec.log_dir) / spec.log_name).string(),
+                         wall_clock_now(),
+                         ""};
+    journal_->add(entry_of(spec, about, std::nullopt));
+    added = true;
+  }
+  if (!added) return;
+  try {
+    journal_->flush();
+  } catch (const std::system_error& e) {
+    journal_lost(e.what());
   }
 }
 
@@ -290,6 +345,11 @@ void Worker::handle(const std::string& text) {
   Fields f(text);
   switch (f.kind()) {
     case 'S':
+      if (journal_lost_) {
+        tell(AttemptNotStarted{decode_start(f).id, AttemptNotStarted::Why::kEnvironment, lost_why_,
+                               "", ""});
+        return;
+      }
       queue_.push_back(decode_start(f));
       pump();
       return;
@@ -306,37 +366,36 @@ void Worker::handle(const std::string& text) {
     case 'C':
       if (journal_) journal_->acknowledged(f.count(0));
       return;
-    case '{':
-      handle_control(json::parse(text, nullptr, false));
+    case 'L':
+      settle(f);
+      return;
+    case 'Q':
+      runner_gone_ = true;
       return;
     default:
-      return;
+      throw WireError(fmt::format("not a request: '{}'", f.kind()));
   }
 }
 
-void Worker::handle_control(const json& line) {
-  if (line.is_discarded()) return;
-  auto op = line.value("op", "");
-  if (op == "settle") {
-    Leftovers left;
-    for (const auto& a : line.at("attempts"))
-      left.attempts.push_back(
-          {a.at("cluster").get<ClusterId>(),
-           {a.at("host").get<std::string>(), a.at("process").get<std::int64_t>()},
-           a.at("started_at").get<double>()});
-    if (line.contains("previous_run") && !line["previous_run"].is_null())
-      left.previous_run = line["previous_run"].get<std::string>() + node_suffix();
-    auto policy = line.value("kill", true) ? LeftoverPolicy::kKill : LeftoverPolicy::kWait;
-    bool settled = engine_->settle(left, policy, in_);
-    outbox_.add(json{{"ev", "settled"}, {"settled", settled}});
-  } else if (op == "bye") {
-    runner_gone_ = true;
-  }
+// What earlier runs left here: waited for or killed, and each execution
+// found named to runner.
+void Worker::settle(const Fields& f) {
+  auto [left, policy] = decode_settle(f);
+  for (auto& run : left.previous_runs) run += node_suffix();
+  auto found = engine_->settle(left, policy, in_);
+  outbox_.add(encode_settled(found.has_value(), found.value_or(std::vector<FoundExecution>{})));
 }
 
 void Worker::read_requests() {
   bool closed = false;
-  for (const auto& line : reader_.read_available(closed)) handle(line);
+  for (const auto& line : reader_.read_available(closed)) {
+    try {
+      handle(line);
+    } catch (const WireError& e) {
+      spdlog::error("the worker{} cannot read a line from runner ({}); ignored", on_node(),
+                    e.what());
+    }
+  }
   // runner is gone (killed, or said bye): nothing more will be asked.
   if (closed) runner_gone_ = true;
   if (runner_gone_) ::epoll_ctl(wake_.get(), EPOLL_CTL_DEL, in_, nullptr);
@@ -361,6 +420,7 @@ void Worker::take(std::vector<EngineEvent> events) {
 std::optional<Clock::time_point> Worker::next_wakeup() const {
   auto next = next_usage();
   if (!held_.empty() && (!next || held_.front().first < *next)) next = held_.front().first;
+  if (!runner_gone_ && (!next || last_said_ + kAliveEvery < *next)) next = last_said_ + kAliveEvery;
   return next;
 }
 
@@ -391,17 +451,15 @@ void Worker::report_usage() {
   auto due = next_usage();
   if (!due || Clock::now() < *due) return;
   last_usage_ = Clock::now();
-  json of = json::object();
+  std::vector<std::pair<AttemptId, std::uint64_t>> of;
   for (const auto& [id, spec] : specs_)
-    if (auto bytes = engine_->memory_in_use(id)) of[std::to_string(id)] = *bytes;
-  auto total = engine_->total_memory_in_use();
-  outbox_.add(json{
-      {"ev", "usage"}, {"total", total ? json(*total) : json(nullptr)}, {"of", std::move(of)}});
+    if (auto bytes = engine_->memory_in_use(id)) of.emplace_back(id, *bytes);
+  outbox_.add(encode_usage(engine_->total_memory_in_use(), of));
 }
 
 int Worker::run() {
   auto self = current_process();
-  write_line(out_, {{"ev", "ready"}, {"pid", self.pid}, {"host", self.host}});
+  write_line(out_, encode_ready(self.pid, self.host));
   // Until runner is gone (or a signal said stop) and the last cluster has ended.
   while ((!runner_gone_ && !stopped_by_) || !specs_.empty()) {
     auto events = engine_->wait(next_wakeup(), wake_.get());
@@ -415,54 +473,13 @@ int Worker::run() {
     flush();
   }
   if (stopped_by_ && !runner_gone_) {
-    outbox_.add(json{{"ev", "stopped"}, {"signal", *stopped_by_}});
+    outbox_.add(encode_stopped(*stopped_by_));
     flush();
   }
   return 0;
 }
 
 }  // namespace
-
-std::string worker_name(const WorkerConfig& c) {
-  return c.node.empty() ? c.run : c.run + "@" + c.node;
-}
-
-json to_json(const WorkerConfig& c) {
-  return {{"op", "config"},
-          {"run", c.run},
-          {"journal_dir", c.journal_dir},
-          {"node", c.node},
-          {"sync", c.sync},
-          {"grace_ms", c.grace.count()},
-          {"parallel", c.parallel},
-          {"cap", cap_word(c.cap)},
-          {"limits", c.limits},
-          {"run_limit", c.run_limit ? json(*c.run_limit) : json(nullptr)},
-          {"kill_leftovers_in", c.kill_leftovers_in ? json(*c.kill_leftovers_in) : json(nullptr)},
-          {"watch_memory", c.watch_memory},
-          {"blocked", c.blocked},
-          {"pipe_ignored", c.pipe_ignored}};
-}
-
-WorkerConfig worker_config_from_json(const json& j) {
-  WorkerConfig c;
-  c.run = j.at("run").get<std::string>();
-  c.journal_dir = j.at("journal_dir").get<std::string>();
-  c.node = j.value("node", "");
-  c.sync = j.value("sync", false);
-  c.grace = std::chrono::milliseconds(j.value("grace_ms", std::int64_t{10'000}));
-  c.parallel = j.value("parallel", std::size_t{1});
-  c.cap = parse_cap_choice(j.value("cap", "auto")).value_or(CapChoice::kAuto);
-  c.limits = j.value("limits", false);
-  if (j.contains("run_limit") && !j["run_limit"].is_null())
-    c.run_limit = j["run_limit"].get<std::uint64_t>();
-  if (j.contains("kill_leftovers_in") && !j["kill_leftovers_in"].is_null())
-    c.kill_leftovers_in = j["kill_leftovers_in"].get<std::string>();
-  c.watch_memory = j.value("watch_memory", false);
-  c.blocked = j.value("blocked", std::vector<int>{});
-  c.pipe_ignored = j.value("pipe_ignored", false);
-  return c;
-}
 
 int run_worker(int in, int out) {
   // runner's own signals stay with runner: it tells the worker what to stop.
@@ -477,19 +494,19 @@ int run_worker(int in, int out) {
   spdlog::set_default_logger(logger);
   LineReader reader(in);
   auto config_line = read_config(reader, in);
-  if (!config_line || config_line->is_discarded() || config_line->value("op", "") != "config")
-    return 2;
+  if (!config_line) return 2;
   try {
-    Worker worker(worker_config_from_json(*config_line), in, out, reader);
+    Worker worker(decode_config(Fields(*config_line)), in, out, reader);
     return worker.run();
   } catch (const std::exception& e) {
-    write_line(out, {{"ev", "failed"}, {"message", e.what()}});
+    write_line(out, encode_failed(e.what()));
     return 2;
   }
 }
 
 int kill_run_here(const std::string& run) {
-  settle_leftovers(find_leftovers(Leftovers{{}, run}), LeftoverPolicy::kKill, -1);
+  settle_leftovers(find_leftovers(Leftovers{{}, {run}}).pids, LeftoverPolicy::kKill, -1,
+                   "its dead worker left running");
   return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "orphans.h"
 #include "runner/error.h"
 #include "runner/journal.h"
+#include "runner/units.h"
 #include "runner/words.h"
 
 extern char** environ;
@@ -23,9 +26,8 @@ extern char** environ;
 namespace bp = boost::process;
 
 namespace runner {
+namespace fs = std::filesystem;
 namespace {
-
-using nlohmann::json;
 
 // How long a worker may take to say it is ready.
 constexpr auto kReadyWithin = std::chrono::seconds(60);
@@ -35,6 +37,12 @@ constexpr int kPipeBytes = 1 << 20;
 
 // How long the command that kills what a dead worker left elsewhere may take.
 constexpr auto kKillLeftoversWithin = std::chrono::seconds(30);
+// A worker says something at least once a second. One silent for this long
+// has stopped answering (stopped, hung); so has one that let an attempt run
+// this long past its timeout, or past a stop's grace: runner then kills it
+// and what it ran, as it would a worker that died.
+constexpr auto kSilentFor = std::chrono::seconds(15);
+constexpr auto kLateBy = std::chrono::seconds(5);
 
 // Runs a command to its end, or kills it after `limit`; says so if it failed.
 void run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
@@ -69,12 +77,15 @@ spdlog::level::level_enum level_of(const std::string& word) {
 
 WorkerEngine::WorkerEngine(WorkerConfig config, WorkerLaunch launch)
     : config_(std::move(config)), launch_(std::move(launch)) {
+  // Should the worker die, its clusters become runner's children, and how
+  // those that end meanwhile ended is not lost with it.
+  if (launch_.leftovers_here) ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   spawn();
 }
 
 WorkerEngine::~WorkerEngine() {
   if (pid_ < 0) return;
-  send(json{{"op", "bye"}}.dump());
+  send(encode_bye());
   flush();
   to_.reset();
   // It ends once its last cluster has: by now runner has stopped them all.
@@ -116,14 +127,17 @@ void WorkerEngine::spawn() {
   reader_.emplace(from_.get());
   ready_ = false;
   stopped_by_.reset();
-  send(to_json(config_).dump());
+  broken_.clear();
+  failure_.clear();
+  send(encode_config(config_));
   flush();
   // Its first words: ready, or why not.
   auto give_up = Clock::now() + kReadyWithin;
   while (!ready_ && failure_.empty() && Clock::now() < give_up) {
     pollfd fd{from_.get(), POLLIN, 0};
     ::poll(&fd, 1, 1000);
-    if (!read_worker() && failure_.empty()) failure_ = "it exited at once";
+    if (!read_worker() && failure_.empty())
+      failure_ = broken_.empty() ? "it exited at once" : broken_;
   }
   if (!ready_) {
     // What it left (a launcher that failed at once) is reaped: nothing waits on it.
@@ -163,7 +177,12 @@ std::optional<EngineEvent> WorkerEngine::start(AttemptSpec spec) {
 }
 
 void WorkerEngine::stop(AttemptId id, StopMode mode) {
-  if (in_flight_.contains(id)) send(encode_stop(id, mode == StopMode::kNow));
+  if (!in_flight_.contains(id)) return;
+  send(encode_stop(id, mode == StopMode::kNow));
+  // The worker ends it within its grace; runner sees to it if it does not.
+  auto by = Clock::now() + (mode == StopMode::kNow ? std::chrono::milliseconds(0) : config_.grace) +
+            kLateBy;
+  if (auto it = due_by_.find(id); it == due_by_.end() || by < it->second) due_by_[id] = by;
 }
 
 void WorkerEngine::acknowledged() {
@@ -178,47 +197,120 @@ void WorkerEngine::read() {
 
 bool WorkerEngine::read_worker() {
   bool closed = false;
-  for (const auto& line : reader_->read_available(closed)) on_line(line);
+  auto lines = reader_->read_available(closed);
+  if (!lines.empty()) last_heard_ = Clock::now();
+  for (const auto& line : lines) {
+    if (!broken_.empty()) break;
+    try {
+      on_line(line);
+    } catch (const WireError& e) {
+      // Not what a worker says: it cannot be trusted with the rest. Its
+      // journal, which runner reads next, is.
+      give_up(fmt::format("it said what runner cannot read ({}: {})", e.what(),
+                          printable(line.substr(0, 80))));
+    }
+  }
   return !closed;
+}
+
+// Kills the worker (its launcher, elsewhere): what it ran is then handled as
+// for a worker that died, from its journal.
+void WorkerEngine::give_up(const std::string& why) {
+  if (pid_ < 0 || !broken_.empty()) return;
+  broken_ = why;
+  spdlog::error("the worker{} (pid {}) {}; it is killed and replaced", on_site(launch_.site), pid_,
+                why);
+  ::kill(pid_, SIGKILL);
+}
+
+void WorkerEngine::on_event(const Fields& f) {
+  std::optional<std::uint64_t> seq;
+  auto event = decode_event(f, seq);
+  auto id = std::visit([](const auto& e) { return e.id; }, event);
+  if (!in_flight_.contains(id))
+    throw WireError(fmt::format("attempt {} is not one runner asked it for", id));
+  if (seq) told_seq_ = std::max(told_seq_, *seq);
+  if (auto* started = std::get_if<AttemptStarted>(&event)) {
+    started_.insert(id);
+    // It must have ended by its timeout and grace, or runner sees to it.
+    started_steady_[id] = Clock::now();
+    pid_of_[id] = static_cast<pid_t>(started->where.process);
+    if (const auto& t = in_flight_.at(id).timeout)
+      due_by_[id] = Clock::now() + *t + config_.grace + kLateBy;
+    (void)started;
+  } else {
+    in_flight_.erase(id);
+    started_.erase(id);
+    started_steady_.erase(id);
+    pid_of_.erase(id);
+    usage_.erase(id);
+    due_by_.erase(id);
+  }
+  events_.push_back(std::move(event));
 }
 
 void WorkerEngine::on_line(const std::string& text) {
   Fields f(text);
-  if (f.kind() != '{') {
-    std::optional<std::uint64_t> seq;
-    auto event = decode_event(f, seq);
-    if (seq) told_seq_ = std::max(told_seq_, *seq);
-    auto id = std::visit([](const auto& e) { return e.id; }, event);
-    if (std::holds_alternative<AttemptStarted>(event)) {
-      started_.insert(id);
-    } else {
-      in_flight_.erase(id);
-      started_.erase(id);
-      usage_.erase(id);
+  switch (f.kind()) {
+    case 's':
+    case 'n':
+    case 'e':
+      return on_event(f);
+    case 'G':
+      spdlog::log(level_of(f.text(0)), "{}", f.text(1));
+      return;
+    case 'U':
+      total_usage_ = f.maybe<std::uint64_t>(0);
+      usage_.clear();
+      if (f.size() % 2 != 1) throw WireError("a usage line cut short");
+      for (std::size_t i = 1; i + 1 < f.size(); i += 2) usage_[f.count(i)] = f.count(i + 1);
+      return;
+    case 'D': {
+      settled_ = f.count(0) == 1;
+      found_.clear();
+      if ((f.size() - 1) % 6 != 0) throw WireError("a settled line cut short");
+      for (std::size_t i = 1; i + 5 < f.size(); i += 6)
+        found_.push_back({f.text(i),
+                          f.count(i + 1),
+                          static_cast<std::uint32_t>(f.count(i + 2)),
+                          {f.text(i + 3), f.number(i + 4)},
+                          f.real(i + 5)});
+      return;
     }
-    events_.push_back(std::move(event));
-    return;
+    case 'R':
+      if (f.count(0) != kWireVersion)
+        throw WireError(
+            fmt::format("it speaks version {} of the wire, runner {}", f.count(0), kWireVersion));
+      ready_ = true;
+      return;
+    case 'F':
+      failure_ = f.text(0);
+      return;
+    case 'X':
+      stopped_by_ = static_cast<int>(f.number(0));
+      return;
+    case 'A':
+      return;
+    default:
+      throw WireError(fmt::format("not a message: '{}'", f.kind()));
   }
-  auto line = json::parse(text, nullptr, false);
-  if (line.is_discarded()) return;
-  auto ev = line.value("ev", "");
-  if (ev == "log") {
-    spdlog::log(level_of(line.value("level", "info")), "{}", line.value("text", ""));
-  } else if (ev == "usage") {
-    total_usage_ =
-        line["total"].is_null() ? std::nullopt : std::optional(line["total"].get<std::uint64_t>());
-    usage_.clear();
-    for (const auto& [id, bytes] : line["of"].items())
-      usage_[std::stoull(id)] = bytes.get<std::uint64_t>();
-  } else if (ev == "settled") {
-    settled_ = line.value("settled", false);
-  } else if (ev == "ready") {
-    ready_ = true;
-  } else if (ev == "failed") {
-    failure_ = line.value("message", "it failed");
-  } else if (ev == "stopped") {
-    stopped_by_ = line.value("signal", 0);
-  }
+}
+
+// When runner must look again at whether the worker still answers.
+std::optional<Clock::time_point> WorkerEngine::next_check() const {
+  if (pid_ < 0 || in_flight_.empty() || !broken_.empty()) return std::nullopt;
+  auto next = last_heard_ + kSilentFor;
+  for (const auto& [id, by] : due_by_) next = std::min(next, by);
+  return next;
+}
+
+void WorkerEngine::check(Clock::time_point now) {
+  auto next = next_check();
+  if (!next || now < *next) return;
+  if (now >= last_heard_ + kSilentFor)
+    give_up(fmt::format("has said nothing for {} s", kSilentFor.count()));
+  else
+    give_up("let an attempt run past its timeout or a stop's grace");
 }
 
 std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> deadline,
@@ -228,14 +320,17 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
     if (pid_ < 0) {
       if (!deadline) return {};  // nothing will come: the caller has nothing running
     }
+    auto check_at = next_check();
+    auto until = deadline;
+    if (check_at && (!until || *check_at < *until)) until = check_at;
     timespec ts{};
-    if (deadline) {
-      auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
+    if (until) {
+      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
       auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
       ts = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     }
     pollfd fds[] = {{pid_ < 0 ? -1 : from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    int ready = ::ppoll(fds, 2, deadline ? &ts : nullptr, nullptr);
+    int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "ppoll");
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -243,15 +338,18 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
       continue;
     }
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) break;
-    if (ready == 0) break;  // the deadline
+    // Nothing came: a worker that should have said something is given up
+    // (its end comes as the pipe closes), else the caller's deadline.
+    if (ready == 0) check(Clock::now());
+    if (ready == 0 && deadline && Clock::now() >= *deadline) break;
   }
   return std::exchange(events_, {});
 }
 
-// The worker died under runner: what its journal holds is told as usual; an
-// attempt it started and never journalled the end of is lost, one it never
-// started goes back; what it left running is killed before anything starts
-// again.
+// The worker died under runner (or runner gave it up): what its journal
+// holds is told as usual; an attempt it started and never journalled the end
+// of is lost, one it never started goes back; what it left running is killed
+// before anything starts again.
 void WorkerEngine::on_worker_lost() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
@@ -260,83 +358,171 @@ void WorkerEngine::on_worker_lost() {
   pid_ = -1;
   to_.reset();
   from_.reset();
-  if (stopped_by_) {
+  auto how = !broken_.empty()      ? broken_
+             : stopped_by_         ? std::string()
+             : WIFSIGNALED(status) ? fmt::format("it was killed by signal {}", WTERMSIG(status))
+                                   : fmt::format("it ended with exit code {}", WEXITSTATUS(status));
+  if (stopped_by_ && broken_.empty()) {
     // It stopped its clusters and told their ends: nothing of it is left.
     spdlog::error("the worker{} (pid {}) got {} and stopped its clusters; it takes no more",
                   on_site(launch_.site), lost_pid, signal_name(*stopped_by_));
   } else {
-    spdlog::error(
-        "the worker{} (pid {}) ended under runner ({}); {} of its cluster(s) were running",
-        on_site(launch_.site), lost_pid,
-        WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
-                            : fmt::format("exit code {}", WEXITSTATUS(status)),
-        in_flight_.size());
+    spdlog::error("the worker{} (pid {}) is gone ({}); {} of its cluster(s) were running",
+                  on_site(launch_.site), lost_pid, how, started_.size());
   }
-  // What it left running is killed first (a worker that stopped left nothing).
-  if (!stopped_by_ && launch_.leftovers_here)
-    settle_leftovers(find_leftovers(Leftovers{{}, config_.run}), LeftoverPolicy::kKill, -1);
-  else if (!stopped_by_ && !launch_.kill_leftovers.empty())
-    run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
-  std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journalled;
-  auto name = worker_name(config_);
-  for (auto& journal : RunJournal::find(config_.journal_dir)) {
-    if (journal.name() != name || !journal.try_lock()) continue;
-    for (auto& e : journal.read()) journalled[{e.cluster, e.attempt}] = e;
-    journal.remove();
+  // What it left running is killed (a cluster it started in its last
+  // moment, before it journalled or told the start, is known by that: it
+  // gets its row too). Its clusters are runner's children now (runner is
+  // their subreaper): one that ended by itself before the kill ended as its
+  // status says, and is recorded so.
+  auto journalled = journal_of_lost_worker();
+  std::vector<FoundExecution> left;
+  if (!stopped_by_ || !broken_.empty()) left = kill_what_it_left();
+  auto reaped = reap_orphaned_attempts();
+  for (const auto& f : left) {
+    auto& kept = journalled[{f.cluster, f.attempt}];
+    if (kept.cluster != 0) continue;
+    kept.job = f.job;
+    kept.cluster = f.cluster;
+    kept.attempt = f.attempt;
+    kept.started = AttemptStarted{0, f.where, "", f.started_at, ""};
   }
   for (auto& [id, spec] : in_flight_) {
-    auto it = journalled.find({spec.cluster, spec.attempt});
-    auto journalled_end = it != journalled.end();
-    if (!started_.contains(id) && !journalled_end) {
-      // It never ran: it goes elsewhere, or to the next worker here.
-      events_.push_back(AttemptNotStarted{
-          id, AttemptNotStarted::Why::kSiteGone,
-          fmt::format("its worker{} ended before it started", on_site(launch_.site)), "", ""});
+    if (auto it = reaped.find(id); it != reaped.end()) {
+      events_.push_back(AttemptEnded{id, it->second});
       continue;
     }
-    if (!started_.contains(id)) {
-      auto s = it->second.started;
-      s.id = id;
-      events_.push_back(s);
-    }
-    AttemptEnded ended{id, {}};
-    if (journalled_end) {
-      ended.outcome = it->second.outcome;
-    } else {
-      ended.outcome.finished_at = wall_clock_now();
-      ended.outcome.interrupted =
-          fmt::format("its worker{} (pid {}) died while it ran", on_site(launch_.site), lost_pid);
-    }
-    events_.push_back(std::move(ended));
+    settle_lost(id, spec, journalled, lost_pid);
   }
   in_flight_.clear();
   started_.clear();
+  started_steady_.clear();
+  pid_of_.clear();
+  due_by_.clear();
   usage_.clear();
   total_usage_.reset();
 }
 
-bool WorkerEngine::settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) {
-  if (left.attempts.empty() && !left.previous_run) return true;
-  json attempts = json::array();
-  for (const auto& a : left.attempts)
-    attempts.push_back({{"cluster", a.cluster},
-                        {"host", a.where.host},
-                        {"process", a.where.process},
-                        {"started_at", a.started_at}});
-  send(json{{"op", "settle"},
-            {"attempts", attempts},
-            {"previous_run", left.previous_run ? json(*left.previous_run) : json(nullptr)},
-            {"kill", policy == LeftoverPolicy::kKill}}
-           .dump());
+// The attempts of a lost worker here, once what it left was killed:
+// reparented to runner, which reaps them and reads how they ended. One
+// killed by SIGKILL (by runner just now, or by its cgroup's limit, which
+// runner cannot read) counts as interrupted.
+std::map<AttemptId, Outcome> WorkerEngine::reap_orphaned_attempts() {
+  std::map<AttemptId, Outcome> out;
+  if (!launch_.leftovers_here) return out;
+  for (const auto& [id, pid] : pid_of_) {
+    int status = 0;
+    rusage usage{};
+    if (::wait4(pid, &status, WNOHANG, &usage) != pid) continue;  // not runner's child
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) continue;
+    Outcome o;
+    if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) o.killed_by = WTERMSIG(status);
+    o.finished_at = wall_clock_now();
+    o.user_cpu_s = static_cast<double>(usage.ru_utime.tv_sec) + usage.ru_utime.tv_usec / 1e6;
+    o.sys_cpu_s = static_cast<double>(usage.ru_stime.tv_sec) + usage.ru_stime.tv_usec / 1e6;
+    o.rss_peak_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+    out.emplace(id, o);
+  }
+  return out;
+}
+
+// What a lost worker left running, killed where it ran; the executions it
+// found, where that is here.
+std::vector<FoundExecution> WorkerEngine::kill_what_it_left() {
+  if (launch_.leftovers_here) {
+    auto left = find_leftovers(Leftovers{{}, {config_.run}});
+    settle_leftovers(left.pids, LeftoverPolicy::kKill, -1, "its dead worker left running");
+    // Those reparented to runner that are no cluster's own process (their
+    // descendants) are reaped, not left as zombies.
+    for (pid_t pid : left.pids)
+      if (std::none_of(pid_of_.begin(), pid_of_.end(),
+                       [&](const auto& entry) { return entry.second == pid; }))
+        ::waitpid(pid, nullptr, WNOHANG);
+    // And the cgroups it made go with it (a next worker makes its own).
+    remove_run_cgroups(config_.run);
+    return left.found;
+  }
+  if (!launch_.kill_leftovers.empty()) run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
+  return {};
+}
+
+// The lost worker's journal, by attempt: an end where it wrote one, else a
+// start. Read as any earlier run's, then removed.
+std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> WorkerEngine::journal_of_lost_worker() {
+  std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> out;
+  JournalOwner owner{config_.db_id, config_.job, config_.job_key,
+                     [&](const std::string& run) { return run == config_.run; }, std::nullopt};
+  std::vector<std::string> ignored;
+  auto name = worker_name(config_);
+  for (auto& journal : RunJournal::find(config_.journal_dir, owner, ignored)) {
+    if (journal.name() != name || journal.try_lock() != RunJournal::Lock::kTaken) continue;
+    std::size_t garbled = 0;
+    for (auto& e : journal.read(garbled)) {
+      auto& kept = out[{e.cluster, e.attempt}];
+      if (!kept.outcome) kept = std::move(e);
+    }
+    journal.remove();
+  }
+  return out;
+}
+
+void WorkerEngine::settle_lost(
+    AttemptId id, const AttemptSpec& spec,
+    const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled, pid_t lost_pid) {
+  auto it = journalled.find({spec.cluster, spec.attempt});
+  bool known = it != journalled.end();
+  if (!started_.contains(id) && !known) {
+    // It never ran: it goes elsewhere, or to the next worker here.
+    events_.push_back(AttemptNotStarted{
+        id, AttemptNotStarted::Why::kSiteGone,
+        fmt::format("its worker{} ended before it started", on_site(launch_.site)), "", ""});
+    return;
+  }
+  if (!started_.contains(id)) {
+    auto s = it->second.started;
+    s.id = id;
+    if (s.log_path.empty()) s.log_path = (fs::path(spec.log_dir) / spec.log_name).string();
+    events_.push_back(s);
+  }
+  AttemptEnded ended{id, {}};
+  if (known && it->second.outcome) {
+    ended.outcome = *it->second.outcome;
+  } else {
+    ended.outcome.finished_at = wall_clock_now();
+    auto since = started_steady_.find(id);
+    // One past its timeout that runner had to kill ends as its timeout says.
+    if (!broken_.empty() && spec.timeout && since != started_steady_.end() &&
+        Clock::now() - since->second >= *spec.timeout) {
+      ended.outcome.timed_out = true;
+      ended.outcome.killed_by = SIGKILL;
+    } else {
+      ended.outcome.interrupted = broken_.empty()
+                                      ? fmt::format("its worker{} (pid {}) died while it ran",
+                                                    on_site(launch_.site), lost_pid)
+                                      : fmt::format("its worker{} (pid {}) was killed: it {}",
+                                                    on_site(launch_.site), lost_pid, broken_);
+    }
+  }
+  events_.push_back(std::move(ended));
+}
+
+std::optional<std::vector<FoundExecution>> WorkerEngine::settle(const Leftovers& left,
+                                                                LeftoverPolicy policy,
+                                                                int wake_fd) {
+  if (left.attempts.empty() && left.previous_runs.empty()) return std::vector<FoundExecution>{};
+  send(encode_settle(left, policy));
   flush();
   settled_.reset();
   while (!settled_) {
     pollfd fds[] = {{from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return false;
-    if (!read_worker()) throw Error("the worker ended while settling what an earlier run left");
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return std::nullopt;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return std::nullopt;
+    if (!read_worker() || !broken_.empty())
+      throw Error("the worker ended while settling what an earlier run left");
   }
-  return *settled_;
+  if (!*settled_) return std::nullopt;
+  return std::exchange(found_, {});
 }
 
 std::optional<std::uint64_t> WorkerEngine::memory_in_use(AttemptId id) const {

@@ -1,18 +1,26 @@
-// The fault-injection suite's core: kills runner with SIGKILL at many random
-// moments of one job, with a random P each time, restarting it after each
-// cut. Its children are left running by each cut (nothing ties them to
-// runner's life), so each restart must deal with them. From the children's
-// own record it proves: every cluster ends done; no cluster whose `done` was
-// committed ever ran again; no two copies of a cluster were ever alive at
-// once; no cluster that completed ran again (its worker, which outlives
-// runner, journalled its end for the next runner); the log passes PRAGMA
-// integrity_check; nothing is left over at the end.
+// The fault-injection suite's core: cuts one job at many random moments, each
+// cut one of four kinds, with a random P each time, restarting runner after
+// each cut. The kinds: runner killed (kill -9: its worker lives on); its
+// worker killed (runner lives on and replaces it); both killed; runner
+// stopped (SIGSTOP) for a while, then killed or let go on. The children are
+// left running by each cut, so each restart must deal with them. From the
+// children's own record it proves: every cluster ends done; no cluster whose
+// `done` was committed ever ran again; no two copies of a cluster were ever
+// alive at once; every execution has its row in the log; where only runner
+// was cut, no cluster that completed ran again (its worker journalled the
+// end for the next runner); the log passes PRAGMA integrity_check; nothing
+// is left over at the end. Where the worker was killed too, a cluster whose
+// child completed between its worker's death and the journal line runs
+// again: the figure is counted and printed, with each such run named.
+//
+// RUNNER_TORTURE_CUTS=N runs N cuts of each kind instead (make torture).
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <set>
@@ -22,6 +30,22 @@
 
 namespace runner::testing {
 namespace {
+
+enum class Cut { kRunner, kWorker, kBoth, kStopped };
+
+const char* name_of(Cut cut) {
+  switch (cut) {
+    case Cut::kRunner:
+      return "runner";
+    case Cut::kWorker:
+      return "worker";
+    case Cut::kBoth:
+      return "both";
+    case Cut::kStopped:
+      return "stopped";
+  }
+  return "?";
+}
 
 std::set<long> committed_done(const fs::path& db) {
   std::set<long> done;
@@ -48,105 +72,253 @@ std::vector<pid_t> processes_mentioning(const fs::path& dir) {
   return out;
 }
 
-TEST(Crash, KillNineAtFiftyRandomMomentsLosesNothingRedoesNothingDoneAndNeverOverlaps) {
-  constexpr long kClusters = 300;
-  constexpr int kCuts = 50;
-  TempDir dir;
-  auto record = dir / "record";
-  auto locks = dir / "locks";
-  fs::create_directory(locks);
-  auto db = dir / "runner.db";
-  std::random_device seed_source;
-  auto seed = seed_source();
-  std::mt19937 rng(seed);
-  RecordProperty("seed", std::to_string(seed));
-  const std::vector<std::string> cmd = {
-      "--",          child_bin(),    "--record",   record.string(),
-      "--exclusive", locks.string(), "--sleep-ms", "3"};
+// runner's worker: its child named runner-worker (none before it is started).
+std::optional<pid_t> worker_of(pid_t runner) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto stat = read_file(e.path() / "stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || stat.find("(runner-worker)") == std::string::npos) continue;
+    long ppid = 0;
+    char state = 0;
+    if (std::sscanf(stat.c_str() + close + 2, "%c %ld", &state, &ppid) == 2 && ppid == runner)
+      return static_cast<pid_t>(std::stol(name));
+  }
+  return std::nullopt;
+}
 
-  std::vector<pid_t> runner_pids;
+int cuts_of(int usual) {
+  const char* given = std::getenv("RUNNER_TORTURE_CUTS");
+  return given ? std::atoi(given) : usual;
+}
+
+struct Execution {
+  long cluster = 0;
+  long attempt = 0;
+  std::size_t copies = 0;  // how many times this cluster and attempt started
+};
+
+class Torture {
+ public:
+  Torture(Cut kind, int cuts) : kind_(kind), cuts_(cuts), rng_(seed_ = std::random_device()()) {
+    fs::create_directory(locks_);
+    ::testing::Test::RecordProperty("seed", std::to_string(seed_));
+  }
+
+  void run() {
+    for (int cut = 0; cut <= cuts_ && finished_code_ < 0; ++cut) one_run(cut == cuts_);
+    ASSERT_EQ(finished_code_, 0) << "seed " << seed_ << ": " << finished_err_;
+    EXPECT_GE(cut_points_.size(), static_cast<std::size_t>(cuts_ * 3 / 5)) << "seed " << seed_;
+  }
+
+  void check();
+
+ private:
+  std::vector<std::string> args() {
+    auto parallel = std::to_string(std::uniform_int_distribution<int>(1, 8)(rng_));
+    return {std::to_string(kClusters),
+            parallel,
+            "--job",
+            "crash",
+            "--",
+            child_bin(),
+            "--record",
+            record_.string(),
+            "--exclusive",
+            locks_.string(),
+            "--sleep-ms",
+            "3"};
+  }
+  void one_run(bool last);
+  void cut(RunnerProcess& runner);
+
+  static constexpr long kClusters = 300;
+  Cut kind_;
+  int cuts_;
+  unsigned seed_;
+  std::mt19937 rng_;
+  TempDir dir_;
+  fs::path record_ = dir_ / "record";
+  fs::path locks_ = dir_ / "locks";
+  fs::path db_ = dir_ / "runner.db";
+  std::vector<pid_t> runner_pids_;
   // For each cut: the clusters committed done, and how much of the record
   // existed once the runner was dead.
-  std::vector<std::pair<std::set<long>, std::size_t>> cuts;
-  int finished_code = -1;
-  std::string finished_err;
-  for (int cut = 0; cut <= kCuts && finished_code < 0; ++cut) {
-    auto parallel = std::to_string(std::uniform_int_distribution<int>(1, 8)(rng));
-    std::vector<std::string> args = {std::to_string(kClusters), parallel, "--job", "crash"};
-    args.insert(args.end(), cmd.begin(), cmd.end());
-    RunnerProcess runner(args, dir.path());
-    runner_pids.push_back(runner.pid());
-    if (cut == kCuts) {  // the last run goes to the end
-      finished_code = runner.wait();
-      finished_err = runner.err();
-      break;
-    }
-    // Cut at a random point: at once (during start-up), or once a few more
-    // children have started.
-    auto lines = count_lines(record);
-    auto more = std::uniform_int_distribution<std::size_t>(0, 8)(rng);
-    wait_until(dir.path(), [&] { return count_lines(record) >= lines + more || runner.exited(); });
-    runner.signal(SIGKILL);
-    int code = runner.wait();
-    if (code != 128 + SIGKILL) {  // it finished before the cut
-      finished_code = code;
-      finished_err = runner.err();
-      break;
-    }
-    cuts.emplace_back(committed_done(db), count_lines(record));
-  }
-  ASSERT_EQ(finished_code, 0) << "seed " << seed << ": " << finished_err;
-  EXPECT_GE(cuts.size(), 30u) << "seed " << seed;
-  std::printf("%zu cuts (seed %u)\n", cuts.size(), seed);
+  std::vector<std::pair<std::set<long>, std::size_t>> cut_points_;
+  int finished_code_ = -1;
+  std::string finished_err_;
+};
 
-  auto lines = read_lines(record);
-  for (const auto& [done, offset] : cuts) {
+void Torture::one_run(bool last) {
+  RunnerProcess runner(args(), dir_.path());
+  runner_pids_.push_back(runner.pid());
+  if (last) {  // the last run goes to the end
+    finished_code_ = runner.wait();
+    finished_err_ = runner.err();
+    return;
+  }
+  // Cut at a random point: at once (during start-up), or once a few more
+  // children have started.
+  auto lines = count_lines(record_);
+  auto more = std::uniform_int_distribution<std::size_t>(0, 8)(rng_);
+  wait_until(dir_.path(), [&] { return count_lines(record_) >= lines + more || runner.exited(); });
+  cut(runner);
+  int code = runner.wait();
+  if (code == 0) {  // it finished before the cut
+    finished_code_ = code;
+    finished_err_ = runner.err();
+    return;
+  }
+  cut_points_.emplace_back(committed_done(db_), count_lines(record_));
+}
+
+void Torture::cut(RunnerProcess& runner) {
+  auto worker = worker_of(runner.pid());
+  switch (kind_) {
+    case Cut::kRunner:
+      runner.signal(SIGKILL);
+      return;
+    case Cut::kWorker:
+      // runner replaces it (three times in a run), then stops; it is
+      // stopped here after the cut, as a person would, to start it again.
+      if (worker) ::kill(*worker, SIGKILL);
+      {
+        auto lines = count_lines(record_);
+        wait_until(
+            dir_.path(), [&] { return count_lines(record_) > lines || runner.exited(); },
+            std::chrono::seconds(5));
+      }
+      runner.signal(SIGTERM);
+      return;
+    case Cut::kBoth:
+      runner.signal(SIGKILL);
+      if (worker) ::kill(*worker, SIGKILL);
+      return;
+    case Cut::kStopped: {
+      runner.signal(SIGSTOP);
+      auto lines = count_lines(record_);
+      wait_until(
+          dir_.path(), [&] { return count_lines(record_) >= lines + 3; }, std::chrono::seconds(5));
+      if (std::bernoulli_distribution(0.5)(rng_)) {
+        runner.signal(SIGKILL);
+      } else {
+        runner.signal(SIGCONT);
+        runner.signal(SIGKILL);
+      }
+      return;
+    }
+  }
+}
+
+void Torture::check() {
+  auto lines = read_lines(record_);
+  for (const auto& [done, offset] : cut_points_) {
     for (std::size_t i = offset; i < lines.size(); ++i) {
       if (lines[i].rfind("start ", 0) != 0) continue;
       long c = std::stol(lines[i].substr(6));
       EXPECT_FALSE(done.contains(c))
-          << "cluster " << c << " ran again after its done was committed";
+          << "cluster " << c << " ran again after its done was committed (seed " << seed_ << ")";
     }
   }
-  // And since a worker outlives its runner and journals what ended: no
-  // cluster that completed (its child wrote its end) ever ran again.
-  std::set<long> completed;
   // What the log says of a cluster, to tell how a failure came about.
   auto story = [&](long c) {
-    return query(db,
+    return query(db_,
                  "SELECT group_concat(attempt || ' ' || state || ' exit ' || "
                  "ifnull(exit_code, '-') || ' signal ' || ifnull(signal, '-') || ' pid ' || "
                  "ifnull(pid, '-') || ' ' || ifnull(note, ''), '; ') FROM attempts WHERE "
                  "job = 'crash' AND cluster = " +
                      std::to_string(c));
   };
+  auto record_of = [&](long c) {
+    std::string out;
+    for (const auto& line : lines)
+      if (line.find(" " + std::to_string(c) + " ") == line.find(' ')) out += line + "; ";
+    return out;
+  };
+  std::map<std::pair<long, long>, Execution> executions;
+  std::set<long> completed;
+  std::size_t reruns = 0;
   for (const auto& line : lines) {
-    long c = std::stol(line.substr(line.find(' ') + 1));
-    if (line.rfind("end ", 0) == 0) completed.insert(c);
-    if (line.rfind("start ", 0) == 0) {
-      EXPECT_FALSE(completed.contains(c))
-          << "cluster " << c << " ran again after it completed (seed " << seed
-          << "); the log: " << story(c);
+    long c = 0, a = 0;
+    char what[8] = {};
+    if (std::sscanf(line.c_str(), "%7s %ld %ld", what, &c, &a) != 3) continue;
+    if (std::string(what) == "end") {
+      completed.insert(c);
+      continue;
     }
+    auto& e = executions[{c, a}];
+    e = {c, a, e.copies + 1};
+    if (!completed.contains(c)) continue;
+    // Where runner alone was cut, its worker journalled every end.
+    ++reruns;
+    if (std::getenv("RUNNER_TORTURE_SHOW"))
+      std::printf("rerun of completed cluster %ld: %s\n", c, story(c).c_str());
+    if (kind_ == Cut::kRunner || kind_ == Cut::kStopped)
+      ADD_FAILURE() << "cluster " << c << " ran again after it completed (seed " << seed_
+                    << "); the log: " << story(c) << "; the record: " << record_of(c);
   }
-  EXPECT_FALSE(fs::exists(locks / "overlaps")) << read_file(locks / "overlaps");
-  EXPECT_EQ(query(db, "SELECT done || '/' || clusters FROM progress"), "300/300");
-  EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok");
-  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'running'"), "0");
+  // Every execution has its row, whoever recorded it: one that ran twice
+  // under the same attempt number had one at most.
+  std::size_t missing = 0;
+  for (const auto& [key, e] : executions) {
+    auto row =
+        query(db_, "SELECT count(*) FROM attempts WHERE job = 'crash' AND cluster = " +
+                       std::to_string(e.cluster) + " AND attempt = " + std::to_string(e.attempt));
+    if (row == "1" && e.copies == 1) continue;
+    missing += e.copies - (row == "1" ? 1 : 0);
+    auto record = record_of(e.cluster);
+    ADD_FAILURE() << "cluster " << e.cluster << " attempt " << e.attempt
+                  << " ran with no row of its own (seed " << seed_
+                  << "); the log: " << story(e.cluster) << "; the record: " << record;
+  }
+  std::printf(
+      "cuts of %s: %zu, completed clusters run again: %zu, overlaps: %zu, rows missing: "
+      "%zu (seed %u)\n",
+      name_of(kind_), cut_points_.size(), reruns,
+      fs::exists(locks_ / "overlaps") ? read_lines(locks_ / "overlaps").size() : 0, missing, seed_);
+  EXPECT_FALSE(fs::exists(locks_ / "overlaps")) << read_file(locks_ / "overlaps");
+  EXPECT_EQ(query(db_, "SELECT done || '/' || clusters FROM progress"), "300/300");
+  EXPECT_EQ(query(db_, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(query(db_, "SELECT count(*) FROM attempts WHERE state = 'running'"), "0");
   std::set<long> ended;
   for (const auto& l : lines)
     if (l.rfind("end ", 0) == 0) ended.insert(std::stol(l.substr(4)));
   EXPECT_EQ(ended.size(), static_cast<std::size_t>(kClusters));
 
   // Nothing left over: no process of this test, no cgroup of any of its runners.
-  EXPECT_TRUE(processes_mentioning(dir.path()).empty());
+  EXPECT_TRUE(processes_mentioning(dir_.path()).empty());
   auto probe = probe_memory();
   if (auto cg = probe.v2_dir ? probe.v2_dir : probe.v1_dir) {
-    for (pid_t pid : runner_pids)
+    for (pid_t pid : runner_pids_)
       for (const auto& e : fs::directory_iterator(*cg))
         EXPECT_NE(e.path().filename().string().rfind("runner-" + std::to_string(pid) + "-", 0), 0u)
             << e.path() << " was left behind";
   }
+}
+
+TEST(Crash, KillNineOfRunnerAtRandomMomentsLosesNothingRedoesNothingCompletedAndNeverOverlaps) {
+  Torture t(Cut::kRunner, cuts_of(50));
+  t.run();
+  t.check();
+}
+
+TEST(Crash, KillNineOfTheWorkerAtRandomMomentsRedoesNothingDoneAndNeverOverlaps) {
+  Torture t(Cut::kWorker, cuts_of(15));
+  t.run();
+  t.check();
+}
+
+TEST(Crash, KillNineOfBothAtRandomMomentsRedoesNothingDoneAndNeverOverlaps) {
+  Torture t(Cut::kBoth, cuts_of(15));
+  t.run();
+  t.check();
+}
+
+TEST(Crash, RunnerStoppedThenKilledAtRandomMomentsRedoesNothingCompleted) {
+  Torture t(Cut::kStopped, cuts_of(15));
+  t.run();
+  t.check();
 }
 
 }  // namespace

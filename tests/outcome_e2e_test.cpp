@@ -122,9 +122,13 @@ TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   ASSERT_GT(worker, 0);
   ::kill(worker, SIGKILL);
   ASSERT_TRUE(wait_until(t.path(), [&] {
-    return runner.err().find("the worker (pid " + std::to_string(worker) +
-                             ") ended under runner") != std::string::npos;
+    return runner.err().find("killed 3 process(es) of clusters its dead worker left running") !=
+           std::string::npos;
   }));
+  EXPECT_NE(runner.err().find("the worker (pid " + std::to_string(worker) +
+                              ") is gone (it was killed by signal 9)"),
+            std::string::npos)
+      << runner.err();
   std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(runner.wait(), 0) << runner.err();
   EXPECT_EQ(query(t / "runner.db",

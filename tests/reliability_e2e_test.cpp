@@ -217,11 +217,21 @@ TEST(Reliability, AFullLogFilesystemStopsTheRunCleanly) {
     }
   }
   auto r = run_runner(with_child({"5", "2", "--logs", logs.string()}, {}), t.path());
+  // The worker's journal is kept there too: without it a cluster that ends
+  // while runner is killed would run again, so nothing starts.
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find((logs / "test_child-5-").string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("or run with --worker off"), std::string::npos) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts"), "0");
+  // Without a worker, the full folder stops the run cleanly at the first log.
+  r = run_runner(with_child({"5", "2", "--logs", logs.string(), "--worker", "off"}, {}), t.path());
   ::umount2(logs.c_str(), MNT_DETACH);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("stopped early: log folder " + logs.string()), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("is full: No space left on device"), std::string::npos) << r.out;
-  auto db = t / "runner.db";
   EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE state = 'running'"), "0");
 }

@@ -67,7 +67,7 @@ class StoreTest : public ::testing::Test {
 
 TEST_F(StoreTest, CreatesAVersionedSchemaWithTheDocumentedViews) {
   Store s(path_, Store::Access::kReadWrite);
-  EXPECT_EQ(one(s, "PRAGMA user_version"), "3");
+  EXPECT_EQ(one(s, "PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
   SQLite::Database reader(path_.string(), SQLite::OPEN_READONLY);
   SQLite::Statement cols(reader,
@@ -234,7 +234,7 @@ TEST_F(StoreTest, UpgradesALogFromSchemaOneKeepingEveryAttempt) {
     )SQL");
   }
   Store s(path_, Store::Access::kReadWrite);
-  EXPECT_EQ(one(s, "PRAGMA user_version"), "3");
+  EXPECT_EQ(one(s, "PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(unsuccessful_index_has_in_list(s), "0");
   auto p = s.progress().at(0);
   EXPECT_EQ(p.job, "old");
@@ -294,7 +294,8 @@ TEST_F(StoreTest, AVersionTwoLogIsReadAsItIsAndUpgradedByAWriter) {
     // Its index as version 2 made it.
     edit(
         "DROP INDEX attempt_unsuccessful; CREATE INDEX attempt_unsuccessful ON attempt(job_id, "
-        "cluster) WHERE state IN ('failed', 'oom', 'timeout'); PRAGMA user_version = 2");
+        "cluster) WHERE state IN ('failed', 'oom', 'timeout'); DROP TABLE meta; DROP TABLE run; "
+        "PRAGMA user_version = 2");
   }
   {
     Store reader(path_, Store::Access::kReadOnly);
@@ -302,9 +303,35 @@ TEST_F(StoreTest, AVersionTwoLogIsReadAsItIsAndUpgradedByAWriter) {
     EXPECT_EQ(one(reader, "PRAGMA user_version"), "2");
   }
   Store s(path_, Store::Access::kReadWrite);
-  EXPECT_EQ(one(s, "PRAGMA user_version"), "3");
+  EXPECT_EQ(one(s, "PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(unsuccessful_index_has_in_list(s), "0");
   EXPECT_EQ(s.failed_clusters(*s.find_job("j")).at(0).exit_code, 3);
+  EXPECT_EQ(s.db_id().size(), 32u);
+}
+
+TEST_F(StoreTest, TheDbHasAnIdOfItsOwnThatStaysAndEveryRunIsKeptUntilItEnded) {
+  std::string id;
+  {
+    Store s(path_, Store::Access::kReadWrite);
+    id = s.db_id();
+    EXPECT_EQ(id.size(), 32u);
+    auto j = s.open_job("j", 10, "cmd");
+    ProcessIdentity head{42, "h", "boot-1", 7};
+    s.record_run(j, "42-7", head);
+    s.record_run(j, "43-8", ProcessIdentity{43, "h", "boot-1", 8});
+    s.record_run(j, "44-9", ProcessIdentity{44, "other", "boot-1", 9});
+    s.end_runs(j, {"43-8"});
+    // A hold cleared (runner unlock) forgets no run.
+    s.clear_hold(j);
+    EXPECT_EQ(s.open_runs(j, "h", "boot-1"), std::vector<std::string>{"42-7"});
+    EXPECT_TRUE(s.open_runs(j, "h", "boot-2").empty());
+    EXPECT_TRUE(s.has_run(j, "43-8"));
+    EXPECT_FALSE(s.has_run(j, "45-1"));
+  }
+  Store again(path_, Store::Access::kReadWrite);
+  EXPECT_EQ(again.db_id(), id);
+  Store other(fs::path(path_).replace_filename("other.db"), Store::Access::kReadWrite);
+  EXPECT_NE(other.db_id(), id);
 }
 
 TEST_F(StoreTest, OomAndTimeoutCountAsFailedAndAreDescribedInWords) {

@@ -42,6 +42,9 @@ std::string derive_job_name(const CommandTemplate& command, ClusterId clusters);
 // A 64-bit hash that is the same in every build of runner (FNV-1a), for
 // names derived from text: job names, the job lock's name.
 std::uint64_t stable_hash(std::string_view data);
+// What makes a job the same job whatever it is named: its command and N, as
+// a key its workers' journals carry.
+std::string job_key(std::string_view command, ClusterId clusters);
 
 // Job names become folder names for the logs: letters, digits, '.', '_', '-'.
 bool is_valid_job_name(std::string_view name);

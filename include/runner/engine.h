@@ -120,8 +120,8 @@ enum class StopMode {
   kNow,
 };
 
-// Attempts a dead runner left `running`, and that run, for the engine to find
-// what of them still runs.
+// Attempts dead runners left `running`, and the runs of the job that may
+// still have processes here, for the engine to find what of them still runs.
 struct Leftovers {
   struct Attempt {
     ClusterId cluster = 0;
@@ -129,7 +129,19 @@ struct Leftovers {
     double started_at = 0;
   };
   std::vector<Attempt> attempts;
-  std::optional<std::string> previous_run;  // the id of the run that left them
+  std::vector<std::string> previous_runs;  // their ids (RUNNER_RUN)
+};
+
+// A process of an earlier run found still running by its RUNNER_RUN, with
+// the cluster and attempt it carries: the log may not know that execution
+// (started while the DB was locked, its worker killed before it journalled
+// the start), and every execution gets its row.
+struct FoundExecution {
+  std::string job;
+  ClusterId cluster = 0;
+  std::uint32_t attempt = 0;
+  Placement where;
+  double started_at = 0;
 };
 
 enum class LeftoverPolicy { kKill, kWait };
@@ -158,9 +170,12 @@ class Engine {
   virtual void acknowledged() {}
 
   // Before the first start: kills or waits for what leftovers still run, so
-  // that two copies of a cluster never run at once. Returns false when
-  // `wake_fd` became readable first.
-  virtual bool settle(const Leftovers&, LeftoverPolicy, int /*wake_fd*/) { return true; }
+  // that two copies of a cluster never run at once. Returns the executions
+  // it found by their run, or nothing when `wake_fd` became readable first.
+  virtual std::optional<std::vector<FoundExecution>> settle(const Leftovers&, LeftoverPolicy,
+                                                            int /*wake_fd*/) {
+    return std::vector<FoundExecution>{};
+  }
 
   // Capabilities an engine may lack: memory charged now to one attempt, and
   // to all of them together.

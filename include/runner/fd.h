@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 
 namespace runner {
@@ -38,28 +37,13 @@ class Fd {
   int fd_ = -1;
 };
 
-// Writes `text` to `path` whole: to <path>.<pid>.tmp beside it, then renamed
+// Writes `text` to `path` whole: to a temporary file beside it, then renamed
 // over it, so that a reader never sees half of it (nor a file of the name a
-// collector looks for, such as *.prom, while it is written). Throws
-// std::system_error; nothing is left behind.
-inline void write_whole(const std::filesystem::path& path, std::string_view text) {
-  auto temporary = path;
-  temporary += "." + std::to_string(::getpid()) + ".tmp";
-  auto fail = [&](int error) {
-    ::unlink(temporary.c_str());
-    throw std::system_error(error, std::generic_category(), path.string());
-  };
-  {
-    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) throw std::system_error(errno, std::generic_category(), path.string());
-    while (!text.empty()) {
-      auto n = ::write(fd.get(), text.data(), text.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail(n < 0 ? errno : EIO);
-      text.remove_prefix(static_cast<std::size_t>(n));
-    }
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) fail(errno);
-}
+// collector looks for, such as *.prom, while it is written). The temporary
+// file has a name no one can guess and is created anew (O_EXCL, no link
+// followed): runner often runs as root, and a link planted where it writes
+// is not written through. A link at `path` itself is replaced, not
+// followed. Throws std::system_error; nothing is left behind.
+void write_whole(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace runner

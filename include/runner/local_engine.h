@@ -66,7 +66,8 @@ class LocalEngine : public Engine {
   std::optional<EngineEvent> start(AttemptSpec spec) override;
   void stop(AttemptId id, StopMode mode) override;
   std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int wake_fd) override;
-  bool settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) override;
+  std::optional<std::vector<FoundExecution>> settle(const Leftovers& left, LeftoverPolicy policy,
+                                                    int wake_fd) override;
   std::optional<std::uint64_t> memory_in_use(AttemptId id) const override;
   std::optional<std::uint64_t> total_memory_in_use() const override;
 

@@ -119,6 +119,11 @@ std::unique_ptr<MemoryCaps> make_memory_caps(
     const std::optional<std::string>& kill_leftovers_in = std::nullopt,
     const std::string& run = "");
 
+// Removes the cgroups a run's worker made, once that worker is dead (killed
+// before it could): the run folder, killing what is left in it, and, on v2,
+// the leaf, where no other runner uses the cgroup.
+void remove_run_cgroups(const std::string& run);
+
 // For rlimit, where the kernel does not say: signs in an attempt's log that it
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the
 // sign found, reading only the end of the log.

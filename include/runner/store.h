@@ -25,7 +25,7 @@
 
 namespace runner {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 // status and report read logs from this version on as they are (version 3
 // changed an index only).
 constexpr int kOldestReadableSchema = 2;
@@ -172,6 +172,17 @@ class Store {
   // Clears whatever hold the job has (runner unlock).
   void clear_hold(const Job& job);
 
+  // The DB's own id, which its workers' journals carry.
+  std::string db_id();
+  // Runs: each run of a job is recorded before its worker starts, and ended
+  // once nothing of it can still run. open_runs lists those of a host and
+  // boot not known to have ended (this one among them, while it runs).
+  void record_run(const Job& job, const std::string& run, const ProcessIdentity& head);
+  void end_runs(const Job& job, const std::vector<std::string>& runs);
+  std::vector<std::string> open_runs(const Job& job, const std::string& host,
+                                     const std::string& boot);
+  bool has_run(const Job& job, const std::string& run);
+
   // Resume. Attempts left `running` by a runner that died become `interrupted`;
   // left_running lists them first, so that their processes can be found.
   std::vector<LeftRunning> left_running(const Job& job);
@@ -208,6 +219,8 @@ class Store {
     AttemptState state = AttemptState::kRunning;
     std::optional<std::uint64_t> mem_limit_kib;
     std::optional<double> timeout_s;
+    pid_t pid = 0;  // 0: none recorded
+    double started_at = 0;
   };
   std::optional<AttemptRow> find_attempt(const Job& job, ClusterId cluster, std::uint32_t attempt);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);

@@ -27,6 +27,11 @@ std::optional<std::uint64_t> parse_count(std::string_view text, std::uint64_t mi
 // no recorded text can move the cursor or rewrite what the user sees.
 std::string printable(std::string_view text);
 
+// Bytes made valid UTF-8 for JSON: well-formed sequences kept, each byte of
+// an ill-formed one written "\xNN" (paths and arguments are bytes; JSON is
+// Unicode).
+std::string valid_utf8(std::string_view bytes);
+
 std::string format_duration(std::chrono::milliseconds d);  // "1h02m", "3m05s", "4.2s"
 std::string format_size_kib(std::uint64_t kib);            // "512 KiB", "3.4 MiB", "4.0 GiB"
 

@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -55,7 +55,8 @@ class WorkerEngine : public Engine {
   std::optional<EngineEvent> start(AttemptSpec spec) override;
   void stop(AttemptId id, StopMode mode) override;
   std::vector<EngineEvent> wait(std::optional<Clock::time_point> deadline, int wake_fd) override;
-  bool settle(const Leftovers& left, LeftoverPolicy policy, int wake_fd) override;
+  std::optional<std::vector<FoundExecution>> settle(const Leftovers& left, LeftoverPolicy policy,
+                                                    int wake_fd) override;
   void acknowledged() override;
   // The worker starts the next cluster itself the moment one ends.
   std::size_t queue_ahead() const override {
@@ -69,6 +70,12 @@ class WorkerEngine : public Engine {
   // it can take more.
   int fd() const { return pid_ < 0 ? -1 : from_.get(); }
   void read();
+  // When to look again at whether the worker still answers (it says
+  // something every second, and ends attempts by their timeout and a stop's
+  // grace), and the look: one that does not is killed, and then read() finds
+  // it gone.
+  std::optional<Clock::time_point> next_check() const;
+  void check(Clock::time_point now);
   std::vector<EngineEvent> take_events() { return std::exchange(events_, {}); }
   void flush();
   bool can_start() const { return pid_ >= 0 || starts_ < launch_.most_starts; }
@@ -81,7 +88,15 @@ class WorkerEngine : public Engine {
   // Reads what the worker said; false when it is gone.
   bool read_worker();
   void on_line(const std::string& text);
+  void on_event(const Fields& f);
+  void give_up(const std::string& why);
   void on_worker_lost();
+  std::vector<FoundExecution> kill_what_it_left();
+  std::map<AttemptId, Outcome> reap_orphaned_attempts();
+  std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journal_of_lost_worker();
+  void settle_lost(AttemptId id, const AttemptSpec& spec,
+                   const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled,
+                   pid_t lost_pid);
 
   WorkerConfig config_;
   WorkerLaunch launch_;
@@ -90,12 +105,20 @@ class WorkerEngine : public Engine {
   std::optional<LineReader> reader_;
   Outbox outbox_;
   bool ready_ = false;
-  std::string failure_;            // what the worker said when it could not start
-  std::optional<int> stopped_by_;  // the signal the worker said it stopped on
-  std::optional<bool> settled_;    // its answer to "settle"
+  std::string failure_;                // what the worker said when it could not start
+  std::optional<int> stopped_by_;      // the signal the worker said it stopped on
+  std::optional<bool> settled_;        // its answer to "settle"
+  std::vector<FoundExecution> found_;  // and what it found
+  std::string broken_;                 // why runner gave the worker up (killed it), if it did
+  Clock::time_point last_heard_ = Clock::now();
   int starts_ = 0;
   std::unordered_map<AttemptId, AttemptSpec> in_flight_;  // asked, not ended
   std::unordered_set<AttemptId> started_;                 // of those, told as started
+  std::unordered_map<AttemptId, Clock::time_point> started_steady_;
+  std::unordered_map<AttemptId, pid_t> pid_of_;  // its main process, where it started
+  // By when the worker must have ended an attempt: its timeout, or a stop's
+  // grace, and some slack.
+  std::unordered_map<AttemptId, Clock::time_point> due_by_;
   std::vector<EngineEvent> events_;
   std::uint64_t told_seq_ = 0, acknowledged_seq_ = 0;
   std::optional<std::uint64_t> total_usage_;
