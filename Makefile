@@ -14,7 +14,7 @@ LINT_PACKAGES = clang-tidy clang-format
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
 VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
-.PHONY: all deps test-deps build test unit sanitize vm-test lint demo bench bench-slurm bench-slurm-million install package package-check clean
+.PHONY: all deps test-deps build test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million install package package-check clean
 
 all: build
 
@@ -81,6 +81,15 @@ sanitize: test-deps
 vm-test: build
 	$(call install_missing,$(VM_PACKAGES),--no-install-recommends)
 	tests/v2vm/vm.sh run $(BUILD)/v2vm tests/v2vm/memory-tests.sh $(BUILD) $(BUILD)/v2vm/out
+
+# The crash test at length (not part of make test): CUTS cuts of each kind
+# under load, in the normal build and in the ASan build. About 40 minutes.
+CUTS ?= 400
+torture: build
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRUNNER_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD)-asan -j $(JOBS) --target e2e_tests runner test_child
+	tests/torture.sh $(BUILD) $(CUTS)
+	tests/torture.sh $(BUILD)-asan $(CUTS)
 
 # clang-format must agree with the tree, and clang-tidy's listed checks must pass.
 lint: build

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <tuple>
 
 #include "orphans.h"
 #include "runner/classify.h"
@@ -43,12 +45,13 @@ bool wait_for_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
         ++it;
       continue;
     }
-    // A decoy: a process of this host other than the worker holds the lock.
+    // A decoy: a process of this host that is not the worker the lock file
+    // names holds the lock. It is neither waited for nor killed.
     bool proven = journal.held_by_its_worker();
     auto holder = journal.holder();
-    if (!proven && holder && *holder != journal.worker().pid) {
+    if (!proven && holder) {
       spdlog::warn(
-          "leaving journal {} alone: its lock is held by pid {}, not by the worker it "
+          "leaving journal {} alone: its lock is held by pid {}, which is not the worker it "
           "names (pid {})",
           printable(journal.name()), *holder, journal.worker().pid);
       it = journals.erase(it);
@@ -71,10 +74,26 @@ bool wait_for_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
   return true;
 }
 
+// Marks each end whose start its journal holds before it (a version-1
+// journal has no starts: its ends are taken as they are).
+void mark_journalled_starts(std::vector<JournalEntry>& entries) {
+  std::set<std::tuple<std::string, ClusterId, std::uint32_t>> started;
+  for (auto& e : entries) {
+    auto key = std::tuple(e.job, e.cluster, e.attempt);
+    if (!e.outcome)
+      started.insert(key);
+    else if (e.version < 2 || started.contains(key))
+      e.start_journalled = true;
+  }
+}
+
 // Records one line the verdict lets through.
 void apply(Store& store, const Job& job, const JournalEntry& e,
            const std::optional<Store::AttemptRow>& row, Collected& collected) {
   std::int64_t id = row ? row->row : 0;
+  if (row && row->pid == 0 && e.started.where.process > 0)
+    store.set_started(id, static_cast<pid_t>(e.started.where.process), e.started.started_at,
+                      e.started.log_path, e.started.cap);
   if (!row) {
     const auto& s = e.started;
     AttemptStart start{e.cluster,       e.attempt,   static_cast<pid_t>(s.where.process),
@@ -112,9 +131,10 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
   if (row) {
     if (row->state != AttemptState::kRunning) return Already{};
     if (!e.outcome) return Already{};
-    // The attempt the log recorded as started: the same process.
-    bool same = (row->pid == 0 || row->pid == e.started.where.process) &&
-                std::abs(row->started_at - e.started.started_at) < 2.0;
+    // The attempt the log recorded as started: the same process (a row from
+    // a journalled start has no process yet).
+    bool same = row->pid == 0 || (row->pid == e.started.where.process &&
+                                  std::abs(row->started_at - e.started.started_at) < 2.0);
     if (!same)
       return Refuse{fmt::format("cluster {} attempt {} was not started as the log says (pid {})",
                                 e.cluster, e.attempt, e.started.where.process)};
@@ -125,6 +145,11 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
         fmt::format("attempt {} of cluster {} does not follow the log's attempts (the "
                     "next is {})",
                     e.attempt, e.cluster, next_attempt)};
+  // A worker journals every start before the process exists: an end whose
+  // start is neither in the log nor in its journal is no execution of it.
+  if (e.outcome && !e.start_journalled)
+    return Refuse{fmt::format("cluster {} attempt {} ends with no start before it", e.cluster,
+                              e.attempt)};
   return Apply{};
 }
 
@@ -145,6 +170,7 @@ std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
     auto read = journal.read(garbled);
     entries.insert(entries.end(), read.begin(), read.end());
   }
+  mark_journalled_starts(entries);
   std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return std::pair(a.cluster, a.attempt) < std::pair(b.cluster, b.attempt);
   });
@@ -186,6 +212,7 @@ std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
 std::size_t record_found(Store& store, const Job& job, const std::vector<FoundExecution>& found,
                          const fs::path& log_dir, LeftoverPolicy policy) {
   std::size_t written = 0;
+  if (found.empty()) return 0;
   Store::Batch batch(store);
   for (const auto& f : found) {
     if (f.job != job.name || f.cluster < 1 || f.cluster > job.clusters || f.attempt == 0) continue;

@@ -253,15 +253,15 @@ std::vector<RunJournal> RunJournal::find(const fs::path& dir, const JournalOwner
     auto run = name.substr(0, name.find('@'));
     if (auto lock = decode_lock(text)) {
       const auto& h = *lock->header;
+      if (h.db_id != owner.db_id || h.job != owner.job || h.job_key != owner.job_key) {
+        ignored.push_back(fmt::format("{}: another DB's or another job's journal", shown));
+        continue;
+      }
       if (h.version > kWireVersion)
         throw Error(
             fmt::format("{} was written by a newer runner (journal version {}, this runner "
                         "reads up to {}); finish the job with that runner",
                         shown, h.version, kWireVersion));
-      if (h.db_id != owner.db_id || h.job != owner.job || h.job_key != owner.job_key) {
-        ignored.push_back(fmt::format("{}: another DB's or another job's journal", shown));
-        continue;
-      }
       if (h.worker != name || !owner.is_run(run)) {
         ignored.push_back(fmt::format("{}: not a run this DB recorded for the job", shown));
         continue;

@@ -417,6 +417,11 @@ std::vector<LeftRunning> Store::left_running(const Job& job) {
 }
 
 std::uint64_t Store::recover_interrupted(const Job& job) {
+  // Read first: a write would wait for the DB's lock even with nothing to do.
+  SQLite::Statement any(db_, "SELECT 1 FROM attempt WHERE job_id = ? AND state = 'running' LIMIT 1");
+  any.bind(1, job.id);
+  if (!any.executeStep()) return 0;
+  any.reset();
   SQLite::Statement q(
       db_,
       "UPDATE attempt SET state = 'interrupted', finished_at = coalesce(finished_at, ?), "
@@ -577,6 +582,19 @@ std::optional<Store::AttemptRow> Store::find_attempt(const Job& job, ClusterId c
   if (!q.getColumn(4).isNull()) r.pid = static_cast<pid_t>(q.getColumn(4).getInt64());
   r.started_at = q.getColumn(5).getDouble();
   return r;
+}
+
+void Store::set_started(std::int64_t row, pid_t pid, double started_at, const std::string& log_path,
+                        const std::string& cap) {
+  SQLite::Statement q(db_,
+                      "UPDATE attempt SET pid = ?, started_at = ?, log_path = ?, cap = ? "
+                      "WHERE id = ?");
+  q.bind(1, pid);
+  q.bind(2, started_at);
+  q.bind(3, log_path);
+  q.bind(4, cap);
+  q.bind(5, row);
+  q.exec();
 }
 
 std::string Store::db_id() {

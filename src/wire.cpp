@@ -457,6 +457,7 @@ std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t versio
   e.timeout_s = f.maybe<double>(5);
   e.started = take_started(f, 6, 0);
   if (f.kind() == 'J') e.outcome = take_outcome(f, kStart);
+  e.version = version;
   return e;
 }
 

@@ -225,6 +225,14 @@ std::optional<fs::path> cgroup_dir(std::string* why) {
   return std::nullopt;
 }
 
+pid_t worker_of(pid_t runner) {
+  std::ifstream children("/proc/" + std::to_string(runner) + "/task/" + std::to_string(runner) +
+                         "/children");
+  for (pid_t pid; children >> pid;)
+    if (read_file("/proc/" + std::to_string(pid) + "/comm") == "runner-worker\n") return pid;
+  return 0;
+}
+
 bool cgroup_required() {
   return std::getenv("RUNNER_TEST_REQUIRE_CGROUP") != nullptr;
 }
@@ -233,6 +241,9 @@ std::string child_bin() {
   return TEST_CHILD_BIN;
 }
 std::string runner_bin() {
+  // RUNNER_TEST_RUNNER: another build of runner, to see a test fail
+  // without the change it checks.
+  if (const char* other = std::getenv("RUNNER_TEST_RUNNER"); other && *other) return other;
   return RUNNER_BIN;
 }
 

@@ -92,6 +92,9 @@ std::vector<std::string> with_child(std::vector<std::string> runner_args,
 // Alive, and not a zombie waiting for whoever adopted it to collect it.
 bool process_exists(pid_t pid);
 
+// runner's worker: its child named runner-worker (0 before it is started).
+pid_t worker_of(pid_t runner);
+
 // runner's own cgroup folder in the hierarchy it will use, or a reason to skip.
 std::optional<fs::path> cgroup_dir(std::string* why);
 

@@ -98,15 +98,6 @@ TEST(Outcome, AClusterThatFailsWhileRunnerIsDeadIsRecordedFailedAndRunsAgainOnly
 // recorded; the clusters it was running are killed and run again, once, by
 // a new worker, and the job finishes.
 // runner's worker: its child named "runner worker".
-pid_t worker_of(const RunnerProcess& runner) {
-  pid_t worker = 0;
-  std::ifstream children("/proc/" + std::to_string(runner.pid()) + "/task/" +
-                         std::to_string(runner.pid()) + "/children");
-  for (pid_t pid; children >> pid;)
-    if (read_file("/proc/" + std::to_string(pid) + "/cmdline").find("worker") != std::string::npos)
-      worker = pid;
-  return worker;
-}
 
 TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   TempDir t;
@@ -118,7 +109,7 @@ TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   RunnerProcess runner(args, t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 3));
-  auto worker = worker_of(runner);
+  auto worker = worker_of(runner.pid());
   ASSERT_GT(worker, 0);
   ::kill(worker, SIGKILL);
   ASSERT_TRUE(wait_until(t.path(), [&] {
@@ -150,7 +141,7 @@ TEST(Outcome, AWorkerToldToStopBySigtermStopsItsClustersAndTheyRunAgain) {
   RunnerProcess runner(args, t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 2));
-  auto worker = worker_of(runner);
+  auto worker = worker_of(runner.pid());
   ASSERT_GT(worker, 0);
   ::kill(worker, SIGTERM);
   ASSERT_TRUE(wait_until(t.path(), [&] {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "runner/json_text.h"
+
 namespace runner {
 namespace {
 
@@ -65,6 +67,23 @@ TEST(Units, PrintableTextCannotDriveATerminal) {
                       "31m"),
             "\\u009b31m");
   EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x9c\x93"), "caf\xc3\xa9 \xe2\x9c\x93");  // UTF-8 stays
+}
+
+}  // namespace
+}  // namespace runner
+
+namespace runner {
+namespace {
+
+TEST(Units, BytesThatAreNotUtf8AreEscapedForJsonAndTheRestKept) {
+  EXPECT_EQ(valid_utf8("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(valid_utf8("caf\xe9"), "caf\\xe9");
+  EXPECT_EQ(valid_utf8("\xff--\xf0\x9f\x99\x82"), "\\xff--\xf0\x9f\x99\x82");
+  // Overlong forms and surrogates are not UTF-8 either.
+  EXPECT_EQ(valid_utf8("\xc0\xaf"), "\\xc0\\xaf");
+  EXPECT_EQ(valid_utf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  auto text = json_text(nlohmann::json{{"command", "./x \xff"}, {"caf\xe9", 1}}, -1);
+  EXPECT_EQ(text, "{\"caf\\\\xe9\":1,\"command\":\"./x \\\\xff\"}");
 }
 
 }  // namespace

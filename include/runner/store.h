@@ -223,6 +223,10 @@ class Store {
     double started_at = 0;
   };
   std::optional<AttemptRow> find_attempt(const Job& job, ClusterId cluster, std::uint32_t attempt);
+  // What an attempt's start turned out to be, for one recorded before its
+  // process existed (from a journalled start).
+  void set_started(std::int64_t row, pid_t pid, double started_at, const std::string& log_path,
+                   const std::string& cap);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
 
   // Every cluster that ran, in order, for `runner report`.

@@ -134,6 +134,8 @@ struct JournalEntry {
   std::optional<std::uint64_t> mem_limit_kib;
   std::optional<double> timeout_s;
   std::optional<Outcome> outcome;  // none: only its start is known
+  std::uint32_t version = kWireVersion;  // of the journal it was read from
+  bool start_journalled = false;         // its start is in the journal before it (reading)
 };
 std::string encode_journal(const JournalEntry& entry, std::uint64_t seq);
 // Nothing for a line cut short by a crash; WireError for one that is whole

@@ -1,0 +1,153 @@
+// The wire and the journal's lines: what is written reads back the same, and
+// what no runner wrote is refused with a WireError rather than believed or
+// crashed on. And the judgement of a journal line against the log.
+#include "runner/wire.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "runner/collect.h"
+
+namespace runner {
+namespace {
+
+JournalEntry an_end() {
+  JournalEntry e;
+  e.job = "nightly";
+  e.cluster = 3;
+  e.attempt = 2;
+  e.started = AttemptStarted{0, {"n1", 4242}, "/logs/caf\xe9/3.2.log", 1700000000.25, "cgroup-v2"};
+  e.mem_limit_kib = 65536;
+  Outcome o;
+  o.exit_code = 0;
+  o.finished_at = 1700000001.5;
+  o.rss_peak_kib = 1234;
+  o.memory_note = "tab\there, newline\nhere, backslash \\ here";
+  e.outcome = o;
+  return e;
+}
+
+TEST(Wire, AJournalLineReadsBackAsItWasWrittenBytesAndAll) {
+  auto line = encode_journal(an_end(), 7);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  auto back = decode_journal(Fields(line), kWireVersion);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->cluster, 3u);
+  EXPECT_EQ(back->attempt, 2u);
+  EXPECT_EQ(back->started.log_path, "/logs/caf\xe9/3.2.log");
+  EXPECT_EQ(back->outcome->memory_note, an_end().outcome->memory_note);
+  EXPECT_EQ(back->outcome->rss_peak_kib, 1234u);
+}
+
+TEST(Wire, AStartLineHasNoOutcomeAndALineCutShortIsNoEntry) {
+  auto start = an_end();
+  start.outcome.reset();
+  auto back = decode_journal(Fields(encode_journal(start, 1)), kWireVersion);
+  ASSERT_TRUE(back);
+  EXPECT_FALSE(back->outcome);
+  auto line = encode_journal(an_end(), 7);
+  EXPECT_FALSE(decode_journal(Fields(line.substr(0, line.size() / 2)), kWireVersion));
+}
+
+TEST(Wire, NumbersNoAttemptCanHaveAreRefused) {
+  auto with = [](const std::string& cluster, const std::string& attempt) {
+    return "J\t1\tj\t" + cluster + "\t" + attempt + "\t-\t-\th\t1\t/x\t1.5\tnone" +
+           "\t0\t-\t2.5\t0\t0\t1\t-\tnone\t\t0\t\t";
+  };
+  EXPECT_TRUE(decode_journal(Fields(with("3", "1")), kWireVersion));
+  EXPECT_THROW(decode_journal(Fields(with("3", "0")), kWireVersion), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("3", "4294967296")), kWireVersion), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("18446744073709551616", "1")), kWireVersion), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("-3", "1")), kWireVersion), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("3x", "1")), kWireVersion), WireError);
+  EXPECT_THROW(decode_journal(Fields("this is not a journal line"), kWireVersion), WireError);
+}
+
+TEST(Wire, EveryEventReadsBackAndGarbageIsAWireErrorNotACrash) {
+  std::optional<std::uint64_t> seq;
+  auto started = decode_event(
+      Fields(encode_event(AttemptStarted{5, {"h", 77}, "/l", 1.5, "none"}, std::nullopt)), seq);
+  EXPECT_EQ(std::get<AttemptStarted>(started).where.process, 77);
+  EXPECT_FALSE(seq);
+  AttemptEnded ended{6, {}};
+  ended.outcome.killed_by = 9;
+  auto back = decode_event(Fields(encode_event(ended, 12)), seq);
+  EXPECT_EQ(std::get<AttemptEnded>(back).outcome.killed_by, 9);
+  EXPECT_EQ(seq, 12u);
+  for (const char* garbage : {"e\tnot a number", "s\t1", "e", "x\t1\t2", "n\t1\tno-such-why\ta\tb\tc\t-"})
+    EXPECT_THROW(decode_event(Fields(garbage), seq), WireError) << garbage;
+}
+
+TEST(Wire, TheConfigCarriesItsVersionAndBytesThatAreNotUtf8) {
+  WorkerConfig c;
+  c.run = "12-34";
+  c.journal_dir = "/srv/caf\xe9/.journal";
+  c.db_id = "abc";
+  c.job = "j";
+  c.job_key = "k";
+  c.blocked = {2, 15};
+  c.run_limit = 1ULL << 40;
+  auto back = decode_config(Fields(encode_config(c)));
+  EXPECT_EQ(back.journal_dir, c.journal_dir);
+  EXPECT_EQ(back.blocked, c.blocked);
+  EXPECT_EQ(back.run_limit, c.run_limit);
+  auto other = encode_config(c);
+  other.replace(2, 1, "9");  // "W\t2..." becomes version 9
+  EXPECT_THROW(decode_config(Fields(other)), WireError);
+}
+
+TEST(Wire, ALockFileNamesItsJournalAndItsWorker) {
+  JournalHeader h{kWireVersion, "db", "job", "key", "1-2@n1"};
+  ProcessIdentity w{42, "host", "boot", 99};
+  auto back = decode_lock(encode_lock(h, w) + "\n");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->header->worker, "1-2@n1");
+  EXPECT_EQ(back->worker.start_ticks, 99u);
+  EXPECT_FALSE(decode_lock("{\"pid\": 1}"));
+  EXPECT_FALSE(decode_lock(""));
+}
+
+TEST(JudgeLine, OnlyAttemptsTheLogStartedOrThatContinueItsClusterAreApplied) {
+  Job job{1, "j", 10, "cmd"};
+  auto line = [](ClusterId c, std::uint32_t a, bool end, bool start_before = true) {
+    JournalEntry e;
+    e.job = "j";
+    e.cluster = c;
+    e.attempt = a;
+    e.started = AttemptStarted{0, {"h", 500}, "/l", 100.0, "none"};
+    if (end) e.outcome = Outcome{};
+    e.start_journalled = start_before;
+    return e;
+  };
+  Store::AttemptRow running{1, AttemptState::kRunning, std::nullopt, std::nullopt, 500, 100.5};
+  Store::AttemptRow done = running;
+  done.state = AttemptState::kDone;
+  auto is = [](const LineVerdict& v) {
+    return std::holds_alternative<Apply>(v)     ? std::string("apply")
+           : std::holds_alternative<Already>(v) ? std::string("already")
+                                                : "refuse: " + std::get<Refuse>(v).why;
+  };
+  EXPECT_EQ(is(judge_line(job, line(3, 1, true), running, 0)), "apply");
+  EXPECT_EQ(is(judge_line(job, line(3, 1, true), done, 0)), "already");
+  EXPECT_EQ(is(judge_line(job, line(3, 2, false), std::nullopt, 2)), "apply");
+  EXPECT_EQ(is(judge_line(job, line(3, 2, true), std::nullopt, 2)), "apply");
+  EXPECT_EQ(is(judge_line(job, line(11, 1, true), std::nullopt, 1)),
+            "refuse: cluster 11 is not one of the job's 1 to 10");
+  EXPECT_EQ(is(judge_line(job, line(0, 1, true), std::nullopt, 1)),
+            "refuse: cluster 0 is not one of the job's 1 to 10");
+  EXPECT_EQ(is(judge_line(job, line(3, 5, true), std::nullopt, 2)),
+            "refuse: attempt 5 of cluster 3 does not follow the log's attempts (the next is 2)");
+  EXPECT_EQ(is(judge_line(job, line(9, 1, true, false), std::nullopt, 1)),
+            "refuse: cluster 9 attempt 1 ends with no start before it");
+  auto other = running;
+  other.pid = 501;
+  EXPECT_EQ(is(judge_line(job, line(3, 1, true), other, 0)),
+            "refuse: cluster 3 attempt 1 was not started as the log says (pid 500)");
+  auto elsewhere = line(3, 1, true);
+  elsewhere.job = "k";
+  EXPECT_EQ(is(judge_line(job, elsewhere, running, 0)), "refuse: it names job 'k'");
+}
+
+}  // namespace
+}  // namespace runner
