@@ -274,19 +274,12 @@ std::shared_ptr<ProgressSink> setup_logging(bool quiet, bool verbose) {
   return sink;
 }
 
-int run_job(const RunArgs& args) {
-  auto sink = setup_logging(args.quiet, args.verbose);
-  // Everything the user typed is checked before the log is created or written.
-  auto checked = check_run(args);
-  // One runner per job and DB on this host, even through a re-created DB file.
-  JobLock lock(args.db, checked.job_name);
-  // runner's own signals are blocked from here on and handled in the loop.
-  SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
-  Store store(args.db, Store::Access::kReadWrite,
-              args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
-              wait_for_other_writers(args.db));
-  auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
-  // From here on, however the run ends, --metrics and --on-finish say so.
+namespace {
+
+// The run once its job is open in the log: however it ends from here,
+// --metrics and --on-finish say so.
+int run_open_job(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
+                 SignalChannel& signals, ProgressSink& sink) {
   auto started_at = wall_clock_now();
   std::optional<MetricsWriter> metrics;
   if (args.metrics) metrics.emplace(*args.metrics);
@@ -294,7 +287,7 @@ int run_job(const RunArgs& args) {
   MetricsFacts facts;
   RunEnding ending;
   try {
-    auto code = run_opened(args, checked, store, job, signals, *sink, ending, writer, facts);
+    auto code = run_opened(args, checked, store, job, signals, sink, ending, writer, facts);
     final_metrics(writer, store, job, facts, started_at, code);
     on_finish(args, store, job, checked, signals, ending, code);
     return code;
@@ -304,6 +297,51 @@ int run_job(const RunArgs& args) {
     final_metrics(writer, store, job, facts, started_at, static_cast<int>(e.code()));
     on_finish(args, store, job, checked, signals, ending, static_cast<int>(e.code()));
     throw;
+  }
+}
+
+// What --on-finish is told of a start refused before its job was open.
+RefusedHook refused_hook(const RunArgs& args, const std::string& job_name,
+                         const InheritedSignals& inherited) {
+  RefusedHook hook{.command = *args.on_finish,
+                   .limit = args.on_finish_limit,
+                   .db = args.db,
+                   .job = job_name,
+                   .clusters = args.clusters,
+                   .signals = inherited,
+                   .quiet = args.quiet,
+                   .verbose = args.verbose};
+  if (hook.job.empty())
+    hook.job = args.job.value_or(derive_job_name(CommandTemplate(args.command), args.clusters));
+  return hook;
+}
+
+}  // namespace
+
+int run_job(const RunArgs& args) {
+  InheritedSignals inherited;  // before runner changes them
+  auto sink = setup_logging(args.quiet, args.verbose);
+  std::string job_name;
+  bool opened = false;
+  try {
+    // Everything the user typed is checked before the log is created or written.
+    auto checked = check_run(args);
+    job_name = checked.job_name;
+    // One runner per job and DB on this host, even through a re-created DB file.
+    JobLock lock(args.db, checked.job_name);
+    // runner's own signals are blocked from here on and handled in the loop.
+    SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
+    Store store(args.db, Store::Access::kReadWrite,
+                args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
+                wait_for_other_writers(args.db));
+    auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
+    opened = true;
+    return run_open_job(args, checked, store, job, signals, *sink);
+  } catch (const Error& e) {
+    // Refused before the job was open: nothing is written, and the
+    // --on-finish command hears of it all the same.
+    if (opened || !args.on_finish) throw;
+    throw RefusedStart(e, refused_hook(args, job_name, inherited));
   }
 }
 

@@ -264,6 +264,103 @@ TEST(OnFinish, ASlowCommandIsCutAtItsLimitWithAllItStarted) {
   }
 }
 
+// A night that never started: another run holds the job, the DB's folder
+// is missing, a value is bad. The command hears of each, as `refused`, with
+// the reason; nothing is written, and its summary file is gone afterwards.
+TEST(OnFinish, ARefusedStartRunsItWithOutcomeRefusedAndLeavesNothing) {
+  TempDir t;
+  auto hooks = t / "hooks";
+  // What it was told, and its summary file's text and whether it was there.
+  auto hook =
+      "{ for v in JOB EXIT_CODE OUTCOME CLUSTERS DONE SUMMARY_FILE; do eval echo "
+      "\"RUNNER_$v=\\$RUNNER_$v\"; done; echo \"FILE=$(cat \"$RUNNER_SUMMARY_FILE\")\"; "
+      "echo ---; } >> " +
+      hooks.string();
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  RunnerProcess holder(
+      with_child({"2", "1", "--job", "held"},
+                 {"--ready-dir", ready.string(), "--hold-file", (t / "go").string()}),
+      t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "1.ready"); }));
+  auto held =
+      run_runner(with_child({"2", "1", "--job", "held", "--on-finish", hook}, {}), t.path());
+  EXPECT_EQ(held.code, 2);
+  EXPECT_NE(held.err.find("already being run by pid " + std::to_string(holder.pid())),
+            std::string::npos)
+      << held.err;
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(holder.wait(), 0);
+  auto attempts = query(t / "runner.db", "select count(*) from attempts");
+
+  auto missing = run_runner(
+      {"3", "1", "--db", (t / "no/such/r.db").string(), "--on-finish", hook, "--", "true"},
+      t.path());
+  EXPECT_EQ(missing.code, 2);
+  auto bad = run_runner(
+      {"3", "1", "--job", "j", "--timeout", "", "--on-finish", hook, "--", "true"}, t.path());
+  EXPECT_EQ(bad.code, 2);
+  // Nothing was written by any of them.
+  EXPECT_EQ(query(t / "runner.db", "select count(*) from attempts"), attempts);
+  EXPECT_FALSE(fs::exists(t / "no"));
+  EXPECT_FALSE(fs::exists(t / "runner.logs/j"));
+
+  auto runs = hook_runs(hooks);
+  ASSERT_EQ(runs.size(), 3u);
+  for (auto& run : runs) {
+    EXPECT_EQ(run["RUNNER_OUTCOME"], "refused");
+    EXPECT_EQ(run["RUNNER_EXIT_CODE"], "2");
+    EXPECT_EQ(run["RUNNER_DONE"], "");  // not known: nothing was looked at
+    EXPECT_FALSE(run["RUNNER_SUMMARY_FILE"].empty());
+    EXPECT_FALSE(fs::exists(run["RUNNER_SUMMARY_FILE"])) << run["RUNNER_SUMMARY_FILE"];
+  }
+  EXPECT_EQ(runs[0]["RUNNER_JOB"], "held");
+  EXPECT_EQ(runs[0]["RUNNER_CLUSTERS"], "2");
+  EXPECT_NE(runs[0]["FILE"].find("already being run by pid"), std::string::npos) << runs[0]["FILE"];
+  EXPECT_NE(runs[1]["FILE"].find("folder " + (t / "no/such").string() + " does not exist"),
+            std::string::npos)
+      << runs[1]["FILE"];
+  EXPECT_EQ(runs[2]["RUNNER_JOB"], "j");
+  EXPECT_EQ(runs[2]["FILE"].rfind("--timeout '' is not valid", 0), 0u) << runs[2]["FILE"];
+}
+
+// What the command writes past 16 KiB is not logged, and runner says so.
+TEST(OnFinish, OutputPast16KiBIsCutAndSaidSo) {
+  TempDir t;
+  auto r = run_runner(
+      with_child({"1", "1", "--on-finish", "head -c 20000 /dev/zero | tr '\\0' x; echo"}, {}),
+      t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("--on-finish: its output was cut at 16 KiB: 3617 more byte(s) not shown"),
+            std::string::npos)
+      << r.err.substr(r.err.size() > 400 ? r.err.size() - 400 : 0);
+  EXPECT_NE(r.err.find("--on-finish: ended with exit code 0"), std::string::npos);
+}
+
+// Where pidfd_open is refused (kernels before 5.3, a seccomp filter), runner
+// still sees the command end, and still kills one that runs too long.
+TEST(OnFinish, WithoutPidfdOpenItStillSeesTheCommandEnd) {
+  TempDir t;
+  auto run = [&](const std::string& hook, const std::string& limit) {
+    auto args = with_child({"2", "2", "--on-finish", hook, "--on-finish-timeout", limit}, {});
+    args.insert(args.begin(), {"--exec-without-pidfd", runner_bin()});
+    RunnerProcess p(args, t.path(), Streams(), child_bin());
+    Result r;
+    r.code = p.wait();
+    r.err = p.err();
+    return r;
+  };
+  auto quick = run("echo told; exit 3", "60s");
+  EXPECT_EQ(quick.code, 0) << quick.err;
+  EXPECT_NE(quick.err.find("--on-finish: told"), std::string::npos) << quick.err;
+  EXPECT_NE(quick.err.find("--on-finish: ended with exit code 3"), std::string::npos) << quick.err;
+  EXPECT_EQ(quick.err.find("did not end"), std::string::npos) << quick.err;
+  auto slow = run("exec sleep 600", "300ms");
+  EXPECT_EQ(slow.code, 0) << slow.err;
+  EXPECT_NE(slow.err.find("--on-finish: it did not end within 0.3s; killed it"), std::string::npos)
+      << slow.err;
+}
+
 TEST(OnFinish, BadValuesAreRefusedAndNothingWritten) {
   TempDir t;
   auto empty = run_runner({"2", "1", "--on-finish", "", "--", "true"}, t.path());

@@ -22,11 +22,19 @@ else
   exit 1
 fi
 
-# cron: the command after the five schedule fields, with this build, this
-# folder, 4 clusters at a time 2, a migrate that fails cluster 2 until fixed,
-# and a mail that records what it was asked.
-line=$(grep -v '^#' "$here/examples/cron/crontab" | grep -v '^\s*$')
+# cron: the line after the five schedule fields, run as cron runs it (sh -c,
+# its output mailed to MAILTO when there is any), with this build, this
+# folder, 4 clusters at a time 2, a migrate that fails cluster 2 until fixed
+# (and holds it while a file says so), and a mail that records what it
+# was asked.
+crontab=$here/examples/cron/crontab
+mailto=$(sed -n 's/^MAILTO=//p' "$crontab")
+[ -n "$mailto" ] || { echo "examples/cron/crontab sets no MAILTO: its errors would mail nobody" >&2; exit 1; }
+line=$(grep -v -e '^#' -e '^\s*$' -e '^[A-Z_]*=' "$crontab")
+[ "$(printf '%s\n' "$line" | wc -l)" = 1 ] || { echo "expected one crontab line" >&2; exit 1; }
 command=$(printf '%s\n' "$line" | sed -E 's/^([^ ]+ +){5}//')
+# Its output must reach cron (and so MAILTO), not a file that grows for ever.
+case "$command" in *'>'*) echo "the crontab line redirects its output: $command" >&2; exit 1 ;; esac
 command=${command//\/usr\/bin\/runner/$runner}
 command=${command//\/srv\/migrate/$dir}
 command=${command//10000 8/4 2}
@@ -37,17 +45,47 @@ cat > "$dir/bin/mail" <<EOF2
 EOF2
 cat > "$dir/migrate" <<EOF2
 #!/bin/sh
+if [ "\$1" = "--cluster=2/4" ]; then
+  while [ -e "$dir/hold" ]; do sleep 0.05; done
+fi
 [ "\$1" = "--cluster=2/4" ] && [ ! -e "$dir/fixed" ] && exit 1
 exit 0
 EOF2
 chmod +x "$dir/bin/mail" "$dir/migrate"
-PATH="$dir/bin:$PATH" sh -c "$command" || true
+# Runs the line as cron would; prints what cron would mail (its output).
+night() { PATH="$dir/bin:$PATH" sh -c "$command" 2>&1 || true; }
+mails() { grep -c '^mail ' "$dir/mail.txt" 2>/dev/null || true; }
+
+# A night with a failed cluster: the hook mails the summary; runner prints nothing.
+cron_mail=$(night)
+[ -z "$cron_mail" ] || { echo "a failed night printed (cron would mail it too): $cron_mail" >&2; exit 1; }
 grep -q 'mail -s nightly: failed, 1 failed team@example.com' "$dir/mail.txt"
 grep -q "2	1	exit code 1	" "$dir/mail.txt"
+
+# A night that never started (the last night's run still holds the job):
+# runner's one line of error reaches cron's mail, and the hook sends no second mail.
+touch "$dir/hold"
+PATH="$dir/bin:$PATH" sh -c "$command" > "$dir/first.txt" 2>&1 &
+holder=$!
+for _ in $(seq 600); do
+  [ "$(sqlite3 "$dir/runner.db" "select count(*) from attempts where state = 'running'" 2>/dev/null)" = 1 ] && break
+  sleep 0.05
+done
+before=$(mails)
+cron_mail=$(night)
+case "$cron_mail" in
+  *"runner: job 'nightly' in runner.db is already being run by pid"*) ;;
+  *) echo "a refused night did not print its reason for cron to mail: '$cron_mail'" >&2; exit 1 ;;
+esac
+[ "$(mails)" = "$before" ] || { echo "a refused night was mailed twice" >&2; exit 1; }
+rm "$dir/hold"
+wait "$holder" || true
+
 # Fixed, the next night resumes, ends all done, and mails nobody.
 touch "$dir/fixed"
-before=$(wc -l < "$dir/mail.txt")
-PATH="$dir/bin:$PATH" sh -c "$command"
-[ "$(wc -l < "$dir/mail.txt")" = "$before" ]
+before=$(mails)
+cron_mail=$(night)
+[ -z "$cron_mail" ] || { echo "a good night printed: $cron_mail" >&2; exit 1; }
+[ "$(mails)" = "$before" ]
 [ "$(sqlite3 "$dir/runner.db" 'select done from progress')" = 4 ]
-echo "examples: systemd units verified; the crontab line mails on failure only"
+echo "examples: systemd units verified; the crontab line mails once, only for a night not all done"
