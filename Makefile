@@ -9,6 +9,9 @@ DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsql
 # report page, systemd-analyze for the unit examples, and what a .deb is
 # built, installed and checked with.
 TEST_PACKAGES = slurm-wlm munge chromium systemd man-db dpkg-dev file bash-completion
+# promtool, node_exporter and a Prometheus server for the metrics test (their
+# recommended exporters and collectors are not needed).
+PROMETHEUS_PACKAGES = prometheus prometheus-node-exporter
 LINT_PACKAGES = clang-tidy clang-format
 # The cgroup v2 guest: qemu (without the recommended desktop packages),
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
@@ -32,6 +35,7 @@ deps:
 
 test-deps: deps
 	$(call install_missing,$(TEST_PACKAGES))
+	$(call install_missing,$(PROMETHEUS_PACKAGES),--no-install-recommends)
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

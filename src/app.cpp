@@ -172,6 +172,17 @@ Progress::Mode output_mode(const RunArgs& args) {
   return ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal : Progress::Mode::kPlain;
 }
 
+// A run that ended with every cluster done: when, for status and metrics
+// (runner_last_success_timestamp_seconds). The log failing here costs that
+// record only.
+void remember_success(Store& store, const Job& job) {
+  try {
+    store.record_success(job, wall_clock_now());
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot record the run's success in the log: {}", e.what());
+  }
+}
+
 // The run, once its job is open in the log; says in `ending` how it went.
 int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
                SignalChannel& signals, ProgressSink& sink, RunEnding& ending,
@@ -202,6 +213,7 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   ending.failed_this_run = summary.failed_this_run;
 
   if (summary.setup_failure) throw Error(*summary.setup_failure);
+  if (summary.exit_code() == 0) remember_success(store, job);
   auto text =
       summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string());
   if (!args.quiet) Printer(stdout).print(text);
@@ -230,6 +242,11 @@ void final_metrics(MetricsWriter* metrics, Store& store, const Job& job, Metrics
       }
   } catch (const std::exception& e) {
     spdlog::warn("--metrics: cannot read the job's figures: {}", e.what());
+  }
+  try {
+    facts.last_success_at = store.job_times(job).last_success_at;
+  } catch (const std::exception& e) {
+    spdlog::warn("--metrics: cannot read the job's last success: {}", e.what());
   }
   facts.reserved_bytes = facts.budget_bytes ? std::optional<std::uint64_t>(0) : std::nullopt;
   facts.in_use_bytes.reset();
@@ -282,7 +299,7 @@ int run_open_job(const RunArgs& args, const CheckedRun& checked, Store& store, c
                  SignalChannel& signals, ProgressSink& sink) {
   auto started_at = wall_clock_now();
   std::optional<MetricsWriter> metrics;
-  if (args.metrics) metrics.emplace(*args.metrics);
+  if (args.metrics) metrics.emplace(*args.metrics, store.job_times(job).last_success_at);
   auto* writer = metrics ? &*metrics : nullptr;
   MetricsFacts facts;
   RunEnding ending;

@@ -529,6 +529,19 @@ void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) 
           : "");
 }
 
+// An instant for the reader: local time with its offset, as the machine
+// that made the page keeps it; the UTC instant in the element for programs.
+std::string time_element(double t) {
+  return fmt::format("<time datetime=\"{}\">{}</time>", utc_time(t), local_time(t));
+}
+
+// When the job ran, from its first start to its last end (over every run).
+std::string when_text(const RunFigures& f) {
+  if (f.first_start <= 0) return "";
+  return fmt::format(" It ran from {} to {}.", time_element(f.first_start),
+                     time_element(f.last_end));
+}
+
 constexpr const char* kStyle = R"CSS(
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 24px auto; max-width: 1140px; padding: 0 12px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 6px; border-bottom: 1px solid #ddd; }
@@ -575,8 +588,8 @@ std::string render_html_report(const HtmlReportInput& in) {
                   [](const AttemptSpan& s) { return s.state == AttemptState::kRunning; });
   std::string body;
   body += fmt::format(
-      "<h1>runner: job {}</h1><p class=\"sub\"><code>{}</code>, {} clusters. {}</p>",
-      escaped(in.job.name), escaped(in.job.command), in.job.clusters,
+      "<h1>runner: job {}</h1><p class=\"sub\"><code>{}</code>, {} clusters.{} {}</p>",
+      escaped(in.job.name), escaped(in.job.command), in.job.clusters, when_text(f),
       running ? "The job is still running: this is what the log held when the page was made." : "");
   body += "<h2>The run in numbers</h2>";
   numbers(body, in, f);
@@ -597,9 +610,9 @@ std::string render_html_report(const HtmlReportInput& in) {
       "<title>runner: {}</title><style>{}</style>"
       "<script>window.addEventListener('error', function (e) {{ document.documentElement"
       ".dataset.scriptError = String(e.message); }});</script></head>"
-      "<body>{}<p class=\"note\">Made by runner report --html from {} attempts.</p>"
+      "<body>{}<p class=\"note\">Made by runner report --html from {} attempts at {}.</p>"
       "<script>{}</script></body></html>\n",
-      escaped(in.job.name), kStyle, body, in.attempts.spans.size(), kScript);
+      escaped(in.job.name), kStyle, body, in.attempts.spans.size(), time_element(in.now), kScript);
 }
 
 int write_html_report(const ReportArgs& args) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "e2e_util.h"
 
@@ -55,11 +56,23 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   EXPECT_EQ(f["cluster"], 2);
   EXPECT_EQ(f["exit_code"], 3);
   EXPECT_EQ(f["state"], "failed");
-  EXPECT_NE(
-      text.out.find(fmt::format("cluster 2 (attempt 1): {}, log {}", f["ending"].get<std::string>(),
-                                f["log_path"].get<std::string>())),
-      std::string::npos)
+  // The text says when it failed, in local time.
+  EXPECT_TRUE(std::regex_search(
+      text.out,
+      std::regex(fmt::format(R"(cluster 2 \(attempt 1\): {} at \S+[+-]\d\d:\d\d, log {})",
+                             f["ending"].get<std::string>(), f["log_path"].get<std::string>()))))
       << text.out;
+
+  // Times: UTC with its offset for programs, the same instants as the log's
+  // view; local time with its offset for people.
+  const std::regex utc(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  const std::regex local(R"(since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \()");
+  EXPECT_TRUE(std::regex_match(s["created"].get<std::string>(), utc)) << s["created"];
+  EXPECT_TRUE(s["last_success"].is_null());
+  EXPECT_TRUE(std::regex_match(s["runner"]["since"].get<std::string>(), utc)) << raw.out;
+  EXPECT_TRUE(std::regex_search(text.out, local)) << text.out;
+  EXPECT_EQ(f["finished"],
+            query(t / "runner.db", "select finished from attempts where cluster = 2"));
 
   for (int c : {3, 4}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
   EXPECT_EQ(p.wait(), 1);
@@ -69,6 +82,15 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   EXPECT_EQ(after["running"], 0);
   EXPECT_TRUE(after["runner"].is_null());
   EXPECT_TRUE(after["running_by_node"].empty());
+  EXPECT_TRUE(after["last_success"].is_null());  // cluster 2 failed: not all done
+  // A run that ends all done is the job's last success, after its last end.
+  auto whole = run_runner(with_child({"2", "2", "--job", "whole"}, {}), t.path());
+  EXPECT_EQ(whole.code, 0) << whole.err;
+  auto done = json::parse(run_runner({"status", "--json", "--job", "whole"}, t.path()).out)[0];
+  ASSERT_TRUE(done["last_success"].is_string()) << done;
+  EXPECT_TRUE(std::regex_match(done["last_success"].get<std::string>(), utc)) << done;
+  EXPECT_GE(done["last_success"].get<std::string>(),
+            query(t / "runner.db", "select max(finished) from attempts where job = 'whole'"));
   // An unknown job is an error, as in the text.
   auto unknown = run_runner({"status", "--json", "--job", "nope"}, t.path());
   EXPECT_EQ(unknown.code, 2);
@@ -120,23 +142,38 @@ TEST(Metrics, TheFileIsAlwaysWholeWhileAJobRunsAndMatchesTheLogAtTheEnd) {
   // Written by rename: whenever it is there, it is whole (its last sample is there).
   ASSERT_TRUE(wait_until(t.path(), [&] { return fs::exists(prom); }));
   auto live = read_file(prom);
-  EXPECT_TRUE(sample(live, "runner_run_start_timestamp_seconds{job=\"m\"}")) << live;
-  EXPECT_EQ(sample(live, "runner_job_clusters{job=\"m\"}"), 6);
+  EXPECT_TRUE(sample(live, "runner_run_start_timestamp_seconds{runner_job=\"m\"}")) << live;
+  EXPECT_EQ(sample(live, "runner_job_clusters{runner_job=\"m\"}"), 6);
   EXPECT_EQ(live.back(), '\n');
   for (int c : {3, 4}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
   EXPECT_EQ(p.wait(), 1);
   auto end = read_file(prom);
   auto db = t / "runner.db";
-  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"done\"}"),
+  EXPECT_EQ(sample(end, "runner_clusters{runner_job=\"m\",state=\"done\"}"),
             std::stod(query(db, "select done from progress")));
-  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"failed\"}"),
+  EXPECT_EQ(sample(end, "runner_clusters{runner_job=\"m\",state=\"failed\"}"),
             std::stod(query(db, "select failed from progress")));
-  EXPECT_EQ(sample(end, "runner_clusters{job=\"m\",state=\"running\"}"), 0);
-  EXPECT_EQ(sample(end, "runner_run_attempts_total{job=\"m\"}"),
+  EXPECT_EQ(sample(end, "runner_clusters{runner_job=\"m\",state=\"running\"}"), 0);
+  EXPECT_EQ(sample(end, "runner_run_attempts_total{runner_job=\"m\"}"),
             std::stod(query(db, "select count(*) from attempts")));
-  EXPECT_EQ(sample(end, "runner_run_failed_total{job=\"m\"}"), 1);
-  EXPECT_EQ(sample(end, "runner_last_exit_code{job=\"m\"}"), 1);
-  EXPECT_TRUE(sample(end, "runner_run_end_timestamp_seconds{job=\"m\"}"));
+  EXPECT_EQ(sample(end, "runner_run_failed_total{runner_job=\"m\"}"), 1);
+  EXPECT_EQ(sample(end, "runner_last_exit_code{runner_job=\"m\"}"), 1);
+  EXPECT_TRUE(sample(end, "runner_run_end_timestamp_seconds{runner_job=\"m\"}"));
+  // Not all done: no success to tell of; running is runner_clusters' alone.
+  EXPECT_EQ(end.find("runner_last_success_timestamp_seconds"), std::string::npos) << end;
+  EXPECT_EQ(end.find("runner_running"), std::string::npos) << end;
+  // A run that ends all done tells when.
+  auto whole = t / "whole.prom";
+  ASSERT_EQ(
+      run_runner(with_child({"2", "1", "--job", "w", "--metrics", whole.string()}, {}), t.path())
+          .code,
+      0);
+  auto success =
+      sample(read_file(whole), "runner_last_success_timestamp_seconds{runner_job=\"w\"}");
+  ASSERT_TRUE(success) << read_file(whole);
+  EXPECT_GE(*success,
+            *sample(read_file(whole), "runner_run_start_timestamp_seconds{runner_job=\"w\"}"));
+
   // Counters end in _total, and every sample has its TYPE line.
   EXPECT_NE(end.find("# TYPE runner_run_attempts_total counter"), std::string::npos);
   // No temporary file is left beside it.

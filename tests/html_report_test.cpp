@@ -1,11 +1,13 @@
 // The page of `runner report --html`: its layout, computed without a browser.
 #include "runner/html_report.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <regex>
 
 #include "runner/report.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -138,6 +140,26 @@ TEST(HtmlPage, AboveTheLimitItDrawsAggregatesAndSaysSo) {
   EXPECT_LE(count(page, "<rect class=\"bucket\""), kClusterBuckets);
   EXPECT_NE(page.find("attempts are too many to draw one by one"), std::string::npos);
   EXPECT_NE(page.find("clusters are too many to draw one by one"), std::string::npos);
+}
+
+// The page says when the job ran, in the local time of the machine that
+// made it with its offset, and as UTC instants for programs.
+TEST(HtmlPage, SaysWhenTheJobRan) {
+  auto in = input(3);
+  for (auto& s : in.attempts.spans) {
+    s.started_at += 1796000000;
+    s.finished_at += 1796000000;
+  }
+  in.now = 1796000100;
+  auto page = render_html_report(in);
+  EXPECT_NE(page.find(fmt::format("It ran from <time datetime=\"{}\">{}</time> to <time "
+                                  "datetime=\"{}\">{}</time>.",
+                                  utc_time(1796000000), local_time(1796000000),
+                                  utc_time(1796000003.5), local_time(1796000003.5))),
+            std::string::npos)
+      << page.substr(0, 2000);
+  EXPECT_NE(page.find(fmt::format("attempts at <time datetime=\"{}\">", utc_time(1796000100))),
+            std::string::npos);
 }
 
 TEST(HtmlPage, ARunningJobIsDrawnUpToNow) {
