@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "e2e_util.h"
 
@@ -95,6 +96,56 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   auto unknown = run_runner({"status", "--json", "--job", "nope"}, t.path());
   EXPECT_EQ(unknown.code, 2);
   EXPECT_NE(unknown.err.find("--job nope: no such job"), std::string::npos) << unknown.err;
+}
+
+// The README from `from` to `to`.
+std::string readme_part(const std::string& from, const std::string& to) {
+  auto readme = read_file(README_PATH);
+  auto start = readme.find(from);
+  auto end = readme.find(to, start);
+  EXPECT_NE(start, std::string::npos) << from;
+  EXPECT_NE(end, std::string::npos) << to;
+  return start == std::string::npos ? "" : readme.substr(start, end - start);
+}
+
+// Every name in `value` (and in the objects inside it) is in `doc`, quoted
+// as code; the keys of `maps` are data (host names), not names.
+void expect_documented(const json& value, const std::string& doc,
+                       const std::set<std::string>& maps = {}) {
+  if (value.is_array() && !value.empty()) expect_documented(value[0], doc, maps);
+  if (!value.is_object()) return;
+  for (const auto& [name, inner] : value.items()) {
+    EXPECT_NE(doc.find("`" + name + "`"), std::string::npos)
+        << "the README does not say what `" << name << "` is:\n"
+        << doc;
+    if (!maps.contains(name)) expect_documented(inner, doc, maps);
+  }
+}
+
+// What a program reads from status --json and report --json, the README
+// says field by field.
+TEST(Readme, EveryFieldOfTheJsonOutputsIsDocumented) {
+  TempDir t;
+  auto ready = t / "ready";
+  fs::create_directory(ready);
+  RunnerProcess p(
+      with_child({"3", "2", "--job", "j"}, {"--exit-for", "1=3", "--alloc-mib", "8", "--ready-dir",
+                                            ready.string(), "--hold-file", (t / "go").string()}),
+      t.path());
+  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
+  ASSERT_TRUE(wait_for_running(t.path(), 2));
+  std::ofstream((t / "go").string()).put('x');
+  auto status = json::parse(run_runner({"status", "--json"}, t.path()).out);
+  EXPECT_EQ(p.wait(), 1);
+  auto after = json::parse(run_runner({"status", "--json"}, t.path()).out);
+  auto report = json::parse(run_runner({"report", "--json", "--mem-budget", "1G"}, t.path()).out);
+  ASSERT_TRUE(status[0]["runner"].is_object()) << status;
+  ASSERT_FALSE(after[0]["failed_clusters"].empty()) << after;
+  ASSERT_FALSE(report[0]["per_cluster"].empty()) << report;
+  auto status_doc = readme_part("`runner status --json` says the same", "\n## ");
+  expect_documented(status, status_doc, {"running_by_node"});
+  expect_documented(after, status_doc, {"running_by_node"});
+  expect_documented(report, readme_part("### `runner report`", "\n### "));
 }
 
 TEST(ProgressBar, OnATerminalItIsOneLineRedrawnInPlaceAndCronOutputStaysPlain) {
