@@ -588,7 +588,7 @@ constexpr const char* kStyle = R"CSS(
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 24px auto; max-width: 1140px; padding: 0 12px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 6px; border-bottom: 1px solid #ddd; }
 h3 { font-size: 15px; } code { background: #f3f3f3; padding: 0 3px; }
-.sub, .note { color: #555; } .chart { display: block; overflow: visible; }
+.sub, .note { color: #555; } time { white-space: nowrap; } .chart { display: block; overflow: visible; }
 .grid { stroke: #e6e6e6; } .tick { font-size: 11px; fill: #555; } .label { font-size: 12px; fill: #333; }
 .host { font-size: 12px; font-weight: 600; fill: #222; }
 .s-done { fill: #009E73; } .s-failed { fill: #D55E00; } .s-oom { fill: #CC79A7; }
