@@ -162,10 +162,12 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                    "ended, so one that finishes while runner is killed is not run again; off: "
                    "runner runs them itself");
   o.on_finish = g.add(app, "--on-finish", "COMMAND",
-                      "run COMMAND through sh -c once the run ends, however it ends, with the "
-                      "outcome in RUNNER_* variables (see the README)");
+                      "run COMMAND through sh -c once the run ends, however it ends (also when "
+                      "runner refuses to start it), with the outcome in RUNNER_* variables (see "
+                      "the README)");
   o.on_finish_limit = g.add(app, "--on-finish-timeout", "DURATION",
-                            "stop the --on-finish command after this long (default 1m)");
+                            "stop the --on-finish command after this long (default 1m; above "
+                            "zero)");
   o.metrics = g.add(app, "--metrics", "FILE",
                     "write the run's figures there in Prometheus' text format, every few "
                     "seconds and at the end (for node_exporter's textfile collector)");
