@@ -84,7 +84,7 @@ class Progress {
   Snapshot last_{};
   bool have_snapshot_ = false;
   std::size_t shown_ = 0;  // the length of the live line on screen; 0: none
-  std::string printed_;  // what the plain mode printed last
+  std::string printed_;    // what the plain mode printed last
   Clock::time_point last_draw_{};
 };
 
