@@ -5,16 +5,21 @@ JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
                libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
                sqlite3 python3
-# What only the tests and the package need: the test Slurm, Chromium for the
-# report page, systemd-analyze for the unit examples, and what a .deb is
-# built, installed and checked with.
-TEST_PACKAGES = slurm-wlm munge chromium systemd man-db dpkg-dev file bash-completion
+# What only the tests need: the test Slurm, Chromium for the report page,
+# systemd-analyze for the unit examples, man and mandoc for the man page,
+# lintian for the .deb, bash-completion for the completion.
+TEST_PACKAGES = slurm-wlm munge chromium systemd man-db mandoc lintian bash-completion
+# What a .deb is built with: dpkg-buildflags and dpkg-shlibdeps, and file for CPack.
+PACKAGE_PACKAGES = dpkg-dev file
+# promtool, node_exporter and a Prometheus server for the metrics test (their
+# recommended exporters and collectors are not needed).
+PROMETHEUS_PACKAGES = prometheus prometheus-node-exporter
 LINT_PACKAGES = clang-tidy clang-format
 # The cgroup v2 guest: qemu (without the recommended desktop packages),
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
 VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
-.PHONY: all deps test-deps build test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million install package package-check clean
+.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million install package package-check clean
 
 all: build
 
@@ -32,10 +37,16 @@ deps:
 
 test-deps: deps
 	$(call install_missing,$(TEST_PACKAGES))
+	$(call install_missing,$(PROMETHEUS_PACKAGES),--no-install-recommends)
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+
+# runner alone, without the test programs: all that the demo needs.
+runner: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target runner
 
 # Every test, in the normal build and again under ASan + UBSan; the memory
 # tests again on a real cgroup v2 kernel; then the .deb is built, installed,
@@ -46,16 +57,31 @@ PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
-# A .deb of the normal build (cpack), depending on the Debian runtime packages.
-package: build test-deps
-	cd $(BUILD) && cpack -G DEB >/dev/null
-	@ls $(BUILD)/runner_*.deb
+# A .deb of runner (cpack), depending on the Debian runtime packages: a build
+# of its own, without the tests, with Debian's hardening flags.
+# MAINTAINER="Name <address>" names who answers for the package.
+PACKAGE_BUILD = $(BUILD)-deb
+HARDENING = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
+MAINTAINER ?=
+package: deps
+	$(call install_missing,$(PACKAGE_PACKAGES))
+	CFLAGS="$$($(HARDENING) CFLAGS) $$($(HARDENING) CPPFLAGS)" \
+	CXXFLAGS="$$($(HARDENING) CXXFLAGS) $$($(HARDENING) CPPFLAGS)" \
+	LDFLAGS="$$($(HARDENING) LDFLAGS)" \
+	  cmake -S . -B $(PACKAGE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNNER_TESTS=OFF \
+	  $(if $(MAINTAINER),"-DRUNNER_MAINTAINER=$(MAINTAINER)") >/dev/null
+	cmake --build $(PACKAGE_BUILD) -j $(JOBS) --target runner man-page
+	cd $(PACKAGE_BUILD) && cpack -G DEB >/dev/null
+	@ls $(PACKAGE_BUILD)/runner_*.deb
 
-package-check: package
+# The .deb passes lintian (no error, no warning), installs, works, and goes.
+package-check: package test-deps
+	lintian --fail-on error,warning $(PACKAGE_BUILD)/runner_*.deb
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	$$SUDO apt-get install -y -qq ./$(BUILD)/runner_*.deb >/dev/null && \
+	$$SUDO apt-get install -y -qq ./$(PACKAGE_BUILD)/runner_*.deb >/dev/null && \
 	/usr/bin/runner --version && man -w runner && \
-	test -f /usr/share/bash-completion/completions/runner; rc=$$?; \
+	test -f /usr/share/bash-completion/completions/runner && \
+	test -f /usr/share/doc/runner/examples/cron/crontab; rc=$$?; \
 	$$SUDO apt-get remove -y -qq runner >/dev/null; \
 	if dpkg-query -W -f='$${Status}' runner 2>/dev/null | grep -q 'install ok'; then echo "runner is still installed"; rc=1; fi; \
 	exit $$rc
@@ -124,9 +150,9 @@ bench-slurm-million: test-deps
 	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster/slurm.conf bench/slurm-million.sh build-release/runner; \
 	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
 
-# Builds runner and runs the example migration over 300 clusters.
-demo: build
+# Builds runner (only) and runs the example migration over 300 clusters.
+demo: runner
 	examples/demo.sh $(BUILD)/runner
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan build-release demo
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-deb build-release demo

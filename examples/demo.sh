@@ -2,8 +2,10 @@
 # The demo: a real migration of a SQLite table, split into 300 clusters and run
 # 4 at a time by runner. Run it again and it resumes (nothing left to do).
 #   examples/demo.sh [path/to/runner]      (DEMO_DIR picks the work folder)
+# Without a path: the runner in PATH (as installed by the package), else
+# build/runner.
 set -euo pipefail
-runner=$(realpath "${1:-build/runner}")
+runner=$(realpath "${1:-$(command -v runner || echo build/runner)}")
 here=$(cd "$(dirname "$0")" && pwd)
 work=${DEMO_DIR:-demo}
 mkdir -p "$work"

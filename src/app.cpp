@@ -196,6 +196,17 @@ Progress::Mode output_mode(const RunArgs& args) {
   return ::isatty(STDOUT_FILENO) ? Progress::Mode::kTerminal : Progress::Mode::kPlain;
 }
 
+// A run that ended with every cluster done: when, for status and metrics
+// (runner_last_success_timestamp_seconds). The log failing here costs that
+// record only.
+void remember_success(Store& store, const Job& job) {
+  try {
+    store.record_success(job, wall_clock_now());
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot record the run's success in the log: {}", e.what());
+  }
+}
+
 // The run, once its job is open in the log; says in `ending` how it went.
 int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
                SignalChannel& signals, ProgressSink& sink, RunEnding& ending,
@@ -252,6 +263,7 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   ending.failed_this_run = summary.failed_this_run;
 
   if (summary.setup_failure) throw Error(*summary.setup_failure);
+  if (summary.exit_code() == 0) remember_success(store, job);
   auto text =
       summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string());
   if (!args.quiet) Printer(stdout).print(text);
@@ -280,6 +292,11 @@ void final_metrics(MetricsWriter* metrics, Store& store, const Job& job, Metrics
       }
   } catch (const std::exception& e) {
     spdlog::warn("--metrics: cannot read the job's figures: {}", e.what());
+  }
+  try {
+    facts.last_success_at = store.job_times(job).last_success_at;
+  } catch (const std::exception& e) {
+    spdlog::warn("--metrics: cannot read the job's last success: {}", e.what());
   }
   facts.reserved_bytes = facts.budget_bytes ? std::optional<std::uint64_t>(0) : std::nullopt;
   facts.in_use_bytes.reset();
@@ -324,27 +341,20 @@ std::shared_ptr<ProgressSink> setup_logging(bool quiet, bool verbose) {
   return sink;
 }
 
-int run_job(const RunArgs& args) {
-  auto sink = setup_logging(args.quiet, args.verbose);
-  // Everything the user typed is checked before the log is created or written.
-  auto checked = check_run(args);
-  // One runner per job and DB on this host, even through a re-created DB file.
-  JobLock lock(args.db, checked.job_name);
-  // runner's own signals are blocked from here on and handled in the loop.
-  SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
-  Store store(args.db, Store::Access::kReadWrite,
-              args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
-              wait_for_other_writers(args.db));
-  auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
-  // From here on, however the run ends, --metrics and --on-finish say so.
+namespace {
+
+// The run once its job is open in the log: however it ends from here,
+// --metrics and --on-finish say so.
+int run_open_job(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
+                 SignalChannel& signals, ProgressSink& sink) {
   auto started_at = wall_clock_now();
   std::optional<MetricsWriter> metrics;
-  if (args.metrics) metrics.emplace(*args.metrics);
+  if (args.metrics) metrics.emplace(*args.metrics, store.job_times(job).last_success_at);
   auto* writer = metrics ? &*metrics : nullptr;
   MetricsFacts facts;
   RunEnding ending;
   try {
-    auto code = run_opened(args, checked, store, job, signals, *sink, ending, writer, facts);
+    auto code = run_opened(args, checked, store, job, signals, sink, ending, writer, facts);
     final_metrics(writer, store, job, facts, started_at, code);
     on_finish(args, store, job, checked, signals, ending, code);
     return code;
@@ -354,6 +364,51 @@ int run_job(const RunArgs& args) {
     final_metrics(writer, store, job, facts, started_at, static_cast<int>(e.code()));
     on_finish(args, store, job, checked, signals, ending, static_cast<int>(e.code()));
     throw;
+  }
+}
+
+// What --on-finish is told of a start refused before its job was open.
+RefusedHook refused_hook(const RunArgs& args, const std::string& job_name,
+                         const InheritedSignals& inherited) {
+  RefusedHook hook{.command = *args.on_finish,
+                   .limit = args.on_finish_limit,
+                   .db = args.db,
+                   .job = job_name,
+                   .clusters = args.clusters,
+                   .signals = inherited,
+                   .quiet = args.quiet,
+                   .verbose = args.verbose};
+  if (hook.job.empty())
+    hook.job = args.job.value_or(derive_job_name(CommandTemplate(args.command), args.clusters));
+  return hook;
+}
+
+}  // namespace
+
+int run_job(const RunArgs& args) {
+  InheritedSignals inherited;  // before runner changes them
+  auto sink = setup_logging(args.quiet, args.verbose);
+  std::string job_name;
+  bool opened = false;
+  try {
+    // Everything the user typed is checked before the log is created or written.
+    auto checked = check_run(args);
+    job_name = checked.job_name;
+    // One runner per job and DB on this host, even through a re-created DB file.
+    JobLock lock(args.db, checked.job_name);
+    // runner's own signals are blocked from here on and handled in the loop.
+    SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
+    Store store(args.db, Store::Access::kReadWrite,
+                args.sync_full ? Store::Sync::kFull : Store::Sync::kNormal,
+                wait_for_other_writers(args.db));
+    auto job = store.open_job(checked.job_name, args.clusters, checked.command.display());
+    opened = true;
+    return run_open_job(args, checked, store, job, signals, *sink);
+  } catch (const Error& e) {
+    // Refused before the job was open: nothing is written, and the
+    // --on-finish command hears of it all the same.
+    if (opened || !args.on_finish) throw;
+    throw RefusedStart(e, refused_hook(args, job_name, inherited));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runner/error.h"
+#include "runner/on_finish.h"
 #include "runner/policy.h"
 #include "runner/units.h"
 
@@ -22,8 +23,10 @@ Examples:
 
 The cluster token i/N is appended to the last argument when it ends with '=',
 otherwise added as a last argument; {} {i} {n} in any argument place it instead.
-Exit codes: 0 all done, 1 some clusters failed, 2 usage or setup error,
-128+signal when stopped by a signal (130 for Ctrl-C, 143 for SIGTERM).
+Exit codes: 0 all done, 1 some clusters not done, 2 usage or setup error
+(nothing was written), 3 the log could not be written (its disk full, or the
+DB deleted or replaced while runner ran), 128+signal when stopped by a signal
+(130 for Ctrl-C, 143 for SIGTERM).
 Run the same command again to resume: clusters already done are skipped.)";
 
 constexpr const char* kReportExamples = R"(
@@ -159,10 +162,12 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                    "ended, so one that finishes while runner is killed is not run again; off: "
                    "runner runs them itself");
   o.on_finish = g.add(app, "--on-finish", "COMMAND",
-                      "run COMMAND through sh -c once the run ends, however it ends, with the "
-                      "outcome in RUNNER_* variables (see the README)");
+                      "run COMMAND through sh -c once the run ends, however it ends (also when "
+                      "runner refuses to start it), with the outcome in RUNNER_* variables (see "
+                      "the README)");
   o.on_finish_limit = g.add(app, "--on-finish-timeout", "DURATION",
-                            "stop the --on-finish command after this long (default 1m)");
+                            "stop the --on-finish command after this long (default 1m; above "
+                            "zero)");
   o.metrics = g.add(app, "--metrics", "FILE",
                     "write the run's figures there in Prometheus' text format, every few "
                     "seconds and at the end (for node_exporter's textfile collector)");
@@ -285,12 +290,34 @@ RunArgs read_run(const RunOptions& o, RunArgs run,
   }
   if (auto t = Given::text(o.on_finish_limit)) {
     if (!run.on_finish) throw Error("--on-finish-timeout needs --on-finish");
-    run.on_finish_limit = parse_duration_option("--on-finish-timeout", *t, "30s, 5m or 1h");
+    run.on_finish_limit = parse_duration_option("--on-finish-timeout", *t, "30s, 5m or 1h", true);
   }
   if (run.quiet && run.verbose) throw Error("-q and -v cannot be used together");
   read_memory_options(o, run);
   read_reliability_options(o, run);
   return run;
+}
+
+// What --on-finish is to hear of a start refused for its command line, as
+// far as that line says it: nothing when it names no command to run.
+std::optional<RefusedHook> refused_hook(const RunOptions& o, const RunArgs& flags,
+                                        const std::optional<std::vector<std::string>>& command) {
+  auto text = Given::text(o.on_finish);
+  if (!text || text->empty()) return std::nullopt;
+  RefusedHook hook;
+  hook.command = *text;
+  hook.quiet = flags.quiet;
+  hook.verbose = flags.verbose;
+  if (auto t = Given::text(o.on_finish_limit))
+    if (auto d = parse_duration(*t); d && d->count() > 0) hook.limit = *d;
+  if (auto db = Given::text(o.db); db && !db->empty()) hook.db = *db;
+  if (auto n = Given::text(o.n)) hook.clusters = parse_count(*n, 1, kMaxClusters).value_or(0);
+  auto job = Given::text(o.job);
+  if (job && is_valid_job_name(*job))
+    hook.job = *job;
+  else if (!job && command && !command->empty() && !command->front().empty() && hook.clusters)
+    hook.job = derive_job_name(CommandTemplate(*command), hook.clusters);
+  return hook;
 }
 
 }  // namespace
@@ -419,10 +446,18 @@ Invocation parse_command_line(const std::vector<std::string>& args) {
     app.exit(e, out, err);
     return PrintAndExit{out.str()};
   } catch (const CLI::ParseError& e) {
-    throw Error(fmt::format("{}; see 'runner --help'", e.what()));
+    Error error(fmt::format("{}; see 'runner --help'", e.what()));
+    if (auto hook = refused_hook(run_options, run, command)) throw RefusedStart(error, *hook);
+    throw error;
   }
   if (auto invocation = read_subcommand(sub, command.has_value())) return *invocation;
-  return read_run(run_options, run, std::move(command));
+  // A run refused for its command line still runs its --on-finish command.
+  try {
+    return read_run(run_options, run, command);
+  } catch (const Error& e) {
+    if (auto hook = refused_hook(run_options, run, command)) throw RefusedStart(e, *hook);
+    throw;
+  }
 }
 
 }  // namespace runner

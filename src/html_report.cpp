@@ -45,6 +45,19 @@ Axis nice_axis(double lo, double hi, int most_ticks) {
   return a;
 }
 
+Axis axis_to_end(double lo, double hi, int most_ticks) {
+  auto a = nice_axis(lo, hi, most_ticks);
+  if (!(hi > lo)) return a;
+  a.hi = hi;
+  while (a.ticks.size() > 1 && a.ticks.back() > hi * (1 + 1e-12)) a.ticks.pop_back();
+  return a;
+}
+
+int lane_height(std::size_t lanes) {
+  auto share = kTimelineMinHeight / static_cast<int>(std::max<std::size_t>(lanes, 1));
+  return std::clamp(share, 14, 28);
+}
+
 Lanes assign_lanes(const std::vector<AttemptSpan>& spans, std::size_t hosts, double now) {
   Lanes out;
   out.lane_of.resize(spans.size());
@@ -111,10 +124,11 @@ namespace {
 constexpr int kWidth = 1100;  // of every chart
 constexpr int kLeft = 110;    // room for the axis labels
 constexpr int kRight = 20;
-constexpr int kLaneHeight = 14;  // a slot's lane in the detailed timeline
 constexpr int kHostGap = 10;
 constexpr int kAreaHeight = 90;  // a host's band in the aggregated timeline
 constexpr int kChartHeight = 260;
+constexpr int kMarkRow = 13;                 // a row of the labels of min, median, p95, max
+constexpr int kMarkBand = 4 * kMarkRow + 6;  // their rows, above the bars they mark
 
 // Colour-blind-safe colours (Okabe and Ito), in the order of kPageStates.
 constexpr std::array<const char*, kPageStates.size()> kColours = {"#009E73", "#D55E00", "#CC79A7",
@@ -214,13 +228,16 @@ std::vector<std::size_t> by_name(const std::vector<std::string>& hosts) {
 void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFigures& f) {
   const auto& spans = in.attempts.spans;
   auto lanes = assign_lanes(spans, in.attempts.hosts.size(), in.now);
+  std::size_t all_lanes = 0;
+  for (auto n : lanes.lanes_of_host) all_lanes += n;
+  const int lane = lane_height(all_lanes);
   std::vector<int> host_top(in.attempts.hosts.size(), 0);
   int y = 0;
   for (auto h : by_name(in.attempts.hosts)) {
     host_top[h] = y;
-    y += static_cast<int>(lanes.lanes_of_host[h]) * kLaneHeight + kHostGap;
+    y += static_cast<int>(lanes.lanes_of_host[h]) * lane + kHostGap;
   }
-  auto axis = nice_axis(0, std::max(f.makespan, 1e-3));
+  auto axis = axis_to_end(0, std::max(f.makespan, 1e-3));
   auto scale = (kWidth - kLeft - kRight) / (axis.hi - axis.lo);
   std::string svg;
   time_axis(svg, axis, scale, y);
@@ -231,18 +248,18 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
     for (std::uint32_t l = 0; l < lanes.lanes_of_host[h]; ++l)
       svg +=
           fmt::format("<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">slot {}</text>",
-                      kLeft - 6, host_top[h] + static_cast<int>(l) * kLaneHeight + 11, l + 1);
+                      kLeft - 6, host_top[h] + static_cast<int>(l) * lane + lane / 2 + 4, l + 1);
   }
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const auto& s = spans[i];
     auto x = kLeft + (s.started_at - f.first_start) * scale;
     auto w = std::max(1.0, (attempt_end(s, in.now) - s.started_at) * scale);
-    auto top = host_top[s.host] + static_cast<int>(lanes.lane_of[i]) * kLaneHeight + 1;
+    auto top = host_top[s.host] + static_cast<int>(lanes.lane_of[i]) * lane + 1;
     auto peak = judged_kib(s);
     svg += fmt::format(
         "<rect class=\"bar s-{}\" x=\"{:.2f}\" y=\"{}\" width=\"{:.2f}\" height=\"{}\">"
         "<title>cluster {}/{}, attempt {} on {}: {}\n{} ({})\npeak {}\nlog {}</title></rect>",
-        to_string(s.state), x, top, w, kLaneHeight - 2, s.cluster, in.job.clusters, s.attempt,
+        to_string(s.state), x, top, w, lane - 2, s.cluster, in.job.clusters, s.attempt,
         escaped(in.attempts.hosts[s.host]), to_string(s.state),
         seconds_text(attempt_end(s, in.now) - s.started_at), escaped(ending_text(s)),
         peak ? mib_text(kib_to_mib(peak)) : std::string("not recorded"),
@@ -261,7 +278,7 @@ void timeline_aggregated(std::string& html, const HtmlReportInput& in, const Run
   auto hosts = in.attempts.hosts.size();
   auto t1 = f.first_start + std::max(f.makespan, 1e-3);
   auto bins = occupancy(spans, hosts, f.first_start, t1, kTimelineBins, in.now);
-  auto axis = nice_axis(0, t1 - f.first_start);
+  auto axis = axis_to_end(0, t1 - f.first_start);
   auto scale = (kWidth - kLeft - kRight) / (axis.hi - axis.lo);
   auto bin_width = (t1 - f.first_start) / kTimelineBins * scale;
   std::string svg;
@@ -310,10 +327,11 @@ void timeline_aggregated(std::string& html, const HtmlReportInput& in, const Run
       spans.size(), kTimelineBins, legend(false), kWidth, y + 40, svg);
 }
 
-// A vertical axis at the left of a chart `height` high, named `what`.
-void value_axis(std::string& svg, const Axis& axis, int height, const char* what) {
+// A vertical axis at the left of a chart `height` high, named `what`; its
+// top `top` pixels are left to labels.
+void value_axis(std::string& svg, const Axis& axis, int height, const char* what, int top = 0) {
   for (auto v : axis.ticks) {
-    auto y = height - (v - axis.lo) / (axis.hi - axis.lo) * height;
+    auto y = height - (v - axis.lo) / (axis.hi - axis.lo) * (height - top);
     svg += fmt::format(
         "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>"
         "<text class=\"tick\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>",
@@ -346,6 +364,59 @@ void limit_line(std::string& svg, const char* cls, const std::string& what, doub
       cls, kLeft, kWidth - kRight, y, y - 4, what, mib_text(mib));
 }
 
+// One dot per cluster: its cgroup peak filled in its state's colour, its
+// largest RSS hollow. Returns what the chart shows, in words.
+std::string peak_dots(std::string& svg, const HtmlReportInput& in,
+                      const std::function<double(double)>& x_of,
+                      const std::function<double(double)>& y_of) {
+  for (const auto& c : in.clusters) {
+    auto x = x_of(static_cast<double>(c.cluster));
+    auto title = fmt::format(
+        "<title>cluster {}: {}{}{}</title>", c.cluster, to_string(c.state),
+        c.peak_cgroup_kib ? ", cgroup peak " + mib_text(kib_to_mib(*c.peak_cgroup_kib)) : "",
+        c.peak_rss_kib ? ", largest RSS " + mib_text(kib_to_mib(*c.peak_rss_kib)) : "");
+    if (c.peak_cgroup_kib)
+      svg += fmt::format(
+          "<circle class=\"peak cgroup s-{}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\">{}</circle>",
+          to_string(c.state), x, y_of(kib_to_mib(*c.peak_cgroup_kib)), title);
+    if (c.peak_rss_kib)
+      svg += fmt::format(
+          "<circle class=\"peak rss\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\">{}</circle>", x,
+          y_of(kib_to_mib(*c.peak_rss_kib)), title);
+  }
+  return "Each cluster's highest peak over its attempts: filled, all its processes together "
+         "(the cgroup's high-water mark, coloured by its state); hollow, the largest RSS of "
+         "one process.";
+}
+
+// Runs of clusters: the highest peak of each, and their median. Returns
+// what the chart shows, in words.
+std::string peak_buckets(std::string& svg, const std::vector<ClusterReport>& clusters,
+                         const std::function<double(double)>& x_of,
+                         const std::function<double(double)>& y_of) {
+  auto per = (clusters.size() + kClusterBuckets - 1) / kClusterBuckets;
+  for (std::size_t at = 0; at < clusters.size(); at += per) {
+    std::vector<double> peaks;
+    for (std::size_t i = at; i < std::min(clusters.size(), at + per); ++i)
+      peaks.push_back(kib_to_mib(judged_peak_kib(clusters[i])));
+    std::sort(peaks.begin(), peaks.end());
+    auto from = clusters[at].cluster,
+         to = clusters[std::min(clusters.size(), at + per) - 1].cluster;
+    auto x0 = x_of(static_cast<double>(from)), x1 = x_of(static_cast<double>(to));
+    svg += fmt::format(
+        "<rect class=\"bucket\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"{:.1f}\">"
+        "<title>clusters {}-{}: highest {}, median {}</title></rect>"
+        "<line class=\"median\" x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>",
+        x0, y_of(peaks.back()), std::max(1.0, x1 - x0), kChartHeight - y_of(peaks.back()), from, to,
+        mib_text(peaks.back()), mib_text(peaks[peaks.size() / 2]), x0, std::max(x0 + 1, x1),
+        y_of(peaks[peaks.size() / 2]), y_of(peaks[peaks.size() / 2]));
+  }
+  return fmt::format(
+      "{} clusters are too many to draw one by one: each bar is a run of {} clusters, as high "
+      "as its highest peak, with a line at its median.",
+      clusters.size(), per);
+}
+
 void memory_per_cluster(std::string& html, const HtmlReportInput& in) {
   const auto& clusters = in.clusters;
   double cap = kib_to_mib(in.attempts.largest_cap_kib);
@@ -367,57 +438,44 @@ void memory_per_cluster(std::string& html, const HtmlReportInput& in) {
   std::string svg;
   value_axis(svg, y_axis, kChartHeight, "peak, MiB");
   bottom_axis(svg, x_axis, x_of, "cluster");
-  std::string note;
-  if (clusters.size() <= kHtmlDetailLimit) {
-    for (const auto& c : clusters) {
-      auto x = x_of(static_cast<double>(c.cluster));
-      auto title = fmt::format(
-          "<title>cluster {}: {}{}{}</title>", c.cluster, to_string(c.state),
-          c.peak_cgroup_kib ? ", cgroup peak " + mib_text(kib_to_mib(*c.peak_cgroup_kib)) : "",
-          c.peak_rss_kib ? ", largest RSS " + mib_text(kib_to_mib(*c.peak_rss_kib)) : "");
-      if (c.peak_cgroup_kib)
-        svg += fmt::format(
-            "<circle class=\"peak cgroup s-{}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\">{}</circle>",
-            to_string(c.state), x, y_of(kib_to_mib(*c.peak_cgroup_kib)), title);
-      if (c.peak_rss_kib)
-        svg += fmt::format(
-            "<circle class=\"peak rss\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\">{}</circle>", x,
-            y_of(kib_to_mib(*c.peak_rss_kib)), title);
-    }
-    note =
-        "Each cluster's highest peak over its attempts: filled, all its processes together "
-        "(the cgroup's high-water mark, coloured by its state); hollow, the largest RSS of "
-        "one process.";
-  } else {
-    // Runs of clusters: the highest peak of each, and their median.
-    auto per = (clusters.size() + kClusterBuckets - 1) / kClusterBuckets;
-    for (std::size_t at = 0; at < clusters.size(); at += per) {
-      std::vector<double> peaks;
-      for (std::size_t i = at; i < std::min(clusters.size(), at + per); ++i)
-        peaks.push_back(kib_to_mib(judged_peak_kib(clusters[i])));
-      std::sort(peaks.begin(), peaks.end());
-      auto from = clusters[at].cluster,
-           to = clusters[std::min(clusters.size(), at + per) - 1].cluster;
-      auto x0 = x_of(static_cast<double>(from)), x1 = x_of(static_cast<double>(to));
-      svg += fmt::format(
-          "<rect class=\"bucket\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"{:.1f}\">"
-          "<title>clusters {}-{}: highest {}, median {}</title></rect>"
-          "<line class=\"median\" x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>",
-          x0, y_of(peaks.back()), std::max(1.0, x1 - x0), kChartHeight - y_of(peaks.back()), from,
-          to, mib_text(peaks.back()), mib_text(peaks[peaks.size() / 2]), x0, std::max(x0 + 1, x1),
-          y_of(peaks[peaks.size() / 2]), y_of(peaks[peaks.size() / 2]));
-    }
-    note = fmt::format(
-        "{} clusters are too many to draw one by one: each bar is a run of {} clusters, as high "
-        "as its highest peak, with a line at its median.",
-        clusters.size(), per);
-  }
+  // The cap and the budget first, so that the dots are drawn over them: a
+  // cluster killed at its cap has its dot on the cap's line.
   limit_line(svg, "cap", "cap", cap, y_axis, kChartHeight);
   limit_line(svg, "budget", "budget", budget, y_axis, kChartHeight);
+  auto note = clusters.size() <= kHtmlDetailLimit ? peak_dots(svg, in, x_of, y_of)
+                                                  : peak_buckets(svg, clusters, x_of, y_of);
   html += fmt::format(
       "<p>{}</p><svg class=\"chart\" id=\"memory\" width=\"{}\" height=\"{}\" role=\"img\" "
       "aria-label=\"peak memory per cluster\">{}</svg>",
       note, kWidth, kChartHeight + 40, svg);
+}
+
+// A line at min, median, p95 and max, each named in a row of its own in the
+// band above the bars.
+void peak_marks(std::string& svg, const PeakStats& stats,
+                const std::function<double(double)>& x_of) {
+  auto plot = kWidth - kLeft - kRight;
+  int row = 0;
+  for (auto [name, kib] : {std::pair{"min", stats.min_kib}, std::pair{"median", stats.median_kib},
+                           std::pair{"p95", stats.p95_kib}, std::pair{"max", stats.max_kib}}) {
+    auto x = x_of(kib_to_mib(kib));
+    bool right = x > kLeft + 0.75 * plot;  // its label goes to the left of the line
+    svg += fmt::format(
+        "<line class=\"mark\" x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"0\" y2=\"{1}\"/>"
+        "<text class=\"mark-text\" x=\"{2:.1f}\" y=\"{3}\" text-anchor=\"{4}\">{5} {6}</text>",
+        x, kChartHeight, right ? x - 3 : x + 3, kMarkRow * ++row - 2, right ? "end" : "start", name,
+        mib_text(kib_to_mib(kib)));
+  }
+}
+
+// The P advice of the text report, for a budget.
+std::string advice_text(const PeakStats& stats, std::uint64_t budget) {
+  auto p = advised_parallel(stats, budget);
+  if (p == 0)
+    return fmt::format(" With a {} budget no P fits: the p95 peak is larger.",
+                       format_size_kib(budget / 1024));
+  return fmt::format(" With a {} budget, P = {} keeps {} clusters at the p95 peak within it.",
+                     format_size_kib(budget / 1024), p, p);
 }
 
 void peak_distribution(std::string& html, const HtmlReportInput& in) {
@@ -438,11 +496,13 @@ void peak_distribution(std::string& html, const HtmlReportInput& in) {
     return kLeft + (mib - x_axis.lo) / (x_axis.hi - x_axis.lo) * plot;
   };
   std::string svg;
-  value_axis(svg, y_axis, kChartHeight, "clusters");
+  // The bars stay below the band where min, median, p95 and max are named.
+  const int bars = kChartHeight - kMarkBand;
+  value_axis(svg, y_axis, kChartHeight, "clusters", kMarkBand);
   auto bin = (x_axis.hi - x_axis.lo) / kPeakBins;
   for (std::size_t b = 0; b < counts.size(); ++b) {
     if (counts[b] == 0) continue;
-    auto h = static_cast<double>(counts[b]) / y_axis.hi * kChartHeight;
+    auto h = static_cast<double>(counts[b]) / y_axis.hi * bars;
     svg += fmt::format(
         "<rect class=\"hist\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\">"
         "<title>{} cluster(s) peaked at {}-{}</title></rect>",
@@ -452,33 +512,14 @@ void peak_distribution(std::string& html, const HtmlReportInput& in) {
         mib_text(x_axis.lo + static_cast<double>(b + 1) * bin));
   }
   bottom_axis(svg, x_axis, x_of, "peak, MiB");
-  int row = 0;
-  for (auto [name, kib] : {std::pair{"min", stats.min_kib}, std::pair{"median", stats.median_kib},
-                           std::pair{"p95", stats.p95_kib}, std::pair{"max", stats.max_kib}}) {
-    auto x = x_of(kib_to_mib(kib));
-    bool right = x > kLeft + 0.75 * plot;  // its label goes to the left of the line
-    svg += fmt::format(
-        "<line class=\"mark\" x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"0\" y2=\"{1}\"/>"
-        "<text class=\"mark-text\" x=\"{2:.1f}\" y=\"{3}\" text-anchor=\"{4}\">{5} {6}</text>",
-        x, kChartHeight, right ? x - 3 : x + 3, 12 + 13 * row++, right ? "end" : "start", name,
-        mib_text(kib_to_mib(kib)));
-  }
-  std::string advice;
-  if (in.mem_budget) {
-    auto p = advised_parallel(stats, *in.mem_budget);
-    advice = p == 0 ? fmt::format(" With a {} budget no P fits: the p95 peak is larger.",
-                                  format_size_kib(*in.mem_budget / 1024))
-                    : fmt::format(
-                          " With a {} budget, P = {} keeps {} clusters at the p95 peak within it.",
-                          format_size_kib(*in.mem_budget / 1024), p, p);
-  }
+  peak_marks(svg, stats, x_of);
   html += fmt::format(
       "<p>How the peaks of {} clusters spread: min {}, median {}, p95 {}, max {}.{}</p>"
       "<svg class=\"chart\" id=\"peaks\" width=\"{}\" height=\"{}\" role=\"img\" "
       "aria-label=\"distribution of peaks\">{}</svg>",
       stats.clusters, format_size_kib(stats.min_kib), format_size_kib(stats.median_kib),
-      format_size_kib(stats.p95_kib), format_size_kib(stats.max_kib), advice, kWidth,
-      kChartHeight + 40, svg);
+      format_size_kib(stats.p95_kib), format_size_kib(stats.max_kib),
+      in.mem_budget ? advice_text(stats, *in.mem_budget) : "", kWidth, kChartHeight + 40, svg);
 }
 
 void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) {
@@ -513,13 +554,14 @@ void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) 
                                 : std::string("-");
     rows += fmt::format(
         "<tr class=\"s-{}\"><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td>"
-        "<td class=\"n\">{}</td><td>{}</td><td class=\"path\">{}</td></tr>",
+        "<td class=\"n\">{}</td><td class=\"note\">{}</td><td class=\"path\">{}</td></tr>",
         to_string(x.state), x.cluster, x.attempt, to_string(x.state), escaped(ending),
         x.peak_kib ? format_size_kib(x.peak_kib) : "", escaped(x.note), escaped(x.log_path));
   }
   html += fmt::format(
-      "<h3>Failures ({})</h3><table class=\"failures\"><tr><th>cluster</th><th>attempt</th>"
-      "<th>state</th><th>ending</th><th>peak</th><th>note</th><th>log</th></tr>{}</table>{}",
+      "<h3>Failures ({})</h3><div class=\"wide\"><table class=\"failures\"><tr><th>cluster</th>"
+      "<th>attempt</th><th>state</th><th>ending</th><th>peak</th><th>note</th><th>log</th></tr>"
+      "{}</table></div>{}",
       in.failures_total, rows,
       in.failures_total > in.failures.size()
           ? fmt::format(
@@ -529,11 +571,24 @@ void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) 
           : "");
 }
 
+// An instant for the reader: local time with its offset, as the machine
+// that made the page keeps it; the UTC instant in the element for programs.
+std::string time_element(double t) {
+  return fmt::format("<time datetime=\"{}\">{}</time>", utc_time(t), local_time(t));
+}
+
+// When the job ran, from its first start to its last end (over every run).
+std::string when_text(const RunFigures& f) {
+  if (f.first_start <= 0) return "";
+  return fmt::format(" It ran from {} to {}.", time_element(f.first_start),
+                     time_element(f.last_end));
+}
+
 constexpr const char* kStyle = R"CSS(
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 24px auto; max-width: 1140px; padding: 0 12px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 6px; border-bottom: 1px solid #ddd; }
 h3 { font-size: 15px; } code { background: #f3f3f3; padding: 0 3px; }
-.sub, .note { color: #555; } .chart { display: block; overflow: visible; }
+.sub, .note { color: #555; } time { white-space: nowrap; } .chart { display: block; overflow: visible; }
 .grid { stroke: #e6e6e6; } .tick { font-size: 11px; fill: #555; } .label { font-size: 12px; fill: #333; }
 .host { font-size: 12px; font-weight: 600; fill: #222; }
 .s-done { fill: #009E73; } .s-failed { fill: #D55E00; } .s-oom { fill: #CC79A7; }
@@ -550,6 +605,8 @@ h3 { font-size: 15px; } code { background: #f3f3f3; padding: 0 3px; }
 table { border-collapse: collapse; margin: 8px 0; } th, td { padding: 3px 10px; text-align: left; border-bottom: 1px solid #eee; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; } td.path { font-family: monospace; font-size: 12px; }
 .numbers { display: inline-table; vertical-align: top; margin-right: 40px; }
+.wide { overflow-x: auto; } .failures td, .failures th { white-space: nowrap; }
+.failures td.note { white-space: normal; min-width: 18em; }
 )CSS";
 
 // Clicking a state in the legend fades its bars, to see the others; errors
@@ -575,8 +632,8 @@ std::string render_html_report(const HtmlReportInput& in) {
                   [](const AttemptSpan& s) { return s.state == AttemptState::kRunning; });
   std::string body;
   body += fmt::format(
-      "<h1>runner: job {}</h1><p class=\"sub\"><code>{}</code>, {} clusters. {}</p>",
-      escaped(in.job.name), escaped(in.job.command), in.job.clusters,
+      "<h1>runner: job {}</h1><p class=\"sub\"><code>{}</code>, {} clusters.{} {}</p>",
+      escaped(in.job.name), escaped(in.job.command), in.job.clusters, when_text(f),
       running ? "The job is still running: this is what the log held when the page was made." : "");
   body += "<h2>The run in numbers</h2>";
   numbers(body, in, f);
@@ -597,9 +654,9 @@ std::string render_html_report(const HtmlReportInput& in) {
       "<title>runner: {}</title><style>{}</style>"
       "<script>window.addEventListener('error', function (e) {{ document.documentElement"
       ".dataset.scriptError = String(e.message); }});</script></head>"
-      "<body>{}<p class=\"note\">Made by runner report --html from {} attempts.</p>"
+      "<body>{}<p class=\"note\">Made by runner report --html from {} attempts at {}.</p>"
       "<script>{}</script></body></html>\n",
-      escaped(in.job.name), kStyle, body, in.attempts.spans.size(), kScript);
+      escaped(in.job.name), kStyle, body, in.attempts.spans.size(), time_element(in.now), kScript);
 }
 
 int write_html_report(const ReportArgs& args) {

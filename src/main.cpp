@@ -10,6 +10,7 @@
 
 #include "runner/app.h"
 #include "runner/error.h"
+#include "runner/on_finish.h"
 #include "runner/progress.h"
 #include "runner/worker.h"
 
@@ -47,6 +48,11 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const runner::Error& e) {
     runner::Printer(stderr).print(fmt::format("runner: {}\n", e.what()));
+    // A refused start: its --on-finish command still hears of it.
+    if (const auto* refused = dynamic_cast<const runner::RefusedStart*>(&e)) {
+      runner::setup_logging(refused->hook().quiet, refused->hook().verbose);
+      runner::hear_of_refusal(*refused);
+    }
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
     runner::Printer(stderr).print(fmt::format("runner: internal error: {}\n", e.what()));

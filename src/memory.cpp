@@ -33,7 +33,9 @@ Mounts read_mounts(const fs::path& file) {
   while (in >> device >> point >> type >> options) {
     std::getline(in, rest);
     if (type == "cgroup2" && !m.v2) m.v2 = point;
-    if (type == "cgroup") {
+    // The first mount of each is the machine's own: a later one is a bind
+    // mount (a chroot's, a container's) of the same hierarchy.
+    if (type == "cgroup" && !m.v1_memory) {
       std::istringstream opts(options);
       for (std::string o; std::getline(opts, o, ',');)
         if (o == "memory") m.v1_memory = point;

@@ -36,7 +36,9 @@ void metric(std::string& out, const char* name, const char* type, const char* he
 }  // namespace
 
 std::string metrics_text(const MetricsFacts& f) {
-  auto job = fmt::format("job=\"{}\"", label(f.job));
+  // Not `job`: Prometheus sets that label to the scrape target's (node
+  // through node_exporter) and renames one already there to exported_job.
+  auto job = fmt::format("runner_job=\"{}\"", label(f.job));
   std::string out;
   out +=
       "# HELP runner_clusters The job's clusters by the state of their latest attempt.\n"
@@ -47,8 +49,6 @@ std::string metrics_text(const MetricsFacts& f) {
     out += fmt::format("runner_clusters{{{},state=\"{}\"}} {}\n", job, state, n);
   metric(out, "runner_job_clusters", "gauge", "The job's number of clusters, N.", job,
          static_cast<double>(f.clusters));
-  metric(out, "runner_running", "gauge", "Clusters running now.", job,
-         static_cast<double>(f.running));
   metric(out, "runner_run_attempts_total", "counter", "Attempts this run started.", job,
          static_cast<double>(f.attempts_started));
   metric(out, "runner_run_done_total", "counter", "Clusters this run finished done.", job,
@@ -75,6 +75,11 @@ std::string metrics_text(const MetricsFacts& f) {
   if (f.exit_code)
     metric(out, "runner_last_exit_code", "gauge", "The exit code of the last run.", job,
            *f.exit_code);
+  // Prometheus' advice for batch jobs: the time of the last success, so that
+  // "no success for a day" can be alerted on (a night that did not run at all).
+  if (f.last_success_at)
+    metric(out, "runner_last_success_timestamp_seconds", "gauge",
+           "When a run of the job last ended with every cluster done.", job, *f.last_success_at);
   return out;
 }
 
@@ -89,8 +94,10 @@ void MetricsWriter::update(const MetricsFacts& facts, Clock::time_point now) {
 }
 
 bool MetricsWriter::write(const MetricsFacts& facts) {
+  auto known = facts;
+  if (!known.last_success_at) known.last_success_at = last_success_at_;
   try {
-    write_whole(path_, metrics_text(facts));
+    write_whole(path_, metrics_text(known));
     return true;
   } catch (const std::system_error& e) {
     if (!warned_)

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 
 #include <cmath>
+#include <optional>
 
 #include "runner/units.h"
 
@@ -33,41 +34,74 @@ bool Printer::print(std::string_view text) {
   return true;
 }
 
+namespace {
+
+// The rate since this run started, and the time left at that rate, where
+// there is one to tell.
+struct Pace {
+  std::optional<double> rate;
+  std::optional<std::chrono::milliseconds> eta;
+};
+
+Pace pace(const Snapshot& s, Clock::time_point now) {
+  Pace p;
+  auto elapsed = std::chrono::duration<double>(now - s.started).count();
+  if (s.done_this_run == 0 || elapsed <= 0) return p;
+  p.rate = static_cast<double>(s.done_this_run) / elapsed;
+  auto remaining = s.total - s.done - s.failed;
+  if (remaining > 0 && s.running > 0) {
+    auto eta_ms = static_cast<double>(remaining) / *p.rate * 1e3;
+    if (eta_ms < 1e12) p.eta = std::chrono::milliseconds(static_cast<long long>(eta_ms));
+  }
+  return p;
+}
+
+// The bar: `width` cells, each kind the cells its share rounds to, done first.
+std::string bar(const Snapshot& s, std::size_t width) {
+  std::string cells(width, ' ');
+  if (s.total == 0) return "[" + cells + "]";
+  auto share = [&](std::uint64_t n) {
+    return static_cast<std::size_t>(std::lround(
+        static_cast<double>(n) * static_cast<double>(width) / static_cast<double>(s.total)));
+  };
+  std::size_t at = 0;
+  for (auto [n, c] : {std::pair{s.done, '#'}, std::pair{s.failed, '!'}, std::pair{s.running, '>'}})
+    for (auto k = share(n); k > 0 && at < width; --k) cells[at++] = c;
+  return "[" + cells + "]";
+}
+
+}  // namespace
+
 std::string describe(const Snapshot& s, Clock::time_point now) {
   auto line =
       fmt::format("{}/{} done, {} failed, {} running", s.done, s.total, s.failed, s.running);
-  auto elapsed = std::chrono::duration<double>(now - s.started).count();
-  if (s.done_this_run > 0 && elapsed > 0) {
-    double rate = static_cast<double>(s.done_this_run) / elapsed;
-    line += fmt::format(", {:.1f}/s", rate);
-    auto remaining = s.total - s.done - s.failed;
-    if (remaining > 0 && s.running > 0) {
-      auto eta_ms = static_cast<double>(remaining) / rate * 1e3;
-      if (eta_ms < 1e12)
-        line +=
-            ", ETA " + format_duration(std::chrono::milliseconds(static_cast<long long>(eta_ms)));
-    }
-  }
+  auto p = pace(s, now);
+  if (p.rate) line += fmt::format(", {:.1f}/s", *p.rate);
+  if (p.eta) line += ", ETA " + format_duration(*p.eta);
+  return line;
+}
+
+std::string describe_compact(const Snapshot& s, Clock::time_point now) {
+  auto line = fmt::format("{}/{} {}! {}>", s.done, s.total, s.failed, s.running);
+  auto p = pace(s, now);
+  if (p.rate) line += fmt::format(" {:.1f}/s", *p.rate);
+  if (p.eta) line += " ETA " + format_duration(*p.eta);
   return line;
 }
 
 std::string status_line(const Snapshot& s, Clock::time_point now, std::size_t columns) {
-  constexpr std::size_t kBar = 30;
-  std::string bar(kBar, ' ');
-  if (s.total > 0) {
-    // Each kind gets the cells its share rounds to, done first.
-    auto cells = [&](std::uint64_t n) {
-      return static_cast<std::size_t>(
-          std::lround(static_cast<double>(n) * kBar / static_cast<double>(s.total)));
-    };
-    std::size_t at = 0;
-    for (auto [n, c] :
-         {std::pair{s.done, '#'}, std::pair{s.failed, '!'}, std::pair{s.running, '>'}})
-      for (auto k = cells(n); k > 0 && at < kBar; --k) bar[at++] = c;
-  }
-  auto line = fmt::format("[{}] {}", bar, describe(s, now));
-  if (columns > 1 && line.size() > columns - 1) line.resize(columns - 1);
-  return line;
+  constexpr std::size_t kWidest = 30, kNarrowest = 8;
+  // One column less than the terminal's, so that the line never wraps.
+  auto room = columns > 1 ? columns - 1 : std::size_t{79};
+  auto full = describe(s, now), compact = describe_compact(s, now);
+  // The words matter more than the bar, and the ETA most: the bar shrinks
+  // first, then the words take their short form, then the bar goes.
+  for (const auto* text : {&full, &compact})
+    if (text->size() + kNarrowest + 3 <= room)
+      return bar(s, std::min(kWidest, room - text->size() - 3)) + " " + *text;
+  for (const auto* text : {&full, &compact})
+    if (text->size() <= room) return *text;
+  return compact.substr(0, room);
 }
 
 namespace {
@@ -81,7 +115,7 @@ std::size_t terminal_columns(std::FILE* out) {
 }  // namespace
 
 Progress::Progress(std::FILE* out, Mode mode, std::size_t columns)
-    : out_(out), mode_(mode), columns_(columns ? columns : terminal_columns(out)) {}
+    : out_(out), file_(out), mode_(mode), columns_(columns) {}
 
 void Progress::update(const Snapshot& s, Clock::time_point now) {
   last_ = s;
@@ -101,9 +135,11 @@ std::optional<Clock::time_point> Progress::next_tick() const {
 void Progress::draw(Clock::time_point now) {
   last_draw_ = now;
   if (mode_ == Mode::kTerminal) {
-    // \r and "erase to end of line": the line is rewritten in place.
-    out_.print(fmt::format("\r\033[K{}", status_line(last_, now, columns_)));
-    shown_ = true;
+    // The width is asked at every draw: the terminal may have been resized.
+    auto columns = columns_ ? columns_ : terminal_columns(file_);
+    auto line = status_line(last_, now, columns);
+    out_.print(erase(columns) + line);
+    shown_ = line.size();
     return;
   }
   // Plain output says nothing when nothing changed: cron mails stay short.
@@ -118,10 +154,18 @@ void Progress::finish() {
   have_snapshot_ = false;
 }
 
+// Back to the start of the line drawn last, erasing it. A terminal made
+// narrower since has wrapped it over several rows (terminals that rewrap on
+// a resize do, tmux among them): up to its first row, and erase from there.
+std::string Progress::erase(std::size_t columns) const {
+  if (shown_ <= columns || columns == 0) return "\r\033[K";
+  return fmt::format("\r\033[{}A\033[J", (shown_ - 1) / columns);
+}
+
 void Progress::hide() {
   if (mode_ == Mode::kTerminal && shown_) {
-    out_.print("\r\033[K");
-    shown_ = false;
+    out_.print(erase(columns_ ? columns_ : terminal_columns(file_)));
+    shown_ = 0;
   }
 }
 

@@ -12,6 +12,7 @@
 #include "runner/json_text.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -126,6 +127,8 @@ void write_report_text(std::FILE* out, const Job& job, const std::vector<Cluster
   for (const auto& [state, n] : states)
     by_state += fmt::format("{}{} {}", by_state.empty() ? "" : ", ", n, state);
   if (!by_state.empty()) fmt::print(out, "  latest state: {}\n", by_state);
+  if (run.first_start > 0)
+    fmt::print(out, "  ran from {} to {}\n", local_time(run.first_start), local_time(run.last_end));
   if (auto line = makespan_text(run); !line.empty()) fmt::print(out, "  {}\n", line);
   auto s = peak_stats(clusters);
   if (s.clusters == 0) {
@@ -177,6 +180,10 @@ nlohmann::json report_json(const Job& job, const std::vector<ClusterReport>& clu
                 {"p95", known(s.p95_kib)},
                 {"max", known(s.max_kib)}}}};
   auto seconds = [&](double v) { return run.makespan > 0 ? json(v) : json(nullptr); };
+  // The job's first start and last end, over every run of it.
+  auto instant = [&](double t) { return run.first_start > 0 ? json(utc_time(t)) : json(nullptr); };
+  out["first_start"] = instant(run.first_start);
+  out["last_end"] = instant(run.last_end);
   out["makespan_s"] = seconds(run.makespan);
   out["lower_bound_s"] = seconds(run.lower_bound);
   if (budget_bytes) {

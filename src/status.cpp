@@ -26,8 +26,10 @@ constexpr std::size_t kFailedShown = 20;
 struct JobStatus {
   Job job;
   JobProgress progress;
+  JobTimes times;
   struct Runner {
     ProcessIdentity process;
+    double since = 0;  // epoch seconds
     double running_for_s = 0;
     std::optional<double> clusters_per_s, eta_s;
   };
@@ -37,9 +39,9 @@ struct JobStatus {
 };
 
 JobStatus gather(Store& store, const Job& job, const JobProgress& p) {
-  JobStatus s{job, p, std::nullopt, {}, {}};
+  JobStatus s{job, p, store.job_times(job), std::nullopt, {}, {}};
   if (auto holder = store.holder(job); holder && check_alive(holder->process) != Liveness::kDead) {
-    JobStatus::Runner r{holder->process, wall_clock_now() - holder->since, {}, {}};
+    JobStatus::Runner r{holder->process, holder->since, wall_clock_now() - holder->since, {}, {}};
     auto done = store.done_since(job, holder->since);
     if (done > 0 && r.running_for_s > 0) {
       r.clusters_per_s = static_cast<double>(done) / r.running_for_s;
@@ -64,10 +66,12 @@ void print_job(const Store& store, const JobStatus& s) {
   fmt::print("job {}: {} clusters of `{}`\n", s.job.name, s.job.clusters, printable(s.job.command));
   fmt::print("  done {}, failed {}, running {}, pending {}\n", p.done, p.failed, p.running,
              p.pending);
+  fmt::print("  made {}; last run to end all done: {}\n", local_time(s.times.created_at),
+             s.times.last_success_at ? local_time(*s.times.last_success_at) : "none yet");
   if (s.runner) {
-    auto line =
-        fmt::format("  running: pid {} on {} for {}", s.runner->process.pid,
-                    printable(s.runner->process.host), duration_text(s.runner->running_for_s));
+    auto line = fmt::format("  running: pid {} on {} since {} ({})", s.runner->process.pid,
+                            printable(s.runner->process.host), local_time(s.runner->since),
+                            duration_text(s.runner->running_for_s));
     if (s.runner->clusters_per_s)
       line += fmt::format(", {:.1f} clusters/s, ETA {}", *s.runner->clusters_per_s,
                           duration_text(*s.runner->eta_s));
@@ -84,8 +88,9 @@ void print_job(const Store& store, const JobStatus& s) {
   if (p.failed == 0) return;
   fmt::print("  failed clusters:\n");
   for (const auto& f : s.failed)
-    fmt::print("    cluster {} (attempt {}): {}, log {}\n", f.cluster, f.attempt,
-               printable(describe_failure(f)), printable(f.log_path));
+    fmt::print("    cluster {} (attempt {}): {}{}, log {}\n", f.cluster, f.attempt,
+               printable(describe_failure(f)),
+               f.finished_at ? " at " + local_time(*f.finished_at) : "", printable(f.log_path));
   if (p.failed > kFailedShown)
     fmt::print(
         "    ... and {} more: sqlite3 {} \"select * from attempts where job = '{}' and "
@@ -96,10 +101,13 @@ void print_job(const Store& store, const JobStatus& s) {
 nlohmann::json job_json(const JobStatus& s) {
   using nlohmann::json;
   auto maybe = [](const auto& v) { return v ? json(*v) : json(nullptr); };
+  auto time = [](const std::optional<double>& t) { return t ? json(utc_time(*t)) : json(nullptr); };
   const auto& p = s.progress;
   json out = {{"job", s.job.name},
               {"clusters", s.job.clusters},
               {"command", s.job.command},
+              {"created", utc_time(s.times.created_at)},
+              {"last_success", time(s.times.last_success_at)},
               {"done", p.done},
               {"failed", p.failed},
               {"running", p.running},
@@ -111,6 +119,7 @@ nlohmann::json job_json(const JobStatus& s) {
   if (s.runner)
     out["runner"] = {{"pid", s.runner->process.pid},
                      {"host", s.runner->process.host},
+                     {"since", utc_time(s.runner->since)},
                      {"running_for_s", s.runner->running_for_s},
                      {"clusters_per_s", maybe(s.runner->clusters_per_s)},
                      {"eta_s", maybe(s.runner->eta_s)}};
@@ -122,6 +131,7 @@ nlohmann::json job_json(const JobStatus& s) {
                                       {"exit_code", maybe(f.exit_code)},
                                       {"signal", maybe(f.signal)},
                                       {"ending", describe_failure(f)},
+                                      {"finished", time(f.finished_at)},
                                       {"log_path", f.log_path}});
   return out;
 }

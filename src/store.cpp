@@ -76,11 +76,19 @@ ALTER TABLE attempt ADD COLUMN timeout_s REAL;
 // index is made anew with the views; no table changes.
 constexpr const char* kMigrationV3 = "";
 
-// Version 4: the DB's own id, which its workers' journals and lock files
+// Version 4: times in the `attempts` view are UTC in ISO 8601 with the
+// offset ("2026-12-05T23:03:52.566Z"), where they were local time without
+// one; the tables always held seconds since the epoch, so no row changes.
+// And when each job last ran to the end with every cluster done.
+constexpr const char* kMigrationV4 = R"SQL(
+ALTER TABLE job ADD COLUMN last_success_at REAL;
+)SQL";
+
+// Version 5: the DB's own id, which its workers' journals and lock files
 // carry; and every run of a job, kept after the run (runner unlock clears a
 // hold, never a run): the runs not known to have ended are those whose
 // processes may still live and whose journals may still be collected.
-constexpr const char* kMigrationV4 = R"SQL(
+constexpr const char* kMigrationV5 = R"SQL(
 CREATE TABLE meta (
   key    TEXT PRIMARY KEY,
   value  TEXT NOT NULL
@@ -98,7 +106,8 @@ CREATE TABLE run (
 );
 )SQL";
 
-constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2, kMigrationV3, kMigrationV4};
+constexpr const char* kMigrations[] = {kTablesV1, kMigrationV2, kMigrationV3, kMigrationV4,
+                                       kMigrationV5};
 static_assert(std::size(kMigrations) == kSchemaVersion, "kSchemaVersion counts the migrations");
 
 constexpr const char* kViews = R"SQL(
@@ -109,8 +118,8 @@ WHERE )SQL" RUNNER_UNSUCCESSFUL("state") R"SQL(;
 DROP VIEW IF EXISTS attempts;
 CREATE VIEW attempts AS
 SELECT j.name AS job, a.cluster, a.attempt, a.state, a.pid, a.host,
-       strftime('%Y-%m-%d %H:%M:%f', a.started_at, 'unixepoch', 'localtime') AS started,
-       strftime('%Y-%m-%d %H:%M:%f', a.finished_at, 'unixepoch', 'localtime') AS finished,
+       strftime('%Y-%m-%dT%H:%M:%fZ', a.started_at, 'unixepoch') AS started,
+       strftime('%Y-%m-%dT%H:%M:%fZ', a.finished_at, 'unixepoch') AS finished,
        round(a.finished_at - a.started_at, 3) AS duration_s,
        a.exit_code, a.signal, a.user_cpu_s, a.sys_cpu_s, a.peak_rss_kib, a.peak_cgroup_kib,
        a.mem_limit_kib, a.cap, a.timeout_s, a.log_path, a.note
@@ -135,7 +144,7 @@ FROM (
 
 constexpr const char* kFailedQuery =
     "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path, f.mem_limit_kib, "
-    "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note FROM attempt f "
+    "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note, f.finished_at FROM attempt f "
     "WHERE f.job_id = ? AND " RUNNER_UNSUCCESSFUL("f.state")
     " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
     " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
@@ -250,6 +259,7 @@ void Store::check_and_create_schema(Access access) {
         fmt::format("--db {}: written by a newer runner (schema {}, this runner reads up to {}); "
                     "upgrade runner",
                     path_.string(), version, kSchemaVersion));
+  version_ = version;
   if (access == Access::kReadOnly && version >= kOldestReadableSchema) {
     check_views();
     return;
@@ -275,6 +285,7 @@ void Store::check_and_create_schema(Access access) {
     db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   }
   batch.commit();
+  version_ = kSchemaVersion;
 }
 
 bool Store::moved() {
@@ -348,6 +359,28 @@ Job Store::open_job(const std::string& name, ClusterId clusters, const std::stri
   Job job{db_.getLastInsertRowid(), name, clusters, command};
   batch.commit();
   return job;
+}
+
+JobTimes Store::job_times(const Job& job) {
+  // A log older than version 4 (read as it is) has no last success.
+  SQLite::Statement q(db_, version_ >= 4
+                               ? "SELECT created_at, last_success_at FROM job WHERE id = ?"
+                               : "SELECT created_at, NULL FROM job WHERE id = ?");
+  q.bind(1, job.id);
+  JobTimes times;
+  if (!q.executeStep()) return times;
+  times.created_at = q.getColumn(0).getDouble();
+  if (!q.getColumn(1).isNull()) times.last_success_at = q.getColumn(1).getDouble();
+  return times;
+}
+
+void Store::record_success(const Job& job, double at) {
+  Batch batch(*this);
+  SQLite::Statement q(db_, "UPDATE job SET last_success_at = ? WHERE id = ?");
+  q.bind(1, at);
+  q.bind(2, job.id);
+  q.exec();
+  batch.commit();
 }
 
 std::optional<Holder> Store::holder(const Job& job) {
@@ -460,6 +493,7 @@ std::vector<FailedCluster> Store::failed_clusters(const Job& job, std::size_t li
       f.mem_limit_kib = static_cast<std::uint64_t>(q.getColumn(6).getInt64());
     f.peak_kib = static_cast<std::uint64_t>(q.getColumn(7).getInt64());
     f.note = q.getColumn(8).getString();
+    if (!q.getColumn(9).isNull()) f.finished_at = q.getColumn(9).getDouble();
     out.push_back(std::move(f));
   }
   return out;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <csignal>
 #include <ctime>
 
@@ -71,12 +72,29 @@ std::string describe_failure(const FailedCluster& f) {
   return text;
 }
 
-std::string local_time(double epoch_seconds) {
-  auto t = static_cast<std::time_t>(epoch_seconds);
-  std::tm local{};
+std::string utc_time(double epoch_seconds) {
+  // Whole milliseconds first, rounded as SQLite rounds them, so that this
+  // and the attempts view say the same of one instant.
+  auto ms_total = std::llround(epoch_seconds * 1000);
+  auto t = static_cast<std::time_t>(ms_total / 1000);
+  auto ms = static_cast<int>(ms_total % 1000);
+  std::tm utc{};
   char text[32] = "";
-  if (::localtime_r(&t, &local)) std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
-  return text;
+  if (::gmtime_r(&t, &utc)) std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  return fmt::format("{}.{:03}Z", text, ms);
+}
+
+std::string local_time(double epoch_seconds) {
+  auto t = static_cast<std::time_t>(std::floor(epoch_seconds));
+  std::tm local{};
+  char text[32] = "", offset[8] = "";
+  if (!::localtime_r(&t, &local)) return utc_time(epoch_seconds);
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &local);
+  // %z gives +0100; ISO 8601's extended form, which the date has, wants +01:00.
+  std::strftime(offset, sizeof offset, "%z", &local);
+  std::string zone = offset;
+  if (zone.size() == 5) zone.insert(3, ":");
+  return text + zone;
 }
 
 std::string describe_holder(const Holder& holder) {

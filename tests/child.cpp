@@ -31,15 +31,23 @@
 //                        pid to DIR/C.pid and sleeps for ever; go on once it did
 //   --stop-self          stop itself with SIGSTOP once started
 //   --print-mib N        write N MiB to stdout
+//   --exec-without-pidfd PROGRAM ARG...
+//                        run PROGRAM (the rest of the line) with pidfd_open
+//                        refused (ENOSYS), as on kernels before 5.3 or under a
+//                        seccomp filter that does not know it
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -115,6 +123,25 @@ long match_for(const std::vector<std::string>& rules, long cluster, long fallbac
   return fallback;
 }
 
+// From here on (and across exec), pidfd_open fails with ENOSYS.
+int exec_without_pidfd(char** argv) {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    std::perror("test_child: seccomp");
+    return 97;
+  }
+  ::execv(argv[0], argv);
+  std::perror(argv[0]);
+  return 127;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,6 +156,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--exec-without-pidfd" && i + 1 < argc) return exec_without_pidfd(argv + i + 1);
     if (a == "--record")
       record = next();
     else if (a == "--args-to-stdout")

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "runner/error.h"
+#include "runner/on_finish.h"
 
 namespace runner {
 namespace {
@@ -150,6 +151,42 @@ TEST(CommandLine, RejectsBadMemoryAndReliabilityValues) {
   EXPECT_NE(err({"--halt", "fail=3"}).find("--halt 'fail=3'"), std::string::npos);
   EXPECT_NE(err({"--sync", "extra"}).find("--sync 'extra'"), std::string::npos);
   EXPECT_NE(err({"--orphans", "adopt"}).find("--orphans 'adopt'"), std::string::npos);
+  // No time at all for the --on-finish command would kill it as it starts.
+  EXPECT_EQ(err({"--on-finish", "true", "--on-finish-timeout", "0"}),
+            "--on-finish-timeout '0' is not valid: expected a duration above zero like 30s, 5m "
+            "or 1h");
+}
+
+// A run refused for its command line still owes its --on-finish command the
+// news: what the line says of the run travels with the error.
+TEST(CommandLine, ARefusedRunCarriesItsOnFinishCommand) {
+  try {
+    parse_command_line({"10", "3", "--job", "nightly", "--db", "x/r.db", "--on-finish", "echo hi",
+                        "--on-finish-timeout", "5s", "--timeout", "", "--", "true"});
+    FAIL() << "an empty --timeout was taken";
+  } catch (const RefusedStart& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--timeout '' is not valid", 0), 0u) << e.what();
+    EXPECT_EQ(e.hook().command, "echo hi");
+    EXPECT_EQ(e.hook().limit, std::chrono::seconds(5));
+    EXPECT_EQ(e.hook().db, "x/r.db");
+    EXPECT_EQ(e.hook().job, "nightly");
+    EXPECT_EQ(e.hook().clusters, 10u);
+  }
+  // Without --job, the name the run would have had; an unknown option too.
+  try {
+    parse_command_line({"10", "3", "--on-finish", "echo hi", "--tmeout", "5s", "--", "true"});
+    FAIL() << "an unknown option was taken";
+  } catch (const RefusedStart& e) {
+    EXPECT_EQ(e.hook().job, derive_job_name(CommandTemplate({"true"}), 10));
+    EXPECT_EQ(e.hook().db, "runner.db");
+  }
+  // Without --on-finish it is a plain error.
+  try {
+    parse_command_line({"10", "3", "--timeout", "", "--", "true"});
+  } catch (const RefusedStart&) {
+    FAIL() << "no --on-finish, yet a hook to run";
+  } catch (const Error&) {
+  }
 }
 
 // An unset variable in a cron line gives an empty value: it must never mean
@@ -201,6 +238,10 @@ TEST(CommandLine, HelpAndVersionAreTextToPrint) {
   auto help = parse_command_line({"--help"});
   ASSERT_TRUE(std::holds_alternative<PrintAndExit>(help));
   EXPECT_NE(std::get<PrintAndExit>(help).text.find("Examples:"), std::string::npos);
+  // Every exit code runner has, 3 (the log lost) among them.
+  EXPECT_NE(std::get<PrintAndExit>(help).text.find(", 3 the log could not be written"),
+            std::string::npos)
+      << std::get<PrintAndExit>(help).text;
   auto version = parse_command_line({"--version"});
   ASSERT_TRUE(std::holds_alternative<PrintAndExit>(version));
   EXPECT_NE(std::get<PrintAndExit>(version).text.find(RUNNER_VERSION), std::string::npos);

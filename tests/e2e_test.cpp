@@ -380,7 +380,7 @@ TEST(EndToEnd, StatusShowsCountsAndFailedClusters) {
   r = run_runner({"status"}, dir.path());
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("done 5, failed 1, running 0, pending 0"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("cluster 5 (attempt 1): exit code 9, log "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cluster 5 (attempt 1): exit code 9 at "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("5.1.log"), std::string::npos) << r.out;
   r = run_runner({"status", "--db", (dir / "missing.db").string()}, dir.path());
   EXPECT_EQ(r.code, 2);

@@ -102,10 +102,17 @@ TEST(Faults, TooFewOpenFilesRunFewerAtOnceAndFailNoCluster) {
       "ulimit -n 48 && exec " + runner_bin() + " 60 60 -- " + child_bin() + " --sleep-ms 20",
       t.path());
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("raise the open-file limit (ulimit -n) for more"), std::string::npos)
-      << r.err;
   EXPECT_EQ(query(t / "runner.db", "SELECT done || ' ' || failed FROM progress"), "60 0");
   EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempts WHERE state != 'done'"), "0");
+  // Only a cgroup holds open files in runner while its cluster runs: where
+  // none can be made (a container, a chroot), 48 are enough for 60 at once.
+  auto cap = query(t / "runner.db", "SELECT group_concat(DISTINCT cap) FROM attempts");
+  if (cap.rfind("cgroup", 0) != 0)
+    GTEST_SKIP() << "no cgroup here (clusters ran with cap " << cap
+                 << "): a running cluster holds no open file in runner, so the shortage this "
+                    "test makes cannot happen; all 60 ran";
+  EXPECT_NE(r.err.find("raise the open-file limit (ulimit -n) for more"), std::string::npos)
+      << r.err;
 }
 
 // A runner whose DB is deleted under it stops at its next commit, with exit

@@ -1,11 +1,13 @@
 // The page of `runner report --html`: its layout, computed without a browser.
 #include "runner/html_report.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <regex>
 
 #include "runner/report.h"
+#include "runner/words.h"
 
 namespace runner {
 namespace {
@@ -138,6 +140,83 @@ TEST(HtmlPage, AboveTheLimitItDrawsAggregatesAndSaysSo) {
   EXPECT_LE(count(page, "<rect class=\"bucket\""), kClusterBuckets);
   EXPECT_NE(page.find("attempts are too many to draw one by one"), std::string::npos);
   EXPECT_NE(page.find("clusters are too many to draw one by one"), std::string::npos);
+}
+
+// The page says when the job ran, in the local time of the machine that
+// made it with its offset, and as UTC instants for programs.
+TEST(HtmlPage, SaysWhenTheJobRan) {
+  auto in = input(3);
+  for (auto& s : in.attempts.spans) {
+    s.started_at += 1796000000;
+    s.finished_at += 1796000000;
+  }
+  in.now = 1796000100;
+  auto page = render_html_report(in);
+  EXPECT_NE(page.find(fmt::format("It ran from <time datetime=\"{}\">{}</time> to <time "
+                                  "datetime=\"{}\">{}</time>.",
+                                  utc_time(1796000000), local_time(1796000000),
+                                  utc_time(1796000003.5), local_time(1796000003.5))),
+            std::string::npos)
+      << page.substr(0, 2000);
+  EXPECT_NE(page.find(fmt::format("attempts at <time datetime=\"{}\">", utc_time(1796000100))),
+            std::string::npos);
+}
+
+// Every match of `pattern`'s first group in `text`, as a number.
+std::vector<double> numbers_of(const std::string& text, const std::string& pattern) {
+  std::vector<double> out;
+  std::regex re(pattern);
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
+       ++it)
+    out.push_back(std::stod((*it)[1]));
+  return out;
+}
+
+// The timeline of a small job: lanes tall enough to see and hover, and a
+// time axis that ends where the run did (167 s), not at the next round 200.
+TEST(HtmlPage, ASmallJobsTimelineHasTallLanesAndEndsWithTheRun) {
+  HtmlReportInput in;
+  in.job = Job{1, "j", 12, "cmd"};
+  in.attempts.hosts = {"h"};
+  for (int i = 0; i < 12; ++i) {  // 6 slots, two rounds, the last end at 167 s
+    auto s = span(1000 + (i / 6) * 80, 1000 + (i / 6) * 80 + (i == 11 ? 87 : 80),
+                  AttemptState::kDone, 0, static_cast<ClusterId>(i + 1));
+    in.attempts.spans.push_back(s);
+    in.attempts.log_paths.push_back("log");
+  }
+  in.now = 2000;
+  auto page = render_html_report(in);
+  auto heights = numbers_of(
+      page, R"re(<rect class="bar [^"]*" x="[^"]*" y="[^"]*" width="[^"]*" height="([^"]*)")re");
+  ASSERT_EQ(heights.size(), 12u);
+  EXPECT_GE(*std::min_element(heights.begin(), heights.end()), 20) << "6 lanes of 12 px again";
+  auto ends = numbers_of(page, R"re(<rect class="bar [^"]*" x="([^"]*)")re");
+  auto widths =
+      numbers_of(page, R"re(<rect class="bar [^"]*" x="[^"]*" y="[^"]*" width="([^"]*)")re");
+  double right = 0;
+  for (std::size_t i = 0; i < ends.size(); ++i) right = std::max(right, ends[i] + widths[i]);
+  EXPECT_NEAR(right, 1100 - 20, 0.5) << "the run's last end is the axis' end";
+  auto a = axis_to_end(0, 167);
+  EXPECT_EQ(a.hi, 167);
+  EXPECT_EQ(a.ticks.back(), 150);  // 0, 50, 100, 150: round ticks within it
+}
+
+// The names of min, median, p95 and max sit above the tallest bar, never
+// on one; a cluster killed at its cap has its dot drawn over the cap's line.
+TEST(HtmlPage, LabelsStayOffTheBarsAndDotsOnTopOfTheLines) {
+  auto in = input(40);
+  in.attempts.largest_cap_kib = 1000 + 39;  // the largest peak: on the cap
+  auto page = render_html_report(in);
+  auto peaks = page.substr(page.find("id=\"peaks\""));
+  auto bar_tops = numbers_of(peaks, R"re(<rect class="hist" x="[^"]*" y="([^"]*)")re");
+  auto label_baselines = numbers_of(peaks, R"re(<text class="mark-text" x="[^"]*" y="([^"]*)")re");
+  ASSERT_FALSE(bar_tops.empty());
+  ASSERT_EQ(label_baselines.size(), 4u);
+  for (auto y : label_baselines)  // 11 px text: its lowest pixels 3 px below the baseline
+    EXPECT_LE(y + 3, *std::min_element(bar_tops.begin(), bar_tops.end())) << y;
+  auto memory = page.substr(page.find("id=\"memory\""));
+  ASSERT_NE(memory.find("<line class=\"cap\""), std::string::npos);
+  EXPECT_LT(memory.find("<line class=\"cap\""), memory.find("<circle class=\"peak"));
 }
 
 TEST(HtmlPage, ARunningJobIsDrawnUpToNow) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,8 +36,8 @@ std::map<long, int> counted(const fs::path& record, const std::string& what) {
 }
 
 Args held_child(const TempDir& t) {
-  return {"--record",    (t / "record").string(),   "--ready-dir", (t / "ready").string(),
-          "--hold-file", (t / "go").string(),       "--exclusive", (t / "locks").string()};
+  return {"--record",    (t / "record").string(), "--ready-dir", (t / "ready").string(),
+          "--hold-file", (t / "go").string(),     "--exclusive", (t / "locks").string()};
 }
 
 void make_dirs(const TempDir& t) {
@@ -88,8 +89,8 @@ TEST(JournalTrust, TwoDbsSharingALogFolderAndAJobNameKeepToTheirOwnJournals) {
   make_dirs(t);
   auto shared = (t / "shared").string();
   // A: six clusters, three at once; killed while they run. Its worker lives.
-  auto a = with_child({"6", "3", "--db", "a.db", "--logs", shared, "--job", "nightly"},
-                      held_child(t));
+  auto a =
+      with_child({"6", "3", "--db", "a.db", "--logs", shared, "--job", "nightly"}, held_child(t));
   kill_when_running(t, a, 3, "a.db");
   // B: another DB, the same folder and job name, another command. It must
   // not record A's clusters, wait for A's worker, or kill it.
@@ -159,9 +160,14 @@ TEST(JournalTrust, UnlockAfterACrashNeverLetsTwoCopiesRunAndEveryExecutionGetsIt
   // Clusters 1 and 2 wait for go1, 3 and 4 for go. runner hands 3 and 4 to
   // its worker ahead; the worker starts them itself when 1 and 2 end.
   auto child = child_bin() + " --record " + (t / "record").string() + " --ready-dir " +
-               (t / "ready").string() + " --exclusive " + (t / "locks").string() +
-               " --hold-file ";
-  Args args = {"4", "2", "--job", "j", "--", "sh", "-c",
+               (t / "ready").string() + " --exclusive " + (t / "locks").string() + " --hold-file ";
+  Args args = {"4",
+               "2",
+               "--job",
+               "j",
+               "--",
+               "sh",
+               "-c",
                "if [ $RUNNER_CLUSTER -le 2 ]; then exec " + child + (t / "go1").string() +
                    "; else exec " + child + (t / "go").string() + "; fi"};
   {
@@ -193,11 +199,13 @@ TEST(JournalTrust, UnlockAfterACrashNeverLetsTwoCopiesRunAndEveryExecutionGetsIt
   EXPECT_EQ(second.wait(), 0) << second.err();
   EXPECT_FALSE(fs::exists(t / "locks" / "overlaps")) << read_file(t / "locks" / "overlaps");
   auto db = t / "runner.db";
-  EXPECT_EQ(query(db, "SELECT group_concat(cluster || ':' || attempt || ':' || state, ' ') FROM "
-                      "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
+  EXPECT_EQ(query(db,
+                  "SELECT group_concat(cluster || ':' || attempt || ':' || state, ' ') FROM "
+                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
             "1:1:done 2:1:done 3:1:interrupted 3:2:done 4:1:interrupted 4:2:done");
-  EXPECT_EQ(query(db, "SELECT count(*) FROM attempts WHERE attempt = 2 AND log_path LIKE '%.2.log'"),
-            "2");
+  EXPECT_EQ(
+      query(db, "SELECT count(*) FROM attempts WHERE attempt = 2 AND log_path LIKE '%.2.log'"),
+      "2");
   EXPECT_EQ(counted(t / "record", "start")[3], 2);
 }
 
@@ -294,6 +302,7 @@ TEST(JournalTrust, AFifoADecoyLockAndAStraySegmentAreLeftAloneAndNothingBlocks) 
   auto decoy_lock = dir / (run + "@n9.lock");
   pid_t decoy = ::fork();
   if (decoy == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the test
     int fd = ::open(decoy_lock.c_str(), O_WRONLY | O_CREAT, 0644);
     ::flock(fd, LOCK_EX);
     if (::write(ready_pipe[1], "x", 1) != 1) ::_exit(1);
@@ -304,9 +313,8 @@ TEST(JournalTrust, AFifoADecoyLockAndAStraySegmentAreLeftAloneAndNothingBlocks) 
   ASSERT_EQ(::read(ready_pipe[0], &c, 1), 1);
   ::close(ready_pipe[0]);
   ::close(ready_pipe[1]);
-  std::ofstream(decoy_lock.string())
-      << lock_line(t, run + "@n9", kWireVersion,
-                   {decoy, host_name(), boot_id(), *process_start_ticks(decoy)});
+  std::ofstream(decoy_lock.string()) << lock_line(
+      t, run + "@n9", kWireVersion, {decoy, host_name(), boot_id(), *process_start_ticks(decoy)});
   release(t);
   auto kill_args = args;
   kill_args.insert(kill_args.begin(), {"--orphans", "kill"});
@@ -344,10 +352,10 @@ TEST(JournalTrust, AWorkerThatStopsAnsweringIsKilledAndItsTimeoutsKept) {
 TEST(JournalTrust, AStopThatAStoppedWorkerCannotCarryOutIsCarriedOutByRunner) {
   TempDir t;
   make_dirs(t);
-  RunnerProcess runner(with_child({"2", "2", "--grace", "1s"},
-                                  {"--record", (t / "record").string(), "--ready-dir",
-                                   (t / "ready").string(), "--sleep-ms", "30000"}),
-                       t.path());
+  RunnerProcess runner(
+      with_child({"2", "2", "--grace", "1s"}, {"--record", (t / "record").string(), "--ready-dir",
+                                               (t / "ready").string(), "--sleep-ms", "30000"}),
+      t.path());
   ASSERT_TRUE(wait_until(t / "ready", [&] { return ready(t, 2); }));
   auto worker = worker_of(runner.pid());
   ASSERT_GT(worker, 0);
@@ -409,8 +417,9 @@ TEST(JournalTrust, ClustersThatEndAfterTheirWorkerDiedAreRecordedAsTheyEnded) {
   ASSERT_EQ(zombies_of_runner(), 3);
   runner.signal(SIGCONT);
   EXPECT_EQ(runner.wait(), 0) << runner.err();
-  EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempts WHERE attempt = 1 AND "
-                                   "state = 'done' AND exit_code = 0"),
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempts WHERE attempt = 1 AND "
+                  "state = 'done' AND exit_code = 0"),
             "3");
   EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempts"), "3");
 }

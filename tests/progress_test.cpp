@@ -1,6 +1,11 @@
 #include "runner/progress.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -40,12 +45,81 @@ TEST(Progress, TheBarShowsDoneFailedAndRunningAndNeverWraps) {
   // 30 cells: 15 done, 3 failed, 1 running, 11 pending.
   EXPECT_EQ(line.substr(0, 32), "[###############!!!>           ]");
   EXPECT_EQ(line.substr(33), describe(s, t0 + std::chrono::seconds(10)));
-  // A narrow terminal: cut to its width less one, so it stays one line.
-  EXPECT_EQ(status_line(s, t0, 40).size(), 39u);
+  // A narrow terminal: within its width less one, so it stays one line.
+  EXPECT_LE(status_line(s, t0, 40).size(), 39u);
   // Nothing to show yet.
   Snapshot empty;
   empty.started = t0;
   EXPECT_EQ(status_line(empty, t0, 200).substr(0, 32), "[" + std::string(30, ' ') + "]");
+}
+
+// At 80 columns the whole line fits with a shorter bar; at 40, the short
+// form with its ETA (as GNU parallel's); below that, whatever fits.
+TEST(Progress, ANarrowTerminalKeepsTheEtaAndShrinksTheBarFirst) {
+  auto t0 = Clock::now();
+  Snapshot s;
+  s.total = 10000;
+  s.done = s.done_this_run = 1234;
+  s.failed = 3;
+  s.running = 3;
+  s.started = t0;
+  auto now = t0 + std::chrono::seconds(60);
+  auto wide = status_line(s, now, 80);
+  EXPECT_LE(wide.size(), 79u);
+  EXPECT_EQ(wide.substr(wide.find(']') + 2), describe(s, now)) << wide;
+  EXPECT_NE(wide.find(", ETA 7m"), std::string::npos) << wide;
+  EXPECT_EQ(wide.front(), '[');
+  // 40 columns: the short form, with a bar where it leaves room for one.
+  EXPECT_EQ(status_line(s, now, 40), "1234/10000 3! 3> 20.6/s ETA 7m06s");
+  auto few = at(84, t0);  // 84/100 done, 3 running
+  auto short_line = status_line(few, t0 + std::chrono::seconds(40), 40);
+  EXPECT_EQ(short_line.front(), '[') << short_line;
+  EXPECT_EQ(short_line.substr(short_line.find(']')), "] 84/100 0! 3> 2.1/s ETA 7.6s");
+  EXPECT_LE(short_line.size(), 39u);
+  auto tiny = status_line(s, now, 24);
+  EXPECT_LE(tiny.size(), 23u);
+  EXPECT_EQ(tiny.rfind("1234/10000 3! 3>", 0), 0u) << tiny;
+}
+
+// A terminal made narrower wraps the line already drawn over several rows:
+// the next draw goes up to its first row and erases from there, and fits
+// the new width.
+TEST(Progress, AfterAResizeTheNextDrawFitsAndLeavesNoWrappedRows) {
+  int master = -1, slave = -1;
+  winsize wide{24, 120, 0, 0};
+  ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, &wide), 0);
+  std::FILE* out = ::fdopen(slave, "w");
+  auto read_all = [&] {
+    std::string text;
+    char buf[4096];
+    pollfd p{master, POLLIN, 0};
+    while (::poll(&p, 1, 0) == 1) {
+      auto n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    return text;
+  };
+  Progress progress(out, Progress::Mode::kTerminal);  // asks the terminal its width
+  auto t0 = Clock::now();
+  progress.update(at(40, t0), t0 + std::chrono::seconds(1));
+  auto first = read_all();
+  auto drawn = first.substr(first.rfind("\033[K") + 3);
+  EXPECT_GT(drawn.size(), 40u) << first;
+  winsize narrow{24, 40, 0, 0};
+  ASSERT_EQ(::ioctl(master, TIOCSWINSZ, &narrow), 0);
+  progress.update(at(41, t0), t0 + std::chrono::seconds(2));
+  auto second = read_all();
+  auto up = fmt::format("\r\033[{}A\033[J", (drawn.size() - 1) / 40);
+  ASSERT_EQ(second.rfind(up, 0), 0u) << second;
+  EXPECT_LE(second.size() - up.size(), 39u) << second;
+  EXPECT_NE(second.find("ETA"), std::string::npos) << second;
+  // Wider again: one row to erase.
+  ASSERT_EQ(::ioctl(master, TIOCSWINSZ, &wide), 0);
+  progress.update(at(42, t0), t0 + std::chrono::seconds(3));
+  EXPECT_EQ(read_all().rfind("\r\033[K[", 0), 0u);
+  std::fclose(out);
+  ::close(master);
 }
 
 TEST(Progress, OnATerminalRedrawsOneLineInPlace) {

@@ -48,6 +48,8 @@ TEST(Report, JsonSaysNullWhereNothingWasRecorded) {
   running.state = AttemptState::kRunning;
   auto json = report_json(job, {running}, 8ULL << 30, RunFigures{});
   EXPECT_TRUE(json["makespan_s"].is_null());
+  EXPECT_TRUE(json["first_start"].is_null());
+  EXPECT_TRUE(json["last_end"].is_null());
   for (const char* figure : {"min", "median", "p95", "max"})
     EXPECT_TRUE(json["peaks_kib"][figure].is_null()) << figure;
   EXPECT_TRUE(json["advised_parallel"].is_null());
@@ -89,6 +91,9 @@ TEST(Report, ShowsTheMakespanBesideTheLowerBound) {
   auto json = report_json(job, {}, std::nullopt, run);
   EXPECT_DOUBLE_EQ(json["makespan_s"].get<double>(), 25.0);
   EXPECT_DOUBLE_EQ(json["lower_bound_s"].get<double>(), 17.5);
+  // When the job ran, as instants a program reads anywhere: UTC, with its offset.
+  EXPECT_EQ(json["first_start"], "1970-01-01T00:01:40.000Z");
+  EXPECT_EQ(json["last_end"], "1970-01-01T00:02:05.000Z");
   EXPECT_EQ(makespan_text(RunFigures{}), "");
 }
 

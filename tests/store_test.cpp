@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
+#include <optional>
 
 #include "runner/error.h"
 #include "runner/job_lock.h"
@@ -291,11 +294,11 @@ TEST_F(StoreTest, AVersionTwoLogIsReadAsItIsAndUpgradedByAWriter) {
     Store s(path_, Store::Access::kReadWrite);
     auto j = s.open_job("j", 10, "cmd");
     attempt(s, j, 2, AttemptState::kFailed, 3);
-    // Its index as version 2 made it.
+    // Its index and its job table as version 2 made them.
     edit(
         "DROP INDEX attempt_unsuccessful; CREATE INDEX attempt_unsuccessful ON attempt(job_id, "
-        "cluster) WHERE state IN ('failed', 'oom', 'timeout'); DROP TABLE meta; DROP TABLE run; "
-        "PRAGMA user_version = 2");
+        "cluster) WHERE state IN ('failed', 'oom', 'timeout'); ALTER TABLE job DROP COLUMN "
+        "last_success_at; DROP TABLE meta; DROP TABLE run; PRAGMA user_version = 2");
   }
   {
     Store reader(path_, Store::Access::kReadOnly);
@@ -332,6 +335,84 @@ TEST_F(StoreTest, TheDbHasAnIdOfItsOwnThatStaysAndEveryRunIsKeptUntilItEnded) {
   EXPECT_EQ(again.db_id(), id);
   Store other(fs::path(path_).replace_filename("other.db"), Store::Access::kReadWrite);
   EXPECT_NE(other.db_id(), id);
+}
+
+// Sets TZ for as long as it lives, and puts the old one back.
+class TimeZone {
+ public:
+  explicit TimeZone(const char* zone) {
+    if (const char* old = std::getenv("TZ")) old_ = old;
+    ::setenv("TZ", zone, 1);
+    ::tzset();
+  }
+  ~TimeZone() {
+    if (old_)
+      ::setenv("TZ", old_->c_str(), 1);
+    else
+      ::unsetenv("TZ");
+    ::tzset();
+  }
+  TimeZone(const TimeZone&) = delete;
+  TimeZone& operator=(const TimeZone&) = delete;
+
+ private:
+  std::optional<std::string> old_;
+};
+
+// A log of version 3 showed local time without an offset; from version 4 the
+// view shows UTC with its offset, the same in any zone and on either side of
+// a change of daylight saving time. The instants themselves never changed.
+TEST_F(StoreTest, UpgradesAVersionThreeLogToTimesInUtcWithTheirOffset) {
+  // New York's rules, written out so that no zone file is needed. 2026-11-01
+  // 05:30:00.250 UTC is 01:30:00.250 EDT; an hour later it is 01:30 again, EST.
+  TimeZone zone("EST5EDT,M3.2.0,M11.1.0");
+  const double before_change = 1793511000.25, after_change = before_change + 3600;
+  {
+    Store s(path_, Store::Access::kReadWrite);
+    auto j = s.open_job("j", 10, "cmd");
+    auto row = s.record_start(j, AttemptStart{1, 1, 100, before_change, "log"});
+    AttemptEnd end;
+    end.finished_at = after_change;
+    s.record_end(j, row, 1, end);
+  }
+  // The log as version 3 left it: no last success, the view in local time.
+  edit(R"SQL(
+    ALTER TABLE job DROP COLUMN last_success_at;
+    DROP TABLE meta;
+    DROP TABLE run;
+    DROP VIEW attempts;
+    CREATE VIEW attempts AS SELECT j.name AS job, a.cluster, a.attempt, a.state,
+      strftime('%Y-%m-%d %H:%M:%f', a.started_at, 'unixepoch', 'localtime') AS started,
+      strftime('%Y-%m-%d %H:%M:%f', a.finished_at, 'unixepoch', 'localtime') AS finished,
+      round(a.finished_at - a.started_at, 3) AS duration_s
+    FROM attempt a JOIN job j ON j.id = a.job_id;
+    PRAGMA user_version = 3;
+  )SQL");
+  {
+    // Read as it is: the same clock time twice, an hour apart, and no last success.
+    Store reader(path_, Store::Access::kReadOnly);
+    EXPECT_EQ(one(reader, "SELECT started || ' ' || finished FROM attempts"),
+              "2026-11-01 01:30:00.250 2026-11-01 01:30:00.250");
+    EXPECT_FALSE(reader.job_times(*reader.find_job("j")).last_success_at);
+  }
+  Store s(path_, Store::Access::kReadWrite);
+  EXPECT_EQ(one(s, "PRAGMA user_version"), std::to_string(kSchemaVersion));
+  EXPECT_EQ(one(s, "SELECT started || ' ' || finished || ' ' || duration_s FROM attempts"),
+            "2026-11-01T05:30:00.250Z 2026-11-01T06:30:00.250Z 3600.0");
+  EXPECT_EQ(one(s, "SELECT started FROM attempts"), utc_time(before_change));
+  // SQLite reads them back as the same instants, in the local zone if asked.
+  EXPECT_EQ(one(s, "SELECT datetime(finished, 'localtime') FROM attempts"), "2026-11-01 01:30:00");
+  EXPECT_EQ(one(s,
+                "SELECT round((julianday(finished) - julianday(started)) * 86400)"
+                " FROM attempts"),
+            "3600.0");
+  EXPECT_EQ(local_time(before_change), "2026-11-01T01:30:00-04:00");
+  EXPECT_EQ(local_time(after_change), "2026-11-01T01:30:00-05:00");
+  // Where a run ended all done, that is kept.
+  auto j = *s.find_job("j");
+  EXPECT_FALSE(s.job_times(j).last_success_at);
+  s.record_success(j, after_change);
+  EXPECT_EQ(s.job_times(j).last_success_at, after_change);
 }
 
 TEST_F(StoreTest, OomAndTimeoutCountAsFailedAndAreDescribedInWords) {

@@ -75,7 +75,8 @@ TEST(Wire, EveryEventReadsBackAndGarbageIsAWireErrorNotACrash) {
   auto back = decode_event(Fields(encode_event(ended, 12)), seq);
   EXPECT_EQ(std::get<AttemptEnded>(back).outcome.killed_by, 9);
   EXPECT_EQ(seq, 12u);
-  for (const char* garbage : {"e\tnot a number", "s\t1", "e", "x\t1\t2", "n\t1\tno-such-why\ta\tb\tc\t-"})
+  for (const char* garbage :
+       {"e\tnot a number", "s\t1", "e", "x\t1\t2", "n\t1\tno-such-why\ta\tb\tc\t-"})
     EXPECT_THROW(decode_event(Fields(garbage), seq), WireError) << garbage;
 }
 

@@ -35,6 +35,14 @@ struct Axis {
   std::vector<double> ticks;
 };
 Axis nice_axis(double lo, double hi, int most_ticks = 8);
+// The same ticks, but the axis ends at hi itself: a time axis ends where the
+// run did, not at the next round number.
+Axis axis_to_end(double lo, double hi, int most_ticks = 8);
+
+// The height of a slot's lane in the timeline: the lanes share at least
+// kTimelineMinHeight pixels, each 14 to 28 high.
+constexpr int kTimelineMinHeight = 240;
+int lane_height(std::size_t lanes);
 
 // Slots reconstructed from the log: on each host, an attempt takes the
 // lowest lane free when it starts (spans by start time; a running one ends

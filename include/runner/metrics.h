@@ -1,7 +1,8 @@
 // --metrics FILE: the run's figures in Prometheus' text format, for
 // node_exporter's textfile collector: written whole and renamed into place
 // (a reader never sees half a file), at most every few seconds while the
-// job runs, and once at the end.
+// job runs, and once at the end. Every sample has the label runner_job;
+// instants are seconds since the epoch, sizes bytes.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,8 @@ struct MetricsFacts {
   double started_at = 0;              // this run's start, seconds since the epoch
   std::optional<double> finished_at;  // once it has ended
   std::optional<int> exit_code;       // once it has ended
+  // When a run of the job last ended with every cluster done (any run's).
+  std::optional<double> last_success_at;
 };
 
 // The file's text.
@@ -31,7 +34,10 @@ std::string metrics_text(const MetricsFacts& facts);
 
 class MetricsWriter {
  public:
-  explicit MetricsWriter(std::filesystem::path path) : path_(std::move(path)) {}
+  // last_success_at: the job's, as the run starts; every write says it
+  // until the figures bring a newer one.
+  MetricsWriter(std::filesystem::path path, std::optional<double> last_success_at)
+      : path_(std::move(path)), last_success_at_(last_success_at) {}
   // Whether the last write is old enough (or there was none).
   bool due(Clock::time_point now) const;
   // Writes the figures if they are due.
@@ -45,6 +51,7 @@ class MetricsWriter {
 
  private:
   std::filesystem::path path_;
+  std::optional<double> last_success_at_;
   Clock::time_point last_{};
   bool warned_ = false;
 };

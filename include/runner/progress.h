@@ -47,15 +47,19 @@ struct Snapshot {
 
 // "1234/10000 done, 3 failed, 3 running, 41.2/s, ETA 3m33s"
 std::string describe(const Snapshot& s, Clock::time_point now);
-// The terminal's status: a bar of `width` cells (done '#', failed '!',
-// running '>', pending ' ') in brackets, then describe(); no longer than
-// `columns` - 1, so that it never wraps to a second line.
+// The same for a narrow terminal: "1234/10000 3! 3> 41.2/s ETA 3m33s".
+std::string describe_compact(const Snapshot& s, Clock::time_point now);
+// The terminal's status: a bar of 8 to 30 cells (done '#', failed '!',
+// running '>', pending ' ') in brackets, then describe(), or where that
+// does not fit describe_compact(); without the bar where even that does not
+// fit. No longer than `columns` - 1, so that it never wraps.
 std::string status_line(const Snapshot& s, Clock::time_point now, std::size_t columns);
 
 class Progress {
  public:
   enum class Mode { kTerminal, kPlain, kSilent };
-  // columns: the terminal's width (0: ask the terminal, 80 if it cannot say).
+  // columns: the terminal's width (0: ask the terminal at every draw, so
+  // that a resized terminal is followed; 80 if it cannot say).
   Progress(std::FILE* out, Mode mode, std::size_t columns = 0);
 
   // Draws the status if it is due; cheap to call after every event.
@@ -71,14 +75,16 @@ class Progress {
 
  private:
   void draw(Clock::time_point now);
+  std::string erase(std::size_t columns) const;
 
   Printer out_;
+  std::FILE* file_;
   Mode mode_;
-  std::size_t columns_;
+  std::size_t columns_;  // 0: the terminal's, as it is at each draw
   Snapshot last_{};
   bool have_snapshot_ = false;
-  bool shown_ = false;
-  std::string printed_;  // what the plain mode printed last
+  std::size_t shown_ = 0;  // the length of the live line on screen; 0: none
+  std::string printed_;    // what the plain mode printed last
   Clock::time_point last_draw_{};
 };
 

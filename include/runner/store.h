@@ -25,9 +25,10 @@
 
 namespace runner {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 // status and report read logs from this version on as they are (version 3
-// changed an index only).
+// changed an index only; version 4 the view's times and a column they do
+// without; version 5 added the DB's id and its runs, which they do not read).
 constexpr int kOldestReadableSchema = 2;
 
 enum class AttemptState { kRunning, kDone, kFailed, kInterrupted, kOom, kTimeout };
@@ -40,6 +41,13 @@ struct Job {
   std::string name;
   ClusterId clusters = 0;
   std::string command;  // CommandTemplate::display()
+};
+
+// When a job was made, and when a run of it last ended with every cluster
+// done (seconds since the epoch).
+struct JobTimes {
+  double created_at = 0;
+  std::optional<double> last_success_at;
 };
 
 struct Holder {
@@ -96,6 +104,7 @@ struct FailedCluster {
   std::optional<std::uint64_t> mem_limit_kib;
   std::uint64_t peak_kib = 0;  // the cgroup's peak where there was one, else the RSS peak
   std::string note;
+  std::optional<double> finished_at;  // epoch seconds
 };
 
 // One cluster in `runner report`: its attempts, and the last one's outcome.
@@ -160,6 +169,9 @@ class Store {
   std::optional<Job> find_job(const std::string& name);
   Job open_job(const std::string& name, ClusterId clusters, const std::string& command);
   std::vector<Job> jobs();
+  JobTimes job_times(const Job& job);
+  // A run of the job ended with every cluster done, at `at`.
+  void record_success(const Job& job, double at);
 
   // One runner per job. Takes the hold unless a holder is recorded that
   // `still_holds` says is there; returns that holder then. (A holder that
@@ -270,6 +282,7 @@ class Store {
 
   std::filesystem::path path_;
   SQLite::Database db_;
+  int version_ = 0;  // the schema as it is (read-only: as an older runner left it)
   std::string host_;
   BusyWait busy_;
   // Done ranges of the jobs whose ranges were loaded, kept in step with the

@@ -21,10 +21,14 @@ std::string describe_ending(std::optional<int> exit_code, std::optional<int> sig
 // A failed cluster: "out of memory at the 4.0 GiB cap (peak 4.0 GiB)".
 std::string describe_failure(const FailedCluster& f);
 
-// Seconds since the epoch as local time: "2026-12-01 03:00:02".
+// An instant (seconds since the epoch) in ISO 8601 with its offset, so that
+// it reads the same on any machine and across a change of daylight saving
+// time. For programs and the log: UTC, "2026-12-05T23:03:52.566Z".
+std::string utc_time(double epoch_seconds);
+// For people: this machine's local time, "2026-12-06T00:03:52+01:00".
 std::string local_time(double epoch_seconds);
 
-// Who holds a job: "pid 4242 on web1 since 2026-12-01 03:00:02".
+// Who holds a job: "pid 4242 on web1 since 2026-12-01T03:00:02+01:00".
 std::string describe_holder(const Holder& holder);
 
 // The lines runner prints at the end of a run: what it did, why it stopped,

@@ -104,8 +104,14 @@ ENV
   make_cgroup
   (
     if [ -f "$dir/cgroup" ]; then echo "$BASHPID" > "$(cat "$dir/cgroup")/cgroup.procs"; fi
-    exec setsid unshare --pid --fork --mount-proc --kill-child bash -c '
+    # A mount namespace of its own too, for a /proc of the namespace's
+    # processes (Slurm's linuxproc tracking reads it). unshare --mount-proc
+    # would first make / private, which fails where / is no mount point (a
+    # chroot): /proc alone is made private here, so that the new proc
+    # mount stays in the namespace.
+    exec setsid unshare --pid --fork --mount --propagation unchanged --kill-child bash -c '
     d=$1
+    mount --make-rprivate /proc && mount -t proc proc /proc || exit 1
     munged -f --socket="$d/munge/socket" --key-file="$d/munge/key" --pid-file="$d/munge/pid" \
       --log-file="$d/log/munged.log" --seed-file="$d/munge/seed"
     slurmctld -f "$d/slurm.conf"
@@ -114,14 +120,23 @@ ENV
     while :; do sleep 3600 & wait; done' cluster "$dir" </dev/null >"$dir/log/namespace.log" 2>&1
   ) &
   echo $! > "$dir/namespace.pid"
-  # Ready when all three nodes are idle.
-  for _ in $(seq 300); do
-    if [ "$(sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" {n += $2} END {print n + 0}')" = 3 ]; then
+  # Ready when all three nodes are idle: asked until 40 s have passed (each
+  # sinfo bounded, as one can wait long for a slurmctld not yet up), which
+  # leaves ctest's 60 s room to print the logs and stop what started.
+  local deadline=$((SECONDS + 40))
+  while ((SECONDS < deadline)); do
+    if [ "$(timeout 5 sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" {n += $2} END {print n + 0}')" = 3 ]; then
       return 0
+    fi
+    if ! kill -0 "$(cat "$dir/namespace.pid")" 2>/dev/null; then
+      echo "cluster.sh: the test Slurm's namespace ended at once:" >&2
+      cat "$dir/log/namespace.log" >&2
+      stop
+      exit 1
     fi
     sleep 0.1
   done
-  echo "cluster.sh: the test Slurm did not come up in 30 s; its logs:" >&2
+  echo "cluster.sh: the test Slurm did not come up in 40 s; its logs:" >&2
   tail -n 20 "$dir"/log/*.log >&2 || true
   stop
   exit 1
