@@ -120,8 +120,8 @@ torture: build
 # clang-format must agree with the tree, and clang-tidy's listed checks must pass.
 lint: build
 	$(call install_missing,$(LINT_PACKAGES))
-	clang-format --dry-run --Werror src/*.cpp src/*.h include/runner/*.h tests/*.cpp tests/*.h
-	clang-tidy -p $(BUILD) --quiet src/*.cpp
+	clang-format --dry-run --Werror src/*/*.cpp src/*/*.h include/runner/*.h tests/*.cpp tests/*.h
+	clang-tidy -p $(BUILD) --quiet src/*/*.cpp
 
 # The benchmark suite (not part of make test): a Release build, then every
 # scenario several times; figures go to BENCHMARKS.md's latest run.

@@ -134,8 +134,9 @@ TEST(Readme, EveryFieldOfTheJsonOutputsIsDocumented) {
       t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 2));
-  std::ofstream((t / "go").string()).put('x');
+  // Read while the run holds its clusters, then let them end.
   auto status = json::parse(run_runner({"status", "--json"}, t.path()).out);
+  std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(p.wait(), 1);
   auto after = json::parse(run_runner({"status", "--json"}, t.path()).out);
   auto report = json::parse(run_runner({"report", "--json", "--mem-budget", "1G"}, t.path()).out);

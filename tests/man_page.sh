@@ -25,7 +25,7 @@ options() { "$runner" "$@" --help | grep -o -- '^ *-[a-z],--[a-z-]*\|^ *--[a-z-]
 for option in $(options); do
   section OPTIONS | grep -q -- "$option" || fail "--help lists $option; the OPTIONS section does not"
 done
-for sub in status report unlock; do
+for sub in status report unlock log; do
   for option in $(options "$sub"); do
     [ "$option" = --help ] && continue
     section SUBCOMMANDS | sed -n "/^ *runner $sub\$/,/^ *runner [a-z]*\$/p" | grep -q -- "$option" ||

@@ -10,7 +10,7 @@
 
 #include <fstream>
 
-#include "memory_internal.h"
+#include "engines/memory_internal.h"
 #include "runner/error.h"
 
 namespace runner {

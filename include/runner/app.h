@@ -14,6 +14,7 @@ int show_status(const StatusArgs& args);
 int show_report(const ReportArgs& args);
 int show_doctor(const DoctorArgs& args);
 int unlock_job(const UnlockArgs& args);
+int show_log(const LogArgs& args);
 
 // Routes spdlog to stderr through a ProgressSink, at the level -q/-v ask for.
 // run_job sets up its own; the other commands call this first.

@@ -46,9 +46,13 @@ struct RunArgs {
   // --worker: a worker process is the parent of every cluster and journals
   // how each ended (the default); off: runner itself is their parent.
   bool worker = true;
-  // --on: where the clusters run: here, or over the nodes of the Slurm
-  // allocation runner runs in.
-  bool on_slurm = false;
+  // --on: where the clusters run, a planner's word (plan.h): here, over the
+  // nodes of the Slurm allocation runner runs in, over SSH hosts.
+  std::string on = "local";
+  // --on ssh: the hosts (a file, or a comma-separated list) and the command
+  // that reaches them.
+  std::optional<std::string> hosts;
+  std::optional<std::string> ssh;
   // --order: clusters that earlier jobs ran start longest first (the
   // default), or every cluster in numeric order (index).
   bool order_by_index = false;
@@ -80,6 +84,8 @@ struct WorkerArgs {
   std::optional<std::string> check_program, check_dir;
   // ... and that it sees this file, which runner made in its log folder.
   std::optional<std::string> check_shared;
+  // ... and say how many CPUs and how many bytes of memory it has for runner.
+  bool check_resources = false;
 };
 
 struct StatusArgs {
@@ -94,13 +100,22 @@ struct UnlockArgs {
   std::string job;
 };
 
+// runner log: one attempt's output, wherever it ran.
+struct LogArgs {
+  std::filesystem::path db = "runner.db";
+  std::optional<std::string> job;  // none: the DB's only job
+  ClusterId cluster = 0;
+  std::optional<std::uint32_t> attempt;  // none: the cluster's latest
+  std::optional<std::string> ssh;        // how to reach the host it ran on (--on ssh's --ssh)
+};
+
 // --help or --version: text to print, then exit 0.
 struct PrintAndExit {
   std::string text;
 };
 
-using Invocation =
-    std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, UnlockArgs, WorkerArgs, PrintAndExit>;
+using Invocation = std::variant<RunArgs, StatusArgs, ReportArgs, DoctorArgs, UnlockArgs, LogArgs,
+                                WorkerArgs, PrintAndExit>;
 
 // args: the command line without the program name. Throws Error (exit code
 // 2) with a one-line message naming the bad value.

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "runner/engine.h"
+#include "runner/error.h"
 #include "runner/fd.h"
 #include "runner/sysinfo.h"
 #include "runner/wire.h"
@@ -141,5 +142,12 @@ class RunJournal {
 // no link is followed, a FIFO does not block, a device is refused. Returns
 // an empty Fd (errno set: ELOOP, EINVAL for not a regular file) if not.
 Fd open_regular(int dir_fd, const std::string& name);
+
+// The job's log folder, where its logs and its journals live, is a real
+// folder below the logs root, never a link: made by runner once the job is
+// open, and by a worker on a host that does not share runner's folders.
+void make_job_log_dir(const std::filesystem::path& dir);
+// The error for a log folder that is a link (or not a folder).
+Error not_a_real_log_folder(const std::filesystem::path& dir, bool link);
 
 }  // namespace runner

@@ -235,6 +235,15 @@ class Store {
     double started_at = 0;
   };
   std::optional<AttemptRow> find_attempt(const Job& job, ClusterId cluster, std::uint32_t attempt);
+  // Where an attempt ran and where its log is: the one named, or the
+  // cluster's latest.
+  struct AttemptLog {
+    std::uint32_t attempt = 0;
+    AttemptState state = AttemptState::kRunning;
+    std::string host, log_path;
+  };
+  std::optional<AttemptLog> attempt_log(const Job& job, ClusterId cluster,
+                                        std::optional<std::uint32_t> attempt);
   // What an attempt's start turned out to be, for one recorded before its
   // process existed (from a journalled start).
   void set_started(std::int64_t row, pid_t pid, double started_at, const std::string& log_path,

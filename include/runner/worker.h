@@ -39,8 +39,10 @@ int kill_run_here(const std::string& run);
 
 // Whether this machine can run a job: `program` can be executed, `dir` is
 // the current folder, and `shared` (a file runner made in its log folder)
-// is seen here. Empty ones are not checked. Prints "ok <host>" and returns
+// is seen here. Empty ones are not checked. Prints "ok <host>" (with
+// `resources`, "ok <host> <CPUs> <bytes of memory available>") and returns
 // 0, or prints "<host>: what is wrong" and returns 2.
-int check_node(const std::string& program, const std::string& dir, const std::string& shared);
+int check_node(const std::string& program, const std::string& dir, const std::string& shared,
+               bool resources = false);
 
 }  // namespace runner

@@ -27,20 +27,22 @@ namespace runner {
 
 // How a worker is started and where it runs.
 struct WorkerLaunch {
-  // The command that starts it, "worker" appended: runner's own binary here,
-  // srun with runner's binary for a node of a Slurm allocation.
+  // The command that runs runner's binary where it runs, "worker" appended
+  // to start it: runner's own binary here, srun with runner's binary for a
+  // node of a Slurm allocation, ssh with it for a host.
   std::vector<std::string> argv;
   std::string program;  // what is executed, if not argv[0] looked up in PATH
   std::string site;     // where it runs, in messages ("" on this machine)
   int most_starts = 3;  // how many workers may be started in a run
   // Whether what a dead worker left running can be found and killed here;
-  // else the command that kills it where it ran, if any.
+  // else the command that runs runner's binary where it ran, if any, to
+  // which "worker --kill-run RUN" is appended.
   bool leftovers_here = true;
   std::vector<std::string> kill_leftovers;
 };
 
 // One worker seen from runner's side. Several of them serve an engine that
-// spreads a run over machines (see slurm_engine.h): such an engine polls
+// spreads a run over machines (see sites_engine.h): such an engine polls
 // each worker's fd() and calls read() when it is readable.
 class WorkerEngine : public Engine {
  public:

@@ -1,8 +1,9 @@
-#include "runner/slurm_engine.h"
+#include "runner/slurm_planner.h"
 
 #include <gtest/gtest.h>
 
 #include "runner/error.h"
+#include "runner/plan.h"
 
 namespace runner {
 namespace {

@@ -396,4 +396,21 @@ void RunJournal::remove() {
   lock_.reset();
 }
 
+Error not_a_real_log_folder(const fs::path& dir, bool link) {
+  return Error(fmt::format(
+      "log folder {} is {}: runner writes logs only into a real folder below the logs root; "
+      "remove it, or pass another --logs or --job",
+      dir.string(), link ? "a symbolic link" : "not a folder"));
+}
+
+void make_job_log_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir.parent_path(), ec);
+  if (ec || (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST))
+    throw Error(fmt::format("cannot create log folder {}: {}", dir.string(),
+                            ec ? ec.message() : std::strerror(errno)));
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw not_a_real_log_folder(dir, errno == ELOOP);
+}
+
 }  // namespace runner

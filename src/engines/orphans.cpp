@@ -1,4 +1,4 @@
-#include "orphans.h"
+#include "engines/orphans.h"
 
 #include <fmt/format.h>
 #include <poll.h>

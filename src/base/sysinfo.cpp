@@ -15,9 +15,10 @@ std::string run_id(const ProcessIdentity& runner) {
 }
 
 std::string host_name() {
-  // On a node of a Slurm allocation, the node's name: several nodes may share
-  // one machine's hostname.
-  if (const char* node = std::getenv("SLURMD_NODENAME"); node && *node) return node;
+  // On a site of a run (an SSH host, a node of a Slurm allocation), the
+  // site's name: several may share one machine's hostname.
+  for (const char* name : {"RUNNER_SITE", "SLURMD_NODENAME"})
+    if (const char* site = std::getenv(name); site && *site) return site;
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;

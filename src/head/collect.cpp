@@ -10,7 +10,7 @@
 #include <set>
 #include <tuple>
 
-#include "orphans.h"
+#include "engines/orphans.h"
 #include "runner/classify.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
@@ -148,8 +148,8 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
   // A worker journals every start before the process exists: an end whose
   // start is neither in the log nor in its journal is no execution of it.
   if (e.outcome && !e.start_journalled)
-    return Refuse{fmt::format("cluster {} attempt {} ends with no start before it", e.cluster,
-                              e.attempt)};
+    return Refuse{
+        fmt::format("cluster {} attempt {} ends with no start before it", e.cluster, e.attempt)};
   return Apply{};
 }
 

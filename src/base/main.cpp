@@ -30,10 +30,14 @@ int main(int argc, char** argv) {
       runner::setup_logging(false, false);
       return runner::unlock_job(*unlock);
     }
+    if (auto* log = std::get_if<runner::LogArgs>(&invocation)) {
+      runner::setup_logging(false, false);
+      return runner::show_log(*log);
+    }
     if (auto* worker = std::get_if<runner::WorkerArgs>(&invocation)) {
       if (worker->check_dir)
         return runner::check_node(worker->check_program.value_or(""), *worker->check_dir,
-                                  worker->check_shared.value_or(""));
+                                  worker->check_shared.value_or(""), worker->check_resources);
       if (worker->kill_run) {
         runner::setup_logging(false, false);
         return runner::kill_run_here(*worker->kill_run);

@@ -14,7 +14,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "memory_internal.h"
+#include "engines/memory_internal.h"
 #include "runner/error.h"
 
 namespace runner {

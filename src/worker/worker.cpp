@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sched.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -19,7 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "orphans.h"
+#include "engines/orphans.h"
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
@@ -125,6 +126,9 @@ class Worker {
     // Without a journal, a cluster that ends while runner is killed would
     // run again: the worker does not start rather than promise that.
     try {
+      // On a host that does not share runner's folders, the worker makes
+      // the job's log folder itself.
+      make_job_log_dir(std::filesystem::path(config.journal_dir).parent_path());
       journal_ =
           std::make_unique<JournalWriter>(config.journal_dir,
                                           JournalHeader{kWireVersion, config.db_id, config.job,
@@ -496,7 +500,11 @@ int run_worker(int in, int out) {
   auto config_line = read_config(reader, in);
   if (!config_line) return 2;
   try {
-    Worker worker(decode_config(Fields(*config_line)), in, out, reader);
+    auto config = decode_config(Fields(*config_line));
+    // A site's processes and records carry its name: several sites may be
+    // one machine with one hostname.
+    if (!config.node.empty()) ::setenv("RUNNER_SITE", config.node.c_str(), 1);
+    Worker worker(config, in, out, reader);
     return worker.run();
   } catch (const std::exception& e) {
     write_line(out, encode_failed(e.what()));
@@ -510,11 +518,20 @@ int kill_run_here(const std::string& run) {
   return 0;
 }
 
-int check_node(const std::string& program, const std::string& dir, const std::string& shared) {
+int check_node(const std::string& program, const std::string& dir, const std::string& shared,
+               bool resources) {
   auto host = host_name();
   auto say = [&](const std::string& what) {
     fmt::print("{}\n", what);
     std::fflush(stdout);
+  };
+  auto ok = [&] {
+    if (!resources) return say("ok " + host);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    auto memory = available_memory(probe_memory());
+    say(fmt::format("ok {} {} {}", host, cpus, memory.value_or(0)));
   };
   std::error_code ec;
   if (!dir.empty() && (!std::filesystem::is_directory(dir, ec) ||
@@ -530,7 +547,7 @@ int check_node(const std::string& program, const std::string& dir, const std::st
     return 2;
   }
   if (program.empty()) {
-    say("ok " + host);
+    ok();
     return 0;
   }
   auto resolved = resolve_program(program);
@@ -543,7 +560,7 @@ int check_node(const std::string& program, const std::string& dir, const std::st
                                                           : std::strerror(resolved.error)));
     return 2;
   }
-  say("ok " + host);
+  ok();
   return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "runner/error.h"
 #include "runner/on_finish.h"
+#include "runner/plan.h"
 #include "runner/policy.h"
 #include "runner/units.h"
 
@@ -45,6 +46,12 @@ A job's hold says which runner runs it. A runner that died on this host
 loses its hold by itself; one held from another host (a shared DB) cannot be
 checked from here, and stays until cleared:
   runner unlock --db /shared/runner.db --job nightly)";
+
+constexpr const char* kLogExamples = R"(
+Examples:
+  runner log 17
+  runner log --db /srv/migrate/runner.db --job nightly 17 2
+An attempt that ran on an SSH host is read there, over ssh.)";
 
 constexpr const char* kStatusExamples = R"(
 Examples:
@@ -120,9 +127,23 @@ using Text = std::optional<std::string>;
 
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
-      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *on_finish, *on_finish_limit,
-      *order, *metrics;
+      *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *hosts, *ssh, *on_finish,
+      *on_finish_limit, *order, *metrics;
 };
+
+// "local|slurm|ssh" and what each means, from the table of planners.
+std::string on_words() {
+  std::string words;
+  for (const auto& p : planners()) words += (words.empty() ? "" : "|") + std::string(p.word);
+  return words;
+}
+
+std::string on_help() {
+  std::string help = "where the clusters run:";
+  for (const auto& p : planners()) help += fmt::format(" {}: {};", p.word, p.about);
+  help.pop_back();
+  return help;
+}
 
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   RunOptions o{};
@@ -175,9 +196,14 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                   "which clusters start first: those that took longest in earlier jobs with the "
                   "same command and N (default; largest first where memory binds), or 1, 2, 3 "
                   "… (index)");
-  o.on = g.add(app, "--on", "local|slurm",
-               "where the clusters run: on this machine (default), or over the nodes of the "
-               "Slurm allocation runner runs in (salloc, sbatch), one worker per node");
+  o.on = g.add(app, "--on", on_words(), on_help());
+  o.hosts = g.add(app, "--hosts", "FILE|LIST",
+                  "--on ssh: the hosts, one per line of FILE or comma-separated, each "
+                  "[slots/][user@]host[:port] with an optional memory budget after a space "
+                  "(e.g. 8/db1 16G)");
+  o.ssh = g.add(app, "--ssh", "COMMAND",
+                "--on ssh: the command that reaches a host, its words split on spaces "
+                "(default ssh; e.g. 'ssh -F cfg -J jump')");
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
   return o;
@@ -208,6 +234,22 @@ void read_memory_options(const RunOptions& o, RunArgs& run) {
     throw Error("--mem-overcommit needs --mem-budget: it decides how the budget is shared");
   if (run.mem_limit && run.cap == CapChoice::kNone)
     throw Error("--mem-limit cannot be enforced with --cap none: use --cap auto, cgroup or rlimit");
+}
+
+// Where the clusters run: --on, and the options of its planner.
+void read_place_options(const RunOptions& o, RunArgs& run) {
+  if (auto t = Given::text(o.on)) run.on = find_planner(*t).word;
+  run.hosts = Given::text(o.hosts);
+  run.ssh = Given::text(o.ssh);
+  for (const auto* option : {o.hosts, o.ssh})
+    if (option->count() > 0 && run.on != "ssh")
+      throw Error(
+          fmt::format("{} is for --on ssh, and this run is --on {}", option->get_name(), run.on));
+  if (run.on == "ssh" && (!run.hosts || run.hosts->empty()))
+    throw Error("--on ssh needs --hosts: a file of hosts, one per line, or a list like db1,8/db2");
+  if (run.ssh && run.ssh->find_first_not_of(' ') == std::string::npos)
+    throw Error(
+        fmt::format("--ssh '{}' is not valid: expected a command, like ssh -F cfg", *run.ssh));
 }
 
 void read_reliability_options(const RunOptions& o, RunArgs& run) {
@@ -247,8 +289,7 @@ void read_reliability_options(const RunOptions& o, RunArgs& run) {
   if (auto t = Given::text(o.order))
     run.order_by_index =
         check_choice("--order", *t, {"history", "index"}, "history or index") == "index";
-  if (auto t = Given::text(o.on))
-    run.on_slurm = check_choice("--on", *t, {"local", "slurm"}, "local or slurm") == "slurm";
+  read_place_options(o, run);
 }
 
 std::filesystem::path db_path(const Text& text, const std::filesystem::path& fallback) {
@@ -326,12 +367,13 @@ namespace {
 
 // The subcommands that read the log, each an option table and a reading of it.
 struct Subcommands {
-  CLI::App *status, *report, *unlock, *doctor, *worker;
+  CLI::App *status, *report, *unlock, *doctor, *log, *worker;
   CLI::Option *status_db, *status_job;
   CLI::Option *report_db, *report_job, *report_budget, *report_html;
+  CLI::Option *log_db, *log_job, *log_cluster, *log_attempt, *log_ssh;
   CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
       *worker_check_shared;
-  bool csv = false, json = false, status_json = false;
+  bool csv = false, json = false, status_json = false, worker_check_resources = false;
 };
 
 void add_subcommands(CLI::App& app, Subcommands& sub) {
@@ -363,6 +405,15 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.unlock_job = g.add(*sub.unlock, "--job", "NAME", "the job whose hold to clear")->required();
   sub.unlock->footer(kUnlockExamples);
 
+  sub.log = app.add_subcommand("log", "One attempt's output, wherever it ran.");
+  sub.log_db = g.add(*sub.log, "--db", "PATH", db_help);
+  sub.log_job = g.add(*sub.log, "--job", "NAME", "the job (default: the DB's only job)");
+  sub.log_cluster = g.add(*sub.log, "CLUSTER", "", "the cluster, 1..N")->required();
+  sub.log_attempt = g.add(*sub.log, "ATTEMPT", "", "its attempt (default: the latest)");
+  sub.log_ssh = g.add(*sub.log, "--ssh", "COMMAND",
+                      "how to reach the host it ran on, as the run's --ssh (default ssh)");
+  sub.log->footer(kLogExamples);
+
   sub.doctor = app.add_subcommand(
       "doctor", "How runner can cap memory on this machine, and what would make it better.");
   sub.doctor->footer(kDoctorExamples);
@@ -372,11 +423,32 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.worker_check = g.add(*sub.worker, "--check", "PROGRAM", "");
   sub.worker_check_dir = g.add(*sub.worker, "--check-dir", "PATH", "");
   sub.worker_check_shared = g.add(*sub.worker, "--check-shared", "PATH", "");
+  sub.worker->add_flag("--check-resources", sub.worker_check_resources, "");
+}
+
+LogArgs read_log_args(const Subcommands& sub) {
+  LogArgs log;
+  log.db = db_path(Given::text(sub.log_db), log.db);
+  log.job = job_name(Given::text(sub.log_job));
+  auto cluster = *Given::text(sub.log_cluster);
+  auto n = parse_count(cluster, 1, kMaxClusters);
+  if (!n)
+    throw Error(
+        fmt::format("CLUSTER '{}' is not valid: expected a cluster number from 1", cluster));
+  log.cluster = *n;
+  if (auto t = Given::text(sub.log_attempt)) {
+    auto a = parse_count(*t, 1, UINT32_MAX);
+    if (!a)
+      throw Error(fmt::format("ATTEMPT '{}' is not valid: expected an attempt number from 1", *t));
+    log.attempt = static_cast<std::uint32_t>(*a);
+  }
+  log.ssh = Given::text(sub.log_ssh);
+  return log;
 }
 
 // The subcommand given, read into its values; nothing when none was.
 std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_command) {
-  for (auto* cmd : {sub.status, sub.report, sub.unlock, sub.doctor, sub.worker})
+  for (auto* cmd : {sub.status, sub.report, sub.unlock, sub.doctor, sub.log, sub.worker})
     if (cmd->parsed() && has_command)
       throw Error(fmt::format("'runner {}' takes no command after '--'", cmd->get_name()));
   if (sub.status->parsed()) {
@@ -410,9 +482,11 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     return unlock;
   }
   if (sub.doctor->parsed()) return DoctorArgs{};
+  if (sub.log->parsed()) return read_log_args(sub);
   if (sub.worker->parsed())
     return WorkerArgs{Given::text(sub.worker_kill_run), Given::text(sub.worker_check),
-                      Given::text(sub.worker_check_dir), Given::text(sub.worker_check_shared)};
+                      Given::text(sub.worker_check_dir), Given::text(sub.worker_check_shared),
+                      sub.worker_check_resources};
   return std::nullopt;
 }
 

@@ -1,4 +1,4 @@
-#include "local_spawn.h"
+#include "engines/local_spawn.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -15,7 +15,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "orphans.h"
+#include "engines/orphans.h"
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/units.h"
@@ -443,7 +443,11 @@ std::vector<FoundExecution> WorkerEngine::kill_what_it_left() {
     remove_run_cgroups(config_.run);
     return left.found;
   }
-  if (!launch_.kill_leftovers.empty()) run_to_the_end(launch_.kill_leftovers, kKillLeftoversWithin);
+  if (!launch_.kill_leftovers.empty()) {
+    auto argv = launch_.kill_leftovers;
+    argv.insert(argv.end(), {"worker", "--kill-run", worker_name(config_)});
+    run_to_the_end(argv, kKillLeftoversWithin);
+  }
   return {};
 }
 

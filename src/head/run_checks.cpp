@@ -1,4 +1,4 @@
-#include "run_checks.h"
+#include "head/run_checks.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -8,10 +8,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <random>
 
 #include "runner/error.h"
 #include "runner/fd.h"
+#include "runner/journal.h"
 #include "runner/local_engine.h"
 #include "runner/metrics.h"
 #include "runner/units.h"
@@ -71,54 +71,15 @@ fs::path check_logs_root(const fs::path& root, bool from_option) {
   return probe;
 }
 
-// A file of a name no other run would choose, in the log folder, for the
-// nodes to look for; gone again when the check is over.
-class SharedMarker {
- public:
-  explicit SharedMarker(const fs::path& folder) {
-    std::random_device random;
-    path_ = folder / fmt::format(".runner-shared-{}-{:08x}", ::getpid(), random());
-    Fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd)
-      throw Error(fmt::format("cannot create a file in log folder {}: {}", folder.string(),
-                              std::strerror(errno)));
-  }
-  SharedMarker(const SharedMarker&) = delete;
-  SharedMarker& operator=(const SharedMarker&) = delete;
-  ~SharedMarker() { ::unlink(path_.c_str()); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// The job's own log folder, below the logs root, is never a symbolic link
-// (nor a file): runner writes only into a real folder there. Checked before
-// anything is written; made once the job is open.
-Error not_a_real_folder(const fs::path& dir, bool link) {
-  return Error(fmt::format(
-      "log folder {} is {}: runner writes logs only into a real folder below the logs root; "
-      "remove it, or pass another --logs or --job",
-      dir.string(), link ? "a symbolic link" : "not a folder"));
-}
-
+// The job's own log folder is checked before anything is written, and
+// made (journal.h) once the job is open.
 void check_job_log_dir(const fs::path& dir) {
   struct stat st {};
   if (::lstat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
-    throw not_a_real_folder(dir, S_ISLNK(st.st_mode));
+    throw not_a_real_log_folder(dir, S_ISLNK(st.st_mode));
 }
 
 }  // namespace
-
-void make_job_log_dir(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir.parent_path(), ec);
-  if (ec || (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST))
-    throw Error(fmt::format("cannot create log folder {}: {}", dir.string(),
-                            ec ? ec.message() : std::strerror(errno)));
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) throw not_a_real_folder(dir, errno == ELOOP);
-}
 
 namespace {
 
@@ -167,55 +128,14 @@ MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe,
 
 namespace {
 
-// Under --mem-budget, what each node's clusters may use together: the size
-// given, or (auto) what Slurm allocated to the job there.
-std::vector<std::uint64_t> node_budgets(const RunArgs& args, SlurmAllocation& allocation,
-                                        const std::vector<std::uint32_t>& slots) {
-  if (!args.mem_budget && !args.mem_budget_auto) return {};
-  if (args.mem_budget) return std::vector<std::uint64_t>(slots.size(), *args.mem_budget);
-  read_node_memory(allocation);
-  std::vector<std::uint64_t> budgets;
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    const auto& node = allocation.nodes[i];
-    if (slots[i] > 0 && node.memory.value_or(0) == 0)
-      throw Error(fmt::format(
-          "--mem-budget auto: Slurm job {} has no memory of its own on node {}; ask for some "
-          "(salloc --mem=SIZE) or pass --mem-budget SIZE, per node",
-          allocation.job_id, node.name));
-    budgets.push_back(node.memory.value_or(0));
-  }
-  return budgets;
-}
-
-// --on slurm: the allocation runner runs in, and P spread over its nodes.
-SlurmPlan plan_slurm(const RunArgs& args) {
-  auto allocation = slurm_allocation();
-  if (!allocation)
-    throw Error(fmt::format(
-        "--on slurm: runner is not inside a Slurm allocation (SLURM_JOB_ID is not set); run it "
-        "as salloc -N 4 --ntasks-per-node={} runner --on slurm ..., or put that runner line in "
-        "an sbatch script",
-        std::max<std::uint32_t>(1, args.parallel / 4)));
-  if (!args.worker)
-    throw Error("--on slurm runs a worker on every node: --worker off is for --on local");
-  std::vector<std::uint32_t> cpus;
-  std::uint64_t all_cpus = 0;
-  for (const auto& node : allocation->nodes) {
-    cpus.push_back(node.cpus);
-    all_cpus += node.cpus;
-  }
-  SlurmPlan plan{*allocation, spread_slots(args.parallel, cpus), {}, 0, ""};
-  plan.budgets = node_budgets(args, plan.allocation, plan.slots);
-  for (auto n : plan.slots) plan.parallel += n;
-  if (plan.parallel < args.parallel) {
-    auto nodes = allocation->nodes.size();
-    spdlog::warn(
-        "P is {} but Slurm job {} has {} CPU(s) on {} node(s): at most {} cluster(s) run at once; "
-        "for {}, ask for salloc -N {} --ntasks-per-node={}",
-        args.parallel, allocation->job_id, all_cpus, nodes, plan.parallel, args.parallel, nodes,
-        (args.parallel + nodes - 1) / nodes);
-  }
-  return plan;
+// Where a cluster's cap must fit: the smallest site's budget, where each
+// site has its own.
+std::optional<std::uint64_t> smallest_budget(const Plan& plan) {
+  std::optional<std::uint64_t> smallest;
+  if (!plan.budgets_per_site) return smallest;
+  for (const auto& site : plan.sites)
+    if (site.budget) smallest = std::min(smallest.value_or(*site.budget), *site.budget);
+  return smallest;
 }
 
 }  // namespace
@@ -231,30 +151,11 @@ CheckedRun check_run(const RunArgs& args) {
   run.job_name = args.job.value_or(derive_job_name(run.command, args.clusters));
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
-  if (!args.on_slurm) {
-    run.memory = plan_memory_impl(args, run.probe, std::nullopt);
-  } else {
-    run.slurm = plan_slurm(args);
-    // A cluster's cap must fit the smallest node's budget.
-    const auto& budgets = run.slurm->budgets;
-    std::optional<std::uint64_t> smallest;
-    for (std::size_t i = 0; i < budgets.size(); ++i)
-      if (run.slurm->slots[i] > 0) smallest = std::min(smallest.value_or(budgets[i]), budgets[i]);
-    run.memory = plan_memory_impl(args, run.probe, smallest);
-    // The nodes run the binary at the path this one has.
-    std::error_code ec;
-    auto self = fs::read_symlink("/proc/self/exe", ec);
-    if (ec)
-      throw Error(
-          fmt::format("--on slurm: cannot tell where runner's binary is: {}", ec.message()));
-    run.slurm->runner = self.string();
-    bool templated = run.command.render(1, 1).front() != run.command.program();
-    // The nodes write the logs and journals the head reads: they must see its log folder.
-    SharedMarker marker(logs_folder);
-    check_nodes(run.slurm->allocation, run.slurm->slots, run.slurm->runner,
-                templated ? "" : run.command.program(), fs::current_path().string(),
-                marker.path().string());
-  }
+  run.plan = find_planner(args.on).plan({args, run.command, run.probe, logs_folder});
+  run.memory = plan_memory_impl(args, run.probe, smallest_budget(run.plan));
+  // A plan without budgets of its own gives its sites the run's.
+  if (!run.plan.budgets_per_site)
+    for (auto& site : run.plan.sites) site.budget = run.memory.budget;
   return run;
 }
 

@@ -18,7 +18,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "memory_internal.h"
+#include "engines/memory_internal.h"
 #include "runner/fd.h"
 #include "runner/sysinfo.h"
 

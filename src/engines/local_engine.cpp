@@ -17,8 +17,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "local_spawn.h"
-#include "orphans.h"
+#include "engines/local_spawn.h"
+#include "engines/orphans.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
 #include "runner/words.h"

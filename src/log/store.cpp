@@ -451,7 +451,8 @@ std::vector<LeftRunning> Store::left_running(const Job& job) {
 
 std::uint64_t Store::recover_interrupted(const Job& job) {
   // Read first: a write would wait for the DB's lock even with nothing to do.
-  SQLite::Statement any(db_, "SELECT 1 FROM attempt WHERE job_id = ? AND state = 'running' LIMIT 1");
+  SQLite::Statement any(db_,
+                        "SELECT 1 FROM attempt WHERE job_id = ? AND state = 'running' LIMIT 1");
   any.bind(1, job.id);
   if (!any.executeStep()) return 0;
   any.reset();
@@ -616,6 +617,26 @@ std::optional<Store::AttemptRow> Store::find_attempt(const Job& job, ClusterId c
   if (!q.getColumn(4).isNull()) r.pid = static_cast<pid_t>(q.getColumn(4).getInt64());
   r.started_at = q.getColumn(5).getDouble();
   return r;
+}
+
+std::optional<Store::AttemptLog> Store::attempt_log(const Job& job, ClusterId cluster,
+                                                    std::optional<std::uint32_t> attempt) {
+  SQLite::Statement q(db_,
+                      "SELECT attempt, state, host, log_path FROM attempt WHERE job_id = ? AND "
+                      "cluster = ? AND (? IS NULL OR attempt = ?) ORDER BY attempt DESC LIMIT 1");
+  q.bind(1, job.id);
+  q.bind(2, as_db(cluster));
+  if (attempt) {
+    q.bind(3, *attempt);
+    q.bind(4, *attempt);
+  }
+  if (!q.executeStep()) return std::nullopt;
+  AttemptLog log;
+  log.attempt = static_cast<std::uint32_t>(q.getColumn(0).getInt64());
+  log.state = parse_state(q.getColumn(1).getString());
+  log.host = q.getColumn(2).getString();
+  log.log_path = q.getColumn(3).getString();
+  return log;
 }
 
 void Store::set_started(std::int64_t row, pid_t pid, double started_at, const std::string& log_path,

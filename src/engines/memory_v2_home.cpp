@@ -18,7 +18,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "memory_internal.h"
+#include "engines/memory_internal.h"
 
 namespace runner {
 namespace fs = std::filesystem;

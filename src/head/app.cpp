@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "run_checks.h"
+#include "head/run_checks.h"
 #include "runner/collect.h"
 #include "runner/error.h"
 #include "runner/job_lock.h"
@@ -18,7 +18,7 @@
 #include "runner/progress.h"
 #include "runner/scheduler.h"
 #include "runner/signals.h"
-#include "runner/slurm_engine.h"
+#include "runner/sites_engine.h"
 #include "runner/store.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
@@ -102,17 +102,18 @@ fs::path journal_dir(const CheckedRun& checked) {
   return checked.log_dir / ".journal";
 }
 
-// The engine: a worker that runs the clusters and journals their outcomes,
-// or (--worker off) runner itself. Caps by the planned mechanism; what the
-// job's last run left in its cgroups dies with --orphans kill.
+// The engine: the plan's sites, each a worker that runs the clusters there
+// and journals their outcomes, or (--worker off) runner itself. Caps by the planned mechanism; what
+// the job's last run left in its cgroups dies with --orphans kill.
 std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& checked,
                                     const std::optional<Holder>& holder, const Job& job,
                                     const std::string& db_id, const SignalChannel& signals) {
   auto kill_in = args.orphans_wait ? std::nullopt : previous_run(holder);
+  const auto& plan = checked.plan;
   if (checked.memory.budget)
     spdlog::info("memory budget {}{}", format_size_kib(*checked.memory.budget / 1024),
-                 checked.slurm ? " per node" : "");
-  if (args.worker) {
+                 plan.budgets_per_site ? " per " + plan.site_word : "");
+  if (!plan.sites.empty()) {
     WorkerConfig config;
     config.run = run_id(current_process());
     config.journal_dir = journal_dir(checked).string();
@@ -129,11 +130,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.watch_memory = checked.memory.budget && args.mem_overcommit;
     config.blocked = signals.inherited().blocked();
     config.pipe_ignored = signals.inherited().pipe_ignored();
-    if (checked.slurm)
-      return std::make_unique<SlurmEngine>(config, checked.slurm->allocation, checked.slurm->slots,
-                                           checked.slurm->budgets, checked.slurm->runner);
-    return std::make_unique<WorkerEngine>(std::move(config),
-                                          WorkerLaunch{{"runner"}, "/proc/self/exe"});
+    return std::make_unique<SitesEngine>(config, plan);
   }
   LocalEngineOptions options;
   try {
@@ -149,9 +146,25 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
   return std::make_unique<LocalEngine>(std::move(options));
 }
 
+// Clusters an earlier run left running on SSH hosts may have ended there
+// while no runner watched, journalled on the host alone: runner does not
+// read a host's journals, so rather than run a finished cluster again, it
+// asks for --orphans kill, which says that it may.
+void refuse_uncollected_hosts(Store& store, const Job& job, const Plan& plan,
+                              LeftoverPolicy policy) {
+  if (plan.on != "ssh" || policy != LeftoverPolicy::kWait) return;
+  auto left = store.left_running(job);
+  if (left.empty()) return;
+  throw Error(fmt::format(
+      "--on ssh: {} cluster(s) of an earlier run were left running on the hosts (cluster {} on "
+      "{}), and how they ended is journalled there alone; run again with --orphans kill to kill "
+      "what still runs and run them again (one that finished meanwhile then runs twice)",
+      left.size(), left.front().cluster, left.front().host));
+}
+
 SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checked) {
   SchedulerOptions options;
-  options.parallel = checked.slurm ? checked.slurm->parallel : args.parallel;
+  options.parallel = checked.plan.parallel;
   options.skip_failed = args.skip_failed;
   options.log_dir = checked.log_dir;
   options.mem_limit = args.mem_limit;
@@ -161,11 +174,9 @@ SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checke
   options.retry = args.retry;
   options.halt = args.halt;
   options.order = args.order_by_index ? Order::kIndex : Order::kHistory;
-  // Under --on slurm, each node is a site with its own budget.
-  if (checked.slurm && !checked.slurm->budgets.empty())
-    for (std::size_t i = 0; i < checked.slurm->slots.size(); ++i)
-      if (checked.slurm->slots[i] > 0)
-        options.sites.push_back({checked.slurm->slots[i], checked.slurm->budgets[i]});
+  // Where each site has its own budget, admission holds each to it.
+  if (checked.plan.budgets_per_site)
+    for (const auto& site : checked.plan.sites) options.sites.push_back({site.slots, *site.budget});
   return options;
 }
 
@@ -235,6 +246,7 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   if (!collect_earlier_runs(store, job, journal_dir(checked),
                             journal_owner(store, job, previous_holder), policy, signals))
     return stopped_while_waiting(signals);
+  refuse_uncollected_hosts(store, job, checked.plan, policy);
   RunSummary summary;
   {
     auto engine = make_engine(args, checked, previous_holder, job, store.db_id(), signals);

@@ -1,16 +1,22 @@
-#include "runner/slurm_engine.h"
+#include "runner/slurm_planner.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/process.hpp>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <random>
 #include <sstream>
 #include <system_error>
 
 #include "runner/error.h"
+#include "runner/fd.h"
+#include "runner/plan.h"
 
 namespace bp = boost::process;
 
@@ -132,23 +138,6 @@ void read_node_memory(SlurmAllocation& allocation) {
         if (node.name == name) node.memory = bytes;
 }
 
-std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
-                                        const std::vector<std::uint32_t>& cpus) {
-  std::vector<std::uint32_t> slots(cpus.size(), 0);
-  // One at a time, round the nodes, to each that has a CPU left.
-  bool gave = true;
-  while (parallel > 0 && gave) {
-    gave = false;
-    for (std::size_t i = 0; i < cpus.size() && parallel > 0; ++i) {
-      if (slots[i] >= cpus[i]) continue;
-      ++slots[i];
-      --parallel;
-      gave = true;
-    }
-  }
-  return slots;
-}
-
 void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
                  const std::string& runner, const std::string& program, const std::string& dir,
                  const std::string& shared) {
@@ -196,146 +185,124 @@ void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint3
                        : errors.front()));
 }
 
-SlurmEngine::SlurmEngine(const WorkerConfig& config, const SlurmAllocation& allocation,
-                         const std::vector<std::uint32_t>& slots,
-                         const std::vector<std::uint64_t>& budgets, const std::string& runner) {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Under --mem-budget, what each node's clusters may use together: the size
+// given, or (auto) what Slurm allocated to the job there.
+std::vector<std::uint64_t> node_budgets(const RunArgs& args, SlurmAllocation& allocation,
+                                        const std::vector<std::uint32_t>& slots) {
+  if (!args.mem_budget && !args.mem_budget_auto) return {};
+  if (args.mem_budget) return std::vector<std::uint64_t>(slots.size(), *args.mem_budget);
+  read_node_memory(allocation);
+  std::vector<std::uint64_t> budgets;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    const auto& node = allocation.nodes[i];
+    if (slots[i] > 0 && node.memory.value_or(0) == 0)
+      throw Error(fmt::format(
+          "--mem-budget auto: Slurm job {} has no memory of its own on node {}; ask for some "
+          "(salloc --mem=SIZE) or pass --mem-budget SIZE, per node",
+          allocation.job_id, node.name));
+    budgets.push_back(node.memory.value_or(0));
+  }
+  return budgets;
+}
+
+// The allocation runner runs in, which --on slurm needs.
+SlurmAllocation allocation_or_refuse(const RunArgs& args) {
+  auto allocation = slurm_allocation();
+  if (!allocation)
+    throw Error(fmt::format(
+        "--on slurm: runner is not inside a Slurm allocation (SLURM_JOB_ID is not set); run it "
+        "as salloc -N 4 --ntasks-per-node={} runner --on slurm ..., or put that runner line in "
+        "an sbatch script",
+        std::max<std::uint32_t>(1, args.parallel / 4)));
+  if (!args.worker)
+    throw Error("--on slurm runs a worker on every node: --worker off is for --on local");
+  return *allocation;
+}
+
+// A file of a name no other run would choose, in the log folder, for the
+// nodes to look for; gone again when the check is over.
+class SharedMarker {
+ public:
+  explicit SharedMarker(const fs::path& folder) {
+    std::random_device random;
+    path_ = folder / fmt::format(".runner-shared-{}-{:08x}", ::getpid(), random());
+    Fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd)
+      throw Error(fmt::format("cannot create a file in log folder {}: {}", folder.string(),
+                              std::strerror(errno)));
+  }
+  SharedMarker(const SharedMarker&) = delete;
+  SharedMarker& operator=(const SharedMarker&) = delete;
+  ~SharedMarker() { ::unlink(path_.c_str()); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// How a node's worker starts: one step per node for the whole run. It may
+// share the node's CPUs and memory with the job's other steps, and its
+// worker alone decides what runs there. What a worker that died there left
+// is killed by a step of its own.
+WorkerLaunch node_launch(const std::string& node, const std::string& runner) {
+  WorkerLaunch launch;
+  launch.argv = {"srun",      "--nodes=1", "--ntasks=1", "--nodelist=" + node,
+                 "--overlap", "--mem=0",   "--quiet",    "--job-name=runner-worker",
+                 runner};
+  launch.site = node;
+  launch.most_starts = 1;
+  launch.leftovers_here = false;
+  launch.kill_leftovers = {"srun",      "--nodes=1", "--ntasks=1", "--nodelist=" + node,
+                           "--overlap", "--quiet",   runner};
+  return launch;
+}
+
+}  // namespace
+
+Plan plan_slurm(const PlanRequest& request) {
+  const auto& args = request.args;
+  auto allocation = allocation_or_refuse(args);
+  std::vector<std::uint32_t> cpus;
+  std::uint64_t all_cpus = 0;
+  for (const auto& node : allocation.nodes) {
+    cpus.push_back(node.cpus);
+    all_cpus += node.cpus;
+  }
+  auto slots = spread_slots(args.parallel, cpus);
+  auto budgets = node_budgets(args, allocation, slots);
+  Plan plan{.on = "slurm",
+            .budgets_per_site = !budgets.empty(),
+            .site_word = "node",
+            .none_left = "no node of the allocation is left to run it"};
+  auto runner = own_binary("slurm");
   for (std::size_t i = 0; i < allocation.nodes.size(); ++i) {
     if (slots[i] == 0) continue;
-    const auto& node = allocation.nodes[i];
-    auto c = config;
-    c.parallel = slots[i];
-    c.node = node.name;
-    if (!budgets.empty()) c.run_limit = budgets[i];
-    WorkerLaunch launch;
-    // One step per node for the whole run: it may share the node's CPUs and
-    // memory with the job's other steps, and its worker alone decides what
-    // runs there.
-    launch.argv = {"srun",      "--nodes=1", "--ntasks=1", "--nodelist=" + node.name,
-                   "--overlap", "--mem=0",   "--quiet",    "--job-name=runner-worker",
-                   runner};
-    launch.site = node.name;
-    launch.most_starts = 1;
-    launch.leftovers_here = false;
-    // What a worker that died there left: killed by a step of its own.
-    launch.kill_leftovers = {"srun",       "--nodes=1",   "--ntasks=1", "--nodelist=" + node.name,
-                             "--overlap",  "--quiet",     runner,       "worker",
-                             "--kill-run", worker_name(c)};
-    nodes_.push_back({std::make_unique<WorkerEngine>(std::move(c), std::move(launch)), slots[i]});
+    const auto& name = allocation.nodes[i].name;
+    std::optional<std::uint64_t> budget;
+    if (!budgets.empty()) budget = budgets[i];
+    plan.sites.push_back({name, node_launch(name, runner), slots[i], budget});
+    plan.parallel += slots[i];
   }
-}
-
-SlurmEngine::Node* SlurmEngine::roomiest() {
-  Node* best = nullptr;
-  double best_load = 0;
-  for (auto& node : nodes_) {
-    if (!node.worker->can_start()) continue;
-    auto load = static_cast<double>(node.worker->in_flight()) / node.slots;
-    if (!best || load < best_load) {
-      best = &node;
-      best_load = load;
-    }
+  if (plan.parallel < args.parallel) {
+    auto nodes = allocation.nodes.size();
+    spdlog::warn(
+        "P is {} but Slurm job {} has {} CPU(s) on {} node(s): at most {} cluster(s) run at once; "
+        "for {}, ask for salloc -N {} --ntasks-per-node={}",
+        args.parallel, allocation.job_id, all_cpus, nodes, plan.parallel, args.parallel, nodes,
+        (args.parallel + nodes - 1) / nodes);
   }
-  return best;
-}
-
-std::optional<EngineEvent> SlurmEngine::start(AttemptSpec spec) {
-  if (spec.site) {
-    auto& named = nodes_.at(*spec.site);
-    if (!named.worker->can_start())
-      return AttemptNotStarted{spec.id, AttemptNotStarted::Why::kSiteGone,
-                               fmt::format("node {}: its worker is gone; it takes no more clusters",
-                                           named.worker->site()),
-                               "", ""};
-  }
-  auto* node = spec.site ? &nodes_[*spec.site] : roomiest();
-  if (!node)
-    return AttemptNotStarted{spec.id, AttemptNotStarted::Why::kEnvironment,
-                             "no node of the allocation is left to run it", "", ""};
-  auto id = spec.id;
-  node_of_[id] = node;
-  auto answer = node->worker->start(std::move(spec));
-  if (answer && !std::holds_alternative<AttemptStarted>(*answer)) node_of_.erase(id);
-  return answer;
-}
-
-void SlurmEngine::stop(AttemptId id, StopMode mode) {
-  if (auto it = node_of_.find(id); it != node_of_.end()) it->second->worker->stop(id, mode);
-}
-
-std::vector<EngineEvent> SlurmEngine::take_events() {
-  std::vector<EngineEvent> out;
-  for (auto& node : nodes_)
-    for (auto& event : node.worker->take_events()) {
-      auto id = std::visit([](const auto& e) { return e.id; }, event);
-      if (!std::holds_alternative<AttemptStarted>(event)) node_of_.erase(id);
-      out.push_back(std::move(event));
-    }
-  return out;
-}
-
-std::vector<EngineEvent> SlurmEngine::wait(std::optional<Clock::time_point> deadline, int wake_fd) {
-  for (auto& node : nodes_) node.worker->flush();
-  auto events = take_events();
-  while (events.empty()) {
-    std::vector<pollfd> fds;
-    for (auto& node : nodes_) fds.push_back({node.worker->fd(), POLLIN, 0});
-    fds.push_back({wake_fd, POLLIN, 0});
-    // Also when a worker must be looked at: one that stopped answering.
-    auto until = deadline;
-    for (auto& node : nodes_)
-      if (auto check = node.worker->next_check(); check && (!until || *check < *until))
-        until = check;
-    timespec ts{};
-    if (until) {
-      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-      ts = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    }
-    int ready = ::ppoll(fds.data(), fds.size(), until ? &ts : nullptr, nullptr);
-    if (ready < 0 && errno != EINTR)
-      throw std::system_error(errno, std::generic_category(), "ppoll");
-    for (std::size_t i = 0; i < nodes_.size(); ++i)
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) nodes_[i].worker->read();
-    events = take_events();
-    if (!events.empty()) break;
-    if (fds.back().revents & (POLLIN | POLLHUP | POLLERR)) break;
-    if (ready == 0)
-      for (auto& node : nodes_) node.worker->check(Clock::now());
-    if (ready == 0 && deadline && Clock::now() >= *deadline) break;
-  }
-  return events;
-}
-
-std::optional<std::vector<FoundExecution>> SlurmEngine::settle(const Leftovers& left,
-                                                               LeftoverPolicy policy, int wake_fd) {
-  // Each node's worker settles what was left on its node.
-  std::vector<FoundExecution> found;
-  bool settled = true;
-  for (auto& node : nodes_) {
-    if (node.worker->fd() < 0) continue;
-    auto here = node.worker->settle(left, policy, wake_fd);
-    if (!here) settled = false;
-    if (here) found.insert(found.end(), here->begin(), here->end());
-  }
-  if (!settled) return std::nullopt;
-  return found;
-}
-
-void SlurmEngine::acknowledged() {
-  for (auto& node : nodes_) node.worker->acknowledged();
-}
-
-std::size_t SlurmEngine::queue_ahead() const {
-  std::size_t ahead = 0;
-  for (const auto& node : nodes_)
-    if (node.worker->fd() >= 0) ahead += node.worker->queue_ahead();
-  return ahead;
-}
-
-std::optional<std::uint64_t> SlurmEngine::memory_in_use(AttemptId id) const {
-  auto it = node_of_.find(id);
-  if (it == node_of_.end()) return std::nullopt;
-  return it->second->worker->memory_in_use(id);
+  // The nodes run the binary at the path this one has, and write the logs
+  // and journals the head reads: they must see its log folder.
+  const auto& command = request.command;
+  bool templated = command.render(1, 1).front() != command.program();
+  SharedMarker marker(request.logs_folder);
+  check_nodes(allocation, slots, runner, templated ? "" : command.program(),
+              fs::current_path().string(), marker.path().string());
+  return plan;
 }
 
 }  // namespace runner

@@ -1,0 +1,179 @@
+// runner --on ssh over the test hosts (tests/ssh/hosts.sh): network
+// namespaces of this machine, each with its own address, sshd and /tmp, so
+// that no host sees the head's folders. The test's DB, logs and working
+// folder are in the head's /tmp; what the children record is in a folder of
+// the build tree, which every host sees, as a test's own eyes.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include "e2e_util.h"
+
+namespace runner::testing {
+namespace {
+
+using Args = std::vector<std::string>;
+
+std::string env(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+// Where the fixture keeps the hosts, and the ssh wrapper it wrote there.
+std::string hosts_dir() {
+  return env("RUNNER_TEST_HOSTS_DIR");
+}
+
+std::string ssh_wrapper() {
+  return hosts_dir().empty() ? "" : hosts_dir() + "/ssh";
+}
+
+std::string hosts_sh() {
+  return SSH_HOSTS_SH;
+}
+
+// hosts.sh ACTION DIR ARGS...; its exit code.
+int hosts(const std::string& action, const std::string& args) {
+  return std::system((hosts_sh() + " " + action + " " + hosts_dir() + " " + args).c_str()) == 0 ? 0
+                                                                                                : 1;
+}
+
+// A folder every host and the head see (in the build tree), removed at the end.
+class SharedDir {
+ public:
+  SharedDir() {
+    auto pattern = (fs::path(hosts_dir()).parent_path() / "ssh-shared-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~SharedDir() { fs::remove_all(path_); }
+  SharedDir(const SharedDir&) = delete;
+  SharedDir& operator=(const SharedDir&) = delete;
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// The head's working folder, made on each host too (as a deployment has it).
+void make_on_hosts(const TempDir& t) {
+  for (const char* h : {"h1", "h2", "h3"})
+    ASSERT_EQ(hosts("run", std::string(h) + " mkdir -p " + t.path().string()), 0) << h;
+}
+
+Args over_ssh(Args runner_args, const std::string& hosts_list) {
+  runner_args.insert(runner_args.end(),
+                     {"--on", "ssh", "--hosts", hosts_list, "--ssh", ssh_wrapper()});
+  return runner_args;
+}
+
+Args joined(Args a, const Args& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::map<long, int> counted(const fs::path& record, const std::string& what) {
+  std::map<long, int> n;
+  for (const auto& line : read_lines(record))
+    if (line.rfind(what + " ", 0) == 0) ++n[std::stol(line.substr(what.size() + 1))];
+  return n;
+}
+
+class Ssh : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (ssh_wrapper().empty()) GTEST_FAIL() << "the test hosts' fixture did not run";
+  }
+};
+
+TEST_F(Ssh, EveryClusterRunsOnceOverTheHostsAndItsLogIsReadFromTheHead) {
+  TempDir t;
+  SharedDir shared;
+  make_on_hosts(t);
+  auto p = run_runner(with_child(over_ssh({"9", "3", "--job", "j"}, "h1,h2,h3"),
+                                 {"--record", (shared / "record").string(), "--args-to-stdout"}),
+                      t.path());
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "9");
+  auto starts = counted(shared / "record", "start");
+  for (long c = 1; c <= 9; ++c) EXPECT_EQ(starts[c], 1) << "cluster " << c;
+  // Spread over the hosts, each named as --hosts has it.
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(DISTINCT host) FROM "
+                  "(SELECT host FROM attempt ORDER BY host)"),
+            "h1,h2,h3");
+  // The logs stayed on the hosts: none is in the head's folder.
+  auto log5 = query(t / "runner.db", "SELECT log_path FROM attempt WHERE cluster = 5");
+  EXPECT_FALSE(fs::exists(log5)) << log5;
+  auto shown = run_runner({"log", "--ssh", ssh_wrapper(), "--job", "j", "5"}, t.path());
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("5/9"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("RUNNER_CLUSTER=5"), std::string::npos) << shown.out;
+}
+
+TEST_F(Ssh, AHostThatCannotBeReachedAtStartIsNamedAndLeftOut) {
+  TempDir t;
+  make_on_hosts(t);
+  ASSERT_EQ(hosts("cut", "h3"), 0);
+  auto p = run_runner(with_child(over_ssh({"6", "3", "--job", "j"}, "h1,h2,h3"), {}), t.path());
+  ASSERT_EQ(hosts("mend", "h3"), 0);
+  EXPECT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.err.find("host h3 cannot be reached"), std::string::npos) << p.err;
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "6");
+  EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempt WHERE host = 'h3'"), "0");
+}
+
+TEST_F(Ssh, WhatAHostLacksRefusesTheRunAndWritesNothing) {
+  TempDir t;
+  make_on_hosts(t);
+  // A program only the head has: its /tmp is its own.
+  {
+    std::ofstream script((t / "only-here.sh").string());
+    script << "#!/bin/sh\nexit 0\n";
+  }
+  fs::permissions(t / "only-here.sh", fs::perms::owner_all);
+  auto p = run_runner(joined(over_ssh({"4", "2", "--job", "j"}, "h1,h2"), {"--", "./only-here.sh"}),
+                      t.path());
+  EXPECT_EQ(p.code, 2) << p.err;
+  EXPECT_NE(p.err.find("--on ssh: on host h1: cannot execute ./only-here.sh"), std::string::npos)
+      << p.err;
+  EXPECT_FALSE(fs::exists(t / "runner.db"));
+  // A working folder a host does not have, the same.
+  TempDir elsewhere;
+  auto q = run_runner(joined(over_ssh({"4", "2"}, "h1"), {"--", "true"}), elsewhere.path());
+  EXPECT_EQ(q.code, 2) << q.err;
+  EXPECT_NE(q.err.find("the working folder " + elsewhere.path().string() + " does not exist"),
+            std::string::npos)
+      << q.err;
+  EXPECT_FALSE(fs::exists(elsewhere / "runner.db"));
+}
+
+TEST(SshHosts, BadHostsAreRefusedWithTheValueAndNothingWritten) {
+  TempDir t;
+  for (const auto& [hosts_value, says] : std::vector<std::pair<std::string, std::string>>{
+           {"0/h1", "'0/h1' is not a host (slots are a whole number from 1)"},
+           {"h1:99999", "'h1:99999' is not a host (a port is a number from 1 to 65535)"},
+           {"-oProxyCommand=x", "'-oProxyCommand=x' is not a host"},
+           {"h1 12Q", "its budget '12Q' is not a size"},
+           {"h1,h1", "host h1 is named twice"},
+           {",", "names no host"}}) {
+    auto p = run_runner({"2", "1", "--on", "ssh", "--hosts", hosts_value, "--", "true"}, t.path());
+    EXPECT_EQ(p.code, 2) << hosts_value;
+    EXPECT_NE(p.err.find(says), std::string::npos) << hosts_value << ": " << p.err;
+    EXPECT_EQ(std::count(p.err.begin(), p.err.end(), '\n'), 1) << p.err;
+  }
+  auto p = run_runner({"2", "1", "--hosts", "h1", "--", "true"}, t.path());
+  EXPECT_EQ(p.code, 2);
+  EXPECT_NE(p.err.find("--hosts is for --on ssh"), std::string::npos) << p.err;
+  auto q = run_runner({"2", "1", "--on", "ssh", "--", "true"}, t.path());
+  EXPECT_EQ(q.code, 2);
+  EXPECT_NE(q.err.find("--on ssh needs --hosts"), std::string::npos) << q.err;
+  EXPECT_FALSE(fs::exists(t / "runner.db"));
+}
+
+}  // namespace
+}  // namespace runner::testing
