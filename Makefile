@@ -7,8 +7,10 @@ DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsql
                sqlite3 python3
 # What only the tests need: the test Slurm, Chromium for the report page,
 # systemd-analyze for the unit examples, man and mandoc for the man page,
-# lintian for the .deb, bash-completion for the completion.
-TEST_PACKAGES = slurm-wlm munge chromium systemd man-db mandoc lintian bash-completion
+# lintian for the .deb, bash-completion for the completion, sshd, ssh and ip
+# for the test hosts of --on ssh, and parallel.
+TEST_PACKAGES = slurm-wlm munge chromium systemd man-db mandoc lintian bash-completion \
+                openssh-server openssh-client iproute2 parallel
 # What a .deb is built with: dpkg-buildflags and dpkg-shlibdeps, and file for CPack.
 PACKAGE_PACKAGES = dpkg-dev file
 # promtool, node_exporter and a Prometheus server for the metrics test (their
@@ -23,11 +25,20 @@ VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
 all: build
 
+# Installs start no service: where the machine has no policy-rc.d of its own,
+# one that forbids every start (exit 101) stands for the time of the install,
+# so that no sshd, munged, slurmctld or Prometheus of the system's is left
+# running (the tests start their own).
 define install_missing
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  policy=/usr/sbin/policy-rc.d; \
+	  if [ ! -e $$policy ]; then \
+	    trap "$$SUDO rm -f $$policy" EXIT; trap 'exit 1' HUP INT TERM; \
+	    printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$policy >/dev/null && $$SUDO chmod 755 $$policy; \
+	  fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) $$missing >/dev/null; \
 	fi
 endef

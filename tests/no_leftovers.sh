@@ -1,12 +1,28 @@
 #!/bin/sh
 # Run after the test suite: fails, naming them, if any process the tests
-# started is still alive (a cluster, a worker, a runner, the test Slurm).
+# started is still alive (a cluster, a worker, a runner, the test Slurm, a
+# test host's sshd) or a network namespace of the test hosts is left.
 # usage: no_leftovers.sh BUILD_DIR
 build=$(cd "${1:?usage: no_leftovers.sh BUILD_DIR}" && pwd)
-left=$(ps -eo pid=,args= | grep -F -e "$build/" -e 'runner worker' -e 'runner-test-' | grep -v -e grep -e no_leftovers)
+rc=0
+# shellcheck disable=SC2009 # every command line, read once for both checks
+procs=$(ps -eo pid=,args= | grep -v -e grep -e no_leftovers)
+# A test host's sshd (tests/ssh/hosts.sh) reads DIR/hK/sshd_config, wherever
+# DIR is.
+left=$({
+  echo "$procs" | grep -F -e "$build/" -e 'runner worker' -e 'runner-test-'
+  echo "$procs" | grep -E 'sshd.* -f [^ ]*/h[0-9]+/sshd_config'
+} | sort -u)
 if [ -n "$left" ]; then
   echo "the tests left these processes running:" >&2
   echo "$left" >&2
-  exit 1
+  rc=1
 fi
-echo "no process of the tests is left"
+netns=$(ip netns list 2>/dev/null | awk '$1 ~ /^runner-test-/ {print $1}')
+if [ -n "$netns" ]; then
+  echo "the tests left these network namespaces:" >&2
+  echo "$netns" >&2
+  rc=1
+fi
+[ "$rc" = 0 ] && echo "no process or namespace of the tests is left"
+exit "$rc"
