@@ -4,6 +4,7 @@
 // folder are in the head's /tmp; what the children record is in a folder of
 // the build tree, which every host sees, as a test's own eyes.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -54,6 +55,7 @@ class SharedDir {
   SharedDir(const SharedDir&) = delete;
   SharedDir& operator=(const SharedDir&) = delete;
   fs::path operator/(const std::string& name) const { return path_ / name; }
+  const fs::path& path() const { return path_; }
 
  private:
   fs::path path_;
@@ -152,6 +154,44 @@ TEST_F(Ssh, WhatAHostLacksRefusesTheRunAndWritesNothing) {
   EXPECT_FALSE(fs::exists(elsewhere / "runner.db"));
 }
 
+// A head killed with kill -9: the hosts' workers let their clusters end and
+// journal them there. The next start does not run a cluster that may have
+// finished: it names what was left and runs it again only when told to.
+TEST_F(Ssh, AfterAKilledHeadTheNextStartRunsNothingTwiceUnlessToldTo) {
+  TempDir t;
+  SharedDir shared;
+  make_on_hosts(t);
+  fs::create_directories(shared / "ready");
+  auto child =
+      Args{"--record",    (shared / "record").string(), "--ready-dir", (shared / "ready").string(),
+           "--hold-file", (shared / "go").string()};
+  {
+    RunnerProcess head(with_child(over_ssh({"2", "2", "--job", "j"}, "h1,h2"), child), t.path());
+    ASSERT_TRUE(wait_until(shared / "ready", [&] {
+      return fs::exists(shared / "ready" / "1.ready") && fs::exists(shared / "ready" / "2.ready");
+    }));
+    ASSERT_TRUE(wait_for_running(t.path(), 2));
+    head.signal(SIGKILL);
+    head.wait();
+  }
+  // The clusters end on their hosts with no runner to watch them.
+  std::ofstream((shared / "go").string()).put('x');
+  ASSERT_TRUE(
+      wait_until(shared.path(), [&] { return counted(shared / "record", "end").size() == 2; }));
+  auto again = run_runner(with_child(over_ssh({"2", "2", "--job", "j"}, "h1,h2"), child), t.path());
+  EXPECT_EQ(again.code, 2) << again.err;
+  EXPECT_NE(again.err.find("2 cluster(s) of an earlier run were left running on the hosts"),
+            std::string::npos)
+      << again.err;
+  EXPECT_EQ(counted(shared / "record", "start")[1], 1);
+  auto told = run_runner(
+      with_child(over_ssh({"2", "2", "--job", "j", "--orphans", "kill"}, "h1,h2"), child),
+      t.path());
+  EXPECT_EQ(told.code, 0) << told.err;
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "2");
+  EXPECT_EQ(counted(shared / "record", "start")[1], 2);
+}
+
 TEST(SshHosts, BadHostsAreRefusedWithTheValueAndNothingWritten) {
   TempDir t;
   for (const auto& [hosts_value, says] : std::vector<std::pair<std::string, std::string>>{
@@ -160,7 +200,7 @@ TEST(SshHosts, BadHostsAreRefusedWithTheValueAndNothingWritten) {
            {"-oProxyCommand=x", "'-oProxyCommand=x' is not a host"},
            {"h1 12Q", "its budget '12Q' is not a size"},
            {"h1,h1", "host h1 is named twice"},
-           {",", "names no host"}}) {
+           {",", "'' is not a host"}}) {
     auto p = run_runner({"2", "1", "--on", "ssh", "--hosts", hosts_value, "--", "true"}, t.path());
     EXPECT_EQ(p.code, 2) << hosts_value;
     EXPECT_NE(p.err.find(says), std::string::npos) << hosts_value << ": " << p.err;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "runner/error.h"
+#include "runner/local_engine.h"
 #include "runner/plan.h"
 #include "runner/units.h"
 
@@ -149,7 +150,7 @@ HostCheck check_host(const std::vector<std::string>& ssh, const SshHost& host,
   auto argv = ssh_argv(ssh, host, command);
   bp::ipstream out, err;
   std::error_code ec;
-  bp::child child(bp::search_path(argv.front()),
+  bp::child child(resolve_program(argv.front()).path,
                   std::vector<std::string>(argv.begin() + 1, argv.end()),
                   bp::std_in<bp::null, bp::std_out> out, bp::std_err > err, ec);
   if (ec) {
@@ -230,8 +231,10 @@ Plan plan_ssh(const PlanRequest& request) {
   auto dir = fs::current_path().string();
   const auto& command = request.command;
   bool templated = command.render(1, 1).front() != command.program();
-  auto check = remote_runner(dir, runner) + " worker --check-resources --check-dir " +
-               shell_quote(dir) + (templated ? "" : " --check " + shell_quote(command.program()));
+  // A folder the host lacks is for runner's check to name, not for the shell.
+  auto check = fmt::format("cd {} 2>/dev/null; exec {} worker --check-resources --check-dir {}{}",
+                           shell_quote(dir), shell_quote(runner), shell_quote(dir),
+                           templated ? "" : " --check " + shell_quote(command.program()));
   auto checks = check_hosts(ssh, hosts, check);
   std::vector<std::uint32_t> capacity;
   for (std::size_t i = 0; i < hosts.size(); ++i) {

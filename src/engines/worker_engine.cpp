@@ -17,6 +17,7 @@
 
 #include "engines/orphans.h"
 #include "runner/error.h"
+#include "runner/local_engine.h"
 #include "runner/journal.h"
 #include "runner/units.h"
 #include "runner/words.h"
@@ -47,7 +48,7 @@ constexpr auto kLateBy = std::chrono::seconds(5);
 // Runs a command to its end, or kills it after `limit`; says so if it failed.
 void run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
   std::error_code ec;
-  bp::child child(bp::search_path(argv.front()),
+  bp::child child(resolve_program(argv.front()).path,
                   std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null,
                   ec);
   if (ec) {

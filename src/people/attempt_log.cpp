@@ -13,6 +13,7 @@
 
 #include "runner/app.h"
 #include "runner/error.h"
+#include "runner/local_engine.h"
 #include "runner/ssh_planner.h"
 #include "runner/store.h"
 #include "runner/sysinfo.h"
@@ -50,7 +51,7 @@ int copy_remote(const LogArgs& args, const std::string& host, const std::string&
   auto argv = ssh_argv(ssh_words(args.ssh), parse_host(host, "the attempt's host"),
                        "cat -- " + shell_quote(path));
   std::error_code ec;
-  bp::child ssh(bp::search_path(argv.front()),
+  bp::child ssh(resolve_program(argv.front()).path,
                 std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null, ec);
   if (ec) throw Error(fmt::format("cannot run {}: {}", argv.front(), ec.message()));
   ssh.wait();
