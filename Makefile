@@ -21,7 +21,7 @@ LINT_PACKAGES = clang-tidy clang-format
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
 VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
-.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million install package package-check clean
+.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million bench-ssh install package package-check clean
 
 all: build
 
@@ -151,6 +151,16 @@ bench-slurm: test-deps
 	tests/slurm/cluster.sh start build-release/slurm-cluster
 	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster/slurm.conf bench/slurm.sh build-release/runner; \
 	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster; exit $$rc
+
+# Dispatch over the 3 SSH test hosts against GNU parallel --sshlogin (not
+# part of make test). SSH_N clusters, SSH_ROUNDS rounds.
+SSH_N ?= 10000
+SSH_ROUNDS ?= 3
+bench-ssh: test-deps
+	$(call install_missing,parallel time)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner
+	bench/ssh.sh build-release/runner build-release/ssh-hosts $(SSH_N) $(SSH_ROUNDS)
 
 # 1,000,000 clusters in one allocation of the test Slurm (about 15 minutes).
 bench-slurm-million: test-deps

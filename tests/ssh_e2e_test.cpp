@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "e2e_util.h"
 
@@ -76,6 +77,14 @@ Args over_ssh(Args runner_args, const std::string& hosts_list) {
 Args joined(Args a, const Args& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
+}
+
+std::vector<std::string> read_lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  return lines;
 }
 
 std::map<long, int> counted(const fs::path& record, const std::string& what) {
@@ -190,6 +199,51 @@ TEST_F(Ssh, AfterAKilledHeadTheNextStartRunsNothingTwiceUnlessToldTo) {
   EXPECT_EQ(told.code, 0) << told.err;
   EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "2");
   EXPECT_EQ(counted(shared / "record", "start")[1], 2);
+}
+
+// A host that drops off the network mid-run: its clusters may still run
+// there, so none of them runs again until what its worker left is known
+// killed, once the host answers again; never two copies at once.
+TEST_F(Ssh, AHostLostMidRunHasItsClustersWaitUntilTheirFirstCopiesAreKilled) {
+  TempDir t;
+  SharedDir shared;
+  make_on_hosts(t);
+  for (const char* d : {"ready", "locks"}) fs::create_directories(shared / d);
+  auto child =
+      Args{"--record",    (shared / "record").string(), "--ready-dir", (shared / "ready").string(),
+           "--hold-file", (shared / "go").string(),     "--exclusive", (shared / "locks").string()};
+  // h1 has room to spare for what h2 ran.
+  RunnerProcess head(with_child(over_ssh({"4", "6", "--job", "j"}, "4/h1,2/h2"), child), t.path());
+  ASSERT_TRUE(wait_until(shared / "ready", [&] {
+    return std::distance(fs::directory_iterator(shared / "ready"), fs::directory_iterator()) == 4;
+  }));
+  ASSERT_TRUE(wait_for_running(t.path(), 4));
+  std::vector<long> on_h2;
+  for (const auto& c : read_lines_of(
+           query(t / "runner.db",
+                 "SELECT group_concat(cluster, char(10)) FROM attempt WHERE host = 'h2'")))
+    on_h2.push_back(std::stol(c));
+  ASSERT_FALSE(on_h2.empty());
+  ASSERT_EQ(hosts("cut", "h2"), 0);
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    return head.err().find("what the worker on h2 left cannot be killed") != std::string::npos;
+  })) << head.err();
+  // Held, not run elsewhere: each cluster started once.
+  for (const auto& [cluster, n] : counted(shared / "record", "start")) EXPECT_EQ(n, 1) << cluster;
+  ASSERT_EQ(hosts("mend", "h2"), 0);
+  // Once the kill gets through, they run again on h1.
+  ASSERT_TRUE(wait_until(shared.path(), [&] {
+    auto starts = counted(shared / "record", "start");
+    return std::all_of(on_h2.begin(), on_h2.end(), [&](long c) { return starts[c] == 2; });
+  })) << head.err();
+  std::ofstream((shared / "go").string()).put('x');
+  EXPECT_EQ(head.wait(), 0) << head.err();
+  EXPECT_FALSE(fs::exists(shared / "locks" / "overlaps")) << "two copies of a cluster ran at once";
+  EXPECT_EQ(query(t / "runner.db", "SELECT done FROM progress"), "4");
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempt WHERE state = 'interrupted' AND host = 'h2'"),
+            std::to_string(on_h2.size()));
+  for (long c = 1; c <= 4; ++c) EXPECT_EQ(counted(shared / "record", "end")[c], 1) << c;
 }
 
 TEST(SshHosts, BadHostsAreRefusedWithTheValueAndNothingWritten) {

@@ -93,7 +93,13 @@ class WorkerEngine : public Engine {
   void on_event(const Fields& f);
   void give_up(const std::string& why);
   void on_worker_lost();
-  std::vector<FoundExecution> kill_what_it_left();
+  // What it left, killed; nothing when that could not be done (where it
+  // ran cannot be reached).
+  std::optional<std::vector<FoundExecution>> kill_what_it_left();
+  void settle_lost_attempts(const std::vector<FoundExecution>& left, pid_t lost_pid);
+  void hold_lost_attempts(pid_t lost_pid);
+  void retry_held_kill(Clock::time_point now);
+  void end_held(AttemptId id);
   std::map<AttemptId, Outcome> reap_orphaned_attempts();
   std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> journal_of_lost_worker();
   void settle_lost(AttemptId id, const AttemptSpec& spec,
@@ -112,6 +118,10 @@ class WorkerEngine : public Engine {
   std::optional<bool> settled_;        // its answer to "settle"
   std::vector<FoundExecution> found_;  // and what it found
   std::string broken_;                 // why runner gave the worker up (killed it), if it did
+  // A lost worker whose leftovers could not be killed: its pid, while its
+  // attempts wait, and when to try the kill again.
+  std::optional<pid_t> held_pid_;
+  Clock::time_point retry_kill_at_;
   Clock::time_point last_heard_ = Clock::now();
   int starts_ = 0;
   std::unordered_map<AttemptId, AttemptSpec> in_flight_;  // asked, not ended

@@ -145,6 +145,29 @@ std::string on_help() {
   return help;
 }
 
+void add_memory_options(CLI::App& app, RunArgs& run, RunOptions& o) {
+  o.mem_limit = Given::add(app, "--mem-limit", "SIZE", "cap each child's memory (e.g. 4G)");
+  o.mem_budget =
+      Given::add(app, "--mem-budget", "SIZE|auto",
+                 "keep all running children within this much memory (e.g. 16G, or auto); "
+                 "--on slurm and ssh: on each node or host, auto being what it has for runner");
+  app.add_flag(
+      "--mem-overcommit", run.mem_overcommit,
+      "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
+  o.cap = Given::add(app, "--cap", "auto|cgroup|rlimit|none", "how to cap memory (default auto)");
+}
+
+void add_place_options(CLI::App& app, RunOptions& o) {
+  o.on = Given::add(app, "--on", on_words(), on_help());
+  o.hosts = Given::add(app, "--hosts", "FILE|LIST",
+                       "--on ssh: the hosts, one per line of FILE or comma-separated, each "
+                       "[slots/][user@]host[:port] with an optional memory budget after a space "
+                       "(e.g. 8/db1 16G)");
+  o.ssh = Given::add(app, "--ssh", "COMMAND",
+                     "--on ssh: the command that reaches a host, its words split on spaces "
+                     "(default ssh; e.g. 'ssh -F cfg -J jump')");
+}
+
 RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   RunOptions o{};
   Given g;
@@ -156,14 +179,7 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   o.grace = g.add(app, "--grace", "DURATION",
                   "on a stop, time between SIGTERM and SIGKILL (default 10s)");
   app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
-  o.mem_limit = g.add(app, "--mem-limit", "SIZE", "cap each child's memory (e.g. 4G)");
-  o.mem_budget = g.add(app, "--mem-budget", "SIZE|auto",
-                       "keep all running children within this much memory (e.g. 16G, or auto); "
-                       "--on slurm: on each node, auto being what Slurm allocated there");
-  app.add_flag(
-      "--mem-overcommit", run.mem_overcommit,
-      "with --mem-budget: admit unknown clusters on a learned figure, and evict if need be");
-  o.cap = g.add(app, "--cap", "auto|cgroup|rlimit|none", "how to cap memory (default auto)");
+  add_memory_options(app, run, o);
   o.timeout = g.add(app, "--timeout", "DURATION", "stop an attempt that runs longer (e.g. 30m)");
   o.retries = g.add(app, "--retries", "K", "run a failed cluster up to K more times (default 0)");
   o.retry_delay = g.add(app, "--retry-delay", "DURATION",
@@ -196,14 +212,7 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
                   "which clusters start first: those that took longest in earlier jobs with the "
                   "same command and N (default; largest first where memory binds), or 1, 2, 3 "
                   "… (index)");
-  o.on = g.add(app, "--on", on_words(), on_help());
-  o.hosts = g.add(app, "--hosts", "FILE|LIST",
-                  "--on ssh: the hosts, one per line of FILE or comma-separated, each "
-                  "[slots/][user@]host[:port] with an optional memory budget after a space "
-                  "(e.g. 8/db1 16G)");
-  o.ssh = g.add(app, "--ssh", "COMMAND",
-                "--on ssh: the command that reaches a host, its words split on spaces "
-                "(default ssh; e.g. 'ssh -F cfg -J jump')");
+  add_place_options(app, o);
   app.add_flag("-q,--quiet", run.quiet, "print only errors");
   app.add_flag("-v,--verbose", run.verbose, "print debugging detail");
   return o;

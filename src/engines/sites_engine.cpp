@@ -100,9 +100,11 @@ std::vector<EngineEvent> SitesEngine::wait(std::optional<Clock::time_point> dead
   auto events = take_events();
   bool woken = false, timed_out = false;
   while (events.empty() && !woken && !timed_out) {
-    // Nothing will come when no worker is left, and no deadline is waited for.
-    if (!deadline &&
-        std::all_of(sites_.begin(), sites_.end(), [](const Site& s) { return s.worker->fd() < 0; }))
+    // Nothing will come when no worker is left or has anything to look at
+    // again, and no deadline is waited for.
+    if (!deadline && std::all_of(sites_.begin(), sites_.end(), [](const Site& s) {
+          return s.worker->fd() < 0 && !s.worker->next_check();
+        }))
       break;
     poll_workers(deadline, wake_fd, woken, timed_out);
     events = take_events();

@@ -17,8 +17,8 @@
 
 #include "engines/orphans.h"
 #include "runner/error.h"
-#include "runner/local_engine.h"
 #include "runner/journal.h"
+#include "runner/local_engine.h"
 #include "runner/units.h"
 #include "runner/words.h"
 
@@ -38,6 +38,9 @@ constexpr int kPipeBytes = 1 << 20;
 
 // How long the command that kills what a dead worker left elsewhere may take.
 constexpr auto kKillLeftoversWithin = std::chrono::seconds(30);
+// How often runner tries again to kill what a lost worker left where it
+// cannot be reached.
+constexpr auto kKillRetryEvery = std::chrono::seconds(15);
 // A worker says something at least once a second. One silent for this long
 // has stopped answering (stopped, hung); so has one that let an attempt run
 // this long past its timeout, or past a stop's grace: runner then kills it
@@ -45,23 +48,25 @@ constexpr auto kKillLeftoversWithin = std::chrono::seconds(30);
 constexpr auto kSilentFor = std::chrono::seconds(15);
 constexpr auto kLateBy = std::chrono::seconds(5);
 
-// Runs a command to its end, or kills it after `limit`; says so if it failed.
-void run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
+// Runs a command to its end, or kills it after `limit`; says so if it
+// failed. Returns whether it ran to its end with exit code 0.
+bool run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
   std::error_code ec;
   bp::child child(resolve_program(argv.front()).path,
                   std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null,
                   ec);
   if (ec) {
     spdlog::error("cannot run {}: {}", argv.front(), ec.message());
-    return;
+    return false;
   }
   if (!child.wait_for(limit, ec)) {
     child.terminate(ec);
     spdlog::error("{} did not end within {} s; stopped", fmt::join(argv, " "), limit.count());
-    return;
+    return false;
   }
   if (child.exit_code() != 0)
     spdlog::error("{} ended with exit code {}", fmt::join(argv, " "), child.exit_code());
+  return child.exit_code() == 0;
 }
 
 // " on n2" where a worker runs elsewhere, nothing on this machine.
@@ -179,6 +184,7 @@ std::optional<EngineEvent> WorkerEngine::start(AttemptSpec spec) {
 
 void WorkerEngine::stop(AttemptId id, StopMode mode) {
   if (!in_flight_.contains(id)) return;
+  if (held_pid_) return end_held(id);
   send(encode_stop(id, mode == StopMode::kNow));
   // The worker ends it within its grace; runner sees to it if it does not.
   auto by = Clock::now() + (mode == StopMode::kNow ? std::chrono::milliseconds(0) : config_.grace) +
@@ -299,6 +305,7 @@ void WorkerEngine::on_line(const std::string& text) {
 
 // When runner must look again at whether the worker still answers.
 std::optional<Clock::time_point> WorkerEngine::next_check() const {
+  if (held_pid_) return retry_kill_at_;
   if (pid_ < 0 || in_flight_.empty() || !broken_.empty()) return std::nullopt;
   auto next = last_heard_ + kSilentFor;
   for (const auto& [id, by] : due_by_) next = std::min(next, by);
@@ -306,6 +313,7 @@ std::optional<Clock::time_point> WorkerEngine::next_check() const {
 }
 
 void WorkerEngine::check(Clock::time_point now) {
+  if (held_pid_) return retry_held_kill(now);
   auto next = next_check();
   if (!next || now < *next) return;
   if (now >= last_heard_ + kSilentFor)
@@ -376,9 +384,19 @@ void WorkerEngine::on_worker_lost() {
   // gets its row too). Its clusters are runner's children now (runner is
   // their subreaper): one that ended by itself before the kill ended as its
   // status says, and is recorded so.
+  if (!stopped_by_ || !broken_.empty()) {
+    auto left = kill_what_it_left();
+    if (!left) return hold_lost_attempts(lost_pid);
+    settle_lost_attempts(*left, lost_pid);
+  } else {
+    settle_lost_attempts({}, lost_pid);
+  }
+}
+
+// What a lost worker left is known gone (killed, or ended): each of its
+// attempts is settled from its journal, its status or as lost.
+void WorkerEngine::settle_lost_attempts(const std::vector<FoundExecution>& left, pid_t lost_pid) {
   auto journalled = journal_of_lost_worker();
-  std::vector<FoundExecution> left;
-  if (!stopped_by_ || !broken_.empty()) left = kill_what_it_left();
   auto reaped = reap_orphaned_attempts();
   for (const auto& f : left) {
     auto& kept = journalled[{f.cluster, f.attempt}];
@@ -402,6 +420,56 @@ void WorkerEngine::on_worker_lost() {
   due_by_.clear();
   usage_.clear();
   total_usage_.reset();
+}
+
+// A stop of an attempt held for its lost worker: it ends here, its row
+// `interrupted` with why, though its first copy may still run where it was.
+void WorkerEngine::end_held(AttemptId id) {
+  auto it = in_flight_.find(id);
+  if (started_.contains(id)) {
+    AttemptEnded ended{id, {}};
+    ended.outcome.finished_at = wall_clock_now();
+    ended.outcome.interrupted = fmt::format(
+        "its worker{} (pid {}) was lost, and what it left could not be killed: it "
+        "may still run there",
+        on_site(launch_.site), *held_pid_);
+    events_.push_back(std::move(ended));
+  } else {
+    events_.push_back(AttemptNotStarted{id, AttemptNotStarted::Why::kCancelled,
+                                        "runner stopped it while its worker was lost", "", ""});
+  }
+  started_.erase(id);
+  in_flight_.erase(it);
+  if (in_flight_.empty()) held_pid_.reset();
+}
+
+// What a lost worker left could not be killed (its node or host cannot be
+// reached): its attempts, started or handed ahead, may still run there, and
+// none runs again elsewhere until they are known gone. They wait, still
+// running as the scheduler sees them, while runner tries the kill again.
+void WorkerEngine::hold_lost_attempts(pid_t lost_pid) {
+  held_pid_ = lost_pid;
+  retry_kill_at_ = Clock::now() + kKillRetryEvery;
+  std::vector<ClusterId> clusters;
+  for (const auto& [id, spec] : in_flight_) clusters.push_back(spec.cluster);
+  std::sort(clusters.begin(), clusters.end());
+  spdlog::error(
+      "what the worker{} left cannot be killed: cluster(s) {} may still run there, and wait "
+      "until they are known gone; runner tries again every {} s (once it can reach it), and a "
+      "stop leaves them to be settled by the next start",
+      on_site(launch_.site), fmt::join(clusters, ", "), kKillRetryEvery.count());
+}
+
+void WorkerEngine::retry_held_kill(Clock::time_point now) {
+  if (!held_pid_ || now < retry_kill_at_) return;
+  auto left = kill_what_it_left();
+  if (!left) {
+    retry_kill_at_ = Clock::now() + kKillRetryEvery;
+    return;
+  }
+  spdlog::warn("what the worker{} left is killed: its clusters run again", on_site(launch_.site));
+  auto lost_pid = *std::exchange(held_pid_, std::nullopt);
+  settle_lost_attempts(*left, lost_pid);
 }
 
 // The attempts of a lost worker here, once what it left was killed:
@@ -430,7 +498,7 @@ std::map<AttemptId, Outcome> WorkerEngine::reap_orphaned_attempts() {
 
 // What a lost worker left running, killed where it ran; the executions it
 // found, where that is here.
-std::vector<FoundExecution> WorkerEngine::kill_what_it_left() {
+std::optional<std::vector<FoundExecution>> WorkerEngine::kill_what_it_left() {
   if (launch_.leftovers_here) {
     auto left = find_leftovers(Leftovers{{}, {config_.run}});
     settle_leftovers(left.pids, LeftoverPolicy::kKill, -1, "its dead worker left running");
@@ -444,12 +512,11 @@ std::vector<FoundExecution> WorkerEngine::kill_what_it_left() {
     remove_run_cgroups(config_.run);
     return left.found;
   }
-  if (!launch_.kill_leftovers.empty()) {
-    auto argv = launch_.kill_leftovers;
-    argv.insert(argv.end(), {"worker", "--kill-run", worker_name(config_)});
-    run_to_the_end(argv, kKillLeftoversWithin);
-  }
-  return {};
+  if (launch_.kill_leftovers.empty()) return std::vector<FoundExecution>{};
+  auto argv = launch_.kill_leftovers;
+  argv.insert(argv.end(), {"worker", "--kill-run", worker_name(config_)});
+  if (!run_to_the_end(argv, kKillLeftoversWithin)) return std::nullopt;
+  return std::vector<FoundExecution>{};
 }
 
 // The lost worker's journal, by attempt: an end where it wrote one, else a

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <utility>
 
 #include "runner/units.h"
@@ -104,6 +105,39 @@ void Admission::resume() {
   if (options_.order == Order::kHistory) plan_order(std::move(related));
 }
 
+namespace {
+
+using HistoryOrder =
+    std::function<bool(const Store::ClusterHistory&, const Store::ClusterHistory&)>;
+
+// Whether a starts before b: the larger first key (its peak, where memory
+// comes first, else its seconds), then the larger other key, then the lower
+// index.
+HistoryOrder ahead_by(bool memory_first) {
+  return [memory_first](const Store::ClusterHistory& a, const Store::ClusterHistory& b) {
+    auto key = [memory_first](const Store::ClusterHistory& h) {
+      auto peak = static_cast<double>(h.peak_kib);
+      return memory_first ? std::pair(peak, h.seconds) : std::pair(h.seconds, peak);
+    };
+    if (key(a) != key(b)) return key(a) > key(b);
+    return a.cluster < b.cluster;
+  };
+}
+
+// A heap that keeps the first `most` in its order, the last of them on top.
+void keep_first(std::vector<Store::ClusterHistory>& heap, const Store::ClusterHistory& h,
+                std::size_t most, const HistoryOrder& first) {
+  if (heap.size() == most && !first(h, heap.front())) return;
+  heap.push_back(h);
+  std::push_heap(heap.begin(), heap.end(), first);
+  if (heap.size() > most) {
+    std::pop_heap(heap.begin(), heap.end(), first);
+    heap.pop_back();
+  }
+}
+
+}  // namespace
+
 // Longest first (LPT): the long clusters start while there is still time to
 // run the short ones beside them. Where memory rather than P binds, largest
 // first: the big ones are placed while there is room, the small fill in.
@@ -114,30 +148,11 @@ void Admission::plan_order(std::vector<std::int64_t> jobs) {
   jobs.erase(jobs.begin());  // the job's own done clusters never run again
   if (jobs.empty()) return;
   using History = Store::ClusterHistory;
-  // Whether a starts before b: the larger first key, then the larger other
-  // key, then the lower index.
-  auto ahead_by = [](bool memory_first) {
-    return [memory_first](const History& a, const History& b) {
-      auto key = [memory_first](const History& h) {
-        auto peak = static_cast<double>(h.peak_kib);
-        return memory_first ? std::pair(peak, h.seconds) : std::pair(h.seconds, peak);
-      };
-      if (key(a) != key(b)) return key(a) > key(b);
-      return a.cluster < b.cluster;
-    };
-  };
   const auto longer = ahead_by(false), larger = ahead_by(true);
-  // Each heap keeps the first `most` in its order, the last of them on top.
   const auto most = std::max<std::size_t>(options_.most_ordered, 1);
   std::vector<History> longest, largest;
-  auto keep = [most](std::vector<History>& heap, const History& h, const auto& first) {
-    if (heap.size() == most && !first(h, heap.front())) return;
-    heap.push_back(h);
-    std::push_heap(heap.begin(), heap.end(), first);
-    if (heap.size() > most) {
-      std::pop_heap(heap.begin(), heap.end(), first);
-      heap.pop_back();
-    }
+  auto keep = [most](std::vector<History>& heap, const History& h, const HistoryOrder& first) {
+    keep_first(heap, h, most, first);
   };
   // The two terms of the run's lower bound, as far as history tells:
   // memory-seconds over the budget, and seconds over the slots.

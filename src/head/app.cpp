@@ -218,6 +218,32 @@ void remember_success(Store& store, const Job& job) {
   }
 }
 
+// Ends the runs given in the log, in one transaction.
+void end_runs(Store& store, const Job& job, const std::vector<std::string>& runs) {
+  if (runs.empty()) return;
+  Store::Batch batch(store);
+  store.end_runs(job, runs);
+  batch.commit();
+}
+
+// How the run ended, in the summary printed and in `ending`.
+int run_ended(const RunArgs& args, Store& store, const Job& job, const RunSummary& summary,
+              RunEnding& ending) {
+  ending.done_this_run = summary.done_this_run;
+  ending.failed_this_run = summary.failed_this_run;
+  if (summary.setup_failure) throw Error(*summary.setup_failure);
+  if (summary.exit_code() == 0) remember_success(store, job);
+  auto text =
+      summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string());
+  if (!args.quiet) Printer(stdout).print(text);
+  ending.summary = text;
+  ending.outcome = summary.stop_signal        ? "stopped"
+                   : summary.halted           ? "halted"
+                   : summary.exit_code() == 0 ? "done"
+                                              : "failed";
+  return summary.exit_code();
+}
+
 // The run, once its job is open in the log; says in `ending` how it went.
 int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, const Job& job,
                SignalChannel& signals, ProgressSink& sink, RunEnding& ending,
@@ -254,11 +280,7 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
     if (!found) return stopped_while_waiting(signals);
     // Nothing of the earlier runs runs any more: each execution has its row.
     record_found(store, job, *found, checked.log_dir, policy);
-    if (!earlier.empty()) {
-      Store::Batch batch(store);
-      store.end_runs(job, earlier);
-      batch.commit();
-    }
+    end_runs(store, job, earlier);
     Scheduler scheduler(store, job, checked.command, *engine, signals, &progress,
                         scheduler_options(args, checked));
     scheduler.set_metrics(metrics);
@@ -266,25 +288,8 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
     facts = scheduler.metrics_facts();
   }
   // The engine is gone, and its worker with it: nothing of this run runs.
-  {
-    Store::Batch batch(store);
-    store.end_runs(job, {self});
-    batch.commit();
-  }
-  ending.done_this_run = summary.done_this_run;
-  ending.failed_this_run = summary.failed_this_run;
-
-  if (summary.setup_failure) throw Error(*summary.setup_failure);
-  if (summary.exit_code() == 0) remember_success(store, job);
-  auto text =
-      summary_text(summary, job, store.failed_clusters(job, kSummaryFailures), args.db.string());
-  if (!args.quiet) Printer(stdout).print(text);
-  ending.summary = text;
-  ending.outcome = summary.stop_signal        ? "stopped"
-                   : summary.halted           ? "halted"
-                   : summary.exit_code() == 0 ? "done"
-                                              : "failed";
-  return summary.exit_code();
+  end_runs(store, job, {self});
+  return run_ended(args, store, job, summary, ending);
 }
 
 // --metrics, once more at the end: the job's figures as the log has them,
