@@ -39,6 +39,24 @@ std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
                                               const JournalOwner& owner, LeftoverPolicy policy,
                                               SignalSource& signals);
 
+// Waits for (or, with kKill, kills) the worker of each journal that still
+// runs, until `wake_fd` is readable (then false). A lock held by a process
+// that is not the worker its lock file names is not waited for: that
+// journal is dropped from the list and left alone.
+bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
+                              int wake_fd);
+
+// Records journal lines (each journal's in its order) as the verdicts of
+// judge_line allow, and says what was recorded and what was not.
+Collected record_journal_entries(Store& store, const Job& job, std::vector<JournalEntry> entries,
+                                 std::size_t garbled);
+
+// The same for journals an engine read where they were written (an SSH
+// host's own disk): only those of runs this DB recorded for the job.
+Collected record_earlier_journals(Store& store, const Job& job,
+                                  const std::vector<Engine::EarlierJournal>& journals,
+                                  std::size_t garbled);
+
 // What to do with one journal line, given what the log has of its attempt
 // (`row`) and the next attempt number of its cluster there.
 struct Apply {};    // record it

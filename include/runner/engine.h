@@ -177,6 +177,23 @@ class Engine {
     return std::vector<FoundExecution>{};
   }
 
+  // Before settle(): the journals that workers of earlier runs left where
+  // runner cannot read them itself (on an SSH host's own disk), read there
+  // and handed over, each journal's lines (wire.h) in their order. The
+  // worker that holds one still is waited for (or, with kKill, killed)
+  // first. Returns nothing when `wake_fd` became readable first.
+  struct EarlierJournal {
+    std::string run;                 // the run it belongs to
+    std::vector<std::string> lines;  // its attempts, starts and ends
+    std::size_t garbled = 0;         // lines there that were not runner's
+  };
+  virtual std::optional<std::vector<EarlierJournal>> collect(LeftoverPolicy /*policy*/,
+                                                             int /*wake_fd*/) {
+    return std::vector<EarlierJournal>{};
+  }
+  // What collect() handed over is in runner's log: the journals may go.
+  virtual void collected() {}
+
   // Capabilities an engine may lack: memory charged now to one attempt, and
   // to all of them together.
   virtual std::optional<std::uint64_t> memory_in_use(AttemptId) const { return std::nullopt; }

@@ -41,6 +41,10 @@ struct Plan {
   // Each site holds its clusters to a budget of its own (per node, per
   // host); otherwise the run's budget, if any, is the one site's.
   bool budgets_per_site = false;
+  // Whether the sites see runner's log folder (this machine, a Slurm
+  // allocation's shared filesystem): else each keeps the job's logs and
+  // journals on its own disk, and runner reads them through its worker.
+  bool shares_log_folder = true;
   std::string site_word = "site";  // "node", "host": how people call a site
   std::string none_left;           // why nothing can start once every site is gone
 };

@@ -34,6 +34,8 @@ class SitesEngine : public Engine {
   std::optional<std::vector<FoundExecution>> settle(const Leftovers& left, LeftoverPolicy policy,
                                                     int wake_fd) override;
   void acknowledged() override;
+  std::optional<std::vector<EarlierJournal>> collect(LeftoverPolicy policy, int wake_fd) override;
+  void collected() override;
   std::size_t queue_ahead() const override;
   std::optional<std::uint64_t> memory_in_use(AttemptId id) const override;
   std::optional<std::uint64_t> total_memory_in_use() const override;

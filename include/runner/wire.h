@@ -97,6 +97,10 @@ std::string encode_committed(std::uint64_t seq);
 std::string encode_settle(const Leftovers& left, LeftoverPolicy policy);
 std::pair<Leftovers, LeftoverPolicy> decode_settle(const Fields& f);
 std::string encode_bye();
+// Collect the journals earlier runs left here (waiting for or killing their
+// workers), then forget those collected once runner has them in its log.
+std::string encode_collect(LeftoverPolicy policy);
+std::string encode_forget_collected();
 
 // Worker to runner: an event, with the journal's sequence number where the
 // event was journalled.
@@ -110,6 +114,10 @@ std::string encode_usage(std::optional<std::uint64_t> total,
                          const std::vector<std::pair<AttemptId, std::uint64_t>>& of);
 std::string encode_settled(bool settled, const std::vector<FoundExecution>& found);
 std::string encode_stopped(int signal);
+// One line of a journal collected here ('o': the run, the line), and the
+// end of what was collected ('d': how many lines were not runner's).
+std::string encode_collected_line(const std::string& run, const std::string& line);
+std::string encode_collected_end(std::size_t garbled);
 std::string encode_alive();
 
 // The journal. Its header, first in every segment and in the lock file:
@@ -133,7 +141,7 @@ struct JournalEntry {
   AttemptStarted started;
   std::optional<std::uint64_t> mem_limit_kib;
   std::optional<double> timeout_s;
-  std::optional<Outcome> outcome;  // none: only its start is known
+  std::optional<Outcome> outcome;        // none: only its start is known
   std::uint32_t version = kWireVersion;  // of the journal it was read from
   bool start_journalled = false;         // its start is in the journal before it (reading)
 };

@@ -60,6 +60,8 @@ class WorkerEngine : public Engine {
   std::optional<std::vector<FoundExecution>> settle(const Leftovers& left, LeftoverPolicy policy,
                                                     int wake_fd) override;
   void acknowledged() override;
+  std::optional<std::vector<EarlierJournal>> collect(LeftoverPolicy policy, int wake_fd) override;
+  void collected() override;
   // The worker starts the next cluster itself the moment one ends.
   std::size_t queue_ahead() const override {
     return std::min<std::size_t>(2 * std::size_t{config_.parallel}, 128);
@@ -86,6 +88,7 @@ class WorkerEngine : public Engine {
 
  private:
   void spawn();
+  std::string who(pid_t pid) const;
   void send(const std::string& line);
   // Reads what the worker said; false when it is gone.
   bool read_worker();
@@ -117,7 +120,10 @@ class WorkerEngine : public Engine {
   std::optional<int> stopped_by_;      // the signal the worker said it stopped on
   std::optional<bool> settled_;        // its answer to "settle"
   std::vector<FoundExecution> found_;  // and what it found
-  std::string broken_;                 // why runner gave the worker up (killed it), if it did
+  // Journals of earlier runs it collected, by run, until it says it is done.
+  std::vector<EarlierJournal> earlier_;
+  std::optional<std::size_t> collected_garbled_;
+  std::string broken_;  // why runner gave the worker up (killed it), if it did
   // A lost worker whose leftovers could not be killed: its pid, while its
   // attempts wait, and when to try the kill again.
   std::optional<pid_t> held_pid_;

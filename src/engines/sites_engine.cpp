@@ -127,6 +127,22 @@ std::optional<std::vector<FoundExecution>> SitesEngine::settle(const Leftovers& 
   return found;
 }
 
+std::optional<std::vector<Engine::EarlierJournal>> SitesEngine::collect(LeftoverPolicy policy,
+                                                                        int wake_fd) {
+  std::vector<EarlierJournal> all;
+  for (auto& site : sites_) {
+    if (site.worker->fd() < 0) continue;
+    auto here = site.worker->collect(policy, wake_fd);
+    if (!here) return std::nullopt;
+    for (auto& journal : *here) all.push_back(std::move(journal));
+  }
+  return all;
+}
+
+void SitesEngine::collected() {
+  for (auto& site : sites_) site.worker->collected();
+}
+
 void SitesEngine::acknowledged() {
   for (auto& site : sites_) site.worker->acknowledged();
 }

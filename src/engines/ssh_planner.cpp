@@ -250,6 +250,7 @@ Plan plan_ssh(const PlanRequest& request) {
                  std::any_of(hosts.begin(), hosts.end(), [](const auto& h) { return h.budget; });
   Plan plan{.on = "ssh",
             .budgets_per_site = budgets,
+            .shares_log_folder = false,
             .site_word = "host",
             .none_left = "no host of --hosts is left to run it"};
   for (std::size_t i = 0; i < hosts.size(); ++i) {

@@ -89,6 +89,14 @@ WorkerEngine::WorkerEngine(WorkerConfig config, WorkerLaunch launch)
   spawn();
 }
 
+// " (pid N)" for a worker here; " on n2 (srun, pid N)" for one started
+// elsewhere, whose pid here is its launcher's.
+std::string WorkerEngine::who(pid_t pid) const {
+  if (launch_.leftovers_here) return fmt::format("{} (pid {})", on_site(launch_.site), pid);
+  return fmt::format("{} ({}, pid {})", on_site(launch_.site),
+                     fs::path(launch_.argv.front()).filename().string(), pid);
+}
+
 WorkerEngine::~WorkerEngine() {
   if (pid_ < 0) return;
   send(encode_bye());
@@ -225,8 +233,7 @@ bool WorkerEngine::read_worker() {
 void WorkerEngine::give_up(const std::string& why) {
   if (pid_ < 0 || !broken_.empty()) return;
   broken_ = why;
-  spdlog::error("the worker{} (pid {}) {}; it is killed and replaced", on_site(launch_.site), pid_,
-                why);
+  spdlog::error("the worker{} {}; it is killed and replaced", who(pid_), why);
   ::kill(pid_, SIGKILL);
 }
 
@@ -295,6 +302,14 @@ void WorkerEngine::on_line(const std::string& text) {
       return;
     case 'X':
       stopped_by_ = static_cast<int>(f.number(0));
+      return;
+    case 'o':
+      if (earlier_.empty() || earlier_.back().run != f.text(0))
+        earlier_.push_back({f.text(0), {}, 0});
+      earlier_.back().lines.push_back(f.text(1));
+      return;
+    case 'd':
+      collected_garbled_ = f.count(0);
       return;
     case 'A':
       return;
@@ -373,11 +388,11 @@ void WorkerEngine::on_worker_lost() {
                                    : fmt::format("it ended with exit code {}", WEXITSTATUS(status));
   if (stopped_by_ && broken_.empty()) {
     // It stopped its clusters and told their ends: nothing of it is left.
-    spdlog::error("the worker{} (pid {}) got {} and stopped its clusters; it takes no more",
-                  on_site(launch_.site), lost_pid, signal_name(*stopped_by_));
+    spdlog::error("the worker{} got {} and stopped its clusters; it takes no more", who(lost_pid),
+                  signal_name(*stopped_by_));
   } else {
-    spdlog::error("the worker{} (pid {}) is gone ({}); {} of its cluster(s) were running",
-                  on_site(launch_.site), lost_pid, how, started_.size());
+    spdlog::error("the worker{} is gone ({}); {} of its cluster(s) were running", who(lost_pid),
+                  how, started_.size());
   }
   // What it left running is killed (a cluster it started in its last
   // moment, before it journalled or told the start, is known by that: it
@@ -430,9 +445,9 @@ void WorkerEngine::end_held(AttemptId id) {
     AttemptEnded ended{id, {}};
     ended.outcome.finished_at = wall_clock_now();
     ended.outcome.interrupted = fmt::format(
-        "its worker{} (pid {}) was lost, and what it left could not be killed: it "
+        "its worker{} was lost, and what it left could not be killed: it "
         "may still run there",
-        on_site(launch_.site), *held_pid_);
+        who(*held_pid_));
     events_.push_back(std::move(ended));
   } else {
     events_.push_back(AttemptNotStarted{id, AttemptNotStarted::Why::kCancelled,
@@ -569,11 +584,9 @@ void WorkerEngine::settle_lost(
       ended.outcome.timed_out = true;
       ended.outcome.killed_by = SIGKILL;
     } else {
-      ended.outcome.interrupted = broken_.empty()
-                                      ? fmt::format("its worker{} (pid {}) died while it ran",
-                                                    on_site(launch_.site), lost_pid)
-                                      : fmt::format("its worker{} (pid {}) was killed: it {}",
-                                                    on_site(launch_.site), lost_pid, broken_);
+      ended.outcome.interrupted =
+          broken_.empty() ? fmt::format("its worker{} died while it ran", who(lost_pid))
+                          : fmt::format("its worker{} was killed: it {}", who(lost_pid), broken_);
     }
   }
   events_.push_back(std::move(ended));
@@ -595,6 +608,29 @@ std::optional<std::vector<FoundExecution>> WorkerEngine::settle(const Leftovers&
   }
   if (!*settled_) return std::nullopt;
   return std::exchange(found_, {});
+}
+
+std::optional<std::vector<Engine::EarlierJournal>> WorkerEngine::collect(LeftoverPolicy policy,
+                                                                         int wake_fd) {
+  send(encode_collect(policy));
+  flush();
+  earlier_.clear();
+  collected_garbled_.reset();
+  while (!collected_garbled_) {
+    pollfd fds[] = {{from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return std::nullopt;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return std::nullopt;
+    if (!read_worker() || !broken_.empty())
+      throw Error(fmt::format("the worker{} ended while collecting what earlier runs journalled",
+                              on_site(launch_.site)));
+  }
+  if (*collected_garbled_ > 0) earlier_.push_back({"", {}, *collected_garbled_});
+  return std::exchange(earlier_, {});
+}
+
+void WorkerEngine::collected() {
+  send(encode_forget_collected());
+  flush();
 }
 
 std::optional<std::uint64_t> WorkerEngine::memory_in_use(AttemptId id) const {

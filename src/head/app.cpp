@@ -146,20 +146,17 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
   return std::make_unique<LocalEngine>(std::move(options));
 }
 
-// Clusters an earlier run left running on SSH hosts may have ended there
-// while no runner watched, journalled on the host alone: runner does not
-// read a host's journals, so rather than run a finished cluster again, it
-// asks for --orphans kill, which says that it may.
-void refuse_uncollected_hosts(Store& store, const Job& job, const Plan& plan,
-                              LeftoverPolicy policy) {
-  if (plan.on != "ssh" || policy != LeftoverPolicy::kWait) return;
-  auto left = store.left_running(job);
-  if (left.empty()) return;
-  throw Error(fmt::format(
-      "--on ssh: {} cluster(s) of an earlier run were left running on the hosts (cluster {} on "
-      "{}), and how they ended is journalled there alone; run again with --orphans kill to kill "
-      "what still runs and run them again (one that finished meanwhile then runs twice)",
-      left.size(), left.front().cluster, left.front().host));
+// What earlier runs' workers journalled where runner cannot read it (an SSH
+// host's own disk), collected through this run's workers and recorded; the
+// journals go once the log has them. False when a signal came first.
+bool collect_through_engine(Engine& engine, Store& store, const Job& job, LeftoverPolicy policy,
+                            int wake_fd) {
+  auto journals = engine.collect(policy, wake_fd);
+  if (!journals) return false;
+  if (journals->empty()) return true;
+  record_earlier_journals(store, job, *journals, 0);
+  engine.collected();
+  return true;
 }
 
 SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checked) {
@@ -272,10 +269,12 @@ int run_opened(const RunArgs& args, const CheckedRun& checked, Store& store, con
   if (!collect_earlier_runs(store, job, journal_dir(checked),
                             journal_owner(store, job, previous_holder), policy, signals))
     return stopped_while_waiting(signals);
-  refuse_uncollected_hosts(store, job, checked.plan, policy);
   RunSummary summary;
   {
     auto engine = make_engine(args, checked, previous_holder, job, store.db_id(), signals);
+    if (!checked.plan.shares_log_folder &&
+        !collect_through_engine(*engine, store, job, policy, signals.fd()))
+      return stopped_while_waiting(signals);
     auto found = engine->settle(leftovers(store, job, earlier), policy, signals.fd());
     if (!found) return stopped_while_waiting(signals);
     // Nothing of the earlier runs runs any more: each execution has its row.

@@ -27,15 +27,17 @@ constexpr std::size_t kNamedRefusals = 5;
 // process of that run.
 void kill_run(const RunJournal& journal) {
   if (journal.held_by_its_worker()) ::kill(journal.worker().pid, SIGKILL);
-  Leftovers left{{}, {journal.run()}};
+  Leftovers left{{}, {journal.name()}};
   settle_leftovers(find_leftovers(left).pids, LeftoverPolicy::kKill, -1);
 }
 
 // Waits for (or kills) the worker of each journal that still runs; false
 // when a signal came first. A lock held by a process that is not the
 // worker the lock file names is not waited for: that journal is left alone.
-bool wait_for_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
-                      SignalSource& signals) {
+}  // namespace
+
+bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
+                              int wake_fd) {
   for (auto it = journals.begin(); it != journals.end();) {
     auto& journal = *it;
     if (auto lock = journal.try_lock(); lock != RunJournal::Lock::kHeld) {
@@ -68,11 +70,13 @@ bool wait_for_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
       spdlog::warn("waiting for the worker (pid {}{}) of an earlier run to finish its clusters",
                    journal.worker().pid, here ? "" : " on " + printable(journal.worker().host));
     }
-    if (!journal.lock_when_free(signals.fd())) return false;
+    if (!journal.lock_when_free(wake_fd)) return false;
     ++it;
   }
   return true;
 }
+
+namespace {
 
 // Marks each end whose start its journal holds before it (a version-1
 // journal has no starts: its ends are taken as they are).
@@ -120,6 +124,26 @@ void apply(Store& store, const Job& job, const JournalEntry& e,
   if (verdict.state == AttemptState::kDone) ++collected.done;
 }
 
+// Says what was recorded from journals, and what was not applied.
+void report_collected(Collected& collected, std::size_t garbled,
+                      const std::vector<std::string>& refusals) {
+  if (garbled > 0 || !refusals.empty())
+    spdlog::warn(
+        "{} journal line(s) not applied{}{}", garbled + refusals.size(),
+        garbled > 0 ? fmt::format(" ({} not runner's lines)", garbled) : "",
+        refusals.empty()
+            ? ""
+            : ": " +
+                  printable(fmt::format(
+                      "{}", fmt::join(refusals.begin(),
+                                      refusals.begin() + std::min(refusals.size(), kNamedRefusals),
+                                      "; "))));
+  collected.refused += garbled;
+  if (collected.attempts > 0)
+    spdlog::info("{} attempt(s) ended while no runner recorded them ({} done): recorded now",
+                 collected.attempts, collected.done);
+}
+
 }  // namespace
 
 LineVerdict judge_line(const Job& job, const JournalEntry& e,
@@ -153,24 +177,12 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
   return Apply{};
 }
 
-std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
-                                              const fs::path& journal_dir,
-                                              const JournalOwner& owner, LeftoverPolicy policy,
-                                              SignalSource& signals) {
+Collected record_journal_entries(Store& store, const Job& job, std::vector<JournalEntry> entries,
+                                 std::size_t garbled) {
   Collected collected;
-  std::vector<std::string> ignored;
-  auto journals = RunJournal::find(journal_dir, owner, ignored);
-  for (const auto& why : ignored) spdlog::warn("ignoring {}", printable(why));
-  if (!wait_for_workers(journals, policy, signals)) return std::nullopt;
-  // Every journal's lines, by cluster and attempt (each journal's in its
-  // order): a retry's start follows its cluster's earlier attempts.
-  std::vector<JournalEntry> entries;
-  std::size_t garbled = 0;
-  for (const auto& journal : journals) {
-    auto read = journal.read(garbled);
-    entries.insert(entries.end(), read.begin(), read.end());
-  }
   mark_journalled_starts(entries);
+  // By cluster and attempt (each journal's lines in their order): a retry's
+  // start follows its cluster's earlier attempts.
   std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return std::pair(a.cluster, a.attempt) < std::pair(b.cluster, b.attempt);
   });
@@ -190,23 +202,54 @@ std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
     }
   }
   batch.commit();
-  for (auto& journal : journals) journal.remove();
-  if (garbled > 0 || !refusals.empty())
-    spdlog::warn(
-        "{} journal line(s) not applied{}{}", garbled + refusals.size(),
-        garbled > 0 ? fmt::format(" ({} not runner's lines)", garbled) : "",
-        refusals.empty()
-            ? ""
-            : ": " +
-                  printable(fmt::format(
-                      "{}", fmt::join(refusals.begin(),
-                                      refusals.begin() + std::min(refusals.size(), kNamedRefusals),
-                                      "; "))));
-  collected.refused += garbled;
-  if (collected.attempts > 0)
-    spdlog::info("{} attempt(s) ended while no runner recorded them ({} done): recorded now",
-                 collected.attempts, collected.done);
+  report_collected(collected, garbled, refusals);
   return collected;
+}
+
+std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
+                                              const fs::path& journal_dir,
+                                              const JournalOwner& owner, LeftoverPolicy policy,
+                                              SignalSource& signals) {
+  std::vector<std::string> ignored;
+  auto journals = RunJournal::find(journal_dir, owner, ignored);
+  for (const auto& why : ignored) spdlog::warn("ignoring {}", printable(why));
+  if (!wait_for_journal_workers(journals, policy, signals.fd())) return std::nullopt;
+  std::vector<JournalEntry> entries;
+  std::size_t garbled = 0;
+  for (const auto& journal : journals) {
+    auto read = journal.read(garbled);
+    entries.insert(entries.end(), read.begin(), read.end());
+  }
+  auto collected = record_journal_entries(store, job, std::move(entries), garbled);
+  for (auto& journal : journals) journal.remove();
+  return collected;
+}
+
+Collected record_earlier_journals(Store& store, const Job& job,
+                                  const std::vector<Engine::EarlierJournal>& journals,
+                                  std::size_t garbled) {
+  std::vector<JournalEntry> entries;
+  std::set<std::string> unknown;
+  for (const auto& journal : journals) {
+    garbled += journal.garbled;
+    if (journal.lines.empty()) continue;
+    // Only runs this DB recorded for the job: a journal bound to this DB
+    // and job that names another run is no run of this log's.
+    if (!store.has_run(job, journal.run)) {
+      unknown.insert(journal.run);
+      continue;
+    }
+    for (const auto& line : journal.lines) {
+      try {
+        if (auto e = decode_journal(Fields(line), kWireVersion)) entries.push_back(std::move(*e));
+      } catch (const WireError&) {
+        ++garbled;
+      }
+    }
+  }
+  for (const auto& run : unknown)
+    spdlog::warn("ignoring the journal of run {}, which this DB did not record", printable(run));
+  return record_journal_entries(store, job, std::move(entries), garbled);
 }
 
 std::size_t record_found(Store& store, const Job& job, const std::vector<FoundExecution>& found,

@@ -405,6 +405,29 @@ std::string encode_alive() {
   return "A";
 }
 
+std::string encode_collect(LeftoverPolicy policy) {
+  std::string out = "O";
+  put_number(out, policy == LeftoverPolicy::kKill ? 1 : 0);
+  return out;
+}
+
+std::string encode_forget_collected() {
+  return "Z";
+}
+
+std::string encode_collected_line(const std::string& run, const std::string& line) {
+  std::string out = "o";
+  put(out, run);
+  put(out, line);
+  return out;
+}
+
+std::string encode_collected_end(std::size_t garbled) {
+  std::string out = "d";
+  put_number(out, garbled);
+  return out;
+}
+
 std::string encode_header(const JournalHeader& h) {
   std::string out = "H";
   put_number(out, h.version);

@@ -21,6 +21,7 @@
 #include <unordered_set>
 
 #include "engines/orphans.h"
+#include "runner/collect.h"
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
@@ -171,6 +172,7 @@ class Worker {
   void cancel(AttemptId id);
   void handle(const std::string& text);
   void settle(const Fields& f);
+  void collect(const Fields& f);
   void read_requests();
   void on_signal();
   // Tells what the engine said, holding back an end by SIGTERM no one here
@@ -200,6 +202,8 @@ class Worker {
   std::deque<std::pair<Clock::time_point, AttemptEnded>> held_;
   std::unique_ptr<LocalEngine> engine_;
   std::unique_ptr<JournalWriter> journal_;
+  // Journals of earlier runs collected here, removed once runner has them.
+  std::vector<RunJournal> collected_;
   std::unordered_map<AttemptId, AttemptSpec> specs_;  // asked of the engine, not ended
   std::unordered_map<AttemptId, AttemptStarted> started_of_;
   std::unordered_set<AttemptId> journalled_;  // whose start is in the journal
@@ -373,6 +377,13 @@ void Worker::handle(const std::string& text) {
     case 'L':
       settle(f);
       return;
+    case 'O':
+      collect(f);
+      return;
+    case 'Z':
+      for (auto& journal : collected_) journal.remove();
+      collected_.clear();
+      return;
     case 'Q':
       runner_gone_ = true;
       return;
@@ -388,6 +399,29 @@ void Worker::settle(const Fields& f) {
   for (auto& run : left.previous_runs) run += node_suffix();
   auto found = engine_->settle(left, policy, in_);
   outbox_.add(encode_settled(found.has_value(), found.value_or(std::vector<FoundExecution>{})));
+}
+
+// The journals earlier runs' workers left here, for runner to record: their
+// workers waited for (or killed), then each line handed over as written.
+// A host that shares runner's folder has none left: runner took them.
+void Worker::collect(const Fields& f) {
+  auto policy = f.count(0) == 1 ? LeftoverPolicy::kKill : LeftoverPolicy::kWait;
+  auto own = worker_name(config_);
+  JournalOwner owner{config_.db_id, config_.job, config_.job_key,
+                     [&](const std::string& run) { return run != config_.run; }, std::nullopt};
+  std::vector<std::string> ignored;
+  auto journals = RunJournal::find(config_.journal_dir, owner, ignored);
+  for (const auto& why : ignored) spdlog::warn("ignoring {}{}", printable(why), on_node());
+  std::erase_if(journals, [&](const RunJournal& j) { return j.name() == own; });
+  std::size_t garbled = 0;
+  if (wait_for_journal_workers(journals, policy, in_)) {
+    for (auto& journal : journals) {
+      for (const auto& entry : journal.read(garbled))
+        outbox_.add(encode_collected_line(journal.run(), encode_journal(entry, 0)));
+      collected_.push_back(std::move(journal));
+    }
+  }
+  outbox_.add(encode_collected_end(garbled));
 }
 
 void Worker::read_requests() {
