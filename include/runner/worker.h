@@ -3,17 +3,19 @@
 // time out, stop), journals how each started and ended before it tells
 // runner, and outlives a runner that is killed: then it starts nothing more,
 // lets the running clusters end, journals them, and exits. runner starts one
-// on this machine as `runner worker` (and, under Slurm, one per node through
-// srun); it speaks the wire (wire.h) on its stdin and stdout and knows
-// nothing of the scheduler or the log.
+// on this machine as `runner worker` (and one per node through srun, one
+// per host through ssh); it speaks the wire (wire.h) on its stdin and
+// stdout and knows nothing of the scheduler or the log.
 //
-// runner -> worker: the config first, then starts, stops, "settle"
-// (leftovers of earlier runs), "committed" (runner's log holds everything
-// told up to a journal line) and "bye". worker -> runner: "ready" (or
-// "failed", why) first, then the engine's events (started, not started,
-// ended, each with the journal line's number where journalled), "settled",
-// memory "usage", its own warnings, and "alive" at least once a second, so
-// that runner can tell a worker that stopped answering.
+// runner -> worker: the config first, then starts, stops, "collect" (the
+// journals earlier runs left on a host runner cannot read) and "forget
+// collected", "settle" (leftovers of earlier runs), "committed" (runner's
+// log holds everything told up to a journal line) and "bye". worker ->
+// runner: "ready" (or "failed", why) first, then the engine's events
+// (started, not started, ended, each with the journal line's number where
+// journalled), the lines collected and their end, "settled", memory
+// "usage", its own warnings, and "alive" at least once a second, so that
+// runner can tell a worker that stopped answering. wire.h has each line.
 #pragma once
 
 #include <chrono>
