@@ -409,7 +409,8 @@ TEST(JournalTrust, ClustersThatEndAfterTheirWorkerDiedAreRecordedAsTheyEnded) {
                            std::to_string(runner.pid()) + "/children");
     int n = 0;
     for (pid_t pid; children >> pid;)
-      if (pid != worker && read_file("/proc/" + std::to_string(pid) + "/stat").find(") Z ") != std::string::npos)
+      if (pid != worker &&
+          read_file("/proc/" + std::to_string(pid) + "/stat").find(") Z ") != std::string::npos)
         ++n;
     return n;
   };
