@@ -174,6 +174,13 @@ std::string read_file(const fs::path& path) {
   return s.str();
 }
 
+std::map<long, int> counted(const fs::path& record, const std::string& what) {
+  std::map<long, int> n;
+  for (const auto& line : read_lines(record))
+    if (line.rfind(what + " ", 0) == 0) ++n[std::stol(line.substr(what.size() + 1))];
+  return n;
+}
+
 std::vector<std::string> read_lines(const fs::path& path) {
   std::vector<std::string> lines;
   std::ifstream in(path);

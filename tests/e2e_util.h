@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -77,6 +78,10 @@ bool wait_until(const fs::path& dir, const std::function<bool()>& pred,
 std::string read_file(const fs::path& path);
 std::vector<std::string> read_lines(const fs::path& path);
 std::size_t count_lines(const fs::path& path);
+
+// How many times each cluster did `what` ("start", "end"), by the record
+// test_child keeps with --record.
+std::map<long, int> counted(const fs::path& record, const std::string& what);
 
 // One value from a read-only query, as text ("" for NULL).
 std::string query(const fs::path& db, const std::string& sql);

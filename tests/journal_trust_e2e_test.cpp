@@ -27,14 +27,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-// How many times each cluster started and finished, by the children's record.
-std::map<long, int> counted(const fs::path& record, const std::string& what) {
-  std::map<long, int> n;
-  for (const auto& line : read_lines(record))
-    if (line.rfind(what + " ", 0) == 0) ++n[std::stol(line.substr(what.size() + 1))];
-  return n;
-}
-
 Args held_child(const TempDir& t) {
   return {"--record",    (t / "record").string(), "--ready-dir", (t / "ready").string(),
           "--hold-file", (t / "go").string(),     "--exclusive", (t / "locks").string()};

@@ -87,13 +87,6 @@ std::vector<std::string> read_lines_of(const std::string& text) {
   return lines;
 }
 
-std::map<long, int> counted(const fs::path& record, const std::string& what) {
-  std::map<long, int> n;
-  for (const auto& line : read_lines(record))
-    if (line.rfind(what + " ", 0) == 0) ++n[std::stol(line.substr(what.size() + 1))];
-  return n;
-}
-
 class Ssh : public ::testing::Test {
  protected:
   void SetUp() override {

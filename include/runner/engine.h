@@ -8,8 +8,10 @@
 // over a pipe.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <variant>
@@ -20,6 +22,21 @@
 namespace runner {
 
 using Clock = std::chrono::steady_clock;
+
+// The earlier of two moments, where either may be none.
+inline std::optional<Clock::time_point> earliest(std::optional<Clock::time_point> a,
+                                                 std::optional<Clock::time_point> b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
+}
+
+// What is left until `until` (none before now), as ppoll takes it.
+inline timespec time_left(Clock::time_point until) {
+  auto left = std::max(Clock::duration::zero(), until - Clock::now());
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
 
 // An attempt, named by the scheduler when it asks for it; unique in a run.
 using AttemptId = std::uint64_t;

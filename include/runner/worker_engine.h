@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -89,6 +90,7 @@ class WorkerEngine : public Engine {
  private:
   void spawn();
   std::string who(pid_t pid) const;
+  bool await_answer(const std::function<bool()>& answered, int wake_fd, const char* doing);
   void send(const std::string& line);
   // Reads what the worker said; false when it is gone.
   bool read_worker();

@@ -382,15 +382,8 @@ std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> dead
     // Sleep until a child ends (SIGCHLD stays blocked, so one that ends
     // between the reap above and here still wakes us), wake_fd is readable,
     // or the earlier of the caller's deadline and our own passes.
-    auto own = next_deadline();
-    auto until = own && (!deadline || *own < *deadline) ? own : deadline;
-    timespec ts{};
-    if (until) {
-      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-      ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-    }
+    auto until = earliest(deadline, next_deadline());
+    timespec ts = until ? time_left(*until) : timespec{};
     pollfd fds[] = {{child_ended_.fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
     int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)

@@ -77,14 +77,8 @@ void SitesEngine::poll_workers(std::optional<Clock::time_point> deadline, int wa
   fds.push_back({wake_fd, POLLIN, 0});
   // Also when a worker must be looked at: one that stopped answering.
   auto until = deadline;
-  for (auto& site : sites_)
-    if (auto check = site.worker->next_check(); check && (!until || *check < *until)) until = check;
-  timespec ts{};
-  if (until) {
-    auto left = std::max(Clock::duration::zero(), *until - Clock::now());
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    ts = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  }
+  for (auto& site : sites_) until = earliest(until, site.worker->next_check());
+  timespec ts = until ? time_left(*until) : timespec{};
   int ready = ::ppoll(fds.data(), fds.size(), until ? &ts : nullptr, nullptr);
   if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "ppoll");
   for (std::size_t i = 0; i < sites_.size(); ++i)

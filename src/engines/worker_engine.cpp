@@ -14,6 +14,7 @@
 #include <boost/process.hpp>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "engines/orphans.h"
 #include "runner/error.h"
@@ -344,15 +345,8 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
     if (pid_ < 0) {
       if (!deadline) return {};  // nothing will come: the caller has nothing running
     }
-    auto check_at = next_check();
-    auto until = deadline;
-    if (check_at && (!until || *check_at < *until)) until = check_at;
-    timespec ts{};
-    if (until) {
-      auto left = std::max(Clock::duration::zero(), *until - Clock::now());
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-      ts = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    }
+    auto until = earliest(deadline, next_check());
+    timespec ts = until ? time_left(*until) : timespec{};
     pollfd fds[] = {{pid_ < 0 ? -1 : from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
     int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)
@@ -592,6 +586,20 @@ void WorkerEngine::settle_lost(
   events_.push_back(std::move(ended));
 }
 
+// Reads what the worker says until `answered`; false when `wake_fd` became
+// readable first. A worker that ends meanwhile is an Error naming `doing`.
+bool WorkerEngine::await_answer(const std::function<bool()>& answered, int wake_fd,
+                                const char* doing) {
+  while (!answered()) {
+    pollfd fds[] = {{from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return false;
+    if (!read_worker() || !broken_.empty())
+      throw Error(fmt::format("the worker{} ended while {}", on_site(launch_.site), doing));
+  }
+  return true;
+}
+
 std::optional<std::vector<FoundExecution>> WorkerEngine::settle(const Leftovers& left,
                                                                 LeftoverPolicy policy,
                                                                 int wake_fd) {
@@ -599,13 +607,9 @@ std::optional<std::vector<FoundExecution>> WorkerEngine::settle(const Leftovers&
   send(encode_settle(left, policy));
   flush();
   settled_.reset();
-  while (!settled_) {
-    pollfd fds[] = {{from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return std::nullopt;
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return std::nullopt;
-    if (!read_worker() || !broken_.empty())
-      throw Error("the worker ended while settling what an earlier run left");
-  }
+  if (!await_answer([&] { return settled_.has_value(); }, wake_fd,
+                    "settling what an earlier run left"))
+    return std::nullopt;
   if (!*settled_) return std::nullopt;
   return std::exchange(found_, {});
 }
@@ -616,14 +620,9 @@ std::optional<std::vector<Engine::EarlierJournal>> WorkerEngine::collect(Leftove
   flush();
   earlier_.clear();
   collected_garbled_.reset();
-  while (!collected_garbled_) {
-    pollfd fds[] = {{from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return std::nullopt;
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return std::nullopt;
-    if (!read_worker() || !broken_.empty())
-      throw Error(fmt::format("the worker{} ended while collecting what earlier runs journalled",
-                              on_site(launch_.site)));
-  }
+  if (!await_answer([&] { return collected_garbled_.has_value(); }, wake_fd,
+                    "collecting what earlier runs journalled"))
+    return std::nullopt;
   if (*collected_garbled_ > 0) earlier_.push_back({"", {}, *collected_garbled_});
   return std::exchange(earlier_, {});
 }
