@@ -226,6 +226,34 @@ TEST_F(AdmissionTest, OverSeveralSitesEachHoldsToItsOwnBudgetAndSlots) {
   EXPECT_FALSE(a.any_site_open());
 }
 
+// A node lost gives its slots to the nodes left, each up to its capacity
+// (its CPUs): P holds while they have room for it.
+TEST_F(AdmissionTest, ALostSitesSlotsGoToTheSitesLeftUpToTheirCapacity) {
+  auto job = store_->open_job("j", 20, "cmd");
+  AdmissionOptions o;
+  o.parallel = 6;
+  o.mem_limit = 10 * MiB;
+  o.sites = {{2, 1000 * MiB, 4}, {2, 1000 * MiB, 4}, {2, 1000 * MiB, 3}};
+  Admission a(*store_, job, o);
+  a.resume();
+  auto fill = [&](std::size_t running) {
+    std::vector<std::size_t> at(3, 0);
+    while (auto c = a.next(running)) {
+      a.reserve(*c);
+      ++at.at(*c->site);
+      ++running;
+    }
+    return at;
+  };
+  EXPECT_EQ(fill(0), (std::vector<std::size_t>{2, 2, 2}));
+  a.close_site(1);
+  // The two left take 3 each now: one more each than before.
+  EXPECT_EQ(fill(6), (std::vector<std::size_t>{1, 0, 1}));
+  a.close_site(2);
+  // The last one left runs at most its 4 CPUs.
+  EXPECT_EQ(fill(8), (std::vector<std::size_t>{1, 0, 0}));
+}
+
 TEST_F(AdmissionTest, AClusterToRunAloneWaitsForASiteWithNothingRunning) {
   auto job = store_->open_job("j", 10, "cmd");
   AdmissionOptions o;

@@ -207,8 +207,10 @@ TEST_F(Ssh, AHostLostMidRunHasItsClustersWaitUntilTheirFirstCopiesAreKilled) {
   auto child =
       Args{"--record",    (shared / "record").string(), "--ready-dir", (shared / "ready").string(),
            "--hold-file", (shared / "go").string(),     "--exclusive", (shared / "locks").string()};
-  // h1 has room to spare for what h2 ran.
-  RunnerProcess head(with_child(over_ssh({"4", "6", "--job", "j"}, "4/h1,2/h2"), child), t.path());
+  // P = 4 over two hosts of 4 slots: 2 each, until h2 is lost; then h1
+  // takes its share too and runs h2's clusters again beside its own, which
+  // hold until the end.
+  RunnerProcess head(with_child(over_ssh({"4", "4", "--job", "j"}, "4/h1,4/h2"), child), t.path());
   ASSERT_TRUE(wait_until(shared / "ready", [&] {
     return std::distance(fs::directory_iterator(shared / "ready"), fs::directory_iterator()) == 4;
   }));
@@ -231,6 +233,10 @@ TEST_F(Ssh, AHostLostMidRunHasItsClustersWaitUntilTheirFirstCopiesAreKilled) {
     auto starts = counted(shared / "record", "start");
     return std::all_of(on_h2.begin(), on_h2.end(), [&](long c) { return starts[c] == 2; });
   })) << head.err();
+  EXPECT_NE(
+      head.err().find("a host was lost: the hosts left run up to 4 cluster(s) at once (h1 4)"),
+      std::string::npos)
+      << head.err();
   std::ofstream((shared / "go").string()).put('x');
   EXPECT_EQ(head.wait(), 0) << head.err();
   EXPECT_FALSE(fs::exists(shared / "locks" / "overlaps")) << "two copies of a cluster ran at once";

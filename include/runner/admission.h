@@ -41,6 +41,7 @@ struct Candidate {
 struct SiteOptions {
   std::uint32_t slots = 1;
   std::uint64_t mem_budget = 0;  // bytes, its running children together
+  std::uint32_t capacity = 0;    // what its slots may grow to when a site is lost (0: slots)
 };
 
 // The order of first attempts. kHistory: clusters earlier jobs ran start
@@ -94,7 +95,8 @@ class Admission {
   void reserve(const Candidate& c);
   void release(const Candidate& c);
   // A site that can take no more (its node is gone): nothing is placed there
-  // again. Returns whether it was open until now. Whether any site is left.
+  // again, and the sites left share its slots as their capacities allow.
+  // Returns whether it was open until now. Whether any site is left.
   bool close_site(std::size_t site);
   bool any_site_open() const;
 
@@ -167,6 +169,7 @@ class Admission {
   struct Site {
     MemoryBudget budget;
     std::uint32_t slots = 1;
+    std::uint32_t capacity = 1;
     std::size_t running = 0;
     bool open = true;
   };

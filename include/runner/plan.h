@@ -31,6 +31,9 @@ struct Site {
   WorkerLaunch launch;
   std::uint32_t slots = 0;              // clusters it runs at once
   std::optional<std::uint64_t> budget;  // bytes its clusters may use together
+  // The most it may run at once (its CPUs, or what --hosts gives it): what
+  // its slots may grow to when another site is lost.
+  std::uint32_t capacity = 0;
 };
 
 struct Plan {

@@ -44,15 +44,20 @@ class SitesEngine : public Engine {
   struct Site {
     std::unique_ptr<WorkerEngine> worker;
     std::uint32_t slots = 0;
+    std::uint32_t capacity = 0;
   };
   // The site with the most room that can still take work, if any.
   Site* roomiest();
   std::vector<EngineEvent> take_events();
+  // Once a site is lost, the sites left share its slots, each up to its
+  // capacity: P holds as long as they have room for it.
+  void share_lost_slots();
   // Until the deadline, a worker's words or wake_fd: what the workers said.
   void poll_workers(std::optional<Clock::time_point> deadline, int wake_fd, bool& woken,
                     bool& timed_out);
 
   std::vector<Site> sites_;
+  std::size_t open_ = 0;  // sites that take clusters, as last shared
   std::string site_word_, none_left_;
   std::unordered_map<AttemptId, Site*> site_of_;
 };

@@ -97,6 +97,9 @@ std::string encode_committed(std::uint64_t seq);
 std::string encode_settle(const Leftovers& left, LeftoverPolicy policy);
 std::pair<Leftovers, LeftoverPolicy> decode_settle(const Fields& f);
 std::string encode_bye();
+// How many clusters the worker runs at once from now on (another site was
+// lost, and this one takes a larger share of P).
+std::string encode_slots(std::size_t slots);
 // Collect the journals earlier runs left here (waiting for or killing their
 // workers), then forget those collected once runner has them in its log.
 std::string encode_collect(LeftoverPolicy policy);

@@ -10,7 +10,8 @@
 // runner -> worker: the config first, then starts, stops, "collect" (the
 // journals earlier runs left on a host runner cannot read) and "forget
 // collected", "settle" (leftovers of earlier runs), "committed" (runner's
-// log holds everything told up to a journal line) and "bye". worker ->
+// log holds everything told up to a journal line), "slots" (how many to run
+// at once from now on: another site was lost) and "bye". worker ->
 // runner: "ready" (or "failed", why) first, then the engine's events
 // (started, not started, ended, each with the journal line's number where
 // journalled), the lines collected and their end, "settled", memory

@@ -84,6 +84,8 @@ class WorkerEngine : public Engine {
   std::vector<EngineEvent> take_events() { return std::exchange(events_, {}); }
   void flush();
   bool can_start() const { return pid_ >= 0 || starts_ < launch_.most_starts; }
+  // How many clusters it runs at once from now on.
+  void set_slots(std::uint32_t slots);
   std::size_t in_flight() const { return in_flight_.size(); }
   const std::string& site() const { return launch_.site; }
 

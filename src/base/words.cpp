@@ -121,12 +121,19 @@ std::string summary_text(const RunSummary& s, const Job& job,
                          const std::vector<FailedCluster>& failed, const std::string& db) {
   auto took = format_duration(s.elapsed);
   if (s.stop_signal) {
+    // What is left, in full: those stopped now, those queued to run again,
+    // and the rest (never started in this run, or failed).
+    auto left = s.clusters > s.done ? s.clusters - s.done : 0;
+    auto known = s.interrupted + s.waiting_again;
     auto waiting =
         s.waiting_again ? fmt::format(", {} waiting to run again", s.waiting_again) : std::string();
+    auto rest =
+        left > known ? fmt::format(", {} not started or failed", left - known) : std::string();
     return fmt::format(
-        "job {}: stopped by {} after {}: {}/{} done, {} interrupted{}; run the same command "
-        "again to resume\n",
-        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, s.interrupted, waiting);
+        "job {}: stopped by {} after {}: {}/{} done; of the {} left, {} interrupted{}{}; run the "
+        "same command again to resume\n",
+        job.name, signal_name(*s.stop_signal), took, s.done, s.clusters, left, s.interrupted,
+        waiting, rest);
   }
   if (s.setup_failure) return "";  // the error itself is printed instead
   if (s.done == s.clusters)

@@ -9,7 +9,8 @@ Plan plan_local(const PlanRequest& request) {
   Plan plan{.on = "local", .parallel = request.args.parallel, .site_word = "machine"};
   if (!request.args.worker) return plan;
   WorkerLaunch launch{{"runner"}, "/proc/self/exe"};
-  plan.sites.push_back({"", std::move(launch), request.args.parallel, std::nullopt});
+  plan.sites.push_back(
+      {"", std::move(launch), request.args.parallel, std::nullopt, request.args.parallel});
   return plan;
 }
 

@@ -1,10 +1,13 @@
 #include "runner/sites_engine.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <numeric>
 #include <system_error>
 
 namespace runner {
@@ -16,8 +19,36 @@ SitesEngine::SitesEngine(const WorkerConfig& config, const Plan& plan)
     c.parallel = site.slots;
     c.node = site.name;
     c.run_limit = site.budget;
-    sites_.push_back({std::make_unique<WorkerEngine>(std::move(c), site.launch), site.slots});
+    sites_.push_back({std::make_unique<WorkerEngine>(std::move(c), site.launch), site.slots,
+                      std::max(site.capacity, site.slots)});
   }
+  open_ = sites_.size();
+}
+
+void SitesEngine::share_lost_slots() {
+  std::uint32_t parallel = 0;
+  std::vector<std::uint32_t> capacity;
+  for (const auto& site : sites_) {
+    parallel += site.slots;
+    capacity.push_back(site.worker->can_start() ? site.capacity : 0);
+  }
+  auto open = static_cast<std::size_t>(
+      std::count_if(capacity.begin(), capacity.end(), [](auto c) { return c > 0; }));
+  if (open == open_) return;
+  open_ = open;
+  auto slots = spread_slots(parallel, capacity);
+  std::vector<std::string> shares;
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    auto& site = sites_[i];
+    site.slots = slots[i];
+    if (!capacity[i]) continue;
+    site.worker->set_slots(slots[i]);
+    shares.push_back(fmt::format("{} {}", site.worker->site(), slots[i]));
+  }
+  if (!shares.empty())
+    spdlog::warn("a {} was lost: the {}s left run up to {} cluster(s) at once ({})", site_word_,
+                 site_word_, std::accumulate(slots.begin(), slots.end(), 0U),
+                 fmt::join(shares, ", "));
 }
 
 SitesEngine::Site* SitesEngine::roomiest() {
@@ -67,6 +98,7 @@ std::vector<EngineEvent> SitesEngine::take_events() {
       if (!std::holds_alternative<AttemptStarted>(event)) site_of_.erase(id);
       out.push_back(std::move(event));
     }
+  share_lost_slots();
   return out;
 }
 

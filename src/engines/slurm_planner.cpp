@@ -284,7 +284,7 @@ Plan plan_slurm(const PlanRequest& request) {
     const auto& name = allocation.nodes[i].name;
     std::optional<std::uint64_t> budget;
     if (!budgets.empty()) budget = budgets[i];
-    plan.sites.push_back({name, node_launch(name, runner), slots[i], budget});
+    plan.sites.push_back({name, node_launch(name, runner), slots[i], budget, cpus[i]});
     plan.parallel += slots[i];
   }
   if (plan.parallel < args.parallel) {

@@ -258,7 +258,7 @@ Plan plan_ssh(const PlanRequest& request) {
     std::optional<std::uint64_t> budget;
     if (budgets) budget = host_budget(args, hosts[i], checks[i]);
     plan.sites.push_back(
-        {hosts[i].name, host_launch(ssh, hosts[i], dir, runner), slots[i], budget});
+        {hosts[i].name, host_launch(ssh, hosts[i], dir, runner), slots[i], budget, capacity[i]});
     plan.parallel += slots[i];
   }
   if (plan.sites.empty())

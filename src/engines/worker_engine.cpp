@@ -191,6 +191,12 @@ std::optional<EngineEvent> WorkerEngine::start(AttemptSpec spec) {
   return std::nullopt;
 }
 
+void WorkerEngine::set_slots(std::uint32_t slots) {
+  if (slots == config_.parallel) return;
+  config_.parallel = slots;
+  if (pid_ >= 0) send(encode_slots(slots));
+}
+
 void WorkerEngine::stop(AttemptId id, StopMode mode) {
   if (!in_flight_.contains(id)) return;
   if (held_pid_) return end_held(id);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <utility>
 
+#include "runner/plan.h"
 #include "runner/units.h"
 
 namespace runner {
@@ -59,8 +60,8 @@ Admission::Admission(Store& store, const Job& job, AdmissionOptions options)
     sites.push_back({options_.parallel, *options_.mem_budget});
   for (const auto& site : sites) {
     auto cap = options_.mem_limit.value_or(site.mem_budget);
-    sites_.push_back(
-        {MemoryBudget(site.mem_budget, cap, options_.mem_overcommit, site.slots), site.slots});
+    sites_.push_back({MemoryBudget(site.mem_budget, cap, options_.mem_overcommit, site.slots),
+                      site.slots, std::max(site.capacity, site.slots)});
   }
 }
 
@@ -86,7 +87,16 @@ void Admission::learn(std::uint64_t peak_bytes) {
 }
 
 bool Admission::close_site(std::size_t site) {
-  return std::exchange(sites_.at(site).open, false);
+  if (!std::exchange(sites_.at(site).open, false)) return false;
+  std::uint32_t parallel = 0;
+  std::vector<std::uint32_t> capacity;
+  for (const auto& s : sites_) {
+    parallel += s.slots;
+    capacity.push_back(s.open ? s.capacity : 0);
+  }
+  auto slots = spread_slots(parallel, capacity);
+  for (std::size_t k = 0; k < sites_.size(); ++k) sites_[k].slots = slots[k];
+  return true;
 }
 
 bool Admission::any_site_open() const {

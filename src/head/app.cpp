@@ -173,7 +173,8 @@ SchedulerOptions scheduler_options(const RunArgs& args, const CheckedRun& checke
   options.order = args.order_by_index ? Order::kIndex : Order::kHistory;
   // Where each site has its own budget, admission holds each to it.
   if (checked.plan.budgets_per_site)
-    for (const auto& site : checked.plan.sites) options.sites.push_back({site.slots, *site.budget});
+    for (const auto& site : checked.plan.sites)
+      options.sites.push_back({site.slots, *site.budget, site.capacity});
   return options;
 }
 

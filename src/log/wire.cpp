@@ -303,6 +303,10 @@ std::string encode_bye() {
   return "Q";
 }
 
+std::string encode_slots(std::size_t slots) {
+  return fmt::format("W\t{}", slots);
+}
+
 std::string encode_event(const EngineEvent& event, std::optional<std::uint64_t> seq) {
   std::string out;
   std::visit(

@@ -387,6 +387,10 @@ void Worker::handle(const std::string& text) {
     case 'Q':
       runner_gone_ = true;
       return;
+    case 'W':
+      slots_ = std::max<std::size_t>(f.count(0), 1);
+      pump();
+      return;
     default:
       throw WireError(fmt::format("not a request: '{}'", f.kind()));
   }
