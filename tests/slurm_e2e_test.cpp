@@ -484,6 +484,42 @@ TEST_F(SlurmTest, PBeyondTheAllocationIsSaidOnce) {
   EXPECT_EQ(query(t / "runner.db", "select done from progress"), "6");
 }
 
+// Two runners in one allocation would each spread their P over the same
+// CPUs: the second is refused before it writes anything, naming the job
+// that has the nodes, and the first goes on untouched.
+TEST_F(SlurmTest, ASecondRunnerInTheSameAllocationIsRefusedNamingTheFirst) {
+  REQUIRE_SLURM();
+  TempDir t;
+  fs::create_directories(t / "ready");
+  std::ofstream(t / "both.sh") << R"(set -u
+"$1" --on slurm 6 6 --db a.db --job a -- "$2" --ready-dir ready --hold-file go &
+a=$!
+i=0
+while [ ! -e ready/6.ready ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+ls /tmp | grep -c "^runner-claim-$(id -u)-$SLURM_JOB_ID-" > claims
+"$1" --on slurm 4 6 --db b.db --job b -- "$2" > b.out 2> b.err; echo $? > b.code
+touch go
+wait $a; echo $? > a.code
+ls /tmp | grep -c "^runner-claim-$(id -u)-$SLURM_JOB_ID-" > claims.after
+exit 0
+)";
+  RunnerProcess both({"-N", "3", "--ntasks-per-node=2", "sh", (t / "both.sh").string(),
+                      runner_bin(), child_bin()},
+                     t.path(), Streams(), "/usr/bin/salloc");
+  EXPECT_EQ(both.wait(), 0) << both.err();
+  EXPECT_EQ(read_file(t / "claims"), "3\n") << "each node's worker claims its node";
+  EXPECT_EQ(read_file(t / "b.code"), "2\n");
+  auto said = read_file(t / "b.err");
+  EXPECT_NE(said.find("already runs job a of " + (t / "a.db").string() + " on node n"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("run this job in an allocation of its own"), std::string::npos) << said;
+  EXPECT_FALSE(fs::exists(t / "b.db"));
+  EXPECT_EQ(read_file(t / "a.code"), "0\n");
+  EXPECT_EQ(query(t / "a.db", "select done from progress"), "6");
+  EXPECT_EQ(read_file(t / "claims.after"), "0\n") << "the claims go with the workers";
+}
+
 TEST(SlurmOutside, OutsideAnAllocationItRefusesAndWritesNothing) {
   TempDir t;
   ::unsetenv("SLURM_JOB_ID");

@@ -86,6 +86,9 @@ struct WorkerArgs {
   std::optional<std::string> check_shared;
   // ... and say how many CPUs and how many bytes of memory it has for runner.
   bool check_resources = false;
+  // ... and that no other job than this one (its DB's path, its name) has a
+  // claim on this node of that allocation (see node_claim.h).
+  std::optional<std::string> check_allocation, check_db, check_job;
 };
 
 struct StatusArgs {

@@ -48,6 +48,9 @@ struct Plan {
   // allocation's shared filesystem): else each keeps the job's logs and
   // journals on its own disk, and runner reads them through its worker.
   bool shares_log_folder = true;
+  // The allocation the sites belong to (a Slurm job's id), whose nodes one
+  // runner's job has to itself (see node_claim.h); "" for none.
+  std::string allocation;
   std::string site_word = "site";  // "node", "host": how people call a site
   std::string none_left;           // why nothing can start once every site is gone
 };
@@ -60,6 +63,7 @@ struct PlanRequest {
   // An existing folder where the logs go: a planner whose sites must share
   // it with runner checks that they see it.
   std::filesystem::path logs_folder;
+  std::string job;  // the job's name
 };
 
 struct Planner {
@@ -83,6 +87,9 @@ Plan plan_ssh(const PlanRequest& request);
 // min(P, all capacity).
 std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
                                         const std::vector<std::uint32_t>& cpus);
+
+// The DB as a claim on an allocation's nodes names it: its absolute path.
+std::string claim_db_path(const std::filesystem::path& db);
 
 // runner's binary, for sites that run it at the same path.
 std::string own_binary(std::string_view on);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "runner/cli.h"
+
 namespace runner {
 
 struct SlurmNode {
@@ -41,11 +43,9 @@ std::vector<std::pair<std::string, std::uint64_t>> parse_node_memory(const std::
 void read_node_memory(SlurmAllocation& allocation);
 
 // Before anything is written: runs one step over the nodes with slots that
-// checks each can run `runner worker`, has `dir`, can execute `program`
-// (none: not checked) and sees the file `shared` (none: not checked). Throws
-// Error naming the node and what is wrong.
+// checks each can run `runner worker` and what `check` asks (see
+// check_node). Throws Error naming the node and what is wrong.
 void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
-                 const std::string& runner, const std::string& program, const std::string& dir,
-                 const std::string& shared);
+                 const std::string& runner, const WorkerArgs& check);
 
 }  // namespace runner

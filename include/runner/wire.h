@@ -81,6 +81,10 @@ struct WorkerConfig {
   bool watch_memory = false;                     // report memory in use every 50 ms
   std::vector<int> blocked;                      // the signal mask runner was started with
   bool pipe_ignored = false;                     // and whether SIGPIPE was ignored
+  // The allocation whose node it claims for its job (see node_claim.h), and
+  // the DB's path that names the job there; "" claims nothing.
+  std::string allocation;
+  std::string db_path;
 };
 
 // The worker's name: its journal's, its processes' RUNNER_RUN. The run's id,

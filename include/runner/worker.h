@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "runner/cli.h"
 #include "runner/engine.h"
 #include "runner/memory.h"
 #include "runner/wire.h"
@@ -40,12 +41,12 @@ int run_worker(int in, int out);
 // they started); returns 0.
 int kill_run_here(const std::string& run);
 
-// Whether this machine can run a job: `program` can be executed, `dir` is
-// the current folder, and `shared` (a file runner made in its log folder)
-// is seen here. Empty ones are not checked. Prints "ok <host>" (with
-// `resources`, "ok <host> <CPUs> <bytes of memory available>") and returns
-// 0, or prints "<host>: what is wrong" and returns 2.
-int check_node(const std::string& program, const std::string& dir, const std::string& shared,
-               bool resources = false);
+// Whether this machine can run a job: its program can be executed, its
+// folder is the current one, the file runner made in its log folder is seen
+// here, and no other job claims this node of its allocation; what is not
+// given is not checked. Prints "ok <host>" (with check_resources, "ok <host>
+// <CPUs> <bytes of memory available>") and returns 0, or prints "<host>:
+// what is wrong" and returns 2.
+int check_node(const WorkerArgs& check);
 
 }  // namespace runner

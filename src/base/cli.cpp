@@ -381,7 +381,7 @@ struct Subcommands {
   CLI::Option *report_db, *report_job, *report_budget, *report_html;
   CLI::Option *log_db, *log_job, *log_cluster, *log_attempt, *log_ssh;
   CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
-      *worker_check_shared;
+      *worker_check_shared, *worker_check_allocation, *worker_check_db, *worker_check_job;
   bool csv = false, json = false, status_json = false, worker_check_resources = false;
 };
 
@@ -433,6 +433,9 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.worker_check_dir = g.add(*sub.worker, "--check-dir", "PATH", "");
   sub.worker_check_shared = g.add(*sub.worker, "--check-shared", "PATH", "");
   sub.worker->add_flag("--check-resources", sub.worker_check_resources, "");
+  sub.worker_check_allocation = g.add(*sub.worker, "--check-allocation", "ID", "");
+  sub.worker_check_db = g.add(*sub.worker, "--check-db", "PATH", "");
+  sub.worker_check_job = g.add(*sub.worker, "--check-job", "NAME", "");
 }
 
 LogArgs read_log_args(const Subcommands& sub) {
@@ -493,9 +496,10 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
   if (sub.doctor->parsed()) return DoctorArgs{};
   if (sub.log->parsed()) return read_log_args(sub);
   if (sub.worker->parsed())
-    return WorkerArgs{Given::text(sub.worker_kill_run), Given::text(sub.worker_check),
+    return WorkerArgs{Given::text(sub.worker_kill_run),  Given::text(sub.worker_check),
                       Given::text(sub.worker_check_dir), Given::text(sub.worker_check_shared),
-                      sub.worker_check_resources};
+                      sub.worker_check_resources,        Given::text(sub.worker_check_allocation),
+                      Given::text(sub.worker_check_db),  Given::text(sub.worker_check_job)};
   return std::nullopt;
 }
 

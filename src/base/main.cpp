@@ -35,9 +35,7 @@ int main(int argc, char** argv) {
       return runner::show_log(*log);
     }
     if (auto* worker = std::get_if<runner::WorkerArgs>(&invocation)) {
-      if (worker->check_dir)
-        return runner::check_node(worker->check_program.value_or(""), *worker->check_dir,
-                                  worker->check_shared.value_or(""), worker->check_resources);
+      if (worker->check_dir) return runner::check_node(*worker);
       if (worker->kill_run) {
         runner::setup_logging(false, false);
         return runner::kill_run_here(*worker->kill_run);

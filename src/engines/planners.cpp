@@ -55,6 +55,10 @@ std::vector<std::uint32_t> spread_slots(std::uint32_t parallel,
   return slots;
 }
 
+std::string claim_db_path(const std::filesystem::path& db) {
+  return std::filesystem::absolute(db).lexically_normal().string();
+}
+
 std::string own_binary(std::string_view on) {
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);

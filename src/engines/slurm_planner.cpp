@@ -139,8 +139,7 @@ void read_node_memory(SlurmAllocation& allocation) {
 }
 
 void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint32_t>& slots,
-                 const std::string& runner, const std::string& program, const std::string& dir,
-                 const std::string& shared) {
+                 const std::string& runner, const WorkerArgs& check) {
   std::vector<std::string> nodes;
   for (std::size_t i = 0; i < allocation.nodes.size(); ++i)
     if (slots[i] > 0) nodes.push_back(allocation.nodes[i].name);
@@ -151,17 +150,17 @@ void check_nodes(const SlurmAllocation& allocation, const std::vector<std::uint3
                                    "--overlap",
                                    "--quiet",
                                    runner,
-                                   "worker",
-                                   "--check-dir",
-                                   dir};
-  if (!program.empty()) {
-    args.emplace_back("--check");
-    args.push_back(program);
-  }
-  if (!shared.empty()) {
-    args.emplace_back("--check-shared");
-    args.push_back(shared);
-  }
+                                   "worker"};
+  for (const auto& [option, value] : {std::pair{"--check-dir", check.check_dir},
+                                      {"--check", check.check_program},
+                                      {"--check-shared", check.check_shared},
+                                      {"--check-allocation", check.check_allocation},
+                                      {"--check-db", check.check_db},
+                                      {"--check-job", check.check_job}})
+    if (value) {
+      args.emplace_back(option);
+      args.push_back(*value);
+    }
   bp::ipstream out, err;
   std::error_code ec;
   bp::child srun(bp::search_path("srun"), args, bp::std_in<bp::null, bp::std_out> out,
@@ -276,6 +275,7 @@ Plan plan_slurm(const PlanRequest& request) {
   auto budgets = node_budgets(args, allocation, slots);
   Plan plan{.on = "slurm",
             .budgets_per_site = !budgets.empty(),
+            .allocation = allocation.job_id,
             .site_word = "node",
             .none_left = "no node of the allocation is left to run it"};
   auto runner = own_binary("slurm");
@@ -300,8 +300,15 @@ Plan plan_slurm(const PlanRequest& request) {
   const auto& command = request.command;
   bool templated = command.render(1, 1).front() != command.program();
   SharedMarker marker(request.logs_folder);
-  check_nodes(allocation, slots, runner, templated ? "" : command.program(),
-              fs::current_path().string(), marker.path().string());
+  WorkerArgs check;
+  check.check_dir = fs::current_path().string();
+  if (!templated) check.check_program = command.program();
+  check.check_shared = marker.path().string();
+  // And that no other runner's job has the allocation's nodes.
+  check.check_allocation = plan.allocation;
+  check.check_db = claim_db_path(request.args.db);
+  check.check_job = request.job;
+  check_nodes(allocation, slots, runner, check);
   return plan;
 }
 

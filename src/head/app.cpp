@@ -130,6 +130,8 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.watch_memory = checked.memory.budget && args.mem_overcommit;
     config.blocked = signals.inherited().blocked();
     config.pipe_ignored = signals.inherited().pipe_ignored();
+    config.allocation = plan.allocation;
+    config.db_path = claim_db_path(args.db);
     return std::make_unique<SitesEngine>(config, plan);
   }
   LocalEngineOptions options;

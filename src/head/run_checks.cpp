@@ -151,7 +151,7 @@ CheckedRun check_run(const RunArgs& args) {
   run.job_name = args.job.value_or(derive_job_name(run.command, args.clusters));
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
-  run.plan = find_planner(args.on).plan({args, run.command, run.probe, logs_folder});
+  run.plan = find_planner(args.on).plan({args, run.command, run.probe, logs_folder, run.job_name});
   run.memory = plan_memory_impl(args, run.probe, smallest_budget(run.plan));
   // A plan without budgets of its own gives its sites the run's.
   if (!run.plan.budgets_per_site)

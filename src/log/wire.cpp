@@ -201,6 +201,8 @@ std::string encode_config(const WorkerConfig& c) {
   put(out, c.kill_leftovers_in.value_or(""));
   put_number(out, c.watch_memory ? 1 : 0);
   put_number(out, c.pipe_ignored ? 1 : 0);
+  put(out, c.allocation);
+  put(out, c.db_path);
   for (int sig : c.blocked) put_number(out, sig);
   return out;
 }
@@ -210,7 +212,7 @@ WorkerConfig decode_config(const Fields& f) {
   if (auto version = f.count(0); version != kWireVersion)
     throw WireError(fmt::format("runner speaks version {} of the worker's wire, this worker {}",
                                 version, kWireVersion));
-  f.need(16);
+  f.need(18);
   WorkerConfig c;
   c.run = f.text(1);
   c.journal_dir = f.text(2);
@@ -227,7 +229,9 @@ WorkerConfig decode_config(const Fields& f) {
   if (!f.text(13).empty()) c.kill_leftovers_in = f.text(13);
   c.watch_memory = flag(f, 14);
   c.pipe_ignored = flag(f, 15);
-  for (std::size_t i = 16; i < f.size(); ++i) c.blocked.push_back(static_cast<int>(f.number(i)));
+  c.allocation = f.text(16);
+  c.db_path = f.text(17);
+  for (std::size_t i = 18; i < f.size(); ++i) c.blocked.push_back(static_cast<int>(f.number(i)));
   return c;
 }
 
@@ -304,7 +308,7 @@ std::string encode_bye() {
 }
 
 std::string encode_slots(std::size_t slots) {
-  return fmt::format("W\t{}", slots);
+  return fmt::format("N\t{}", slots);
 }
 
 std::string encode_event(const EngineEvent& event, std::optional<std::uint64_t> seq) {

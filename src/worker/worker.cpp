@@ -25,6 +25,7 @@
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
+#include "runner/node_claim.h"
 #include "runner/sysinfo.h"
 #include "runner/units.h"
 #include "runner/wire.h"
@@ -105,6 +106,7 @@ class Worker {
         out_(out),
         reader_(reader),
         wake_(::epoll_create1(EPOLL_CLOEXEC)) {
+    claim_node();
     // It wakes for runner's words and for a SIGTERM of its own.
     for (int fd : {in_, signals_.fd()}) {
       epoll_event e{};
@@ -147,6 +149,22 @@ class Worker {
   int run();
 
  private:
+  // Its node of the allocation, for its job alone (see node_claim.h).
+  void claim_node() {
+    if (config_.allocation.empty()) return;
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    Claimant me{config_.db_path, config_.job, ::getpid(),
+                static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(now).count())};
+    try {
+      claim_ = std::make_unique<NodeClaim>(config_.allocation, config_.node, me);
+    } catch (const std::system_error& e) {
+      spdlog::warn(
+          "cannot claim node {} of Slurm job {} ({}): another runner started there "
+          "would not be refused",
+          config_.node, config_.allocation, e.what());
+    }
+  }
   // The journal cannot be written any more: nothing more starts (a cluster
   // that ended while runner was killed would run again), the running ones
   // end and are told as usual, and runner hears why.
@@ -187,6 +205,7 @@ class Worker {
   std::string node_suffix() const { return config_.node.empty() ? "" : "@" + config_.node; }
 
   WorkerConfig config_;
+  std::unique_ptr<NodeClaim> claim_;
   int in_;
   int out_;
   LineReader& reader_;
@@ -387,7 +406,7 @@ void Worker::handle(const std::string& text) {
     case 'Q':
       runner_gone_ = true;
       return;
-    case 'W':
+    case 'N':
       slots_ = std::max<std::size_t>(f.count(0), 1);
       pump();
       return;
@@ -556,49 +575,55 @@ int kill_run_here(const std::string& run) {
   return 0;
 }
 
-int check_node(const std::string& program, const std::string& dir, const std::string& shared,
-               bool resources) {
-  auto host = host_name();
-  auto say = [&](const std::string& what) {
-    fmt::print("{}\n", what);
-    std::fflush(stdout);
-  };
-  auto ok = [&] {
-    if (!resources) return say("ok " + host);
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    auto memory = available_memory(probe_memory());
-    say(fmt::format("ok {} {} {}", host, cpus, memory.value_or(0)));
-  };
+namespace {
+
+// What keeps this node from running the job, if anything: its folder, the
+// shared log folder, another job's claim on it.
+std::optional<std::string> node_lacks(const WorkerArgs& check, const std::string& host) {
   std::error_code ec;
-  if (!dir.empty() && (!std::filesystem::is_directory(dir, ec) ||
-                       !std::filesystem::equivalent(dir, std::filesystem::current_path(ec), ec))) {
-    say(fmt::format("{}: the working folder {} does not exist there", host, dir));
-    return 2;
-  }
-  if (!shared.empty() && !std::filesystem::exists(shared, ec)) {
-    say(fmt::format(
-        "{}: the log folder {} is not shared with it (runner's logs and journals must be on a "
+  if (check.check_dir &&
+      (!std::filesystem::is_directory(*check.check_dir, ec) ||
+       !std::filesystem::equivalent(*check.check_dir, std::filesystem::current_path(ec), ec)))
+    return fmt::format("the working folder {} does not exist there", *check.check_dir);
+  if (check.check_shared && !std::filesystem::exists(*check.check_shared, ec))
+    return fmt::format(
+        "the log folder {} is not shared with it (runner's logs and journals must be on a "
         "filesystem every node mounts at the same path; pass such a folder with --logs)",
-        host, std::filesystem::path(shared).parent_path().string()));
-    return 2;
+        std::filesystem::path(*check.check_shared).parent_path().string());
+  if (check.check_allocation) {
+    Claimant me{check.check_db.value_or(""), check.check_job.value_or(""), ::getpid(), 0};
+    if (auto other = other_claim(*check.check_allocation, host, me))
+      return claimed_by(*check.check_allocation, host, *other);
   }
-  if (program.empty()) {
-    ok();
-    return 0;
-  }
+  if (!check.check_program) return std::nullopt;
+  const auto& program = *check.check_program;
   auto resolved = resolve_program(program);
   if (resolved.error == 0 && check_executable_format(resolved.path) == ENOEXEC)
     resolved.error = ENOEXEC;
-  if (resolved.error != 0) {
-    bool bare_name = program.find('/') == std::string::npos;
-    say(fmt::format("{}: cannot execute {}: {}", host, program,
-                    resolved.error == ENOENT && bare_name ? "not found in PATH"
-                                                          : std::strerror(resolved.error)));
+  if (resolved.error == 0) return std::nullopt;
+  bool bare_name = program.find('/') == std::string::npos;
+  return fmt::format(
+      "cannot execute {}: {}", program,
+      resolved.error == ENOENT && bare_name ? "not found in PATH" : std::strerror(resolved.error));
+}
+
+}  // namespace
+
+int check_node(const WorkerArgs& check) {
+  auto host = host_name();
+  if (auto lacks = node_lacks(check, host)) {
+    fmt::print("{}: {}\n", host, *lacks);
     return 2;
   }
-  ok();
+  if (!check.check_resources) {
+    fmt::print("ok {}\n", host);
+    return 0;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  auto memory = available_memory(probe_memory());
+  fmt::print("ok {} {} {}\n", host, cpus, memory.value_or(0));
   return 0;
 }
 
