@@ -21,7 +21,7 @@ LINT_PACKAGES = clang-tidy clang-format
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
 VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
-.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million bench-ssh install package package-check clean
+.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million bench-ssh bench-ssh-fit install package package-check clean
 
 all: build
 
@@ -161,6 +161,16 @@ bench-ssh: test-deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS) --target runner
 	bench/ssh.sh build-release/runner build-release/ssh-hosts $(SSH_N) $(SSH_ROUNDS)
+
+# Large clusters that fit only one of the 3 SSH test hosts, held to memory
+# limits of their own, against GNU parallel --sshlogin (not part of make
+# test; about 3 minutes). FIT_N clusters.
+FIT_N ?= 48
+bench-ssh-fit: test-deps
+	$(call install_missing,parallel time sqlite3)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner test_child
+	bench/ssh-fit.sh build-release/runner build-release/tests/test_child build-release/ssh-fit-hosts $(FIT_N)
 
 # 1,000,000 clusters in one allocation of the test Slurm (about 15 minutes).
 bench-slurm-million: test-deps

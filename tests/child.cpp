@@ -232,7 +232,8 @@ int main(int argc, char** argv) {
   if (!live_count.empty()) update_count(live_count, +1);
   if (args_to_stdout) {
     for (int i = 0; i < argc; ++i) std::printf("arg[%d]=%s\n", i, argv[i]);
-    for (const char* v : {"RUNNER_CLUSTER", "RUNNER_CLUSTERS", "RUNNER_ATTEMPT", "RUNNER_JOB"})
+    for (const char* v :
+         {"RUNNER_CLUSTER", "RUNNER_CLUSTERS", "RUNNER_ATTEMPT", "RUNNER_JOB", "RUNNER_SITE"})
       std::printf("%s=%s\n", v, std::getenv(v) ? std::getenv(v) : "(unset)");
     struct stat in {
     }, null{};

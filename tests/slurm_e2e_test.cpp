@@ -143,10 +143,11 @@ std::unique_ptr<RunnerProcess> six_running(TempDir& t, const std::vector<std::st
 TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
   REQUIRE_SLURM();
   TempDir t;
-  auto r = in_allocation(3, 2,
-                         with_child({"--on", "slurm", "300", "6"},
-                                    {"--sleep-ms", "20", "--live-count", (t / "live").string()}),
-                         t.path());
+  auto r = in_allocation(
+      3, 2,
+      with_child({"--on", "slurm", "300", "6"},
+                 {"--sleep-ms", "20", "--live-count", (t / "live").string(), "--args-to-stdout"}),
+      t.path());
   ASSERT_EQ(r.code, 0) << r.err;
   auto db = t / "runner.db";
   EXPECT_EQ(query(db, "select done from progress"), "300");
@@ -164,6 +165,12 @@ TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
   EXPECT_EQ(query(db, "select count(*) from attempts where log_path like '" + t.path().string() +
                           "/runner.logs/%'"),
             "300");
+  // Each cluster knows its node.
+  auto log = read_file(query(db, "select log_path from attempts where cluster = 7"));
+  EXPECT_NE(
+      log.find("RUNNER_SITE=" + query(db, "select host from attempts where cluster = 7") + "\n"),
+      std::string::npos)
+      << log;
 }
 
 TEST_F(SlurmTest, ACapAndATimeoutHoldOnTheNodes) {
@@ -503,9 +510,9 @@ wait $a; echo $? > a.code
 ls /tmp | grep -c "^runner-claim-$(id -u)-$SLURM_JOB_ID-" > claims.after
 exit 0
 )";
-  RunnerProcess both({"-N", "3", "--ntasks-per-node=2", "sh", (t / "both.sh").string(),
-                      runner_bin(), child_bin()},
-                     t.path(), Streams(), "/usr/bin/salloc");
+  RunnerProcess both(
+      {"-N", "3", "--ntasks-per-node=2", "sh", (t / "both.sh").string(), runner_bin(), child_bin()},
+      t.path(), Streams(), "/usr/bin/salloc");
   EXPECT_EQ(both.wait(), 0) << both.err();
   EXPECT_EQ(read_file(t / "claims"), "3\n") << "each node's worker claims its node";
   EXPECT_EQ(read_file(t / "b.code"), "2\n");

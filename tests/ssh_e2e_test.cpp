@@ -117,6 +117,43 @@ TEST_F(Ssh, EveryClusterRunsOnceOverTheHostsAndItsLogIsReadFromTheHead) {
   EXPECT_EQ(shown.code, 0) << shown.err;
   EXPECT_NE(shown.out.find("5/9"), std::string::npos) << shown.out;
   EXPECT_NE(shown.out.find("RUNNER_CLUSTER=5"), std::string::npos) << shown.out;
+  // The cluster knows the host it runs on, by the name --hosts gives it.
+  auto host5 = query(t / "runner.db", "SELECT host FROM attempt WHERE cluster = 5");
+  EXPECT_NE(shown.out.find("RUNNER_SITE=" + host5 + "\n"), std::string::npos) << shown.out;
+  // And the page draws each host's attempts under its name.
+  auto report = run_runner({"report", "--job", "j", "--html", "page.html"}, t.path());
+  EXPECT_EQ(report.code, 0) << report.err;
+  auto page = read_file(t / "page.html");
+  for (const char* h : {"h1", "h2", "h3"})
+    EXPECT_NE(page.find(std::string("\">") + h + "</text>"), std::string::npos) << h;
+}
+
+// With a budget per host, each cluster goes where its need fits: the large
+// ones, known from an earlier job of the same command, to the large host,
+// never to the small one whose budget they would overrun; the small ones
+// fill the small host meanwhile.
+TEST_F(Ssh, LargeClustersGoWhereTheyFitAndSmallOnesFillTheSmallHost) {
+  TempDir t;
+  make_on_hosts(t);
+  auto child =
+      Args{"--alloc-mib", "8", "--alloc-for", "1=120", "--alloc-for", "2=120", "--hold-ms", "100"};
+  for (const char* job : {"first", "second"}) {
+    auto p = run_runner(
+        with_child(over_ssh({"6", "4", "--job", job}, "2/h1 400M,2/h2 100M"), child), t.path());
+    ASSERT_EQ(p.code, 0) << job << ": " << p.err;
+  }
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db, "SELECT count(*) FROM attempt WHERE state <> 'done'"), "0");
+  // The second job knows the large ones: they run on h1 only, and the
+  // small ones are not held back behind them.
+  auto second = "(SELECT id FROM job WHERE name = 'second')";
+  EXPECT_EQ(
+      query(db, std::string("SELECT group_concat(DISTINCT host) FROM attempt WHERE job_id = ") +
+                    second + " AND cluster IN (1, 2)"),
+      "h1");
+  EXPECT_NE(query(db, std::string("SELECT count(*) FROM attempt WHERE job_id = ") + second +
+                          " AND host = 'h2'"),
+            "0");
 }
 
 TEST_F(Ssh, AHostThatCannotBeReachedAtStartIsNamedAndLeftOut) {

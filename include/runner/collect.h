@@ -39,13 +39,6 @@ std::optional<Collected> collect_earlier_runs(Store& store, const Job& job,
                                               const JournalOwner& owner, LeftoverPolicy policy,
                                               SignalSource& signals);
 
-// Waits for (or, with kKill, kills) the worker of each journal that still
-// runs, until `wake_fd` is readable (then false). A lock held by a process
-// that is not the worker its lock file names is not waited for: that
-// journal is dropped from the list and left alone.
-bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
-                              int wake_fd);
-
 // Records journal lines (each journal's in its order) as the verdicts of
 // judge_line allow, and says what was recorded and what was not.
 Collected record_journal_entries(Store& store, const Job& job, std::vector<JournalEntry> entries,

@@ -6,6 +6,21 @@
 // timed out and stopped is the engine's business. Every call and every event
 // is a small value, so that an engine may live in another process and answer
 // over a pipe.
+//
+// How failures cross the seam, one way each:
+// - one attempt's: an event, AttemptNotStarted with its Why (the scheduler
+//   decides: another site, a retry later, fewer at once, stop) or
+//   AttemptEnded with its outcome; never an exception;
+// - a site's (its worker lost, its node unreachable): the engine says it
+//   once in runner's log and answers kSiteGone for what was sent there;
+// - one that ends the run (a worker that cannot start, or start again; one
+//   that ends while it settles): Error, thrown, with the exit code and the
+//   one line the user sees; a system call of runner's own that fails
+//   (ppoll): std::system_error, likewise;
+// - a signal that came while the engine waited (settle, collect): nothing
+//   (std::nullopt), and the caller stops as it would for the signal;
+// - a line from a worker or a journal that does not decode: WireError,
+//   caught where the line was read and said with what was wrong.
 #pragma once
 
 #include <algorithm>

@@ -150,4 +150,11 @@ void make_job_log_dir(const std::filesystem::path& dir);
 // The error for a log folder that is a link (or not a folder).
 Error not_a_real_log_folder(const std::filesystem::path& dir, bool link);
 
+// Waits for (or, with kKill, kills) the worker of each journal that still
+// runs, until `wake_fd` is readable (then false). A lock held by a process
+// that is not the worker its lock file names is not waited for: that
+// journal is dropped from the list and left alone.
+bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
+                              int wake_fd);
+
 }  // namespace runner

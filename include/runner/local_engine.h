@@ -53,7 +53,8 @@ struct LocalEngineOptions {
   std::chrono::milliseconds grace{10'000};  // between SIGTERM and SIGKILL
   std::size_t parallel = 1;                 // the most children at once, for open files
   InheritedSignals inherited;               // what children get back before exec
-  std::string run;  // the run's id its processes carry (RUNNER_RUN); "": this process's
+  std::string run;   // the run's id its processes carry (RUNNER_RUN); "": this process's
+  std::string site;  // the node or host its children run on (RUNNER_SITE); "": none said
 };
 
 class LocalEngine : public Engine {
@@ -104,7 +105,8 @@ class LocalEngine : public Engine {
   Fd dev_null_;
   std::string run_id_;
   std::string run_var_;          // RUNNER_RUN=<run id>
-  std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus run_var_
+  std::string site_var_;         // RUNNER_SITE=<site>, where there is one
+  std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus those two
   std::unordered_map<pid_t, Child> children_;
   std::unordered_map<AttemptId, pid_t> pid_of_;
   std::vector<EngineEvent> events_;            // told at the next wait()

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -100,11 +101,16 @@ class WorkerEngine : public Engine {
   void on_event(const Fields& f);
   void give_up(const std::string& why);
   void on_worker_lost();
-  // What it left, killed; nothing when that could not be done (where it
-  // ran cannot be reached).
-  std::optional<std::vector<FoundExecution>> kill_what_it_left();
+  // What it left here, killed (and found, to be settled).
+  std::vector<FoundExecution> kill_what_it_left();
   void settle_lost_attempts(const std::vector<FoundExecution>& left, pid_t lost_pid);
-  void hold_lost_attempts(pid_t lost_pid);
+  // What it left elsewhere, killed by a step of its own while its attempts
+  // wait: started (false when it cannot be), ended (how, or nothing while
+  // it runs), failed (tried again later), looked at.
+  void hold_until_killed(pid_t lost_pid);
+  bool start_kill_step();
+  std::optional<bool> kill_step_ended(Clock::time_point now);
+  void kill_failed(Clock::time_point now);
   void retry_held_kill(Clock::time_point now);
   void end_held(AttemptId id);
   std::map<AttemptId, Outcome> reap_orphaned_attempts();
@@ -128,10 +134,13 @@ class WorkerEngine : public Engine {
   std::vector<EarlierJournal> earlier_;
   std::optional<std::size_t> collected_garbled_;
   std::string broken_;  // why runner gave the worker up (killed it), if it did
-  // A lost worker whose leftovers could not be killed: its pid, while its
-  // attempts wait, and when to try the kill again.
+  // A lost worker whose leftovers elsewhere are not known killed yet: its
+  // pid, while its attempts wait, and when to try the kill again.
   std::optional<pid_t> held_pid_;
   Clock::time_point retry_kill_at_;
+  struct KillStep;
+  std::unique_ptr<KillStep> kill_step_;  // the kill, while it runs
+  bool hold_said_ = false;               // the hold was said (a kill failed)
   Clock::time_point last_heard_ = Clock::now();
   int starts_ = 0;
   std::unordered_map<AttemptId, AttemptSpec> in_flight_;  // asked, not ended

@@ -165,6 +165,10 @@ LocalEngine::LocalEngine(LocalEngineOptions options)
   run_id_ = options_.run.empty() ? runner::run_id(current_process()) : options_.run;
   run_var_ = "RUNNER_RUN=" + run_id_;
   base_env_.push_back(run_var_.data());
+  if (!options_.site.empty()) {
+    site_var_ = "RUNNER_SITE=" + options_.site;
+    base_env_.push_back(site_var_.data());
+  }
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
     spdlog::warn("cannot become a child subreaper ({}): descendants that daemonise escape runner",
                  std::strerror(errno));

@@ -116,8 +116,11 @@ void SitesEngine::poll_workers(std::optional<Clock::time_point> deadline, int wa
   for (std::size_t i = 0; i < sites_.size(); ++i)
     if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) sites_[i].worker->read();
   woken = fds.back().revents & (POLLIN | POLLHUP | POLLERR);
-  if (ready == 0)
-    for (auto& site : sites_) site.worker->check(Clock::now());
+  // Each worker due a look gets it, however busy the others are: a silent
+  // one is not missed while another keeps runner awake.
+  auto now = Clock::now();
+  for (auto& site : sites_)
+    if (auto due = site.worker->next_check(); due && *due <= now) site.worker->check(now);
   timed_out = ready == 0 && deadline && Clock::now() >= *deadline;
 }
 

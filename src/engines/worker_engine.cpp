@@ -42,33 +42,14 @@ constexpr auto kKillLeftoversWithin = std::chrono::seconds(30);
 // How often runner tries again to kill what a lost worker left where it
 // cannot be reached.
 constexpr auto kKillRetryEvery = std::chrono::seconds(15);
+// How often runner looks whether that command has ended.
+constexpr auto kKillStepLook = std::chrono::milliseconds(100);
 // A worker says something at least once a second. One silent for this long
 // has stopped answering (stopped, hung); so has one that let an attempt run
 // this long past its timeout, or past a stop's grace: runner then kills it
 // and what it ran, as it would a worker that died.
 constexpr auto kSilentFor = std::chrono::seconds(15);
 constexpr auto kLateBy = std::chrono::seconds(5);
-
-// Runs a command to its end, or kills it after `limit`; says so if it
-// failed. Returns whether it ran to its end with exit code 0.
-bool run_to_the_end(const std::vector<std::string>& argv, std::chrono::seconds limit) {
-  std::error_code ec;
-  bp::child child(resolve_program(argv.front()).path,
-                  std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null,
-                  ec);
-  if (ec) {
-    spdlog::error("cannot run {}: {}", argv.front(), ec.message());
-    return false;
-  }
-  if (!child.wait_for(limit, ec)) {
-    child.terminate(ec);
-    spdlog::error("{} did not end within {} s; stopped", fmt::join(argv, " "), limit.count());
-    return false;
-  }
-  if (child.exit_code() != 0)
-    spdlog::error("{} ended with exit code {}", fmt::join(argv, " "), child.exit_code());
-  return child.exit_code() == 0;
-}
 
 // " on n2" where a worker runs elsewhere, nothing on this machine.
 std::string on_site(const std::string& site) {
@@ -400,9 +381,11 @@ void WorkerEngine::on_worker_lost() {
   // their subreaper): one that ended by itself before the kill ended as its
   // status says, and is recorded so.
   if (!stopped_by_ || !broken_.empty()) {
-    auto left = kill_what_it_left();
-    if (!left) return hold_lost_attempts(lost_pid);
-    settle_lost_attempts(*left, lost_pid);
+    // Elsewhere, by a command that may take as long as the site takes to
+    // answer: its attempts wait meanwhile, and runner goes on.
+    if (!launch_.leftovers_here && !launch_.kill_leftovers.empty())
+      return hold_until_killed(lost_pid);
+    settle_lost_attempts(kill_what_it_left(), lost_pid);
   } else {
     settle_lost_attempts({}, lost_pid);
   }
@@ -458,13 +441,65 @@ void WorkerEngine::end_held(AttemptId id) {
   if (in_flight_.empty()) held_pid_.reset();
 }
 
-// What a lost worker left could not be killed (its node or host cannot be
-// reached): its attempts, started or handed ahead, may still run there, and
-// none runs again elsewhere until they are known gone. They wait, still
-// running as the scheduler sees them, while runner tries the kill again.
-void WorkerEngine::hold_lost_attempts(pid_t lost_pid) {
+// The step that kills what a lost worker left where it ran (srun, ssh),
+// run beside runner's loop: a host that cannot be reached holds it up to
+// ssh's ConnectTimeout, and runner records and starts the other sites'
+// clusters meanwhile.
+struct WorkerEngine::KillStep {
+  bp::child child;
+  Clock::time_point until;
+  std::string what;  // its command line, for messages
+};
+
+// A lost worker's attempts, started or handed ahead, may still run where
+// it ran, and none runs again elsewhere until they are known gone. They
+// wait, still running as the scheduler sees them, while the kill runs and,
+// should it fail (the node or host cannot be reached), until it is tried
+// again and gets through.
+void WorkerEngine::hold_until_killed(pid_t lost_pid) {
   held_pid_ = lost_pid;
-  retry_kill_at_ = Clock::now() + kKillRetryEvery;
+  hold_said_ = false;
+  if (!start_kill_step()) kill_failed(Clock::now());
+}
+
+bool WorkerEngine::start_kill_step() {
+  auto argv = launch_.kill_leftovers;
+  argv.insert(argv.end(), {"worker", "--kill-run", worker_name(config_)});
+  std::error_code ec;
+  bp::child child(resolve_program(argv.front()).path,
+                  std::vector<std::string>(argv.begin() + 1, argv.end()), bp::std_in < bp::null,
+                  ec);
+  if (ec) {
+    spdlog::error("cannot run {}: {}", argv.front(), ec.message());
+    return false;
+  }
+  auto now = Clock::now();
+  kill_step_ = std::make_unique<KillStep>(KillStep{std::move(child), now + kKillLeftoversWithin,
+                                                   fmt::format("{}", fmt::join(argv, " "))});
+  retry_kill_at_ = now + kKillStepLook;
+  return true;
+}
+
+std::optional<bool> WorkerEngine::kill_step_ended(Clock::time_point now) {
+  std::error_code ec;
+  auto& step = *kill_step_;
+  if (step.child.running(ec)) {
+    if (now < step.until) return std::nullopt;
+    step.child.terminate(ec);
+    spdlog::error("{} did not end within {} s; stopped", step.what, kKillLeftoversWithin.count());
+    kill_step_.reset();
+    return false;
+  }
+  bool ok = !ec && step.child.exit_code() == 0;
+  if (!ok) spdlog::error("{} ended with exit code {}", step.what, step.child.exit_code());
+  kill_step_.reset();
+  return ok;
+}
+
+// Said once a hold lasts: which clusters wait, and why.
+void WorkerEngine::kill_failed(Clock::time_point now) {
+  retry_kill_at_ = now + kKillRetryEvery;
+  if (std::exchange(hold_said_, true)) return;
   std::vector<ClusterId> clusters;
   for (const auto& [id, spec] : in_flight_) clusters.push_back(spec.cluster);
   std::sort(clusters.begin(), clusters.end());
@@ -477,14 +512,20 @@ void WorkerEngine::hold_lost_attempts(pid_t lost_pid) {
 
 void WorkerEngine::retry_held_kill(Clock::time_point now) {
   if (!held_pid_ || now < retry_kill_at_) return;
-  auto left = kill_what_it_left();
-  if (!left) {
-    retry_kill_at_ = Clock::now() + kKillRetryEvery;
+  if (!kill_step_) {
+    if (!start_kill_step()) kill_failed(now);
     return;
   }
-  spdlog::warn("what the worker{} left is killed: its clusters run again", on_site(launch_.site));
+  auto ended = kill_step_ended(now);
+  if (!ended) {
+    retry_kill_at_ = now + kKillStepLook;
+    return;
+  }
+  if (!*ended) return kill_failed(now);
+  if (hold_said_)
+    spdlog::warn("what the worker{} left is killed: its clusters run again", on_site(launch_.site));
   auto lost_pid = *std::exchange(held_pid_, std::nullopt);
-  settle_lost_attempts(*left, lost_pid);
+  settle_lost_attempts({}, lost_pid);
 }
 
 // The attempts of a lost worker here, once what it left was killed:
@@ -513,7 +554,7 @@ std::map<AttemptId, Outcome> WorkerEngine::reap_orphaned_attempts() {
 
 // What a lost worker left running, killed where it ran; the executions it
 // found, where that is here.
-std::optional<std::vector<FoundExecution>> WorkerEngine::kill_what_it_left() {
+std::vector<FoundExecution> WorkerEngine::kill_what_it_left() {
   if (launch_.leftovers_here) {
     auto left = find_leftovers(Leftovers{{}, {config_.run}});
     settle_leftovers(left.pids, LeftoverPolicy::kKill, -1, "its dead worker left running");
@@ -527,11 +568,7 @@ std::optional<std::vector<FoundExecution>> WorkerEngine::kill_what_it_left() {
     remove_run_cgroups(config_.run);
     return left.found;
   }
-  if (launch_.kill_leftovers.empty()) return std::vector<FoundExecution>{};
-  auto argv = launch_.kill_leftovers;
-  argv.insert(argv.end(), {"worker", "--kill-run", worker_name(config_)});
-  if (!run_to_the_end(argv, kKillLeftoversWithin)) return std::nullopt;
-  return std::vector<FoundExecution>{};
+  return {};
 }
 
 // The lost worker's journal, by attempt: an end where it wrote one, else a

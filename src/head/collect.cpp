@@ -23,61 +23,6 @@ namespace {
 // At most this many refused lines are named one by one.
 constexpr std::size_t kNamedRefusals = 5;
 
-// Kills a worker of an earlier run, once proven to be one, and every
-// process of that run.
-void kill_run(const RunJournal& journal) {
-  if (journal.held_by_its_worker()) ::kill(journal.worker().pid, SIGKILL);
-  Leftovers left{{}, {journal.name()}};
-  settle_leftovers(find_leftovers(left).pids, LeftoverPolicy::kKill, -1);
-}
-
-// Waits for (or kills) the worker of each journal that still runs; false
-// when a signal came first. A lock held by a process that is not the
-// worker the lock file names is not waited for: that journal is left alone.
-}  // namespace
-
-bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
-                              int wake_fd) {
-  for (auto it = journals.begin(); it != journals.end();) {
-    auto& journal = *it;
-    if (auto lock = journal.try_lock(); lock != RunJournal::Lock::kHeld) {
-      if (lock == RunJournal::Lock::kGone)
-        it = journals.erase(it);
-      else
-        ++it;
-      continue;
-    }
-    // A decoy: a process of this host that is not the worker the lock file
-    // names holds the lock. It is neither waited for nor killed.
-    bool proven = journal.held_by_its_worker();
-    auto holder = journal.holder();
-    if (!proven && holder) {
-      spdlog::warn(
-          "leaving journal {} alone: its lock is held by pid {}, which is not the worker it "
-          "names (pid {})",
-          printable(journal.name()), *holder, journal.worker().pid);
-      it = journals.erase(it);
-      continue;
-    }
-    bool here = journal.worker().host == host_name();
-    if (policy == LeftoverPolicy::kKill && proven) {
-      spdlog::warn(
-          "killing the worker (pid {}) of an earlier run ({}) and its clusters "
-          "(--orphans kill)",
-          journal.worker().pid, printable(journal.run()));
-      kill_run(journal);
-    } else {
-      spdlog::warn("waiting for the worker (pid {}{}) of an earlier run to finish its clusters",
-                   journal.worker().pid, here ? "" : " on " + printable(journal.worker().host));
-    }
-    if (!journal.lock_when_free(wake_fd)) return false;
-    ++it;
-  }
-  return true;
-}
-
-namespace {
-
 // Marks each end whose start its journal holds before it (a version-1
 // journal has no starts: its ends are taken as they are).
 void mark_journalled_starts(std::vector<JournalEntry>& entries) {

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -18,7 +20,10 @@
 #include <system_error>
 #include <thread>
 
+#include "engines/orphans.h"
 #include "runner/error.h"
+#include "runner/sysinfo.h"
+#include "runner/units.h"
 
 namespace runner {
 namespace fs = std::filesystem;
@@ -411,6 +416,58 @@ void make_job_log_dir(const fs::path& dir) {
                             ec ? ec.message() : std::strerror(errno)));
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) throw not_a_real_log_folder(dir, errno == ELOOP);
+}
+
+namespace {
+
+// Kills a worker of an earlier run, once proven to be one, and every
+// process of that run.
+void kill_run(const RunJournal& journal) {
+  if (journal.held_by_its_worker()) ::kill(journal.worker().pid, SIGKILL);
+  Leftovers left{{}, {journal.name()}};
+  settle_leftovers(find_leftovers(left).pids, LeftoverPolicy::kKill, -1);
+}
+
+}  // namespace
+
+bool wait_for_journal_workers(std::vector<RunJournal>& journals, LeftoverPolicy policy,
+                              int wake_fd) {
+  for (auto it = journals.begin(); it != journals.end();) {
+    auto& journal = *it;
+    if (auto lock = journal.try_lock(); lock != RunJournal::Lock::kHeld) {
+      if (lock == RunJournal::Lock::kGone)
+        it = journals.erase(it);
+      else
+        ++it;
+      continue;
+    }
+    // A decoy: a process of this host that is not the worker the lock file
+    // names holds the lock. It is neither waited for nor killed.
+    bool proven = journal.held_by_its_worker();
+    auto holder = journal.holder();
+    if (!proven && holder) {
+      spdlog::warn(
+          "leaving journal {} alone: its lock is held by pid {}, which is not the worker it "
+          "names (pid {})",
+          printable(journal.name()), *holder, journal.worker().pid);
+      it = journals.erase(it);
+      continue;
+    }
+    bool here = journal.worker().host == host_name();
+    if (policy == LeftoverPolicy::kKill && proven) {
+      spdlog::warn(
+          "killing the worker (pid {}) of an earlier run ({}) and its clusters "
+          "(--orphans kill)",
+          journal.worker().pid, printable(journal.run()));
+      kill_run(journal);
+    } else {
+      spdlog::warn("waiting for the worker (pid {}{}) of an earlier run to finish its clusters",
+                   journal.worker().pid, here ? "" : " on " + printable(journal.worker().host));
+    }
+    if (!journal.lock_when_free(wake_fd)) return false;
+    ++it;
+  }
+  return true;
 }
 
 }  // namespace runner

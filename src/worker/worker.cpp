@@ -21,7 +21,6 @@
 #include <unordered_set>
 
 #include "engines/orphans.h"
-#include "runner/collect.h"
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
@@ -124,6 +123,7 @@ class Worker {
     // On a node of several, its processes carry the node too: what a dead
     // worker left is found node by node.
     options.run = worker_name(config);
+    options.site = config.node;
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
     // Without a journal, a cluster that ends while runner is killed would
