@@ -4,10 +4,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <random>
 #include <regex>
 
 #include "runner/report.h"
 #include "runner/words.h"
+#include "store_fixture.h"
 
 namespace runner {
 namespace {
@@ -89,6 +91,93 @@ TEST(RunFigures, MakespanBesideTheLowerBoundOfItsDurations) {
   EXPECT_DOUBLE_EQ(f.lower_bound, 5);
   // One long cluster bounds it by itself.
   EXPECT_DOUBLE_EQ(run_figures({span(0, 9), span(0, 1)}, 100).lower_bound, 9);
+}
+
+// The figures as the whole list gives them: every start and end an edge,
+// ends before starts at one instant, the count of those running at once
+// after each. The fold must agree, attempt by attempt.
+RunFigures swept(const std::vector<AttemptSpan>& spans, double now) {
+  RunFigures f;
+  if (spans.empty()) return f;
+  f.first_start = spans.front().started_at;
+  std::vector<std::pair<double, int>> edges;
+  for (const auto& s : spans) {
+    auto end = attempt_end(s, now);
+    f.first_start = std::min(f.first_start, s.started_at);
+    f.last_end = std::max(f.last_end, end);
+    f.total_work += end - s.started_at;
+    f.longest = std::max(f.longest, end - s.started_at);
+    edges.emplace_back(s.started_at, +1);
+    edges.emplace_back(end, -1);
+  }
+  std::sort(edges.begin(), edges.end());
+  int at_once = 0;
+  for (const auto& [t, step] : edges) {
+    at_once += step;
+    f.most_at_once = std::max(f.most_at_once, static_cast<std::uint32_t>(std::max(at_once, 0)));
+  }
+  f.makespan = f.last_end - f.first_start;
+  f.lower_bound = std::max(f.total_work / std::max<std::uint32_t>(f.most_at_once, 1), f.longest);
+  return f;
+}
+
+void expect_same(const RunFigures& a, const RunFigures& b) {
+  EXPECT_EQ(a.first_start, b.first_start);
+  EXPECT_EQ(a.last_end, b.last_end);
+  EXPECT_EQ(a.makespan, b.makespan);
+  EXPECT_EQ(a.total_work, b.total_work);
+  EXPECT_EQ(a.longest, b.longest);
+  EXPECT_EQ(a.lower_bound, b.lower_bound);
+  EXPECT_EQ(a.most_at_once, b.most_at_once);
+}
+
+// Runs of attempts on whole seconds, so that many start and end at one
+// instant: some still running, some of no length, and a few that the log
+// says ended before they started (a clock set back while they ran).
+TEST(RunFold, OneAttemptAtATimeGivesTheFiguresOfTheWholeList) {
+  for (unsigned seed = 1; seed <= 200; ++seed) {
+    std::mt19937 random(seed);
+    auto pick = [&](int n) { return static_cast<int>(random() % static_cast<unsigned>(n)); };
+    std::vector<AttemptSpan> spans;
+    auto count = 1 + pick(60);
+    for (int i = 0; i < count; ++i) {
+      auto from = 100.0 + pick(40);
+      auto kind = pick(10);
+      auto to = kind == 0   ? 0.0                  // still running
+                : kind == 1 ? from                 // no length
+                : kind == 2 ? from - 1 - pick(10)  // ended before it started
+                            : from + 1 + pick(15);
+      spans.push_back(span(from, to, to == 0 ? AttemptState::kRunning : AttemptState::kDone));
+    }
+    std::stable_sort(spans.begin(), spans.end(),
+                     [](const auto& a, const auto& b) { return a.started_at < b.started_at; });
+    const double now = 130;
+    std::vector<std::pair<double, double>> backward;
+    for (const auto& s : spans)
+      if (attempt_end(s, now) < s.started_at) backward.emplace_back(s.finished_at, s.started_at);
+    RunFold fold(now, backward);
+    for (const auto& s : spans) fold.add(s);
+    SCOPED_TRACE(seed);
+    expect_same(fold.figures(), swept(spans, now));
+    expect_same(run_figures(spans, now), swept(spans, now));
+  }
+}
+
+TEST(PeakStatsFold, AscendingPeaksGiveTheNearestRanks) {
+  PeakStatsFold one(1);
+  one.add(7);
+  EXPECT_EQ(one.stats().min_kib, 7u);
+  EXPECT_EQ(one.stats().median_kib, 7u);
+  EXPECT_EQ(one.stats().p95_kib, 7u);
+  EXPECT_EQ(one.stats().max_kib, 7u);
+  PeakStatsFold twenty(20);
+  for (std::uint64_t kib = 1; kib <= 20; ++kib) twenty.add(kib);
+  EXPECT_EQ(twenty.stats().clusters, 20u);
+  EXPECT_EQ(twenty.stats().min_kib, 1u);
+  EXPECT_EQ(twenty.stats().median_kib, 10u);  // the 10th of 20
+  EXPECT_EQ(twenty.stats().p95_kib, 19u);     // the 19th
+  EXPECT_EQ(twenty.stats().max_kib, 20u);
+  EXPECT_EQ(PeakStatsFold(0).stats().clusters, 0u);
 }
 
 HtmlReportInput input(std::size_t attempts) {
@@ -226,6 +315,96 @@ TEST(HtmlPage, ARunningJobIsDrawnUpToNow) {
   auto page = render_html_report(in);
   EXPECT_EQ(count(page, "<rect class=\"bar s-running\""), 1u);
   EXPECT_NE(page.find("The job is still running"), std::string::npos);
+}
+
+// A job in a real log: its page read from the log one attempt at a time
+// must be the page of the same attempts and clusters read whole.
+class HtmlPageFromLog : public StoreFixture {
+ protected:
+  static constexpr double kNow = 1.8e9;
+
+  // One attempt; no end when `state` is running.
+  void attempt(const Job& job, ClusterId c, std::uint32_t n, double from, double to,
+               AttemptState state, std::uint64_t rss_kib,
+               std::optional<std::uint64_t> cg_kib = {}) {
+    AttemptStart start{c, n, 100, from, fmt::format("/logs/{}.{}.log", c, n)};
+    start.host = fmt::format("n{}", 1 + c % 3);
+    if (cg_kib) start.mem_limit_kib = 4096;
+    auto row = store_->record_start(job, start);
+    if (state == AttemptState::kRunning) return;
+    AttemptEnd end;
+    end.state = state;
+    end.finished_at = to;
+    end.exit_code = state == AttemptState::kDone ? 0 : 1;
+    end.peak_rss_kib = rss_kib;
+    end.peak_cgroup_kib = cg_kib;
+    store_->record_end(job, row, c, end);
+  }
+
+  // Both pages of the job, the one read as `runner report --html` reads it
+  // and the one of the whole lists.
+  std::pair<std::string, std::string> pages(const Job& job, bool& aggregated) {
+    auto page = read_html_page(*store_, job, kNow, 8ULL << 30);
+    aggregated = !page.attempts_detailed;
+    HtmlReportInput in;
+    in.job = job;
+    in.attempts = store_->attempt_spans(job, !aggregated);
+    in.clusters = store_->cluster_report(job);
+    in.failures = store_->failed_clusters(job, 200);
+    in.failures_total = store_->failed_clusters(job).size();
+    in.mem_budget = 8ULL << 30;
+    in.now = kNow;
+    return {render_html_page(page), render_html_report(in)};
+  }
+};
+
+TEST_F(HtmlPageFromLog, ASmallJobIsTheSamePageAsFromItsWholeLists) {
+  auto job = store_->open_job("small", 40, "cmd {}");
+  Store::Batch batch(*store_);
+  for (ClusterId c = 1; c <= 30; ++c) {
+    ClusterId round = c / 4;  // four at a time, two seconds apart
+    double from = 1.7e9 + 2.0 * static_cast<double>(round), to = from + 1.5 + c % 3;
+    auto state = c % 9 == 0 ? AttemptState::kFailed : AttemptState::kDone;
+    if (c % 9 == 0) attempt(job, c, 2, to + 1, to + 3, AttemptState::kDone, 900 + c);
+    if (c == 20) state = AttemptState::kRunning;
+    if (c == 25) to = from - 2;  // the clock was set back while it ran
+    attempt(job, c, 1, from, to, state, 1000 + 37 * c % 500,
+            c % 4 == 0 ? std::optional<std::uint64_t>(1200 + c) : std::nullopt);
+  }
+  batch.commit();
+  bool aggregated = true;
+  auto [streamed, whole] = pages(job, aggregated);
+  EXPECT_FALSE(aggregated);
+  EXPECT_EQ(streamed, whole);
+  EXPECT_NE(streamed.find("<rect class=\"bar s-running\""), std::string::npos);
+}
+
+// Above kHtmlDetailLimit the page keeps aggregates only, and still draws
+// them as from the whole lists: bins of time, runs of clusters, the first
+// 200 failures of 300.
+TEST_F(HtmlPageFromLog, ALargeJobIsTheSamePageAsFromItsWholeListsWithoutHoldingThem) {
+  auto job = store_->open_job("large", 7000, "cmd {}");
+  Store::Batch batch(*store_);
+  for (ClusterId c = 1; c <= 6000; ++c) {
+    double from = 1.7e9 + static_cast<double>(c) * 0.01, to = from + 0.05 * (1 + c % 5);
+    auto state = c % 20 == 0 ? AttemptState::kOom : AttemptState::kDone;
+    attempt(job, c, 1, from, to, state, 100 + c % 977,
+            c % 3 == 0 ? std::optional<std::uint64_t>(150 + c % 500) : std::nullopt);
+  }
+  batch.commit();
+  bool aggregated = false;
+  auto [streamed, whole] = pages(job, aggregated);
+  EXPECT_TRUE(aggregated);
+  EXPECT_EQ(streamed, whole);
+  EXPECT_NE(streamed.find("Failures (300)"), std::string::npos);
+  auto page = read_html_page(*store_, job, kNow, std::nullopt);
+  EXPECT_TRUE(page.spans.empty());
+  EXPECT_TRUE(page.log_paths.empty());
+  EXPECT_TRUE(page.each_cluster.empty());
+  EXPECT_LE(page.buckets.size(), kClusterBuckets);
+  EXPECT_EQ(page.occupancy.size(), 3u);  // one row per host
+  EXPECT_EQ(page.failures.size(), 200u);
+  EXPECT_EQ(page.failures_total, 300u);
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <queue>
+#include <utility>
 #include <vector>
 
 #include "runner/cli.h"
@@ -22,6 +25,18 @@ struct PeakStats {
   std::uint64_t min_kib = 0, median_kib = 0, p95_kib = 0, max_kib = 0;
 };
 PeakStats peak_stats(const std::vector<ClusterReport>& clusters);
+// The same figures from the peaks above 0 read in ascending order, once how
+// many there are is known: nothing is kept per cluster.
+class PeakStatsFold {
+ public:
+  explicit PeakStatsFold(std::size_t peaks);
+  void add(std::uint64_t kib);
+  const PeakStats& stats() const { return stats_; }
+
+ private:
+  PeakStats stats_;
+  std::size_t seen_ = 0, median_rank_ = 0, p95_rank_ = 0;  // ranks count from 1
+};
 
 // The highest P for which P clusters at the p95 peak fit in the budget; 0 if
 // not even one does.
@@ -39,6 +54,26 @@ struct RunFigures {
   std::uint32_t most_at_once = 0;
 };
 RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now);
+// The same figures folded one attempt at a time in the order of their starts
+// (as Store::each_attempt_span hands them), keeping only the ends of those
+// running at the moment. An attempt recorded as ending before it started (the
+// clock was set back) counts as -1 running from its end to its start, as the
+// rest of the run sees it: those must be known from the outset, as (end,
+// start) pairs (Store::AttemptTotals::backward).
+class RunFold {
+ public:
+  explicit RunFold(double now, const std::vector<std::pair<double, double>>& backward = {});
+  void add(const AttemptSpan& s);
+  RunFigures figures() const;
+
+ private:
+  double now_;
+  RunFigures run_;
+  bool empty_ = true;
+  std::priority_queue<double, std::vector<double>, std::greater<>> running_ends_;
+  std::vector<double> backward_ends_, backward_starts_;    // each in ascending order
+  std::size_t backward_ended_ = 0, backward_started_ = 0;  // those up to the latest start
+};
 
 // The run's makespan beside the lower bound its recorded durations allow.
 std::string makespan_text(const RunFigures& run);

@@ -250,10 +250,35 @@ class Store {
                    const std::string& cap);
   void record_end(const Job& job, std::int64_t row, ClusterId cluster, const AttemptEnd& end);
 
-  // Every cluster that ran, in order, for `runner report`.
+  // Every cluster that ran, in order, for `runner report`; each_cluster_report
+  // hands them to `each` one at a time and keeps none.
   std::vector<ClusterReport> cluster_report(const Job& job);
-  std::uint64_t attempt_count(const Job& job);
+  void each_cluster_report(const Job& job, const std::function<void(const ClusterReport&)>& each);
+  // The peak each cluster is judged by (its cgroup's where recorded, else
+  // its RSS: judged_peak_kib), those above 0, smallest first.
+  void each_cluster_peak(const Job& job, const std::function<void(std::uint64_t kib)>& each);
   AttemptSpans attempt_spans(const Job& job, bool with_log_paths);
+  // The same attempts by start time, handed to `each` one at a time with the
+  // hosts named so far (span.host indexes them) and the attempt's log path
+  // ("" unless asked for); nothing is kept but the hosts.
+  using EachSpan = std::function<void(
+      const AttemptSpan& span, const std::vector<std::string>& hosts, const std::string& log_path)>;
+  void each_attempt_span(const Job& job, bool with_log_paths, const EachSpan& each);
+  // A job's attempts as a whole: what a reader of them one by one must know
+  // before the first. "Ended" is as AttemptSpan has it: a finished_at above 0.
+  struct AttemptTotals {
+    std::uint64_t attempts = 0, clusters = 0;
+    double first_start = 0;                 // the earliest start; 0 without attempts
+    std::optional<double> last_end;         // the latest end of those that ended
+    std::optional<double> last_open_start;  // the latest start of those that did not
+    std::uint64_t largest_cap_kib = 0;      // the largest --mem-limit an attempt had; 0: none
+    // Those recorded as ending before they started (the clock was set back
+    // while they ran), as (end, start): rare, and read whole.
+    std::vector<std::pair<double, double>> backward;
+  };
+  AttemptTotals attempt_totals(const Job& job);
+  // How many clusters failed_clusters would list without a limit.
+  std::uint64_t failed_count(const Job& job);
 
   // Reading for `runner status`.
   std::vector<JobProgress> progress();
@@ -274,6 +299,19 @@ class Store {
    private:
     Store& store_;
     bool open_ = true;
+  };
+
+  // While one lives, every read sees the log as one moment left it, whatever
+  // a running job commits meanwhile: figures read apart agree with each other.
+  class Snapshot {
+   public:
+    explicit Snapshot(Store& store);
+    ~Snapshot();
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+
+   private:
+    Store& store_;
   };
 
   // The connection itself, for tests of what SQLite does with it (plans,

@@ -142,12 +142,17 @@ FROM (
 );
 )SQL";
 
+// The latest attempt of each cluster whose latest attempt did not succeed.
+#define RUNNER_FAILED_CLUSTERS \
+  " FROM attempt f WHERE f.job_id = ? AND " RUNNER_UNSUCCESSFUL("f.state")          \
+  " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"              \
+  " AND l.cluster = f.cluster AND l.attempt > f.attempt)"
+
 constexpr const char* kFailedQuery =
     "SELECT f.cluster, f.attempt, f.state, f.exit_code, f.signal, f.log_path, f.mem_limit_kib, "
-    "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note, f.finished_at FROM attempt f "
-    "WHERE f.job_id = ? AND " RUNNER_UNSUCCESSFUL("f.state")
-    " AND NOT EXISTS (SELECT 1 FROM attempt l WHERE l.job_id = f.job_id"
-    " AND l.cluster = f.cluster AND l.attempt > f.attempt) ORDER BY f.cluster LIMIT ?";
+    "coalesce(f.peak_cgroup_kib, f.peak_rss_kib, 0), f.note, f.finished_at" RUNNER_FAILED_CLUSTERS
+    " ORDER BY f.cluster LIMIT ?";
+constexpr const char* kFailedCount = "SELECT count(*)" RUNNER_FAILED_CLUSTERS;
 
 std::int64_t as_db(std::uint64_t v) {
   return static_cast<std::int64_t>(v);
@@ -500,6 +505,13 @@ std::vector<FailedCluster> Store::failed_clusters(const Job& job, std::size_t li
   return out;
 }
 
+std::uint64_t Store::failed_count(const Job& job) {
+  SQLite::Statement q(db_, kFailedCount);
+  q.bind(1, job.id);
+  q.executeStep();
+  return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
+}
+
 std::vector<std::int64_t> Store::related_jobs(const Job& job) {
   std::vector<std::int64_t> ids{job.id};
   SQLite::Statement q(db_,
@@ -785,6 +797,12 @@ void Store::write_done_range(const Job& job, std::int64_t c, std::optional<std::
 
 std::vector<ClusterReport> Store::cluster_report(const Job& job) {
   std::vector<ClusterReport> out;
+  each_cluster_report(job, [&](const ClusterReport& r) { out.push_back(r); });
+  return out;
+}
+
+void Store::each_cluster_report(const Job& job,
+                                const std::function<void(const ClusterReport&)>& each) {
   SQLite::Statement q(
       db_,
       "SELECT a.cluster, c.n, a.state, a.finished_at - a.started_at, c.rss, c.cg FROM "
@@ -803,16 +821,45 @@ std::vector<ClusterReport> Store::cluster_report(const Job& job) {
       r.peak_rss_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
     if (!q.getColumn(5).isNull())
       r.peak_cgroup_kib = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
-    out.push_back(r);
+    each(r);
   }
-  return out;
 }
 
-std::uint64_t Store::attempt_count(const Job& job) {
-  SQLite::Statement q(db_, "SELECT count(*) FROM attempt WHERE job_id = ?");
+void Store::each_cluster_peak(const Job& job, const std::function<void(std::uint64_t kib)>& each) {
+  // SQLite sorts them, on disk past its cache: the peaks need not fit in memory.
+  SQLite::Statement q(db_,
+                      "SELECT peak FROM (SELECT coalesce(max(peak_cgroup_kib), max(peak_rss_kib), "
+                      "0) AS peak FROM attempt WHERE job_id = ? GROUP BY cluster) "
+                      "WHERE peak > 0 ORDER BY peak");
+  q.bind(1, job.id);
+  while (q.executeStep()) each(static_cast<std::uint64_t>(q.getColumn(0).getInt64()));
+}
+
+Store::AttemptTotals Store::attempt_totals(const Job& job) {
+  AttemptTotals out;
+  SQLite::Statement q(
+      db_,
+      "SELECT count(*), ifnull(min(started_at), 0), "
+      "max(CASE WHEN finished_at > 0 THEN finished_at END), "
+      "max(CASE WHEN finished_at > 0 THEN NULL ELSE started_at END), "
+      "ifnull(max(mem_limit_kib), 0), "
+      "(SELECT count(*) FROM (SELECT 1 FROM attempt WHERE job_id = ?1 GROUP BY cluster)) "
+      "FROM attempt WHERE job_id = ?1");
   q.bind(1, job.id);
   q.executeStep();
-  return static_cast<std::uint64_t>(q.getColumn(0).getInt64());
+  out.attempts = static_cast<std::uint64_t>(q.getColumn(0).getInt64());
+  out.first_start = q.getColumn(1).getDouble();
+  if (!q.getColumn(2).isNull()) out.last_end = q.getColumn(2).getDouble();
+  if (!q.getColumn(3).isNull()) out.last_open_start = q.getColumn(3).getDouble();
+  out.largest_cap_kib = static_cast<std::uint64_t>(q.getColumn(4).getInt64());
+  out.clusters = static_cast<std::uint64_t>(q.getColumn(5).getInt64());
+  SQLite::Statement backward(db_,
+                             "SELECT finished_at, started_at FROM attempt WHERE job_id = ? "
+                             "AND finished_at > 0 AND finished_at < started_at");
+  backward.bind(1, job.id);
+  while (backward.executeStep())
+    out.backward.emplace_back(backward.getColumn(0).getDouble(), backward.getColumn(1).getDouble());
+  return out;
 }
 
 AttemptSpans Store::attempt_spans(const Job& job, bool with_log_paths) {
@@ -821,11 +868,26 @@ AttemptSpans Store::attempt_spans(const Job& job, bool with_log_paths) {
   cap.bind(1, job.id);
   cap.executeStep();
   out.largest_cap_kib = static_cast<std::uint64_t>(cap.getColumn(0).getInt64());
-  SQLite::Statement q(db_,
-                      "SELECT started_at, finished_at, cluster, peak_rss_kib, peak_cgroup_kib, "
-                      "attempt, host, exit_code, signal, state, log_path FROM attempt "
-                      "WHERE job_id = ? ORDER BY started_at, id");
+  each_attempt_span(job, with_log_paths,
+                    [&](const AttemptSpan& s, const std::vector<std::string>& hosts,
+                        const std::string& log_path) {
+                      // A host is named first by the attempt that ran on it first.
+                      if (hosts.size() > out.hosts.size()) out.hosts.push_back(hosts.back());
+                      if (with_log_paths) out.log_paths.push_back(log_path);
+                      out.spans.push_back(s);
+                    });
+  return out;
+}
+
+void Store::each_attempt_span(const Job& job, bool with_log_paths, const EachSpan& each) {
+  // SQLite sorts them, on disk past its cache: the attempts need not fit in
+  // memory. A log path not asked for is not carried through the sort.
+  SQLite::Statement q(db_, fmt::format("SELECT started_at, finished_at, cluster, peak_rss_kib, "
+                                       "peak_cgroup_kib, attempt, host, exit_code, signal, state, "
+                                       "{} FROM attempt WHERE job_id = ? ORDER BY started_at, id",
+                                       with_log_paths ? "log_path" : "NULL"));
   q.bind(1, job.id);
+  std::vector<std::string> hosts;
   std::unordered_map<std::string, std::uint32_t> host_index;
   auto count = [&](int column) -> std::uint64_t {
     return q.getColumn(column).isNull()
@@ -841,16 +903,14 @@ AttemptSpans Store::attempt_spans(const Job& job, bool with_log_paths) {
     s.peak_cgroup_kib = count(4);
     s.attempt = static_cast<std::uint32_t>(q.getColumn(5).getInt());
     auto host = q.getColumn(6).getString();
-    auto [it, added] = host_index.try_emplace(host, static_cast<std::uint32_t>(out.hosts.size()));
-    if (added) out.hosts.push_back(host);
+    auto [it, added] = host_index.try_emplace(host, static_cast<std::uint32_t>(hosts.size()));
+    if (added) hosts.push_back(host);
     s.host = it->second;
     if (!q.getColumn(7).isNull()) s.exit_code = q.getColumn(7).getInt();
     if (!q.getColumn(8).isNull()) s.signal = q.getColumn(8).getInt();
     s.state = parse_state(q.getColumn(9).getString());
-    if (with_log_paths) out.log_paths.push_back(q.getColumn(10).getString());
-    out.spans.push_back(s);
+    each(s, hosts, q.getColumn(10).getString());
   }
-  return out;
 }
 
 std::vector<JobProgress> Store::progress() {
@@ -889,6 +949,16 @@ std::vector<std::pair<std::string, std::uint64_t>> Store::running_by_host(const 
     out.emplace_back(q.getColumn(0).getString(),
                      static_cast<std::uint64_t>(q.getColumn(1).getInt64()));
   return out;
+}
+
+// A deferred transaction: its snapshot is taken by the first read in it.
+// Nothing is written in it; its end is a rollback.
+Store::Snapshot::Snapshot(Store& store) : store_(store) {
+  store_.db_.exec("BEGIN");
+}
+
+Store::Snapshot::~Snapshot() {
+  store_.db_.tryExec("ROLLBACK");
 }
 
 Store::Batch::Batch(Store& store) : store_(store) {

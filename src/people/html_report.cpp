@@ -87,38 +87,6 @@ Lanes assign_lanes(const std::vector<AttemptSpan>& spans, std::size_t hosts, dou
   return out;
 }
 
-Occupancy occupancy(const std::vector<AttemptSpan>& spans, std::size_t hosts, double t0, double t1,
-                    std::size_t bins, double now) {
-  Occupancy out(hosts, std::vector<std::array<double, kPageStates.size()>>(bins));
-  if (bins == 0 || !(t1 > t0)) return out;
-  auto width = (t1 - t0) / static_cast<double>(bins);
-  for (const auto& s : spans) {
-    auto from = std::clamp(s.started_at, t0, t1), to = std::clamp(attempt_end(s, now), t0, t1);
-    auto state = page_state_index(s.state);
-    auto first = std::min(bins - 1, static_cast<std::size_t>((from - t0) / width));
-    auto last = std::min(bins - 1, static_cast<std::size_t>((to - t0) / width));
-    for (auto b = first; b <= last; ++b) {
-      auto lo = t0 + static_cast<double>(b) * width, hi = lo + width;
-      auto overlap = std::min(hi, to) - std::max(lo, from);
-      if (overlap > 0) out[s.host][b][state] += overlap / width;
-    }
-  }
-  return out;
-}
-
-std::vector<std::uint64_t> histogram(const std::vector<double>& values, double lo, double hi,
-                                     std::size_t bins) {
-  std::vector<std::uint64_t> counts(bins, 0);
-  if (bins == 0) return counts;
-  auto width = hi > lo ? (hi - lo) / static_cast<double>(bins) : 1.0;
-  for (auto v : values) {
-    if (v < lo || v > hi) continue;
-    auto b = std::min(bins - 1, static_cast<std::size_t>((v - lo) / width));
-    ++counts[b];
-  }
-  return counts;
-}
-
 namespace {
 
 constexpr int kWidth = 1100;  // of every chart
@@ -177,10 +145,6 @@ std::string tick_text(double v) {
   return fmt::format("{:g}", v);
 }
 
-double kib_to_mib(std::uint64_t kib) {
-  return static_cast<double>(kib) / 1024;
-}
-
 std::uint64_t judged_kib(const AttemptSpan& s) {
   return s.peak_cgroup_kib ? s.peak_cgroup_kib : s.peak_rss_kib;
 }
@@ -225,15 +189,16 @@ std::vector<std::size_t> by_name(const std::vector<std::string>& hosts) {
   return order;
 }
 
-void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFigures& f) {
-  const auto& spans = in.attempts.spans;
-  auto lanes = assign_lanes(spans, in.attempts.hosts.size(), in.now);
+void timeline_detailed(std::string& html, const HtmlPage& page) {
+  const auto& spans = page.spans;
+  const auto& f = page.run;
+  auto lanes = assign_lanes(spans, page.hosts.size(), page.now);
   std::size_t all_lanes = 0;
   for (auto n : lanes.lanes_of_host) all_lanes += n;
   const int lane = lane_height(all_lanes);
-  std::vector<int> host_top(in.attempts.hosts.size(), 0);
+  std::vector<int> host_top(page.hosts.size(), 0);
   int y = 0;
-  for (auto h : by_name(in.attempts.hosts)) {
+  for (auto h : by_name(page.hosts)) {
     host_top[h] = y;
     y += static_cast<int>(lanes.lanes_of_host[h]) * lane + kHostGap;
   }
@@ -242,7 +207,7 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
   std::string svg;
   time_axis(svg, axis, scale, y);
   for (std::size_t h = 0; h < host_top.size(); ++h) {
-    auto name = in.attempts.hosts[h].empty() ? std::string("(no host)") : in.attempts.hosts[h];
+    auto name = page.hosts[h].empty() ? std::string("(no host)") : page.hosts[h];
     svg += fmt::format("<text class=\"host\" x=\"4\" y=\"{}\">{}</text>", host_top[h] + 11,
                        escaped(name));
     for (std::uint32_t l = 0; l < lanes.lanes_of_host[h]; ++l)
@@ -253,17 +218,17 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const auto& s = spans[i];
     auto x = kLeft + (s.started_at - f.first_start) * scale;
-    auto w = std::max(1.0, (attempt_end(s, in.now) - s.started_at) * scale);
+    auto w = std::max(1.0, (attempt_end(s, page.now) - s.started_at) * scale);
     auto top = host_top[s.host] + static_cast<int>(lanes.lane_of[i]) * lane + 1;
     auto peak = judged_kib(s);
     svg += fmt::format(
         "<rect class=\"bar s-{}\" x=\"{:.2f}\" y=\"{}\" width=\"{:.2f}\" height=\"{}\">"
         "<title>cluster {}/{}, attempt {} on {}: {}\n{} ({})\npeak {}\nlog {}</title></rect>",
-        to_string(s.state), x, top, w, lane - 2, s.cluster, in.job.clusters, s.attempt,
-        escaped(in.attempts.hosts[s.host]), to_string(s.state),
-        seconds_text(attempt_end(s, in.now) - s.started_at), escaped(ending_text(s)),
+        to_string(s.state), x, top, w, lane - 2, s.cluster, page.job.clusters, s.attempt,
+        escaped(page.hosts[s.host]), to_string(s.state),
+        seconds_text(attempt_end(s, page.now) - s.started_at), escaped(ending_text(s)),
         peak ? mib_text(kib_to_mib(peak)) : std::string("not recorded"),
-        i < in.attempts.log_paths.size() ? escaped(in.attempts.log_paths[i]) : "");
+        i < page.log_paths.size() ? escaped(page.log_paths[i]) : "");
   }
   html += fmt::format(
       "<p>One bar per attempt, in the slot it ran in on its host (slots as the log's times "
@@ -273,18 +238,17 @@ void timeline_detailed(std::string& html, const HtmlReportInput& in, const RunFi
       legend(true), kWidth, y + 40, svg);
 }
 
-void timeline_aggregated(std::string& html, const HtmlReportInput& in, const RunFigures& f) {
-  const auto& spans = in.attempts.spans;
-  auto hosts = in.attempts.hosts.size();
-  auto t1 = f.first_start + std::max(f.makespan, 1e-3);
-  auto bins = occupancy(spans, hosts, f.first_start, t1, kTimelineBins, in.now);
-  auto axis = axis_to_end(0, t1 - f.first_start);
+void timeline_aggregated(std::string& html, const HtmlPage& page) {
+  auto hosts = page.hosts.size();
+  auto t0 = page.bins_from, t1 = page.bins_to;
+  const auto& bins = page.occupancy;
+  auto axis = axis_to_end(0, t1 - t0);
   auto scale = (kWidth - kLeft - kRight) / (axis.hi - axis.lo);
-  auto bin_width = (t1 - f.first_start) / kTimelineBins * scale;
+  auto bin_width = (t1 - t0) / kTimelineBins * scale;
   std::string svg;
   int y = 0;
   std::vector<int> top(hosts);
-  for (auto h : by_name(in.attempts.hosts)) {
+  for (auto h : by_name(page.hosts)) {
     top[h] = y;
     y += kAreaHeight + kHostGap + 10;
   }
@@ -297,7 +261,7 @@ void timeline_aggregated(std::string& html, const HtmlReportInput& in, const Run
       most = std::max(most, sum);
     }
     most = std::max(most, 1.0);
-    auto name = in.attempts.hosts[h].empty() ? std::string("(no host)") : in.attempts.hosts[h];
+    auto name = page.hosts[h].empty() ? std::string("(no host)") : page.hosts[h];
     svg += fmt::format(
         "<text class=\"host\" x=\"4\" y=\"{}\">{}</text><text class=\"tick\" x=\"{}\" y=\"{}\" "
         "text-anchor=\"end\">{:.0f} at once</text><text class=\"tick\" x=\"{}\" y=\"{}\" "
@@ -324,7 +288,7 @@ void timeline_aggregated(std::string& html, const HtmlReportInput& in, const Run
       "each host, how many ran at once in each of {} time bins, by how they ended.</p>{}"
       "<svg class=\"chart\" id=\"timeline\" width=\"{}\" height=\"{}\" role=\"img\" "
       "aria-label=\"timeline\">{}</svg>",
-      spans.size(), kTimelineBins, legend(false), kWidth, y + 40, svg);
+      page.attempts, kTimelineBins, legend(false), kWidth, y + 40, svg);
 }
 
 // A vertical axis at the left of a chart `height` high, named `what`; its
@@ -366,10 +330,10 @@ void limit_line(std::string& svg, const char* cls, const std::string& what, doub
 
 // One dot per cluster: its cgroup peak filled in its state's colour, its
 // largest RSS hollow. Returns what the chart shows, in words.
-std::string peak_dots(std::string& svg, const HtmlReportInput& in,
+std::string peak_dots(std::string& svg, const std::vector<ClusterReport>& clusters,
                       const std::function<double(double)>& x_of,
                       const std::function<double(double)>& y_of) {
-  for (const auto& c : in.clusters) {
+  for (const auto& c : clusters) {
     auto x = x_of(static_cast<double>(c.cluster));
     auto title = fmt::format(
         "<title>cluster {}: {}{}{}</title>", c.cluster, to_string(c.state),
@@ -391,46 +355,35 @@ std::string peak_dots(std::string& svg, const HtmlReportInput& in,
 
 // Runs of clusters: the highest peak of each, and their median. Returns
 // what the chart shows, in words.
-std::string peak_buckets(std::string& svg, const std::vector<ClusterReport>& clusters,
+std::string peak_buckets(std::string& svg, const HtmlPage& page,
                          const std::function<double(double)>& x_of,
                          const std::function<double(double)>& y_of) {
-  auto per = (clusters.size() + kClusterBuckets - 1) / kClusterBuckets;
-  for (std::size_t at = 0; at < clusters.size(); at += per) {
-    std::vector<double> peaks;
-    for (std::size_t i = at; i < std::min(clusters.size(), at + per); ++i)
-      peaks.push_back(kib_to_mib(judged_peak_kib(clusters[i])));
-    std::sort(peaks.begin(), peaks.end());
-    auto from = clusters[at].cluster,
-         to = clusters[std::min(clusters.size(), at + per) - 1].cluster;
-    auto x0 = x_of(static_cast<double>(from)), x1 = x_of(static_cast<double>(to));
+  for (const auto& b : page.buckets) {
+    auto highest = kib_to_mib(b.highest_kib), median = kib_to_mib(b.median_kib);
+    auto x0 = x_of(static_cast<double>(b.from)), x1 = x_of(static_cast<double>(b.to));
     svg += fmt::format(
         "<rect class=\"bucket\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"{:.1f}\">"
         "<title>clusters {}-{}: highest {}, median {}</title></rect>"
         "<line class=\"median\" x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>",
-        x0, y_of(peaks.back()), std::max(1.0, x1 - x0), kChartHeight - y_of(peaks.back()), from, to,
-        mib_text(peaks.back()), mib_text(peaks[peaks.size() / 2]), x0, std::max(x0 + 1, x1),
-        y_of(peaks[peaks.size() / 2]), y_of(peaks[peaks.size() / 2]));
+        x0, y_of(highest), std::max(1.0, x1 - x0), kChartHeight - y_of(highest), b.from, b.to,
+        mib_text(highest), mib_text(median), x0, std::max(x0 + 1, x1), y_of(median), y_of(median));
   }
   return fmt::format(
       "{} clusters are too many to draw one by one: each bar is a run of {} clusters, as high "
       "as its highest peak, with a line at its median.",
-      clusters.size(), per);
+      page.clusters, page.clusters_per_bucket);
 }
 
-void memory_per_cluster(std::string& html, const HtmlReportInput& in) {
-  const auto& clusters = in.clusters;
-  double cap = kib_to_mib(in.attempts.largest_cap_kib);
-  double budget = in.mem_budget ? static_cast<double>(*in.mem_budget) / (1024.0 * 1024.0) : 0;
-  double top = std::max(cap, budget);
-  for (const auto& c : clusters)
-    top = std::max(
-        {top, kib_to_mib(c.peak_rss_kib.value_or(0)), kib_to_mib(c.peak_cgroup_kib.value_or(0))});
-  if (clusters.empty() || top <= 0) {
+void memory_per_cluster(std::string& html, const HtmlPage& page) {
+  double cap = kib_to_mib(page.largest_cap_kib);
+  double budget = page.mem_budget ? static_cast<double>(*page.mem_budget) / (1024.0 * 1024.0) : 0;
+  double top = std::max({cap, budget, kib_to_mib(page.highest_kib)});
+  if (page.clusters == 0 || top <= 0) {
     html += "<p>No peaks recorded yet.</p>";
     return;
   }
   auto y_axis = nice_axis(0, top * 1.05, 6);
-  auto x_axis = nice_axis(0, static_cast<double>(clusters.back().cluster), 10);
+  auto x_axis = nice_axis(0, static_cast<double>(page.last_cluster), 10);
   auto x_of = [&](double cluster) {
     return kLeft + (cluster - x_axis.lo) / (x_axis.hi - x_axis.lo) * (kWidth - kLeft - kRight);
   };
@@ -442,8 +395,8 @@ void memory_per_cluster(std::string& html, const HtmlReportInput& in) {
   // cluster killed at its cap has its dot on the cap's line.
   limit_line(svg, "cap", "cap", cap, y_axis, kChartHeight);
   limit_line(svg, "budget", "budget", budget, y_axis, kChartHeight);
-  auto note = clusters.size() <= kHtmlDetailLimit ? peak_dots(svg, in, x_of, y_of)
-                                                  : peak_buckets(svg, clusters, x_of, y_of);
+  auto note = page.clusters_detailed ? peak_dots(svg, page.each_cluster, x_of, y_of)
+                                     : peak_buckets(svg, page, x_of, y_of);
   html += fmt::format(
       "<p>{}</p><svg class=\"chart\" id=\"memory\" width=\"{}\" height=\"{}\" role=\"img\" "
       "aria-label=\"peak memory per cluster\">{}</svg>",
@@ -478,17 +431,11 @@ std::string advice_text(const PeakStats& stats, std::uint64_t budget) {
                      format_size_kib(budget / 1024), p, p);
 }
 
-void peak_distribution(std::string& html, const HtmlReportInput& in) {
-  auto stats = peak_stats(in.clusters);
+void peak_distribution(std::string& html, const HtmlPage& page) {
+  const auto& stats = page.peaks;
   if (stats.clusters == 0) return;
-  std::vector<double> peaks;
-  for (const auto& c : in.clusters)
-    if (judged_peak_kib(c) > 0) peaks.push_back(kib_to_mib(judged_peak_kib(c)));
-  // From a little below the smallest peak to a little above the largest.
-  auto spread = kib_to_mib(stats.max_kib - stats.min_kib);
-  auto x_axis = nice_axis(std::max(0.0, kib_to_mib(stats.min_kib) - 0.05 * spread - 0.05),
-                          kib_to_mib(stats.max_kib) + 0.05 * spread + 0.05, 10);
-  auto counts = histogram(peaks, x_axis.lo, x_axis.hi, kPeakBins);
+  const auto& x_axis = page.peak_axis;
+  const auto& counts = page.peak_counts;
   auto most = static_cast<double>(*std::max_element(counts.begin(), counts.end()));
   auto y_axis = nice_axis(0, most, 5);
   auto plot = kWidth - kLeft - kRight;
@@ -519,19 +466,19 @@ void peak_distribution(std::string& html, const HtmlReportInput& in) {
       "aria-label=\"distribution of peaks\">{}</svg>",
       stats.clusters, format_size_kib(stats.min_kib), format_size_kib(stats.median_kib),
       format_size_kib(stats.p95_kib), format_size_kib(stats.max_kib),
-      in.mem_budget ? advice_text(stats, *in.mem_budget) : "", kWidth, kChartHeight + 40, svg);
+      page.mem_budget ? advice_text(stats, *page.mem_budget) : "", kWidth, kChartHeight + 40, svg);
 }
 
-void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) {
-  std::array<std::uint64_t, kPageStates.size()> by_state{};
-  for (const auto& c : in.clusters) ++by_state[page_state_index(c.state)];
+void numbers(std::string& html, const HtmlPage& page) {
+  const auto& f = page.run;
+  const auto& by_state = page.by_state;
   std::string states;
   for (std::size_t i = 0; i < kPageStates.size(); ++i)
     states += fmt::format(
         "<tr><td><i class=\"swatch\" style=\"background:{}\"></i>{}</td><td "
         "class=\"n\">{}</td></tr>",
         kColours[i], to_string(kPageStates[i]), by_state[i]);
-  auto pending = in.job.clusters - std::min<std::uint64_t>(in.job.clusters, in.clusters.size());
+  auto pending = page.job.clusters - std::min<std::uint64_t>(page.job.clusters, page.clusters);
   html += fmt::format(
       "<table class=\"numbers\"><tr><th>makespan</th><td class=\"n\" id=\"makespan\">{}</td></tr>"
       "<tr><th>lower bound</th><td class=\"n\" id=\"lower-bound\">{}</td></tr>"
@@ -544,11 +491,11 @@ void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) 
       "<table class=\"numbers\"><tr><th colspan=\"2\">clusters by their latest attempt</th></tr>"
       "{}<tr><td>never started</td><td class=\"n\">{}</td></tr></table>",
       seconds_text(f.makespan), seconds_text(f.lower_bound),
-      f.lower_bound > 0 ? f.makespan / f.lower_bound : 0.0, in.attempts.spans.size(),
-      f.most_at_once, states, pending);
-  if (in.failures.empty()) return;
+      f.lower_bound > 0 ? f.makespan / f.lower_bound : 0.0, page.attempts, f.most_at_once, states,
+      pending);
+  if (page.failures.empty()) return;
   std::string rows;
-  for (const auto& x : in.failures) {
+  for (const auto& x : page.failures) {
     auto ending = x.signal      ? "killed by " + signal_name(*x.signal)
                   : x.exit_code ? fmt::format("exit code {}", *x.exit_code)
                                 : std::string("-");
@@ -562,12 +509,12 @@ void numbers(std::string& html, const HtmlReportInput& in, const RunFigures& f) 
       "<h3>Failures ({})</h3><div class=\"wide\"><table class=\"failures\"><tr><th>cluster</th>"
       "<th>attempt</th><th>state</th><th>ending</th><th>peak</th><th>note</th><th>log</th></tr>"
       "{}</table></div>{}",
-      in.failures_total, rows,
-      in.failures_total > in.failures.size()
+      page.failures_total, rows,
+      page.failures_total > page.failures.size()
           ? fmt::format(
                 "<p class=\"note\">The first {} of {} are shown; <code>runner status</code> "
                 "and the <code>attempts</code> view have them all.</p>",
-                in.failures.size(), in.failures_total)
+                page.failures.size(), page.failures_total)
           : "");
 }
 
@@ -625,29 +572,27 @@ document.body.dataset.ready = 'yes';
 
 }  // namespace
 
-std::string render_html_report(const HtmlReportInput& in) {
-  auto f = run_figures(in.attempts.spans, in.now);
-  bool running =
-      std::any_of(in.attempts.spans.begin(), in.attempts.spans.end(),
-                  [](const AttemptSpan& s) { return s.state == AttemptState::kRunning; });
+std::string render_html_page(const HtmlPage& page) {
+  const auto& f = page.run;
   std::string body;
   body += fmt::format(
       "<h1>runner: job {}</h1><p class=\"sub\"><code>{}</code>, {} clusters.{} {}</p>",
-      escaped(in.job.name), escaped(in.job.command), in.job.clusters, when_text(f),
-      running ? "The job is still running: this is what the log held when the page was made." : "");
+      escaped(page.job.name), escaped(page.job.command), page.job.clusters, when_text(f),
+      page.running ? "The job is still running: this is what the log held when the page was made."
+                   : "");
   body += "<h2>The run in numbers</h2>";
-  numbers(body, in, f);
+  numbers(body, page);
   body += "<h2>Timeline</h2>";
-  if (in.attempts.spans.empty())
+  if (page.attempts == 0)
     body += "<p>No attempt recorded yet.</p>";
-  else if (in.attempts.spans.size() <= kHtmlDetailLimit)
-    timeline_detailed(body, in, f);
+  else if (page.attempts_detailed)
+    timeline_detailed(body, page);
   else
-    timeline_aggregated(body, in, f);
+    timeline_aggregated(body, page);
   body += "<h2>Peak memory per cluster</h2>";
-  memory_per_cluster(body, in);
+  memory_per_cluster(body, page);
   body += "<h2>How the peaks spread</h2>";
-  peak_distribution(body, in);
+  peak_distribution(body, page);
   return fmt::format(
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -656,7 +601,34 @@ std::string render_html_report(const HtmlReportInput& in) {
       ".dataset.scriptError = String(e.message); }});</script></head>"
       "<body>{}<p class=\"note\">Made by runner report --html from {} attempts at {}.</p>"
       "<script>{}</script></body></html>\n",
-      escaped(in.job.name), kStyle, body, in.attempts.spans.size(), time_element(in.now), kScript);
+      escaped(page.job.name), kStyle, body, page.attempts, time_element(page.now), kScript);
+}
+
+// The page from attempts and clusters in memory, folded as the log's are.
+std::string render_html_report(const HtmlReportInput& in) {
+  const auto& spans = in.attempts.spans;
+  HtmlPageFrame frame{in.job, in.now, in.mem_budget, spans.size(), in.clusters.size()};
+  frame.largest_cap_kib = in.attempts.largest_cap_kib;
+  if (!spans.empty()) frame.first_start = spans.front().started_at;
+  for (const auto& s : spans) {
+    frame.first_start = std::min(frame.first_start, s.started_at);
+    frame.last_end = std::max(frame.last_end, attempt_end(s, in.now));
+    if (attempt_end(s, in.now) < s.started_at)
+      frame.backward.emplace_back(attempt_end(s, in.now), s.started_at);
+  }
+  HtmlPageFold fold(std::move(frame));
+  static const std::string kNoLog;
+  for (std::size_t i = 0; i < spans.size(); ++i)
+    fold.add_attempt(spans[i], in.attempts.hosts,
+                     i < in.attempts.log_paths.size() ? in.attempts.log_paths[i] : kNoLog);
+  std::vector<std::uint64_t> peaks;
+  for (const auto& c : in.clusters) {
+    fold.add_cluster(c);
+    if (judged_peak_kib(c) > 0) peaks.push_back(judged_peak_kib(c));
+  }
+  std::sort(peaks.begin(), peaks.end());
+  for (auto kib : peaks) fold.add_peak(kib);
+  return render_html_page(std::move(fold).finish(in.failures, in.failures_total));
 }
 
 int write_html_report(const ReportArgs& args) {
@@ -668,18 +640,7 @@ int write_html_report(const ReportArgs& args) {
   if (!job)
     throw Error(args.job ? fmt::format("--job {}: no such job in {}", *args.job, args.db.string())
                          : fmt::format("--html: no job in {} yet", args.db.string()));
-  HtmlReportInput in;
-  in.job = *job;
-  auto detailed = store.attempt_count(*job) <= kHtmlDetailLimit;
-  in.attempts = store.attempt_spans(*job, detailed);
-  in.clusters = store.cluster_report(*job);
-  constexpr std::size_t kFailuresShown = 200;
-  in.failures = store.failed_clusters(*job, kFailuresShown);
-  in.failures_total =
-      in.failures.size() < kFailuresShown ? in.failures.size() : store.failed_clusters(*job).size();
-  in.mem_budget = args.mem_budget;
-  in.now = wall_clock_now();
-  auto page = render_html_report(in);
+  auto page = render_html_page(read_html_page(store, *job, wall_clock_now(), args.mem_budget));
   // Written whole, then renamed over the file: a reader never sees half a page.
   const auto& path = *args.html;
   try {

@@ -52,20 +52,29 @@ PeakStats peak_stats(const std::vector<ClusterReport>& clusters) {
   std::vector<std::uint64_t> peaks;
   for (const auto& c : clusters)
     if (judged_peak_kib(c) > 0) peaks.push_back(judged_peak_kib(c));
-  PeakStats s;
-  s.clusters = peaks.size();
-  if (peaks.empty()) return s;
   std::sort(peaks.begin(), peaks.end());
+  PeakStatsFold fold(peaks.size());
+  for (auto kib : peaks) fold.add(kib);
+  return fold.stats();
+}
+
+PeakStatsFold::PeakStatsFold(std::size_t peaks) {
+  stats_.clusters = peaks;
+  if (peaks == 0) return;
   // Nearest-rank percentiles: always a peak some cluster really had.
   auto rank = [&](double p) {
-    auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(peaks.size())));
-    return peaks[std::clamp<std::size_t>(i, 1, peaks.size()) - 1];
+    auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(peaks)));
+    return std::clamp<std::size_t>(i, 1, peaks);
   };
-  s.min_kib = peaks.front();
-  s.median_kib = rank(0.5);
-  s.p95_kib = rank(0.95);
-  s.max_kib = peaks.back();
-  return s;
+  median_rank_ = rank(0.5);
+  p95_rank_ = rank(0.95);
+}
+
+void PeakStatsFold::add(std::uint64_t kib) {
+  if (++seen_ == 1) stats_.min_kib = kib;
+  if (seen_ == median_rank_) stats_.median_kib = kib;
+  if (seen_ == p95_rank_) stats_.p95_kib = kib;
+  stats_.max_kib = kib;
 }
 
 std::uint64_t advised_parallel(const PeakStats& stats, std::uint64_t budget_bytes) {
@@ -78,27 +87,53 @@ double attempt_end(const AttemptSpan& s, double now) {
 }
 
 RunFigures run_figures(const std::vector<AttemptSpan>& spans, double now) {
-  RunFigures f;
-  if (spans.empty()) return f;
-  f.first_start = spans.front().started_at;
-  std::vector<std::pair<double, int>> edges;
-  edges.reserve(2 * spans.size());
-  for (const auto& s : spans) {
-    auto end = attempt_end(s, now);
-    f.first_start = std::min(f.first_start, s.started_at);
-    f.last_end = std::max(f.last_end, end);
-    f.total_work += end - s.started_at;
-    f.longest = std::max(f.longest, end - s.started_at);
-    edges.emplace_back(s.started_at, +1);
-    edges.emplace_back(end, -1);
+  std::vector<std::size_t> by_start(spans.size());
+  std::vector<std::pair<double, double>> backward;
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    by_start[i] = i;
+    if (attempt_end(spans[i], now) < spans[i].started_at)
+      backward.emplace_back(attempt_end(spans[i], now), spans[i].started_at);
   }
+  std::stable_sort(by_start.begin(), by_start.end(),
+                   [&](auto a, auto b) { return spans[a].started_at < spans[b].started_at; });
+  RunFold fold(now, backward);
+  for (auto i : by_start) fold.add(spans[i]);
+  return fold.figures();
+}
+
+RunFold::RunFold(double now, const std::vector<std::pair<double, double>>& backward) : now_(now) {
+  for (auto [end, start] : backward) {
+    backward_ends_.push_back(end);
+    backward_starts_.push_back(start);
+  }
+  std::sort(backward_ends_.begin(), backward_ends_.end());
+  std::sort(backward_starts_.begin(), backward_starts_.end());
+}
+
+void RunFold::add(const AttemptSpan& s) {
+  auto start = s.started_at, end = attempt_end(s, now_);
+  run_.first_start = empty_ ? start : std::min(run_.first_start, start);
+  empty_ = false;
+  run_.last_end = std::max(run_.last_end, end);
+  run_.total_work += end - start;
+  run_.longest = std::max(run_.longest, end - start);
   // Ends before starts at one instant: one cluster's end lets the next start.
-  std::sort(edges.begin(), edges.end());
-  int at_once = 0;
-  for (const auto& [t, step] : edges) {
-    at_once += step;
-    f.most_at_once = std::max(f.most_at_once, static_cast<std::uint32_t>(std::max(at_once, 0)));
-  }
+  while (!running_ends_.empty() && running_ends_.top() <= start) running_ends_.pop();
+  if (end > start) running_ends_.push(end);
+  auto passed = [&](const std::vector<double>& times, std::size_t& i) {
+    while (i < times.size() && times[i] <= start) ++i;
+  };
+  passed(backward_ends_, backward_ended_);
+  passed(backward_starts_, backward_started_);
+  // A backward attempt between its end and its start counts as -1.
+  auto at_once = static_cast<std::int64_t>(running_ends_.size()) -
+                 static_cast<std::int64_t>(backward_ended_ - backward_started_);
+  run_.most_at_once =
+      std::max(run_.most_at_once, static_cast<std::uint32_t>(std::max<std::int64_t>(at_once, 0)));
+}
+
+RunFigures RunFold::figures() const {
+  auto f = run_;
   f.makespan = f.last_end - f.first_start;
   f.lower_bound = std::max(f.total_work / std::max<std::uint32_t>(f.most_at_once, 1), f.longest);
   return f;
