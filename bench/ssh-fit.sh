@@ -7,7 +7,11 @@
 # four allocates 1200 MiB, the rest 150 MiB, and each holds it 0.5 s.
 #
 #   runner, first night: no history; each cluster is capped at 1400 MiB
-#     (--mem-limit) and reserves that cap, which only h1's budget takes
+#     (--mem-limit) and reserves that cap, which only h1's budget takes.
+#     The hosts' budgets are given in --hosts, as their limits: a test host
+#     runs in a network namespace whose /sys is its own, without the cgroup
+#     mounts, so its worker cannot read its cgroup's limit (a real host's
+#     can, and --mem-budget auto takes it)
 #   runner, second night: the same command as another job; the peaks of the
 #     first tell the large clusters from the small ones
 #   GNU parallel --sshlogin: spreads the tasks over the hosts as they free,
@@ -68,9 +72,9 @@ chmod +x "$work/work.sh"
 
 run_runner() {
   local job=$1
-  /usr/bin/time -f "runner $job %e s" "$runner" "$n" 6 --on ssh --hosts 2/h1,2/h2,2/h3 \
-    --ssh "$hosts_dir/ssh" --db "$work/r.db" --mem-budget auto --mem-limit 1400M --job "$job" -q \
-    -- ./work.sh 2>&1 | tail -1
+  /usr/bin/time -f "runner $job %e s" "$runner" "$n" 6 --on ssh \
+    --hosts "2/h1 3G,2/h2 768M,2/h3 768M" --ssh "$hosts_dir/ssh" --db "$work/r.db" \
+    --mem-limit 1400M --job "$job" -q -- ./work.sh 2>&1 | tail -1
   echo "  not done: $(sqlite3 "$work/r.db" "SELECT count(*) FROM attempt a JOIN job j ON j.id = \
 a.job_id WHERE j.name = '$job' AND a.state <> 'done'") attempt(s); large clusters by host: \
 $(sqlite3 "$work/r.db" "SELECT group_concat(host || ' ' || c, ', ') FROM (SELECT host, count(*) c \

@@ -137,10 +137,16 @@ TEST_F(Ssh, LargeClustersGoWhereTheyFitAndSmallOnesFillTheSmallHost) {
   make_on_hosts(t);
   auto child =
       Args{"--alloc-mib", "8", "--alloc-for", "1=120", "--alloc-for", "2=120", "--hold-ms", "100"};
+  // A cap above the small host's budget is no reason to refuse: the
+  // clusters that need it run on the large one.
   for (const char* job : {"first", "second"}) {
     auto p = run_runner(
-        with_child(over_ssh({"6", "4", "--job", job}, "2/h1 400M,2/h2 100M"), child), t.path());
+        with_child(over_ssh({"6", "4", "--job", job, "--mem-limit", "300M"}, "2/h1 400M,2/h2 100M"),
+                   child),
+        t.path());
     ASSERT_EQ(p.code, 0) << job << ": " << p.err;
+    EXPECT_NE(p.err.find("memory budget per host: h1 400.0 MiB, h2 100.0 MiB"), std::string::npos)
+        << p.err;
   }
   auto db = t / "runner.db";
   EXPECT_EQ(query(db, "SELECT count(*) FROM attempt WHERE state <> 'done'"), "0");

@@ -2,9 +2,11 @@
 
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <set>
 #include <thread>
 
 #include "head/run_checks.h"
@@ -102,6 +104,23 @@ fs::path journal_dir(const CheckedRun& checked) {
   return checked.log_dir / ".journal";
 }
 
+// The budget in runner's log: the run's, or each site's where they differ.
+void log_budgets(const CheckedRun& checked) {
+  const auto& plan = checked.plan;
+  if (!checked.memory.budget) return;
+  std::set<std::uint64_t> differ;
+  for (const auto& site : plan.sites)
+    if (site.budget) differ.insert(*site.budget);
+  if (!plan.budgets_per_site || differ.size() <= 1)
+    return spdlog::info("memory budget {}{}", format_size_kib(*checked.memory.budget / 1024),
+                        plan.budgets_per_site ? " per " + plan.site_word : "");
+  std::vector<std::string> each;
+  for (const auto& site : plan.sites)
+    each.push_back(
+        fmt::format("{} {}", site.name, format_size_kib(site.budget.value_or(0) / 1024)));
+  spdlog::info("memory budget per {}: {}", plan.site_word, fmt::join(each, ", "));
+}
+
 // The engine: the plan's sites, each a worker that runs the clusters there
 // and journals their outcomes, or (--worker off) runner itself. Caps by the planned mechanism; what
 // the job's last run left in its cgroups dies with --orphans kill.
@@ -110,9 +129,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
                                     const std::string& db_id, const SignalChannel& signals) {
   auto kill_in = args.orphans_wait ? std::nullopt : previous_run(holder);
   const auto& plan = checked.plan;
-  if (checked.memory.budget)
-    spdlog::info("memory budget {}{}", format_size_kib(*checked.memory.budget / 1024),
-                 plan.budgets_per_site ? " per " + plan.site_word : "");
+  log_budgets(checked);
   if (!plan.sites.empty()) {
     WorkerConfig config;
     config.run = run_id(current_process());

@@ -128,14 +128,14 @@ MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe,
 
 namespace {
 
-// Where a cluster's cap must fit: the smallest site's budget, where each
-// site has its own.
-std::optional<std::uint64_t> smallest_budget(const Plan& plan) {
-  std::optional<std::uint64_t> smallest;
-  if (!plan.budgets_per_site) return smallest;
+// Where a cluster's cap must fit, where each site has its own budget: the
+// largest site's (a cluster whose cap only that one takes runs there).
+std::optional<std::uint64_t> largest_budget(const Plan& plan) {
+  std::optional<std::uint64_t> largest;
+  if (!plan.budgets_per_site) return largest;
   for (const auto& site : plan.sites)
-    if (site.budget) smallest = std::min(smallest.value_or(*site.budget), *site.budget);
-  return smallest;
+    if (site.budget) largest = std::max(largest.value_or(*site.budget), *site.budget);
+  return largest;
 }
 
 }  // namespace
@@ -152,7 +152,7 @@ CheckedRun check_run(const RunArgs& args) {
   run.log_dir = logs_root / run.job_name;
   check_job_log_dir(run.log_dir);
   run.plan = find_planner(args.on).plan({args, run.command, run.probe, logs_folder, run.job_name});
-  run.memory = plan_memory_impl(args, run.probe, smallest_budget(run.plan));
+  run.memory = plan_memory_impl(args, run.probe, largest_budget(run.plan));
   // A plan without budgets of its own gives its sites the run's.
   if (!run.plan.budgets_per_site)
     for (auto& site : run.plan.sites) site.budget = run.memory.budget;
