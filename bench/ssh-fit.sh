@@ -15,7 +15,8 @@
 #   runner, second night: the same command as another job; the peaks of the
 #     first tell the large clusters from the small ones
 #   GNU parallel --sshlogin: spreads the tasks over the hosts as they free,
-#     knowing nothing of memory; and the same with --retries 3
+#     knowing nothing of memory; and the same with --retries 3. Its -j is per
+#     host: -j 100% with 2/hK gives each host 2 slots, P = 6 as runner has
 #
 # Whole-process wall times from /usr/bin/time, and the clusters that did
 # not end well (runner: its log; parallel: its exit code, the tasks that
@@ -52,6 +53,8 @@ finish() {
   rm -rf "$work"
 }
 trap finish EXIT
+trap "exit 130" INT
+trap "exit 143" TERM
 
 "$hosts" start "$hosts_dir" 3 >/dev/null || exit 1
 for h in h1 h2 h3; do
@@ -85,7 +88,7 @@ GROUP BY host)")"
 run_parallel() {
   local retries=$1
   /usr/bin/time -f "parallel --retries $retries %e s" bash -c \
-    "seq $n | parallel --will-cite -j 6 --retries $retries --ssh $hosts_dir/ssh \
+    "seq $n | parallel --will-cite -j 100% --retries $retries --ssh $hosts_dir/ssh \
        -S 2/h1,2/h2,2/h3 --joblog $work/joblog.$retries 'cd $work && ./work.sh {}' >/dev/null 2>&1;
      echo \"  failed tasks: \$?\"" 2>&1 | tail -2
 }

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <poll.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -20,10 +19,10 @@
 #include "runner/error.h"
 #include "runner/journal.h"
 #include "runner/local_engine.h"
+#include "runner/spawn.h"
 #include "runner/units.h"
 #include "runner/words.h"
 
-extern char** environ;
 
 namespace bp = boost::process;
 
@@ -99,27 +98,21 @@ void WorkerEngine::spawn() {
   from_.reset(from_worker[0]);
   ::fcntl(from_.get(), F_SETPIPE_SZ, kPipeBytes);
   ::fcntl(from_.get(), F_SETFL, O_NONBLOCK);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, to_read.get(), STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, from_write.get(), STDOUT_FILENO);
-  // The worker keeps runner's signal mask: SIGINT from the terminal is
-  // runner's to act on, which then tells the worker what to stop.
   auto words = launch_.argv;
   words.emplace_back("worker");
-  std::vector<char*> argv;
-  argv.reserve(words.size() + 1);
-  for (auto& w : words) argv.push_back(w.data());
-  argv.push_back(nullptr);
   ++starts_;
-  const char* program = launch_.program.empty() ? argv[0] : launch_.program.c_str();
-  int err = posix_spawnp(&pid_, program, &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) {
-    pid_ = -1;
+  auto program = launch_.program.empty() ? resolve_program(words[0]) : Resolved{launch_.program, 0};
+  // The worker keeps runner's signal mask and process group: SIGINT from
+  // the terminal is runner's to act on, which then tells the worker what
+  // to stop. Its stderr is runner's.
+  SpawnRequest request{program.path, &words, nullptr, from_write.get(), to_read.get(), nullptr};
+  request.err_fd = SpawnRequest::kKeep;
+  request.own_group = false;
+  auto spawned = program.error ? SpawnResult{-1, program.error, false} : spawn_child(request);
+  if (spawned.error != 0)
     throw Error(fmt::format("cannot start a worker{} ({}): {}", on_site(launch_.site), words[0],
-                            std::strerror(err)));
-  }
+                            std::strerror(spawned.error)));
+  pid_ = spawned.pid;
   reader_.emplace(from_.get());
   ready_ = false;
   stopped_by_.reset();

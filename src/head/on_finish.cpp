@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -14,6 +13,7 @@
 #include <cstring>
 
 #include "runner/fd.h"
+#include "runner/spawn.h"
 #include "runner/units.h"
 #include "runner/words.h"
 
@@ -65,29 +65,12 @@ pid_t spawn_hook(const std::string& command, std::vector<std::string>& env,
   envp.reserve(env.size() + 1);
   for (auto& v : env) envp.push_back(v.data());
   envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out, STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setsigmask(&attr, &signals.mask());
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  if (!signals.pipe_ignored()) sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
-  pid_t pid = -1;
-  int err =
-      posix_spawn(&pid, "/bin/sh", &actions, &attr, const_cast<char* const*>(argv), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (err == 0) return pid;
-  spdlog::error("--on-finish: cannot start /bin/sh: {}", std::strerror(err));
+  Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::vector<std::string> argv = {"sh", "-c", command};
+  SpawnRequest request{"/bin/sh", &argv, envp.data(), out, null.get(), &signals};
+  auto spawned = null ? spawn_child(request) : SpawnResult{-1, errno, false};
+  if (spawned.error == 0) return spawned.pid;
+  spdlog::error("--on-finish: cannot start /bin/sh: {}", std::strerror(spawned.error));
   return -1;
 }
 
