@@ -12,6 +12,7 @@
 #include "runner/cluster.h"
 #include "runner/memory.h"
 #include "runner/policy.h"
+#include "runner/stream_log.h"
 
 namespace runner {
 
@@ -25,6 +26,9 @@ struct RunArgs {
   std::filesystem::path db = "runner.db";
   std::optional<std::string> job;
   std::optional<std::filesystem::path> logs;
+  // --log-format: each attempt's output in a file of its own, or appended by
+  // the worker to one stream per run (stream_log.h).
+  LogFormat log_format = LogFormat::kFiles;
   std::chrono::milliseconds grace{10'000};
   bool skip_failed = false;
   bool quiet = false;
@@ -86,6 +90,9 @@ struct WorkerArgs {
   std::optional<std::string> check_shared;
   // ... and say how many CPUs and how many bytes of memory it has for runner.
   bool check_resources = false;
+  // Only print one attempt's output from a stream on this machine
+  // (`<stream>#<cluster>.<attempt>`), for runner log over ssh.
+  std::optional<std::string> cat_log;
 };
 
 struct StatusArgs {

@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
       if (worker->check_dir)
         return runner::check_node(worker->check_program.value_or(""), *worker->check_dir,
                                   worker->check_shared.value_or(""), worker->check_resources);
+      if (worker->cat_log) {
+        runner::setup_logging(false, false);
+        return runner::cat_stream_log(*worker->cat_log);
+      }
       if (worker->kill_run) {
         runner::setup_logging(false, false);
         return runner::kill_run_here(*worker->kill_run);

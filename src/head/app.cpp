@@ -130,6 +130,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.watch_memory = checked.memory.budget && args.mem_overcommit;
     config.blocked = signals.inherited().blocked();
     config.pipe_ignored = signals.inherited().pipe_ignored();
+    config.log_format = args.log_format;
     return std::make_unique<SitesEngine>(config, plan);
   }
   LocalEngineOptions options;
@@ -143,6 +144,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
   options.grace = args.grace;
   options.parallel = args.parallel;
   options.inherited = signals.inherited();
+  options.log_format = args.log_format;
   return std::make_unique<LocalEngine>(std::move(options));
 }
 
