@@ -503,21 +503,27 @@ filesystem at hand (tmpfs, the scratch folder's, and --sshfs's folder)."""
           "files: a log file per attempt (removed at the end when it stayed empty); stream: "
           "the worker's children write into pipes and it appends what they write to one file "
           "per run.")
-    places = [("tmpfs", "/dev/shm"), ("scratch", b.scratch)]
+    places = [("tmpfs", "/dev/shm", False), ("scratch", b.scratch, False)]
     if b.args.sshfs:
-        places.append(("network (sshfs over loopback)", b.args.sshfs))
-    tools = {
-        "floor (posix_spawn + wait)": lambda d: [b.floor, str(n), str(p), "/bin/true"],
-        "floor with a log file per child":
-            lambda d: [b.floor, "--logs", d, str(n), str(p), "/bin/true"],
-        "runner --log-format files": lambda d: [b.runner, str(n), str(p), "-q", "--log-format",
-                                                "files", "--db", os.path.join(d, "r.db"), "--",
-                                                "/bin/true"],
-        "runner --log-format stream": lambda d: [b.runner, str(n), str(p), "-q", "--log-format",
-                                                 "stream", "--db", os.path.join(d, "r.db"), "--",
-                                                 "/bin/true"],
-    }
-    for where, root in places:
+        # The DB stays on the scratch folder (SQLite wants locks sshfs lacks):
+        # only the logs go over the network, as on a cluster's shared folder.
+        places.append(("network (sshfs over loopback)", b.args.sshfs, True))
+    places = [place for place in places if place[0].split()[0] in b.args.places.split(",")]
+
+    def runner(form, remote):
+        def make(d):
+            db = os.path.join(b.fresh("db") if remote else d, "r.db")
+            return [b.runner, str(n), str(p), "-q", "--log-format", form, "--db", db, "--logs",
+                    os.path.join(d, "logs"), "--", "/bin/true"]
+        return make
+    for where, root, remote in places:
+        tools = {
+            "floor (posix_spawn + wait)": lambda d: [b.floor, str(n), str(p), "/bin/true"],
+            "floor with a log file per child":
+                lambda d: [b.floor, "--logs", d, str(n), str(p), "/bin/true"],
+            "runner --log-format files": runner("files", remote),
+            "runner --log-format stream": runner("stream", remote),
+        }
         fs_type = subprocess.run(["stat", "-f", "-c", "%T", root], capture_output=True,
                                  text=True).stdout.strip()
         b.say()
@@ -551,6 +557,8 @@ def main():
     ap.add_argument("--build", default=None, help="the build folder (default build-release)")
     ap.add_argument("--sshfs", default=None,
                     help="a folder on a network filesystem for scenario 7 (say, sshfs)")
+    ap.add_argument("--places", default="tmpfs,scratch,network",
+                    help="scenario 7's filesystems, of tmpfs, scratch and network")
     ap.add_argument("--out")
     args = ap.parse_args()
     b = Bench(args)

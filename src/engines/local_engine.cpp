@@ -408,7 +408,7 @@ void LocalEngine::keep_output(Child& child, std::string_view data) {
   child.wrote = true;
   if (child.spec.mem_limit && options_.caps &&
       options_.caps->mechanism() == CapMechanism::kRlimit) {
-    constexpr std::size_t kTail = 64 * 1024;
+    constexpr std::size_t kTail = std::size_t{64} * 1024;
     child.tail.append(data);
     if (child.tail.size() > kTail) child.tail.erase(0, child.tail.size() - kTail);
   }

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -40,7 +41,7 @@ std::uint64_t get64(const char* at) {
 }
 
 void file_header(char (&h)[kHeader], const char* magic, std::uint32_t record) {
-  std::memcpy(h, magic, 8);
+  std::copy_n(magic, 8, h);
   put32(h + 8, kVersion);
   put32(h + 12, record);
 }
@@ -169,7 +170,7 @@ StreamWriter::StreamWriter(int dir_fd, const std::string& dir, const std::string
 
 int StreamWriter::append(ClusterId cluster, std::uint32_t attempt, std::string_view data) {
   char frame[kFrame];
-  std::memcpy(frame, kFrameMagic, 4);
+  std::copy_n(kFrameMagic, 4, frame);
   put32(frame + 4, static_cast<std::uint32_t>(data.size()));
   put64(frame + 8, cluster);
   put32(frame + 16, attempt);
