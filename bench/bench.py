@@ -77,7 +77,7 @@ def fmt_stats(values, unit="s", digits=2):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.build = os.path.join(ROOT, "build-release")
+        self.build = os.path.abspath(args.build) if args.build else os.path.join(ROOT, "build-release")
         self.runner = os.path.join(self.build, "runner")
         self.child = os.path.join(self.build, "tests", "test_child")
         self.floor = os.path.join(self.build, "bench-floor")
@@ -491,14 +491,74 @@ def order(b):
               f"{fmt_stats(recorded)} | |")
 
 
+def log_formats(b):
+    """7. Log formats: the same dispatch with --log-format files and stream,
+beside the bare loop with and without a log file per child, on each kind of
+filesystem at hand (tmpfs, the scratch folder's, and --sshfs's folder)."""
+    n, p = b.args.dispatch_clusters, 2
+    b.say()
+    b.say(f"## 7. Log formats: {n} clusters of /bin/true, P = {p}")
+    b.say()
+    b.say("Each run in a fresh folder, no settling wait, in rounds of one run of each. "
+          "files: a log file per attempt (removed at the end when it stayed empty); stream: "
+          "the worker's children write into pipes and it appends what they write to one file "
+          "per run.")
+    places = [("tmpfs", "/dev/shm", False), ("scratch", b.scratch, False)]
+    if b.args.sshfs:
+        # The DB stays on the scratch folder (SQLite wants locks sshfs lacks):
+        # only the logs go over the network, as on a cluster's shared folder.
+        places.append(("network (sshfs over loopback)", b.args.sshfs, True))
+    places = [place for place in places if place[0].split()[0] in b.args.places.split(",")]
+
+    def runner(form, remote):
+        def make(d):
+            db = os.path.join(b.fresh("db") if remote else d, "r.db")
+            return [b.runner, str(n), str(p), "-q", "--log-format", form, "--db", db, "--logs",
+                    os.path.join(d, "logs"), "--", "/bin/true"]
+        return make
+    for where, root, remote in places:
+        tools = {
+            "floor (posix_spawn + wait)": lambda d: [b.floor, str(n), str(p), "/bin/true"],
+            "floor with a log file per child":
+                lambda d: [b.floor, "--logs", d, str(n), str(p), "/bin/true"],
+            "runner --log-format files": runner("files", remote),
+            "runner --log-format stream": runner("stream", remote),
+        }
+        fs_type = subprocess.run(["stat", "-f", "-c", "%T", root], capture_output=True,
+                                 text=True).stdout.strip()
+        b.say()
+        b.say(f"### {where}: {root} ({fs_type})")
+        b.say()
+        b.say("| tool | wall | CPU | ÷ floor |")
+        b.say("|---|---|---|---|")
+        results = {name: ([], []) for name in tools}
+        for _ in range(b.dispatch_runs()):
+            for name, make in tools.items():
+                d = tempfile.mkdtemp(prefix="runner-formats-", dir=root)
+                wall, cpu, _ = run_timed(make(d), d)
+                shutil.rmtree(d, ignore_errors=True)
+                results[name][0].append(wall)
+                results[name][1].append(cpu)
+        floor = statistics.median(results["floor (posix_spawn + wait)"][0])
+        for name, (walls, cpus) in results.items():
+            median = statistics.median(walls)
+            b.say(f"| {name} | {fmt_stats(walls)} | {fmt_stats(cpus)} | "
+                  f"{median / floor:.2f} ({min(walls) / floor:.2f}-{max(walls) / floor:.2f}) |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clusters", type=int, default=10000)
     ap.add_argument("--dispatch-clusters", type=int, default=3000)
     ap.add_argument("--no-parallel", dest="parallel", action="store_false")
-    ap.add_argument("--only", default="123456")
+    ap.add_argument("--only", default="1234567")
     ap.add_argument("--scratch", default=None)
+    ap.add_argument("--build", default=None, help="the build folder (default build-release)")
+    ap.add_argument("--sshfs", default=None,
+                    help="a folder on a network filesystem for scenario 7 (say, sshfs)")
+    ap.add_argument("--places", default="tmpfs,scratch,network",
+                    help="scenario 7's filesystems, of tmpfs, scratch and network")
     ap.add_argument("--out")
     args = ap.parse_args()
     b = Bench(args)
@@ -518,6 +578,8 @@ def main():
             durability(b)
         if "6" in args.only:
             order(b)
+        if "7" in args.only:
+            log_formats(b)
     finally:
         shutil.rmtree(b.scratch, ignore_errors=True)
     if args.out:

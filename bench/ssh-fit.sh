@@ -3,8 +3,9 @@
 # held to real memory limits, h1 to 3 GiB and h2, h3 to 768 MiB (each host's
 # sshd, and so every session and process on it, in a memory cgroup of its
 # own below this script's; the machine has no swap, so a process over its
-# host's limit is killed by the kernel). N clusters, P = 6 (2 a host); one in
-# four allocates 1200 MiB, the rest 150 MiB, and each holds it 0.5 s.
+# host's limit is killed by the kernel). N clusters, P = 6 (2 a host); about
+# one in four, spread unevenly (i with (7i + 3) mod 11 < 3: 13 of 48),
+# allocates 1200 MiB, the rest 150 MiB, and each holds it 0.5 s.
 #
 #   runner, first night: no history; each cluster is capped at 1400 MiB
 #     (--mem-limit) and reserves that cap, which only h1's budget takes.
@@ -15,8 +16,10 @@
 #   runner, second night: the same command as another job; the peaks of the
 #     first tell the large clusters from the small ones
 #   GNU parallel --sshlogin: spreads the tasks over the hosts as they free,
-#     knowing nothing of memory; and the same with --retries 3. Its -j is per
-#     host: -j 100% with 2/hK gives each host 2 slots, P = 6 as runner has
+#     knowing nothing of memory; and the same with --retries 3. Its -j is
+#     per host: -j 2 over the 3 hosts is P = 6, as runner has. Both are
+#     given the small hosts first, as a list may come: GNU parallel fills
+#     the first host with a free slot, runner the one where a cluster fits
 #
 # Whole-process wall times from /usr/bin/time, and the clusters that did
 # not end well (runner: its log; parallel: its exit code, the tasks that
@@ -68,7 +71,7 @@ done
 cat > "$work/work.sh" <<EOF
 #!/bin/sh
 i=\${1%%/*}
-if [ \$((i % 4)) -eq 0 ]; then mib=1200; else mib=150; fi
+if [ \$(((i * 7 + 3) % 11)) -lt 3 ]; then mib=1200; else mib=150; fi
 exec "$child" --alloc-mib "\$mib" --hold-ms 500
 EOF
 chmod +x "$work/work.sh"
@@ -76,25 +79,31 @@ chmod +x "$work/work.sh"
 run_runner() {
   local job=$1
   /usr/bin/time -f "runner $job %e s" "$runner" "$n" 6 --on ssh \
-    --hosts "2/h1 3G,2/h2 768M,2/h3 768M" --ssh "$hosts_dir/ssh" --db "$work/r.db" \
+    --hosts "2/h2 768M,2/h3 768M,2/h1 3G" --ssh "$hosts_dir/ssh" --db "$work/r.db" \
     --mem-limit 1400M --job "$job" -q -- ./work.sh 2>&1 | tail -1
   echo "  not done: $(sqlite3 "$work/r.db" "SELECT count(*) FROM attempt a JOIN job j ON j.id = \
 a.job_id WHERE j.name = '$job' AND a.state <> 'done'") attempt(s); large clusters by host: \
 $(sqlite3 "$work/r.db" "SELECT group_concat(host || ' ' || c, ', ') FROM (SELECT host, count(*) c \
-FROM attempt a JOIN job j ON j.id = a.job_id WHERE j.name = '$job' AND a.cluster % 4 = 0 \
+FROM attempt a JOIN job j ON j.id = a.job_id WHERE j.name = '$job' AND (a.cluster * 7 + 3) % 11 < 3 \
 GROUP BY host)")"
 }
 
 run_parallel() {
   local retries=$1
   /usr/bin/time -f "parallel --retries $retries %e s" bash -c \
-    "seq $n | parallel --will-cite -j 100% --retries $retries --ssh $hosts_dir/ssh \
-       -S 2/h1,2/h2,2/h3 --joblog $work/joblog.$retries 'cd $work && ./work.sh {}' >/dev/null 2>&1;
+    "seq $n | parallel --will-cite -j 2 --retries $retries --ssh $hosts_dir/ssh \
+       -S h2,h3,h1 --joblog $work/joblog.$retries 'cd $work && ./work.sh {}' >/dev/null 2>&1;
      echo \"  failed tasks: \$?\"" 2>&1 | tail -2
+  # Where the large tasks ran, and how they ended (exit value, signal).
+  awk -F'\t' 'NR > 1 { split($9, w, " "); if ((w[5] * 7 + 3) % 11 < 3) n[$2 " " $7 "/" $8]++ }
+    END { printf "  large tasks by host and exit/signal:"; for (k in n) printf " %s %d;", k, n[k]; print "" }' \
+    "$work/joblog.$retries"
 }
 
 cd "$work" || exit 1
-run_runner first-night
-run_runner second-night
+if [ "${FIT_ONLY:-}" != parallel ]; then
+  run_runner first-night
+  run_runner second-night
+fi
 run_parallel 0
 run_parallel 3

@@ -26,7 +26,7 @@ one() {
       "$runner" "$n" 12 --on ssh --hosts 4/h1,4/h2,4/h3 --ssh "$hosts_dir/ssh" --db "$d/r.db" -q \
         -- /bin/true ;;
     parallel-ssh)
-      seq "$n" | parallel --will-cite -j 100% --ssh "$hosts_dir/ssh" -S 4/h1,4/h2,4/h3 /bin/true ;;
+      seq "$n" | parallel --will-cite -j 4 --ssh "$hosts_dir/ssh" -S h1,h2,h3 /bin/true ;;
   esac
   local rc=$?
   cd / && rm -rf "$d"

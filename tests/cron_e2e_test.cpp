@@ -26,10 +26,10 @@ TEST(StatusJson, SaysWhatTheTextSaysWhileAJobRunsAndAfter) {
   fs::create_directory(ready);
   // Cluster 2 fails; 3 and 4 hold until their file exists (the others' exist).
   for (int c : {1, 2, 5, 6}) std::ofstream((t / ("go-" + std::to_string(c))).string()).put('x');
-  RunnerProcess p(
-      with_child({"6", "2", "--job", "night"}, {"--exit-for", "2=3", "--ready-dir", ready.string(),
-                                                "--hold-file", (t / "go-{i}").string()}),
-      t.path());
+  RunnerProcess p(with_child({"6", "2", "--job", "night"},
+                             {"--exit-for", "2=3", "--print", "1", "--ready-dir", ready.string(),
+                              "--hold-file", (t / "go-{i}").string()}),
+                  t.path());
   ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "4.ready"); }));
   ASSERT_TRUE(wait_for_running(t.path(), 2));
   auto text = run_runner({"status"}, t.path());
@@ -272,11 +272,11 @@ TEST(OnFinish, RunsOnceWithTheOutcomeHoweverTheRunEnds) {
   // command's exit code 4 changes none of runner's.
   EXPECT_EQ(
       run_runner(with_child({"4", "2", "--job", "a", "--on-finish", hook}, {}), t.path()).code, 0);
-  EXPECT_EQ(
-      run_runner(with_child({"4", "2", "--job", "b", "--on-finish", hook}, {"--exit-for", "3=5"}),
-                 t.path())
-          .code,
-      1);
+  EXPECT_EQ(run_runner(with_child({"4", "2", "--job", "b", "--on-finish", hook},
+                                  {"--exit-for", "3=5", "--print", "1"}),
+                       t.path())
+                .code,
+            1);
   EXPECT_EQ(
       run_runner(with_child({"6", "1", "--job", "c", "--halt", "now,fail=1", "--on-finish", hook},
                             {"--exit-for", "2=5"}),

@@ -85,7 +85,7 @@ TEST(EndToEnd, AddsTheTokenAsALastArgumentOrWherePlaceholdersSay) {
 TEST(EndToEnd, RerunSkipsDoneClustersAndRunsFailedOnesAgain) {
   TempDir dir;
   auto record = (dir / "record").string();
-  Args cmd = {"--record", record, "--exit-for", "4=1", "--signal-for", "6=11"};
+  Args cmd = {"--record", record, "--exit-for", "4=1", "--signal-for", "6=11", "--print", "1"};
   auto r = run_runner(with_child({"8", "2"}, cmd), dir.path());
   EXPECT_EQ(r.code, 1) << r.err;
   auto db = dir / "runner.db";
@@ -375,7 +375,7 @@ TEST(EndToEnd, AReaderHoldingATransactionDoesNotStallTheRunner) {
 
 TEST(EndToEnd, StatusShowsCountsAndFailedClusters) {
   TempDir dir;
-  auto r = run_runner(with_child({"6", "2"}, {"--exit-for", "5=9"}), dir.path());
+  auto r = run_runner(with_child({"6", "2"}, {"--exit-for", "5=9", "--print", "1"}), dir.path());
   ASSERT_EQ(r.code, 1);
   r = run_runner({"status"}, dir.path());
   EXPECT_EQ(r.code, 0) << r.err;

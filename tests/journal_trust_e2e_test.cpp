@@ -120,7 +120,7 @@ TEST(JournalTrust, LinesThatNameNoAttemptOfTheLogAreReportedNotApplied) {
   auto forged = [&](const std::string& cluster, const std::string& attempt, char kind) {
     std::string line = std::string(1, kind) + "\t99\tj\t" + cluster + "\t" + attempt +
                        "\t-\t-\thost\t1\t/x.log\t1.5\tnone";
-    if (kind == 'J') line += "\t0\t-\t2.5\t0\t0\t1\t-\tnone\t\t0\t\t";
+    if (kind == 'J') line += "\t0\t-\t2.5\t0\t0\t1\t-\tnone\t\t0\t\t\t0";
     return line + "\n";
   };
   {
@@ -151,7 +151,7 @@ TEST(JournalTrust, UnlockAfterACrashNeverLetsTwoCopiesRunAndEveryExecutionGetsIt
   make_dirs(t);
   // Clusters 1 and 2 wait for go1, 3 and 4 for go. runner hands 3 and 4 to
   // its worker ahead; the worker starts them itself when 1 and 2 end.
-  auto child = child_bin() + " --record " + (t / "record").string() + " --ready-dir " +
+  auto child = child_bin() + " --print 1 --record " + (t / "record").string() + " --ready-dir " +
                (t / "ready").string() + " --exclusive " + (t / "locks").string() + " --hold-file ";
   Args args = {"4",
                "2",
@@ -438,7 +438,9 @@ TEST(JournalTrust, AJournalOfANewerRunnerIsNotLostToAnOlderOne) {
   EXPECT_EQ(r.code, 0) << "another job's folder is not this one's";
   r = run_runner(args, t.path());
   EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_NE(r.err.find("was written by a newer runner (journal version 3"), std::string::npos)
+  EXPECT_NE(r.err.find("was written by a newer runner (journal version " +
+                       std::to_string(kWireVersion + 1)),
+            std::string::npos)
       << r.err;
   EXPECT_TRUE(fs::exists(lock));
 }

@@ -1,5 +1,6 @@
 // runner --on slurm on a real Slurm: the 3-node test cluster that ctest
 // starts (tests/slurm/cluster.sh) and names in SLURM_CONF.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -145,8 +146,8 @@ TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
   TempDir t;
   auto r = in_allocation(
       3, 2,
-      with_child({"--on", "slurm", "300", "6"},
-                 {"--sleep-ms", "20", "--live-count", (t / "live").string(), "--args-to-stdout"}),
+      with_child({"--on", "slurm", "300", "6"}, {"--sleep-ms", "20", "--print", "1", "--live-count",
+                                                 (t / "live").string(), "--args-to-stdout"}),
       t.path());
   ASSERT_EQ(r.code, 0) << r.err;
   auto db = t / "runner.db";
@@ -171,6 +172,30 @@ TEST_F(SlurmTest, ThreeHundredClustersRunOverThreeNodesAtMostPAtOnce) {
       log.find("RUNNER_SITE=" + query(db, "select host from attempts where cluster = 7") + "\n"),
       std::string::npos)
       << log;
+}
+
+// In stream form each node's worker keeps its own stream in the shared log
+// folder; runner log reads any attempt's frames from the head.
+TEST_F(SlurmTest, EachNodeKeepsAStreamAndEveryAttemptsOutputIsReadFromTheHead) {
+  REQUIRE_SLURM();
+  TempDir t;
+  auto r = in_allocation(
+      3, 2, with_child({"--on", "slurm", "--log-format", "stream", "30", "6"}, {"--print", "3"}),
+      t.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto db = t / "runner.db";
+  EXPECT_EQ(query(db,
+                  "select count(distinct substr(log_path, 1, instr(log_path, '#'))) from "
+                  "attempts where log_path like '%.stream#%'"),
+            "3");
+  for (int c = 1; c <= 30; ++c) {
+    auto log = run_runner({"log", std::to_string(c)}, t.path());
+    EXPECT_EQ(log.code, 0) << log.err;
+    std::string expected;
+    for (int i = 0; i < 3; ++i) expected += fmt::format("err line {} of cluster {}\n", i, c);
+    for (int i = 0; i < 3; ++i) expected += fmt::format("out line {} of cluster {}\n", i, c);
+    EXPECT_EQ(log.out, expected) << "cluster " << c;
+  }
 }
 
 TEST_F(SlurmTest, ACapAndATimeoutHoldOnTheNodes) {

@@ -162,6 +162,26 @@ TEST_F(Ssh, LargeClustersGoWhereTheyFitAndSmallOnesFillTheSmallHost) {
             "0");
 }
 
+// In stream form each host's worker keeps one stream; runner log has runner
+// on the host pick out the attempt's frames.
+TEST_F(Ssh, AStreamAttemptsLogIsReadFromTheHostThatRanIt) {
+  TempDir t;
+  make_on_hosts(t);
+  auto p = run_runner(
+      with_child(over_ssh({"9", "3", "--job", "j", "--log-format", "stream"}, "h1,h2,h3"),
+                 {"--args-to-stdout", "--print", "2"}),
+      t.path());
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto log5 = query(t / "runner.db", "SELECT log_path FROM attempt WHERE cluster = 5");
+  ASSERT_NE(log5.find(".stream#5.1"), std::string::npos) << log5;
+  EXPECT_FALSE(fs::exists(log5.substr(0, log5.rfind('#')))) << log5;
+  auto shown = run_runner({"log", "--ssh", ssh_wrapper(), "--job", "j", "5"}, t.path());
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("RUNNER_CLUSTER=5\n"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("err line 1 of cluster 5\n"), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("cluster 4"), std::string::npos) << shown.out;
+}
+
 TEST_F(Ssh, AHostThatCannotBeReachedAtStartIsNamedAndLeftOut) {
   TempDir t;
   make_on_hosts(t);

@@ -51,16 +51,17 @@ TEST(Wire, AStartLineHasNoOutcomeAndALineCutShortIsNoEntry) {
 }
 
 TEST(Wire, NumbersNoAttemptCanHaveAreRefused) {
+  // A version-2 line: its outcome has no wrote_nothing.
   auto with = [](const std::string& cluster, const std::string& attempt) {
     return "J\t1\tj\t" + cluster + "\t" + attempt + "\t-\t-\th\t1\t/x\t1.5\tnone" +
            "\t0\t-\t2.5\t0\t0\t1\t-\tnone\t\t0\t\t";
   };
-  EXPECT_TRUE(decode_journal(Fields(with("3", "1")), kWireVersion));
-  EXPECT_THROW(decode_journal(Fields(with("3", "0")), kWireVersion), WireError);
-  EXPECT_THROW(decode_journal(Fields(with("3", "4294967296")), kWireVersion), WireError);
-  EXPECT_THROW(decode_journal(Fields(with("18446744073709551616", "1")), kWireVersion), WireError);
-  EXPECT_THROW(decode_journal(Fields(with("-3", "1")), kWireVersion), WireError);
-  EXPECT_THROW(decode_journal(Fields(with("3x", "1")), kWireVersion), WireError);
+  EXPECT_TRUE(decode_journal(Fields(with("3", "1")), 2));
+  EXPECT_THROW(decode_journal(Fields(with("3", "0")), 2), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("3", "4294967296")), 2), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("18446744073709551616", "1")), 2), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("-3", "1")), 2), WireError);
+  EXPECT_THROW(decode_journal(Fields(with("3x", "1")), 2), WireError);
   EXPECT_THROW(decode_journal(Fields("this is not a journal line"), kWireVersion), WireError);
 }
 
@@ -93,9 +94,55 @@ TEST(Wire, TheConfigCarriesItsVersionAndBytesThatAreNotUtf8) {
   EXPECT_EQ(back.journal_dir, c.journal_dir);
   EXPECT_EQ(back.blocked, c.blocked);
   EXPECT_EQ(back.run_limit, c.run_limit);
+  EXPECT_EQ(back.log_format, LogFormat::kFiles);
   auto other = encode_config(c);
-  other.replace(2, 1, "9");  // "W\t2..." becomes version 9
+  other.replace(2, 1, "9");  // "W\t3..." becomes version 9
   EXPECT_THROW(decode_config(Fields(other)), WireError);
+}
+
+// The log format is the config's last fixed field: a runner and a worker of
+// versions either side of it refuse each other by the version, clearly.
+TEST(Wire, TheConfigCarriesTheLogFormatAndAVersionTwoConfigIsRefusedByItsVersion) {
+  WorkerConfig c;
+  c.log_format = LogFormat::kStream;
+  c.allocation = "812";
+  c.db_path = "/data/runner.db";
+  c.blocked = {2};
+  auto line = encode_config(c);
+  EXPECT_EQ(decode_config(Fields(line)).log_format, LogFormat::kStream);
+  EXPECT_EQ(decode_config(Fields(line)).allocation, "812");
+  EXPECT_EQ(decode_config(Fields(line)).db_path, "/data/runner.db");
+  EXPECT_EQ(decode_config(Fields(line)).blocked, c.blocked);
+  auto older = line;
+  older.replace(2, 1, "2");
+  try {
+    decode_config(Fields(older));
+    FAIL() << "a version-2 config was read";
+  } catch (const WireError& e) {
+    EXPECT_STREQ(e.what(), "runner speaks version 2 of the worker's wire, this worker 3");
+  }
+  auto bad = line;
+  bad.replace(bad.find("\tstream"), 7, "\tstrea");
+  EXPECT_THROW(decode_config(Fields(bad)), WireError);
+}
+
+TEST(Wire, AnOutcomeSaysWhetherTheAttemptWroteNothingAndAVersionTwoOneDidNotSay) {
+  auto e = an_end();
+  e.outcome->wrote_nothing = true;
+  auto back = decode_journal(Fields(encode_journal(e, 1)), kWireVersion);
+  ASSERT_TRUE(back && back->outcome);
+  EXPECT_TRUE(back->outcome->wrote_nothing);
+  std::optional<std::uint64_t> seq;
+  auto event = decode_event(Fields(encode_event(AttemptEnded{5, *e.outcome}, 9)), seq);
+  EXPECT_TRUE(std::get<AttemptEnded>(event).outcome.wrote_nothing);
+  EXPECT_EQ(seq, 9u);
+  // A version-2 journal's end: one field fewer, read as having written.
+  auto line = encode_journal(an_end(), 1);
+  line.erase(line.rfind('\t'));
+  back = decode_journal(Fields(line), 2);
+  ASSERT_TRUE(back && back->outcome);
+  EXPECT_FALSE(back->outcome->wrote_nothing);
+  EXPECT_FALSE(decode_journal(Fields(line), kWireVersion)) << "cut short in version 3";
 }
 
 TEST(Wire, ALockFileNamesItsJournalAndItsWorker) {

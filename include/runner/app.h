@@ -15,6 +15,9 @@ int show_report(const ReportArgs& args);
 int show_doctor(const DoctorArgs& args);
 int unlock_job(const UnlockArgs& args);
 int show_log(const LogArgs& args);
+// `runner worker --cat-log <stream>#<cluster>.<attempt>`: that attempt's
+// output from a stream on this machine, for a runner log run elsewhere.
+int cat_stream_log(const std::string& text);
 
 // Routes spdlog to stderr through a ProgressSink, at the level -q/-v ask for.
 // run_job sets up its own; the other commands call this first.

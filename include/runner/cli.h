@@ -12,6 +12,7 @@
 #include "runner/cluster.h"
 #include "runner/memory.h"
 #include "runner/policy.h"
+#include "runner/stream_log.h"
 
 namespace runner {
 
@@ -25,6 +26,9 @@ struct RunArgs {
   std::filesystem::path db = "runner.db";
   std::optional<std::string> job;
   std::optional<std::filesystem::path> logs;
+  // --log-format: each attempt's output in a file of its own, or appended by
+  // the worker to one stream per run (stream_log.h).
+  LogFormat log_format = LogFormat::kFiles;
   std::chrono::milliseconds grace{10'000};
   bool skip_failed = false;
   bool quiet = false;
@@ -89,6 +93,9 @@ struct WorkerArgs {
   // ... and that no other job than this one (its DB's path, its name) has a
   // claim on this node of that allocation (see node_claim.h).
   std::optional<std::string> check_allocation, check_db, check_job;
+  // Only print one attempt's output from a stream on this machine
+  // (`<stream>#<cluster>.<attempt>`), for runner log over ssh.
+  std::optional<std::string> cat_log;
 };
 
 struct StatusArgs {

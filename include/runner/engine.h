@@ -131,6 +131,8 @@ struct Outcome {
   // worker died and nothing is known of its end, or its worker was told to
   // stop by a signal of its own): why. It runs again, no retry spent.
   std::string interrupted;
+  // It wrote no output, so none was kept: its log path leads nowhere.
+  bool wrote_nothing = false;
 
   // The one figure its need is judged by: all its processes together where
   // that was measured (shared pages once), else the largest RSS.

@@ -1,6 +1,7 @@
 // The engine that runs attempts as processes on this machine. Each child gets
 // its own process group, stdin from /dev/null, stdout and stderr into its log
-// file, the RUNNER_* variables, the signal state runner was started with, and
+// (its own file, or a pipe the engine reads into the run's stream: see
+// stream_log.h), the RUNNER_* variables, the signal state runner was started with, and
 // a cage of its own (a cgroup, or an rlimit) that it enters before exec. It
 // is reaped with wait4, so its rusage (CPU time, peak RSS of the tree) is
 // exact. runner becomes a child subreaper: descendants that daemonise are
@@ -23,6 +24,7 @@
 #include "runner/fd.h"
 #include "runner/memory.h"
 #include "runner/signals.h"
+#include "runner/stream_log.h"
 #include "runner/sysinfo.h"
 
 namespace runner {
@@ -55,6 +57,7 @@ struct LocalEngineOptions {
   InheritedSignals inherited;               // what children get back before exec
   std::string run;   // the run's id its processes carry (RUNNER_RUN); "": this process's
   std::string site;  // the node or host its children run on (RUNNER_SITE); "": none said
+  LogFormat log_format = LogFormat::kFiles;
 };
 
 class LocalEngine : public Engine {
@@ -74,20 +77,41 @@ class LocalEngine : public Engine {
 
   // What this run's processes carry in RUNNER_RUN: how a later runner finds them.
   const std::string& run_id() const { return run_id_; }
+  // Where an attempt's output will be: its file, or its place in the stream.
+  std::string log_path_for(const AttemptSpec& spec);
 
  private:
   struct Child {
     AttemptSpec spec;
     std::unique_ptr<Cage> cage;
     std::string log_path;
+    std::string log_name;  // files form: its file in the log folder
+    Fd output;             // stream form: the read end of its stdout and stderr, until EOF
+    bool wrote = false;    // stream form: some output of it is in the stream
+    std::string tail;      // stream form, under an rlimit cap: the end of its output
     std::optional<Clock::time_point> timeout_at;
     std::optional<Clock::time_point> kill_at;  // SIGKILL then, if still there
     bool timed_out = false;
     std::string unstoppable;
   };
 
+  // Where a starting child's output goes, and where the engine reads it.
+  struct Output {
+    std::string log_path, log_name;
+    Fd child_end;  // its stdout and stderr
+    Fd read_end;   // stream form
+  };
+
   EngineEvent try_start(const AttemptSpec& spec);
+  EngineEvent exec_failed(const AttemptSpec& spec, const Output& out, int error);
   std::optional<AttemptNotStarted> open_log_folder(const AttemptSpec& spec);
+  std::optional<AttemptNotStarted> open_stream(const AttemptSpec& spec);
+  std::optional<AttemptNotStarted> open_output(const AttemptSpec& spec, Output& out);
+  void watch_output(pid_t pid, const Child& child);
+  void read_outputs();
+  void read_output(Child& child, bool to_the_end);
+  void keep_output(Child& child, std::string_view data);
+  void drop_empty_log(const Child& child, Outcome& out);
   std::optional<AttemptNotStarted> resolve(const AttemptSpec& spec);
   void reserve_descriptors(std::size_t parallel);
   void send(pid_t pid, Child& child, int sig);
@@ -115,6 +139,12 @@ class LocalEngine : public Engine {
   std::string host_ = host_name();             // where its clusters run
   Fd log_dir_fd_;
   std::optional<rlimit> children_nofile_;  // set when runner raised its own
+  // Stream form: the run's stream, and an epoll set of the children's pipes.
+  std::unique_ptr<StreamWriter> stream_;
+  std::string stream_dir_;
+  Fd outputs_;
+  std::vector<char> buffer_;
+  bool stream_failed_ = false;  // said once
 };
 
 }  // namespace runner

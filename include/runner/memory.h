@@ -128,6 +128,8 @@ void remove_run_cgroups(const std::string& run);
 // died for want of memory ("MemoryError", "std::bad_alloc", ...). Returns the
 // sign found, reading only the end of the log.
 std::optional<std::string> allocation_failure_sign(const std::filesystem::path& log);
+// The same in the end of an attempt's output, held in memory (the stream form).
+std::optional<std::string> allocation_failure_sign_in(std::string_view tail);
 
 // Whether any swap is on (/proc/swaps lists more than its heading).
 bool machine_has_swap();

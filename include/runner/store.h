@@ -84,7 +84,8 @@ struct AttemptEnd {
   double sys_cpu_s = 0;
   std::uint64_t peak_rss_kib = 0;
   std::optional<std::uint64_t> peak_cgroup_kib;
-  std::string note;  // why, in words, where the state alone does not say
+  std::string note;            // why, in words, where the state alone does not say
+  bool wrote_nothing = false;  // no output was kept: its log_path becomes NULL
 };
 
 // One row of the `progress` view.
@@ -241,6 +242,7 @@ class Store {
     std::uint32_t attempt = 0;
     AttemptState state = AttemptState::kRunning;
     std::string host, log_path;
+    bool wrote_nothing = false;  // log_path is NULL: it ended having written nothing
   };
   std::optional<AttemptLog> attempt_log(const Job& job, ClusterId cluster,
                                         std::optional<std::uint32_t> attempt);

@@ -16,7 +16,9 @@
 // holds is not lost: the newer runner records it. A version-1 runner ignores
 // a version-2 journal (its lines are not what it reads), and so would run
 // again what it holds: run a newer runner's job to its end before going
-// back to an older one.
+// back to an older one. Version 3 adds the log format (--log-format) to the
+// config and, to each outcome, whether the attempt wrote nothing; it reads
+// version 2 journals, whose outcomes lack that figure.
 //
 // Whatever comes from a pipe or a file is input: a line that does not
 // decode throws WireError, which says what was wrong.
@@ -32,11 +34,12 @@
 
 #include "runner/engine.h"
 #include "runner/memory.h"
+#include "runner/stream_log.h"
 #include "runner/sysinfo.h"
 
 namespace runner {
 
-constexpr std::uint32_t kWireVersion = 2;
+constexpr std::uint32_t kWireVersion = 3;
 
 class WireError : public std::runtime_error {
  public:
@@ -81,6 +84,7 @@ struct WorkerConfig {
   bool watch_memory = false;                     // report memory in use every 50 ms
   std::vector<int> blocked;                      // the signal mask runner was started with
   bool pipe_ignored = false;                     // and whether SIGPIPE was ignored
+  LogFormat log_format = LogFormat::kFiles;      // --log-format: a file per attempt, or a stream
   // The allocation whose node it claims for its job (see node_claim.h), and
   // the DB's path that names the job there; "" claims nothing.
   std::string allocation;

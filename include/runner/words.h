@@ -20,6 +20,9 @@ std::string describe_ending(std::optional<int> exit_code, std::optional<int> sig
 
 // A failed cluster: "out of memory at the 4.0 GiB cap (peak 4.0 GiB)".
 std::string describe_failure(const FailedCluster& f);
+// Where a failed attempt's output is, in words: "log <path>", or "no output"
+// for one whose log path is empty (it wrote nothing).
+std::string describe_log(const FailedCluster& f);
 
 // An instant (seconds since the epoch) in ISO 8601 with its offset, so that
 // it reads the same on any machine and across a change of daylight saving

@@ -128,7 +128,7 @@ using Text = std::optional<std::string>;
 struct RunOptions {
   CLI::Option *n, *p, *db, *job, *logs, *grace, *mem_limit, *mem_budget, *cap, *timeout, *retries,
       *retry_delay, *retry_on, *halt, *sync, *orphans, *worker, *on, *hosts, *ssh, *on_finish,
-      *on_finish_limit, *order, *metrics;
+      *on_finish_limit, *order, *metrics, *log_format;
 };
 
 // "local|slurm|ssh" and what each means, from the table of planners.
@@ -176,6 +176,9 @@ RunOptions add_run_options(CLI::App& app, RunArgs& run) {
   o.db = g.add(app, "--db", "PATH", "the SQLite log (default ./runner.db)");
   o.job = g.add(app, "--job", "NAME", "job name (default: derived from the command and N)");
   o.logs = g.add(app, "--logs", "DIR", "folder for the logs (default: <db name>.logs beside it)");
+  o.log_format = g.add(app, "--log-format", "stream|files",
+                       "stream: each worker appends its clusters' output to one file per run; "
+                       "files: a file per attempt (default files)");
   o.grace = g.add(app, "--grace", "DURATION",
                   "on a stop, time between SIGTERM and SIGKILL (default 10s)");
   app.add_flag("--skip-failed", run.skip_failed, "leave clusters that failed before alone");
@@ -328,6 +331,12 @@ RunArgs read_run(const RunOptions& o, RunArgs run,
     if (t->empty()) throw Error("--logs '' is not valid: expected a folder path");
     run.logs = *t;
   }
+  if (auto t = Given::text(o.log_format)) {
+    auto format = parse_log_format(*t);
+    if (!format)
+      throw Error(fmt::format("--log-format '{}' is not valid: expected stream or files", *t));
+    run.log_format = *format;
+  }
   if (auto t = Given::text(o.grace))
     run.grace = parse_duration_option("--grace", *t, "30s, 5m or 1h");
   if (auto t = Given::text(o.on_finish)) {
@@ -381,7 +390,8 @@ struct Subcommands {
   CLI::Option *report_db, *report_job, *report_budget, *report_html;
   CLI::Option *log_db, *log_job, *log_cluster, *log_attempt, *log_ssh;
   CLI::Option *unlock_db, *unlock_job, *worker_kill_run, *worker_check, *worker_check_dir,
-      *worker_check_shared, *worker_check_allocation, *worker_check_db, *worker_check_job;
+      *worker_check_shared, *worker_check_allocation, *worker_check_db, *worker_check_job,
+      *worker_cat_log;
   bool csv = false, json = false, status_json = false, worker_check_resources = false;
 };
 
@@ -436,6 +446,7 @@ void add_subcommands(CLI::App& app, Subcommands& sub) {
   sub.worker_check_allocation = g.add(*sub.worker, "--check-allocation", "ID", "");
   sub.worker_check_db = g.add(*sub.worker, "--check-db", "PATH", "");
   sub.worker_check_job = g.add(*sub.worker, "--check-job", "NAME", "");
+  sub.worker_cat_log = g.add(*sub.worker, "--cat-log", "REF", "");
 }
 
 LogArgs read_log_args(const Subcommands& sub) {
@@ -499,7 +510,8 @@ std::optional<Invocation> read_subcommand(const Subcommands& sub, bool has_comma
     return WorkerArgs{Given::text(sub.worker_kill_run),  Given::text(sub.worker_check),
                       Given::text(sub.worker_check_dir), Given::text(sub.worker_check_shared),
                       sub.worker_check_resources,        Given::text(sub.worker_check_allocation),
-                      Given::text(sub.worker_check_db),  Given::text(sub.worker_check_job)};
+                      Given::text(sub.worker_check_db),  Given::text(sub.worker_check_job),
+                      Given::text(sub.worker_cat_log)};
   return std::nullopt;
 }
 

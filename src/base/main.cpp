@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
     }
     if (auto* worker = std::get_if<runner::WorkerArgs>(&invocation)) {
       if (worker->check_dir) return runner::check_node(*worker);
+      if (worker->cat_log) {
+        runner::setup_logging(false, false);
+        return runner::cat_stream_log(*worker->cat_log);
+      }
       if (worker->kill_run) {
         runner::setup_logging(false, false);
         return runner::kill_run_here(*worker->kill_run);

@@ -58,6 +58,10 @@ std::string describe_ending(std::optional<int> exit_code, std::optional<int> sig
   return "exit code " + std::to_string(exit_code.value_or(-1));
 }
 
+std::string describe_log(const FailedCluster& f) {
+  return f.log_path.empty() ? "no output" : "log " + f.log_path;
+}
+
 std::string describe_failure(const FailedCluster& f) {
   if (f.state == AttemptState::kOom) {
     auto text = f.mem_limit_kib
@@ -152,8 +156,8 @@ std::string summary_text(const RunSummary& s, const Job& job,
     text += fmt::format(
         "  {} cluster(s) need more than the whole memory budget and were not started\n", s.too_big);
   for (const auto& f : failed)
-    text += fmt::format("  cluster {}: {} (log {})\n", f.cluster, printable(describe_failure(f)),
-                        printable(f.log_path));
+    text += fmt::format("  cluster {}: {} ({})\n", f.cluster, printable(describe_failure(f)),
+                        printable(describe_log(f)));
   if (failed.size() >= kSummaryFailures)
     text += fmt::format("  more: runner status --db {} --job {}\n", db, job.name);
   return text;

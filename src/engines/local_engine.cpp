@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -262,6 +263,59 @@ std::optional<AttemptNotStarted> LocalEngine::resolve(const AttemptSpec& spec) {
   return std::nullopt;
 }
 
+// The stream is made at the first start: one file (and its index) for all of
+// this engine's attempts.
+std::optional<AttemptNotStarted> LocalEngine::open_stream(const AttemptSpec& spec) {
+  if (stream_ && stream_dir_ == spec.log_dir) return std::nullopt;
+  try {
+    stream_ = std::make_unique<StreamWriter>(log_dir_fd_.get(), spec.log_dir, run_id_);
+    stream_dir_ = spec.log_dir;
+  } catch (const std::system_error& e) {
+    stream_.reset();
+    return not_started(spec, why_of(e.code().value()), e.what());
+  }
+  if (!outputs_) outputs_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!outputs_) return not_started(spec, why_of(errno), "epoll_create1 failed");
+  return std::nullopt;
+}
+
+// Files form: the attempt's own file, created new. Stream form: a pipe,
+// whose read end the engine watches; a pipe costs less than a file's
+// creation, which on a journalling filesystem is most of a start.
+std::optional<AttemptNotStarted> LocalEngine::open_output(const AttemptSpec& spec, Output& out) {
+  if (options_.log_format == LogFormat::kFiles) {
+    out.log_name = spec.log_name;
+    out.child_end.reset(create_log(log_dir_fd_.get(), out.log_name));
+    if (!out.child_end) {
+      int err = errno;
+      return not_started(spec, why_of(err),
+                         fmt::format("cannot create log {}/{}: {}", spec.log_dir, spec.log_name,
+                                     std::strerror(err)));
+    }
+    out.log_path = fmt::format("{}/{}", spec.log_dir, out.log_name);
+    return std::nullopt;
+  }
+  if (auto failed = open_stream(spec)) return failed;
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    int err = errno;
+    return not_started(spec, why_of(err),
+                       fmt::format("cannot make a pipe: {}", std::strerror(err)));
+  }
+  out.read_end.reset(ends[0]);
+  out.child_end.reset(ends[1]);
+  // Only the engine's end: the child's stdout stays blocking.
+  ::fcntl(ends[0], F_SETFL, O_NONBLOCK);
+  out.log_path = stream_ref(stream_->path(), spec.cluster, spec.attempt);
+  return std::nullopt;
+}
+
+std::string LocalEngine::log_path_for(const AttemptSpec& spec) {
+  if (options_.log_format == LogFormat::kStream && !open_log_folder(spec) && !open_stream(spec))
+    return stream_ref(stream_->path(), spec.cluster, spec.attempt);
+  return fmt::format("{}/{}", spec.log_dir, spec.log_name);
+}
+
 EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
   if (auto failed = open_log_folder(spec)) return *failed;
   if (auto failed = resolve(spec)) return *failed;
@@ -273,48 +327,100 @@ EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
       return not_started(spec, why_of(e.code().value()), e.what());
     }
   }
-  auto log_name = spec.log_name;
-  Fd log(create_log(log_dir_fd_.get(), log_name));
-  if (!log) {
-    int err = errno;
-    return not_started(spec, why_of(err),
-                       fmt::format("cannot create log {}/{}: {}", spec.log_dir, spec.log_name,
-                                   std::strerror(err)));
-  }
-  auto log_path = fmt::format("{}/{}", spec.log_dir, log_name);
+  Output out;
+  if (auto failed = open_output(spec, out)) return *failed;
   ChildEnvironment env(base_env_, spec);
   SpawnRequest request{resolved_path_,  &spec.argv,
-                       env.envp(),      log.get(),
+                       env.envp(),      out.child_end.get(),
                        dev_null_.get(), &options_.inherited,
                        cage.get(),      children_nofile_ ? &*children_nofile_ : nullptr};
   auto spawned = spawn_child(request);
   if (spawned.error == 0) {
-    Child child{spec, std::move(cage), log_path, std::nullopt, std::nullopt, false, ""};
+    Child child{spec, std::move(cage), out.log_path, out.log_name};
+    child.output = std::move(out.read_end);
     if (spec.timeout) child.timeout_at = Clock::now() + *spec.timeout;
-    children_.emplace(spawned.pid, std::move(child));
+    auto& placed = children_.emplace(spawned.pid, std::move(child)).first->second;
+    watch_output(spawned.pid, placed);
     pid_of_[spec.id] = spawned.pid;
-    return AttemptStarted{spec.id, Placement{host_, spawned.pid}, log_path, wall_clock_now(),
+    return AttemptStarted{spec.id, Placement{host_, spawned.pid}, out.log_path, wall_clock_now(),
                           cap_name()};
   }
-  const auto& program = spec.argv.front();
-  if (!spawned.exec_failed) {
-    // No process could be made: the machine is short of them for now.
-    ::unlinkat(log_dir_fd_.get(), log_name.c_str(), 0);
-    auto why = spawned.error == EAGAIN || spawned.error == ENOMEM
-                   ? AttemptNotStarted::Why::kNoProcess
-                   : why_of(spawned.error);
-    return not_started(
-        spec, why,
-        fmt::format("cannot start {}: fork failed: {}", program, std::strerror(spawned.error)));
-  }
-  // The attempt failed at its exec: recorded, with its log saying why.
+  if (spawned.exec_failed) return exec_failed(spec, out, spawned.error);
+  // No process could be made: the machine is short of them for now.
+  if (!out.log_name.empty()) ::unlinkat(log_dir_fd_.get(), out.log_name.c_str(), 0);
+  auto why = spawned.error == EAGAIN || spawned.error == ENOMEM ? AttemptNotStarted::Why::kNoProcess
+                                                                : why_of(spawned.error);
+  return not_started(spec, why,
+                     fmt::format("cannot start {}: fork failed: {}", spec.argv.front(),
+                                 std::strerror(spawned.error)));
+}
+
+// The attempt failed at its exec: recorded, with its log saying why.
+EngineEvent LocalEngine::exec_failed(const AttemptSpec& spec, const Output& out, int error) {
   auto failed =
       not_started(spec, AttemptNotStarted::Why::kCommand,
-                  fmt::format("cannot execute {}: {}", program, std::strerror(spawned.error)));
+                  fmt::format("cannot execute {}: {}", spec.argv.front(), std::strerror(error)));
   auto line = fmt::format("runner: {}\n", failed.message);
-  if (::write(log.get(), line.data(), line.size()) >= 0) failed.log_path = log_path;
+  bool kept = options_.log_format == LogFormat::kFiles
+                  ? ::write(out.child_end.get(), line.data(), line.size()) >= 0
+                  : stream_->append(spec.cluster, spec.attempt, line) == 0;
+  if (kept) failed.log_path = out.log_path;
   failed.cap = cap_name();
   return failed;
+}
+
+void LocalEngine::watch_output(pid_t pid, const Child& child) {
+  if (!child.output) return;
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.u64 = static_cast<std::uint64_t>(pid);
+  if (::epoll_ctl(outputs_.get(), EPOLL_CTL_ADD, child.output.get(), &e) != 0)
+    spdlog::warn("cannot watch the output of cluster {}/{}: {}", child.spec.cluster,
+                 child.spec.clusters, std::strerror(errno));
+}
+
+// What the children wrote since the last look: one read each that is ready,
+// so that a talkative child does not keep the others waiting.
+void LocalEngine::read_outputs() {
+  epoll_event ready[64];
+  int n = ::epoll_wait(outputs_.get(), ready, 64, 0);
+  for (int i = 0; i < n; ++i) {
+    auto it = children_.find(static_cast<pid_t>(ready[i].data.u64));
+    if (it != children_.end()) read_output(it->second, false);
+  }
+}
+
+// Appends what the child's pipe holds to the stream; with `to_the_end`,
+// everything there is (its process has ended). Closes the pipe at its end.
+void LocalEngine::read_output(Child& child, bool to_the_end) {
+  if (buffer_.empty()) buffer_.resize(std::size_t{1} << 16);
+  while (child.output) {
+    ssize_t n = ::read(child.output.get(), buffer_.data(), buffer_.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (n < 0 && errno != EAGAIN)) {
+      // Its last writer is gone (closing also takes it out of the epoll set).
+      child.output.reset();
+      return;
+    }
+    if (n < 0) return;  // nothing more for now
+    keep_output(child, std::string_view(buffer_.data(), static_cast<std::size_t>(n)));
+    if (!to_the_end) return;
+  }
+}
+
+void LocalEngine::keep_output(Child& child, std::string_view data) {
+  child.wrote = true;
+  if (child.spec.mem_limit && options_.caps &&
+      options_.caps->mechanism() == CapMechanism::kRlimit) {
+    constexpr std::size_t kTail = std::size_t{64} * 1024;
+    child.tail.append(data);
+    if (child.tail.size() > kTail) child.tail.erase(0, child.tail.size() - kTail);
+  }
+  int err = stream_->append(child.spec.cluster, child.spec.attempt, data);
+  if (err == 0 || stream_failed_) return;
+  stream_failed_ = true;
+  spdlog::warn("cannot append to {}: {}; clusters' output is lost until it can", stream_->path(),
+               std::strerror(err));
 }
 
 void LocalEngine::stop(AttemptId id, StopMode mode) {
@@ -388,12 +494,17 @@ std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> dead
     // or the earlier of the caller's deadline and our own passes.
     auto until = earliest(deadline, next_deadline());
     timespec ts = until ? time_left(*until) : timespec{};
-    pollfd fds[] = {{child_ended_.fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    int ready = ::ppoll(fds, 2, until ? &ts : nullptr, nullptr);
+    // Stream form: or a child wrote something.
+    pollfd fds[] = {
+        {child_ended_.fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}, {outputs_.get(), POLLIN, 0}};
+    int ready = ::ppoll(fds, 3, until ? &ts : nullptr, nullptr);
     if (ready < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "ppoll");
+    if (fds[2].revents & POLLIN) read_outputs();
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) return {};
-    if (ready == 0 && until == deadline) return {};
+    // Children that never stop writing do not hold the caller past its deadline.
+    bool only_output = ready > 0 && !(fds[0].revents & POLLIN);
+    if (until == deadline && (ready == 0 || (only_output && Clock::now() >= *until))) return {};
   }
 }
 
@@ -409,6 +520,9 @@ void LocalEngine::reap() {
     // What is left of its process group goes with it. The group cannot have
     // been reused: its id stays taken while any member lives.
     ::kill(-pid, SIGKILL);
+    // All it wrote is in its pipe by now; what is left of its group is dying.
+    read_output(it->second, true);
+    it->second.output.reset();
     events_.push_back(AttemptEnded{it->second.spec.id, outcome_of(it->second, status, usage)});
     pid_of_.erase(it->second.spec.id);
     children_.erase(it);
@@ -430,7 +544,23 @@ Outcome LocalEngine::outcome_of(Child& child, int status, const rusage& usage) {
   out.timed_out = child.timed_out;
   out.unstoppable = child.unstoppable;
   judge_memory(child, out);
+  drop_empty_log(child, out);
   return out;
+}
+
+// An attempt that wrote nothing keeps nothing: in files form its empty file
+// goes, and the log records that it wrote nothing.
+void LocalEngine::drop_empty_log(const Child& child, Outcome& out) {
+  if (options_.log_format == LogFormat::kStream) {
+    out.wrote_nothing = !child.wrote;
+    return;
+  }
+  struct stat st {};
+  if (child.log_name.empty() || child.spec.log_dir != log_dir_ ||
+      ::fstatat(log_dir_fd_.get(), child.log_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(st.st_mode) || st.st_size != 0)
+    return;
+  out.wrote_nothing = ::unlinkat(log_dir_fd_.get(), child.log_name.c_str(), 0) == 0;
 }
 
 // What the cage saw: the cgroup's peak and OOM kills, which are certain; or,
@@ -449,7 +579,9 @@ void LocalEngine::judge_memory(Child& child, Outcome& out) {
   }
   bool failed = out.killed_by || out.exit_code.value_or(0) != 0;
   if (failed && child.spec.mem_limit && options_.caps->mechanism() == CapMechanism::kRlimit) {
-    if (auto sign = allocation_failure_sign(child.log_path)) {
+    auto sign = options_.log_format == LogFormat::kStream ? allocation_failure_sign_in(child.tail)
+                                                          : allocation_failure_sign(child.log_path);
+    if (sign) {
       out.memory_kill = MemoryKill::kOwnCap;
       out.memory_note = fmt::format("likely: under the rlimit cap its log shows '{}'", *sign);
     }

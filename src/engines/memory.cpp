@@ -293,7 +293,7 @@ std::unique_ptr<MemoryCaps> make_memory_caps(CapMechanism mechanism, const Memor
   return nullptr;
 }
 
-std::optional<std::string> allocation_failure_sign(const fs::path& log) {
+std::optional<std::string> allocation_failure_sign_in(std::string_view tail) {
   // What Python, NumPy, C++, the JVM, glibc and shells print when an
   // allocation fails: enough to say "likely out of memory", never certain.
   static constexpr std::string_view kSigns[] = {
@@ -301,6 +301,12 @@ std::optional<std::string> allocation_failure_sign(const fs::path& log) {
       "Unable to allocate", "OutOfMemoryError",         "out of memory",
       "Out of memory",      "memory allocation failed", "failed to allocate",
   };
+  for (auto sign : kSigns)
+    if (tail.find(sign) != std::string_view::npos) return std::string(sign);
+  return std::nullopt;
+}
+
+std::optional<std::string> allocation_failure_sign(const fs::path& log) {
   std::ifstream in(log, std::ios::binary);
   if (!in) return std::nullopt;
   in.seekg(0, std::ios::end);
@@ -308,9 +314,7 @@ std::optional<std::string> allocation_failure_sign(const fs::path& log) {
   constexpr std::streamoff kTail = std::streamoff{64} * 1024;
   in.seekg(std::max<std::streamoff>(0, size - kTail));
   std::string tail((std::istreambuf_iterator<char>(in)), {});
-  for (auto sign : kSigns)
-    if (tail.find(sign) != std::string::npos) return std::string(sign);
-  return std::nullopt;
+  return allocation_failure_sign_in(tail);
 }
 
 void remove_run_cgroups(const std::string& run) {

@@ -149,6 +149,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
     config.pipe_ignored = signals.inherited().pipe_ignored();
     config.allocation = plan.allocation;
     config.db_path = claim_db_path(args.db);
+    config.log_format = args.log_format;
     return std::make_unique<SitesEngine>(config, plan);
   }
   LocalEngineOptions options;
@@ -162,6 +163,7 @@ std::unique_ptr<Engine> make_engine(const RunArgs& args, const CheckedRun& check
   options.grace = args.grace;
   options.parallel = args.parallel;
   options.inherited = signals.inherited();
+  options.log_format = args.log_format;
   return std::make_unique<LocalEngine>(std::move(options));
 }
 

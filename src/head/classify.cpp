@@ -65,6 +65,7 @@ AttemptEnd attempt_end(const Outcome& outcome, const Verdict& verdict) {
   end.sys_cpu_s = outcome.sys_cpu_s.value_or(0);
   end.peak_rss_kib = outcome.rss_peak_kib.value_or(0);
   end.peak_cgroup_kib = outcome.cgroup_peak_kib;
+  end.wrote_nothing = outcome.wrote_nothing;
   return end;
 }
 

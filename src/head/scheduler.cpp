@@ -15,6 +15,11 @@
 namespace runner {
 namespace {
 
+// Where a person finds an attempt's output, in a warning's words.
+std::string log_words(const std::string& log_path, const Outcome& out) {
+  return out.wrote_nothing ? "it wrote no output" : "log " + log_path;
+}
+
 // With overcommit, real usage is read this often while guessed clusters run.
 constexpr auto kWatchEvery = std::chrono::milliseconds(50);
 // Stop admitting at this share of the budget; evict a guessed cluster at the second.
@@ -353,8 +358,8 @@ void Scheduler::on_ended(const AttemptEnded& ended) {
   if (verdict.learn) admission_.learn(*verdict.learn);
   auto reached = out.peak_kib() * 1024;
   if (verdict.budget_kill && !r.what.budget_oom && !stopping_) {
-    spdlog::warn("cluster {}/{}: {}; queueing it again (log {})", r.what.cluster, job_.clusters,
-                 verdict.note, r.record.log_path);
+    spdlog::warn("cluster {}/{}: {}; queueing it again ({})", r.what.cluster, job_.clusters,
+                 verdict.note, log_words(r.record.log_path, out));
     after_budget_kill(r, reached);
     return;
   }
@@ -410,8 +415,9 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const O
     auto cap = r.what.limit ? fmt::format(" at the {} cap", size_text(*r.what.limit)) : "";
     if (auto budget = admission_.budget_of(r.what); out.memory_kill == MemoryKill::kPool && budget)
       cap = fmt::format(" when all clusters together reached the {} budget", size_text(*budget));
-    spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) (log {})", cluster, job_.clusters,
-                 cap, size_text(out.peak_kib() * 1024), out.memory_note, r.record.log_path);
+    spdlog::warn("cluster {}/{}: out of memory{} (peak {}; {}) ({})", cluster, job_.clusters, cap,
+                 size_text(out.peak_kib() * 1024), out.memory_note,
+                 log_words(r.record.log_path, out));
     // Under a budget, do what a person would: once more, alone, with all of it.
     if (admission_.budget() && !r.what.alone && !stopping_) {
       auto whole = admission_.largest_budget();
@@ -427,11 +433,11 @@ void Scheduler::after_unsuccessful(const Running& r, AttemptState state, const O
     }
   } else if (state == AttemptState::kTimeout) {
     ++summary_.timed_out;
-    spdlog::warn("cluster {}/{}: timed out after {} (log {})", cluster, job_.clusters,
-                 format_duration(*options_.timeout), r.record.log_path);
+    spdlog::warn("cluster {}/{}: timed out after {} ({})", cluster, job_.clusters,
+                 format_duration(*options_.timeout), log_words(r.record.log_path, out));
   } else {
-    spdlog::warn("cluster {}/{} failed: {} (log {})", cluster, job_.clusters,
-                 describe_ending(out.exit_code, out.killed_by), r.record.log_path);
+    spdlog::warn("cluster {}/{} failed: {} ({})", cluster, job_.clusters,
+                 describe_ending(out.exit_code, out.killed_by), log_words(r.record.log_path, out));
   }
   retry_or_finish(r, state, out);
 }

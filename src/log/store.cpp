@@ -228,7 +228,8 @@ Store::Store(const std::filesystem::path& path, Access access, Sync sync, BusyWa
   update_attempt_ = std::make_unique<SQLite::Statement>(
       db_,
       "UPDATE attempt SET state = ?, finished_at = ?, exit_code = ?, signal = ?, user_cpu_s = ?, "
-      "sys_cpu_s = ?, peak_rss_kib = ?, peak_cgroup_kib = ?, note = ? WHERE id = ?");
+      "sys_cpu_s = ?, peak_rss_kib = ?, peak_cgroup_kib = ?, note = ?, "
+      "log_path = CASE WHEN ? THEN NULL ELSE log_path END WHERE id = ?");
   done_before_ = std::make_unique<SQLite::Statement>(
       db_, "SELECT lo, hi FROM done_range WHERE job_id = ? AND lo <= ? ORDER BY lo DESC LIMIT 1");
   done_after_ = std::make_unique<SQLite::Statement>(
@@ -648,6 +649,7 @@ std::optional<Store::AttemptLog> Store::attempt_log(const Job& job, ClusterId cl
   log.state = parse_state(q.getColumn(1).getString());
   log.host = q.getColumn(2).getString();
   log.log_path = q.getColumn(3).getString();
+  log.wrote_nothing = q.getColumn(3).isNull();
   return log;
 }
 
@@ -735,7 +737,8 @@ void Store::record_end(const Job& job, std::int64_t row, ClusterId cluster, cons
     q.bind(9);
   else
     q.bind(9, end.note);
-  q.bind(10, row);
+  q.bind(10, end.wrote_nothing ? 1 : 0);
+  q.bind(11, row);
   q.exec();
   if (end.state == AttemptState::kDone) mark_done(job, cluster);
 }

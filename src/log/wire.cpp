@@ -90,12 +90,17 @@ void put_outcome(std::string& out, const Outcome& o) {
   put_number(out, o.timed_out ? 1 : 0);
   put(out, o.unstoppable);
   put(out, o.interrupted);
+  put_number(out, o.wrote_nothing ? 1 : 0);
 }
 
-constexpr std::size_t kOutcomeFields = 12;
+// Version 2 had no wrote_nothing.
+constexpr std::size_t kOutcomeFields = 13;
+std::size_t outcome_fields(std::uint32_t version) {
+  return version < 3 ? kOutcomeFields - 1 : kOutcomeFields;
+}
 
-Outcome take_outcome(const Fields& f, std::size_t at) {
-  f.need(at + kOutcomeFields);
+Outcome take_outcome(const Fields& f, std::size_t at, std::uint32_t version = kWireVersion) {
+  f.need(at + outcome_fields(version));
   Outcome o;
   o.exit_code = f.maybe<int>(at);
   o.killed_by = f.maybe<int>(at + 1);
@@ -109,6 +114,7 @@ Outcome take_outcome(const Fields& f, std::size_t at) {
   o.timed_out = flag(f, at + 9);
   o.unstoppable = f.text(at + 10);
   o.interrupted = f.text(at + 11);
+  if (version >= 3) o.wrote_nothing = flag(f, at + 12);
   return o;
 }
 
@@ -201,6 +207,7 @@ std::string encode_config(const WorkerConfig& c) {
   put(out, c.kill_leftovers_in.value_or(""));
   put_number(out, c.watch_memory ? 1 : 0);
   put_number(out, c.pipe_ignored ? 1 : 0);
+  put(out, to_string(c.log_format));
   put(out, c.allocation);
   put(out, c.db_path);
   for (int sig : c.blocked) put_number(out, sig);
@@ -212,7 +219,7 @@ WorkerConfig decode_config(const Fields& f) {
   if (auto version = f.count(0); version != kWireVersion)
     throw WireError(fmt::format("runner speaks version {} of the worker's wire, this worker {}",
                                 version, kWireVersion));
-  f.need(18);
+  f.need(19);
   WorkerConfig c;
   c.run = f.text(1);
   c.journal_dir = f.text(2);
@@ -229,9 +236,12 @@ WorkerConfig decode_config(const Fields& f) {
   if (!f.text(13).empty()) c.kill_leftovers_in = f.text(13);
   c.watch_memory = flag(f, 14);
   c.pipe_ignored = flag(f, 15);
-  c.allocation = f.text(16);
-  c.db_path = f.text(17);
-  for (std::size_t i = 18; i < f.size(); ++i) c.blocked.push_back(static_cast<int>(f.number(i)));
+  auto format = parse_log_format(f.text(16));
+  if (!format) throw WireError(fmt::format("not a log format: '{}'", f.text(16).substr(0, 40)));
+  c.log_format = *format;
+  c.allocation = f.text(17);
+  c.db_path = f.text(18);
+  for (std::size_t i = 19; i < f.size(); ++i) c.blocked.push_back(static_cast<int>(f.number(i)));
   return c;
 }
 
@@ -473,7 +483,7 @@ std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
 
 std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version) {
   constexpr std::size_t kStart = 6 + kStartedFields;
-  std::size_t whole = f.kind() == 'J' ? kStart + kOutcomeFields : kStart;
+  std::size_t whole = f.kind() == 'J' ? kStart + outcome_fields(version) : kStart;
   if (f.kind() != 'J' && !(f.kind() == 'B' && version >= 2))
     throw WireError(fmt::format("not a journal line: '{}'", f.kind()));
   // A line cut short by a crash has fewer fields: it is no entry. A newer
@@ -487,7 +497,7 @@ std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t versio
   e.mem_limit_kib = f.maybe<std::uint64_t>(4);
   e.timeout_s = f.maybe<double>(5);
   e.started = take_started(f, 6, 0);
-  if (f.kind() == 'J') e.outcome = take_outcome(f, kStart);
+  if (f.kind() == 'J') e.outcome = take_outcome(f, kStart, version);
   e.version = version;
   return e;
 }

@@ -88,9 +88,10 @@ void print_job(const Store& store, const JobStatus& s) {
   if (p.failed == 0) return;
   fmt::print("  failed clusters:\n");
   for (const auto& f : s.failed)
-    fmt::print("    cluster {} (attempt {}): {}{}, log {}\n", f.cluster, f.attempt,
+    fmt::print("    cluster {} (attempt {}): {}{}, {}\n", f.cluster, f.attempt,
                printable(describe_failure(f)),
-               f.finished_at ? " at " + local_time(*f.finished_at) : "", printable(f.log_path));
+               f.finished_at ? " at " + local_time(*f.finished_at) : "",
+               printable(describe_log(f)));
   if (p.failed > kFailedShown)
     fmt::print(
         "    ... and {} more: sqlite3 {} \"select * from attempts where job = '{}' and "
@@ -125,14 +126,15 @@ nlohmann::json job_json(const JobStatus& s) {
                      {"eta_s", maybe(s.runner->eta_s)}};
   for (const auto& [host, n] : s.running_by_node) out["running_by_node"][host] = n;
   for (const auto& f : s.failed)
-    out["failed_clusters"].push_back({{"cluster", f.cluster},
-                                      {"attempt", f.attempt},
-                                      {"state", to_string(f.state)},
-                                      {"exit_code", maybe(f.exit_code)},
-                                      {"signal", maybe(f.signal)},
-                                      {"ending", describe_failure(f)},
-                                      {"finished", time(f.finished_at)},
-                                      {"log_path", f.log_path}});
+    out["failed_clusters"].push_back(
+        {{"cluster", f.cluster},
+         {"attempt", f.attempt},
+         {"state", to_string(f.state)},
+         {"exit_code", maybe(f.exit_code)},
+         {"signal", maybe(f.signal)},
+         {"ending", describe_failure(f)},
+         {"finished", time(f.finished_at)},
+         {"log_path", f.log_path.empty() ? nlohmann::json() : nlohmann::json(f.log_path)}});
   return out;
 }
 

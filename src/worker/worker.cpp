@@ -120,6 +120,7 @@ class Worker {
     options.grace = config.grace;
     options.parallel = config.parallel;
     options.inherited = InheritedSignals(config.blocked, config.pipe_ignored);
+    options.log_format = config.log_format;
     // On a node of several, its processes carry the node too: what a dead
     // worker left is found node by node.
     options.run = worker_name(config);
@@ -316,11 +317,7 @@ void Worker::journal_starts() {
   for (std::size_t i = 0; i < n; ++i) {
     const auto& spec = queue_[i];
     if (!journalled_.insert(spec.id).second) continue;
-    AttemptStarted about{spec.id,
-                         {host_, 0},
-                         (std::filesystem::path(spec.log_dir) / spec.log_name).string(),
-                         wall_clock_now(),
-                         ""};
+    AttemptStarted about{spec.id, {host_, 0}, engine_->log_path_for(spec), wall_clock_now(), ""};
     journal_->add(entry_of(spec, about, std::nullopt));
     added = true;
   }
