@@ -307,7 +307,8 @@ TEST(Faults, TheSummaryOfAStopCountsClustersWaitingToRunAgain) {
   }));
   runner.signal(SIGINT);
   EXPECT_EQ(runner.wait(), 130);
-  EXPECT_NE(runner.out().find("of the 4 left, 1 interrupted, 3 waiting to run again;"), std::string::npos)
+  EXPECT_NE(runner.out().find("of the 4 left, 1 interrupted, 3 waiting to run again;"),
+            std::string::npos)
       << runner.out();
 }
 

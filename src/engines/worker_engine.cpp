@@ -23,7 +23,6 @@
 #include "runner/units.h"
 #include "runner/words.h"
 
-
 namespace bp = boost::process;
 
 namespace runner {
