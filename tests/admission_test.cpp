@@ -226,6 +226,26 @@ TEST_F(AdmissionTest, OverSeveralSitesEachHoldsToItsOwnBudgetAndSlots) {
   EXPECT_FALSE(a.any_site_open());
 }
 
+// A cluster nothing is known of reserves its whole cap, whichever site is
+// listed first: it goes only where the cap fits, never to a smaller site
+// whose budget it could overrun.
+TEST_F(AdmissionTest, AClusterOfUnknownNeedGoesOnlyWhereItsCapFitsWhicheverSiteComesFirst) {
+  auto job = store_->open_job("j", 10, "cmd");
+  AdmissionOptions o;
+  o.parallel = 4;
+  o.mem_limit = 1400 * MiB;
+  o.sites = {{2, 768 * MiB, 2}, {2, 3000 * MiB, 2}};
+  Admission a(*store_, job, o);
+  a.resume();
+  std::vector<std::size_t> at;
+  while (auto c = a.next(at.size())) {
+    a.reserve(*c);
+    EXPECT_EQ(c->need, 1400 * MiB);
+    at.push_back(*c->site);
+  }
+  EXPECT_EQ(at, (std::vector<std::size_t>{1, 1}));
+}
+
 // A node lost gives its slots to the nodes left, each up to its capacity
 // (its CPUs): P holds while they have room for it.
 TEST_F(AdmissionTest, ALostSitesSlotsGoToTheSitesLeftUpToTheirCapacity) {

@@ -114,9 +114,10 @@ class Admission {
   // Whether a cluster never had an attempt before this run began.
   bool never_attempted(ClusterId cluster) const { return cluster >= fresh_from_; }
 
-  // The budget of the first site (every site learns the same peaks); none
-  // without --mem-budget.
-  const MemoryBudget* budget() const { return sites_.empty() ? nullptr : &sites_.front().budget; }
+  // The budget of the largest site (every site learns the same peaks): what
+  // a cluster of unknown need reserves is its cap up to that budget, so that
+  // it goes only where its cap fits; none without --mem-budget.
+  const MemoryBudget* budget() const { return sites_.empty() ? nullptr : &sites_[largest_].budget; }
   // The budget of the site a candidate runs at, if any.
   std::optional<std::uint64_t> budget_of(const Candidate& c) const;
   // What the running clusters reserve, over all sites.
@@ -174,6 +175,7 @@ class Admission {
     bool open = true;
   };
   std::vector<Site> sites_;
+  std::size_t largest_ = 0;  // the site with the largest budget
   std::vector<std::int64_t> history_jobs_;
   std::deque<Candidate> deferred_;  // did not fit yet; later clusters may pass them
   std::size_t head_passed_ = 0;     // how often the oldest deferred one was passed

@@ -62,6 +62,7 @@ Admission::Admission(Store& store, const Job& job, AdmissionOptions options)
     auto cap = options_.mem_limit.value_or(site.mem_budget);
     sites_.push_back({MemoryBudget(site.mem_budget, cap, options_.mem_overcommit, site.slots),
                       site.slots, std::max(site.capacity, site.slots)});
+    if (site.mem_budget > sites_[largest_].budget.total()) largest_ = sites_.size() - 1;
   }
 }
 
