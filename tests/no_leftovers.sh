@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run after the test suite: fails, naming them, if any process the tests
 # started is still alive (a cluster, a worker, a runner, the test Slurm, a
-# test host's sshd) or a network namespace of the test hosts is left.
+# test host's sshd), a network namespace of the test hosts or a node claim
+# of the test Slurm's workers is left.
 # usage: no_leftovers.sh BUILD_DIR
 build=$(cd "${1:?usage: no_leftovers.sh BUILD_DIR}" && pwd)
 rc=0
@@ -24,5 +25,13 @@ if [ -n "$netns" ]; then
   echo "$netns" >&2
   rc=1
 fi
-[ "$rc" = 0 ] && echo "no process or namespace of the tests is left"
+# A worker's claim on a node of the test Slurm that no one holds any more.
+for claim in /tmp/runner-claim-"$(id -u)"-*; do
+  [ -f "$claim" ] || continue
+  if flock -n -s "$claim" true; then
+    echo "the tests left this node claim: $claim" >&2
+    rc=1
+  fi
+done
+[ "$rc" = 0 ] && echo "no process, namespace or claim of the tests is left"
 exit "$rc"

@@ -27,8 +27,13 @@ std::string safe(const std::string& name) {
   return out;
 }
 
+// Every claim of this user's starts so; one node's, with the rest.
+std::string user_prefix() {
+  return fmt::format("runner-claim-{}-", ::getuid());
+}
+
 std::string prefix(const std::string& allocation, const std::string& node) {
-  return fmt::format("runner-claim-{}-{}-{}-", ::getuid(), safe(allocation), safe(node));
+  return fmt::format("{}{}-{}-", user_prefix(), safe(allocation), safe(node));
 }
 
 std::string encode(const Claimant& c) {
@@ -81,13 +86,17 @@ std::optional<Claimant> live_claim(const fs::path& path) {
 std::optional<Claimant> other_claim(const std::string& allocation, const std::string& node,
                                     const Claimant& me) {
   auto start = prefix(allocation, node);
+  auto mine = user_prefix();
   std::optional<Claimant> oldest;
   std::error_code ec;
+  // The dead workers' claims of any allocation go on the way (a worker
+  // killed with SIGKILL cannot remove its own).
   for (const auto& entry : fs::directory_iterator(kFolder, ec)) {
     auto name = entry.path().filename().string();
-    if (name.rfind(start, 0) != 0 || name == start + std::to_string(me.pid)) continue;
+    if (name.rfind(mine, 0) != 0 || name == start + std::to_string(me.pid)) continue;
     auto other = live_claim(entry.path());
-    if (other && !same_job(*other, me) && (!oldest || older(*other, *oldest))) oldest = other;
+    if (!other || name.rfind(start, 0) != 0) continue;
+    if (!same_job(*other, me) && (!oldest || older(*other, *oldest))) oldest = other;
   }
   return oldest;
 }

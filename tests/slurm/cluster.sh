@@ -35,6 +35,13 @@ stop() {
     done
   fi
   rm -rf "$dir"
+  # The node claims of workers that were killed (SIGKILL leaves them), as a
+  # later worker of this user would remove them: only those no one holds.
+  local claim
+  for claim in /tmp/runner-claim-"$(id -u)"-*; do
+    [ -f "$claim" ] && flock -n -s "$claim" rm -f "$claim"
+  done
+  return 0
 }
 
 # A memory cgroup of the cluster's own below this script's, where there is
