@@ -69,6 +69,20 @@ def own_memory_cgroup():
     return None
 
 
+def interleaved(tools, runs, root, prefix):
+    """Rounds of one run of each tool, each in a fresh folder of root removed
+    after it: {name: (walls, cpus)}."""
+    results = {name: ([], []) for name in tools}
+    for _ in range(runs):
+        for name, make in tools.items():
+            d = tempfile.mkdtemp(prefix=prefix, dir=root)
+            wall, cpu, _ = run_timed(make(d), d)
+            shutil.rmtree(d, ignore_errors=True)
+            results[name][0].append(wall)
+            results[name][1].append(cpu)
+    return results
+
+
 def fmt_stats(values, unit="s", digits=2):
     med = statistics.median(values)
     return f"{med:.{digits}f} {unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
@@ -176,14 +190,7 @@ class Bench:
             del tools["GNU parallel --joblog"]
         # Rounds of one run of each tool, so that a slow spell of the machine
         # falls on all of them alike. Each run's folder is removed after it.
-        results = {name: ([], []) for name in tools}
-        for _ in range(self.dispatch_runs()):
-            for name, make in tools.items():
-                d = tempfile.mkdtemp(prefix="runner-dispatch-", dir=root)
-                wall, cpu, _ = run_timed(make(d), d)
-                shutil.rmtree(d, ignore_errors=True)
-                results[name][0].append(wall)
-                results[name][1].append(cpu)
+        results = interleaved(tools, self.dispatch_runs(), root, "runner-dispatch-")
         floor = statistics.median(results["floor (posix_spawn + wait)"][0])
         with_logs = statistics.median(results["floor with a log file per child"][0])
         for name, (walls, cpus) in results.items():
@@ -531,14 +538,7 @@ filesystem at hand (tmpfs, the scratch folder's, and --sshfs's folder)."""
         b.say()
         b.say("| tool | wall | CPU | ÷ floor |")
         b.say("|---|---|---|---|")
-        results = {name: ([], []) for name in tools}
-        for _ in range(b.dispatch_runs()):
-            for name, make in tools.items():
-                d = tempfile.mkdtemp(prefix="runner-formats-", dir=root)
-                wall, cpu, _ = run_timed(make(d), d)
-                shutil.rmtree(d, ignore_errors=True)
-                results[name][0].append(wall)
-                results[name][1].append(cpu)
+        results = interleaved(tools, b.dispatch_runs(), root, "runner-formats-")
         floor = statistics.median(results["floor (posix_spawn + wait)"][0])
         for name, (walls, cpus) in results.items():
             median = statistics.median(walls)
