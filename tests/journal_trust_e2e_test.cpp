@@ -424,6 +424,62 @@ TEST(JournalTrust, ARunThatStartsNothingLeavesNoJournal) {
   EXPECT_TRUE(fs::is_empty(journal_folder(t / "runner.logs", "j")));
 }
 
+// A start the worker journalled that did not happen (the program could not
+// be executed: its interpreter is missing, so the run stops at once) is
+// said in the journal too: the run leaves no journal behind, and the next
+// run records no attempt of it as one that ran and was interrupted.
+TEST(JournalTrust, AStartThatDidNotHappenLeavesNoJournalAndNoAttemptThatNeverRan) {
+  TempDir t;
+  auto script = t / "no-interpreter.sh";
+  std::ofstream(script.string()) << "#!/nonexistent/interpreter\n";
+  fs::permissions(script, fs::perms::owner_all);
+  auto args = Args{"2", "1", "--job", "j", "--", script.string()};
+  for (int run = 1; run <= 2; ++run) {
+    auto r = run_runner(args, t.path());
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find("cannot execute"), std::string::npos) << r.err;
+    EXPECT_TRUE(fs::is_empty(journal_folder(t / "runner.logs", "j"))) << "run " << run;
+  }
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state, ', ') FROM "
+                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
+            "1.1 failed, 1.2 failed");
+}
+
+// The files runner writes whole (--metrics, report --html, the --on-finish
+// summary) through links planted where they go: at the path itself, and at
+// the temporary name runner used to take (the path, its pid, ".tmp"; the
+// shell plants it, then becomes runner with that pid). Neither link's
+// target is written; each path ends up a file of runner's own.
+TEST(JournalTrust, LinksPlantedWhereRunnerWritesWholeFilesAreNotWrittenThrough) {
+  TempDir t;
+  auto logs = t / "logs";
+  fs::create_directories(logs / "j");
+  std::vector<fs::path> paths{t / "metrics.prom", t / "page.html", logs / "j" / "finish.txt"};
+  auto victim = [&](const fs::path& p, const char* why) {
+    return t / (p.filename().string() + "." + why + ".victim");
+  };
+  std::string plant;
+  for (const auto& p : paths) {
+    std::ofstream(victim(p, "path").string()) << "victim";
+    std::ofstream(victim(p, "tmp").string()) << "victim";
+    fs::create_symlink(victim(p, "path"), p);
+    plant += "ln -s '" + victim(p, "tmp").string() + "' '" + p.string() + ".'$$'.tmp'; ";
+  }
+  auto r = run_shell(plant + "exec " + runner_bin() +
+                         " 2 2 --job j --logs logs --metrics metrics.prom --on-finish true -- true",
+                     t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run_shell(plant + "exec " + runner_bin() + " report --job j --html page.html", t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (const auto& p : paths) {
+    EXPECT_EQ(read_file(victim(p, "path")), "victim") << p;
+    EXPECT_EQ(read_file(victim(p, "tmp")), "victim") << p;
+    EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(p))) << p;
+    EXPECT_GT(fs::file_size(p), 0u) << p;
+  }
+}
+
 TEST(JournalTrust, AJournalOfANewerRunnerIsNotLostToAnOlderOne) {
   TempDir t;
   auto args = Args{"2", "2", "--job", "j", "--", "true"};

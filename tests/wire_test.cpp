@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "runner/collect.h"
+#include "store_fixture.h"
 
 namespace runner {
 namespace {
@@ -48,6 +49,23 @@ TEST(Wire, AStartLineHasNoOutcomeAndALineCutShortIsNoEntry) {
   EXPECT_FALSE(back->outcome);
   auto line = encode_journal(an_end(), 7);
   EXPECT_FALSE(decode_journal(Fields(line.substr(0, line.size() / 2)), kWireVersion));
+}
+
+TEST(Wire, AStartThatDidNotHappenReadsBackAsSuchAndNotAsAStartOrAnEnd) {
+  auto e = an_end();
+  e.outcome.reset();
+  e.not_started = true;
+  auto line = encode_journal(e, 9);
+  EXPECT_EQ(line.front(), 'N');
+  auto back = decode_journal(Fields(line), kWireVersion);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->not_started);
+  EXPECT_FALSE(back->outcome);
+  EXPECT_EQ(back->job, "nightly");
+  EXPECT_EQ(back->cluster, 3u);
+  EXPECT_EQ(back->attempt, 2u);
+  // A version-2 journal has no such line: it is not runner's there.
+  EXPECT_THROW(decode_journal(Fields(line), 2), WireError);
 }
 
 TEST(Wire, NumbersNoAttemptCanHaveAreRefused) {
@@ -154,6 +172,28 @@ TEST(Wire, ALockFileNamesItsJournalAndItsWorker) {
   EXPECT_EQ(back->worker.start_ticks, 99u);
   EXPECT_FALSE(decode_lock("{\"pid\": 1}"));
   EXPECT_FALSE(decode_lock(""));
+}
+
+class Collect : public StoreFixture {};
+
+// A start its worker journalled and then said did not happen leaves no
+// attempt; a start whose end no journal told is recorded as started.
+TEST_F(Collect, AJournalledStartItsWorkerSaidDidNotHappenIsNotRecorded) {
+  auto job = store_->open_job("nightly", 10, "cmd");
+  auto start = [](ClusterId c) {
+    auto e = an_end();
+    e.cluster = c;
+    e.attempt = 1;
+    e.outcome.reset();
+    return e;
+  };
+  auto never = start(3);
+  never.not_started = true;
+  auto collected = record_journal_entries(*store_, job, {start(2), start(3), never}, 0);
+  EXPECT_EQ(collected.started, 1u);
+  EXPECT_EQ(collected.refused, 0u);
+  EXPECT_TRUE(store_->find_attempt(job, 2, 1));
+  EXPECT_FALSE(store_->find_attempt(job, 3, 1));
 }
 
 TEST(JudgeLine, OnlyAttemptsTheLogStartedOrThatContinueItsClusterAreApplied) {

@@ -152,7 +152,10 @@ struct JournalEntry {
   AttemptStarted started;
   std::optional<std::uint64_t> mem_limit_kib;
   std::optional<double> timeout_s;
-  std::optional<Outcome> outcome;        // none: only its start is known
+  std::optional<Outcome> outcome;  // none: only its start is known
+  // Its start, journalled before the process was made, did not happen (the
+  // program could not be executed, runner stopped it first): nothing ran.
+  bool not_started = false;
   std::uint32_t version = kWireVersion;  // of the journal it was read from
   bool start_journalled = false;         // its start is in the journal before it (reading)
 };

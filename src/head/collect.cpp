@@ -36,6 +36,17 @@ void mark_journalled_starts(std::vector<JournalEntry>& entries) {
   }
 }
 
+// Removes each attempt whose journalled start its worker said did not
+// happen, with that start: nothing of it ran.
+void drop_starts_that_never_happened(std::vector<JournalEntry>& entries) {
+  std::set<std::tuple<std::string, ClusterId, std::uint32_t>> never;
+  for (const auto& e : entries)
+    if (e.not_started) never.insert(std::tuple(e.job, e.cluster, e.attempt));
+  std::erase_if(entries, [&](const JournalEntry& e) {
+    return never.contains({e.job, e.cluster, e.attempt});
+  });
+}
+
 // Records one line the verdict lets through.
 void apply(Store& store, const Job& job, const JournalEntry& e,
            const std::optional<Store::AttemptRow>& row, Collected& collected) {
@@ -125,6 +136,7 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
 Collected record_journal_entries(Store& store, const Job& job, std::vector<JournalEntry> entries,
                                  std::size_t garbled) {
   Collected collected;
+  drop_starts_that_never_happened(entries);
   mark_journalled_starts(entries);
   // By cluster and attempt (each journal's lines in their order): a retry's
   // start follows its cluster's earlier attempts.

@@ -469,6 +469,14 @@ std::optional<JournalHeader> decode_header(const Fields& f) {
 }
 
 std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
+  if (e.not_started) {
+    std::string out = "N";
+    put_number(out, seq);
+    put(out, e.job);
+    put_number(out, e.cluster);
+    put_number(out, e.attempt);
+    return out;
+  }
   std::string out = e.outcome ? "J" : "B";
   put_number(out, seq);
   put(out, e.job);
@@ -482,6 +490,16 @@ std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
 }
 
 std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version) {
+  if (f.kind() == 'N' && version >= 3) {
+    if (f.size() < 4) return std::nullopt;
+    JournalEntry e;
+    e.job = f.text(1);
+    e.cluster = f.count(2);
+    e.attempt = attempt_number(f, 3);
+    e.not_started = true;
+    e.version = version;
+    return e;
+  }
   constexpr std::size_t kStart = 6 + kStartedFields;
   std::size_t whole = f.kind() == 'J' ? kStart + outcome_fields(version) : kStart;
   if (f.kind() != 'J' && !(f.kind() == 'B' && version >= 2))

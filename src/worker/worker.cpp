@@ -187,6 +187,8 @@ class Worker {
   void flush();
   void pump();
   void journal_starts();
+  std::optional<std::uint64_t> journal_not_started(const AttemptSpec& spec);
+  void drop_queue();
   bool retry_later(AttemptSpec spec, const AttemptNotStarted& failure);
   void cancel(AttemptId id);
   void handle(const std::string& text);
@@ -257,6 +259,8 @@ void Worker::tell(EngineEvent event) {
           fmt::format("its worker{} got {} and stopped it", on_node(), signal_name(*stopped_by_));
     if (journal_) seq = journal_->add(entry_of(specs_.at(id), started_of_.at(id), ended->outcome));
     if (running_ > 0) --running_;
+  } else if (specs_.contains(id)) {
+    seq = journal_not_started(specs_.at(id));
   }
   if (!std::holds_alternative<AttemptStarted>(event)) {
     specs_.erase(id);
@@ -354,10 +358,26 @@ bool Worker::retry_later(AttemptSpec spec, const AttemptNotStarted& failure) {
   return true;
 }
 
+// A start in the journal that did not happen is said there too, so that
+// the next runner neither records it nor keeps the journal for it.
+std::optional<std::uint64_t> Worker::journal_not_started(const AttemptSpec& spec) {
+  if (!journal_ || journalled_.erase(spec.id) == 0) return std::nullopt;
+  auto entry = entry_of(spec, {}, std::nullopt);
+  entry.not_started = true;
+  return journal_->add(entry);
+}
+
+// Once runner is gone or a signal said stop, what waits never starts.
+void Worker::drop_queue() {
+  for (const auto& spec : queue_) journal_not_started(spec);
+  queue_.clear();
+}
+
 void Worker::cancel(AttemptId id) {
   auto it =
       std::find_if(queue_.begin(), queue_.end(), [&](const AttemptSpec& s) { return s.id == id; });
   if (it != queue_.end()) {
+    specs_[id] = std::move(*it);
     queue_.erase(it);
     tell(AttemptNotStarted{id, AttemptNotStarted::Why::kCancelled, "stopped before it started", "",
                            ""});
@@ -525,7 +545,7 @@ int Worker::run() {
     take(std::move(events));
     if (!runner_gone_) read_requests();
     // With runner gone or a signal come, nothing more starts; what runs, ends.
-    if (runner_gone_ || stopped_by_) queue_.clear();
+    if (runner_gone_ || stopped_by_) drop_queue();
     pump();
     report_usage();
     flush();
