@@ -109,6 +109,23 @@ TEST_F(FakeCgroupTree, AV2CageCapsWithoutSwapKillsAsAGroupAndReadsPeakAndOomKill
   fs::remove_all(dir);
 }
 
+// Kernels before 5.19 have no memory.peak: no group peak is made up (the
+// attempt's peak_cgroup_kib stays empty), and the OOM kills are still read.
+TEST_F(FakeCgroupTree, AV2KernelWithoutMemoryPeakGivesNoGroupPeakAndStillCountsKills) {
+  fs::create_directories(root_ / "own");
+  auto caps = make_cgroup_caps(cgroupfs::Version::kV2, root_ / "own");
+  auto cage = caps->cage(64ULL << 20);
+  fs::path dir = cage->cgroup();
+  ASSERT_FALSE(fs::exists(dir / "memory.peak"));
+  std::ofstream(dir / "memory.events") << "oom 1\noom_kill 1\n";
+  std::ofstream(dir / "memory.current") << "4096\n";
+  auto use = collect(*cage);
+  EXPECT_FALSE(use.peak_bytes.has_value()) << *use.peak_bytes;
+  EXPECT_EQ(use.oom_kills, 1u);
+  cage.reset();
+  fs::remove_all(dir);
+}
+
 TEST_F(FakeCgroupTree, AV2GroupKillCountsTheVictimOnceThoughTheKernelCountsItTwice) {
   fs::create_directories(root_ / "own");
   auto caps = make_cgroup_caps(cgroupfs::Version::kV2, root_ / "own");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -78,6 +79,13 @@ TEST(MemoryV2, ACapEndsOomAtTheCapWithPeaksUnderItAndOneKillForOneProcess) {
                     "AND note LIKE '%the kernel killed 1 process(es) of it for memory%'"),
               "2")
         << worker << ": " << query(db, "SELECT group_concat(note, ' | ') FROM attempts");
+    // The figures, for the guest's summary of each placement.
+    std::printf("figures: worker %s: %s\n", worker.c_str(),
+                query(db,
+                      "SELECT group_concat(cluster || ' ' || state || ' ' || "
+                      "coalesce(peak_cgroup_kib / 1024, '-') || ' MiB', ', ') FROM "
+                      "(SELECT * FROM attempts ORDER BY cluster)")
+                    .c_str());
   }
 }
 
@@ -178,14 +186,35 @@ TEST(MemoryV2, DoctorNamesThePlacementAndTheFixWhereItFallsBack) {
 }
 
 TEST(MemoryV2, DoctorTellsAnOrdinaryUserWithoutACgroupWhatWouldGiveThemOne) {
-  if (::geteuid() != 0 || std::getenv("RUNNER_TEST_PLACEMENT"))
-    GTEST_SKIP() << "needs root, to run doctor as another user";
+  if (std::getenv("RUNNER_TEST_PLACEMENT"))
+    GTEST_SKIP() << "the cgroup v2 guest's placement 'none' is this case, as a real user";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run doctor as another user";
   TempDir t;
   auto r = run_shell(
       "setpriv --reuid=65534 --regid=65534 --clear-groups " + runner_bin() + " doctor", t.path());
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("runner will use: rlimit"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nthe fix: "), std::string::npos) << r.out;
+}
+
+// Where nothing is delegated (a login session's scope), a run with a cap
+// still runs every cluster, under an address-space limit, and says so with
+// the fix that would give it cgroups.
+TEST(MemoryV2, WithNoCgroupToHaveACappedRunFallsBackToRlimitAndSaysWhatWouldGiveOne) {
+  auto probe = probe_memory();
+  if (probe.v2_dir || probe.v1_dir) GTEST_SKIP() << "a memory cgroup can be had here";
+  TempDir t;
+  auto r =
+      run_runner(with_child({"2", "2", "--mem-limit", "200M"}, {"--alloc-mib", "20"}), t.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempts WHERE state = 'done' AND cap = 'rlimit' "
+                  "AND peak_cgroup_kib IS NULL"),
+            "2");
+  EXPECT_NE(r.err.find("capped instead (RLIMIT_DATA"), std::string::npos) << r.err;
+  if (!probe.v2_fix.empty()) {
+    EXPECT_NE(r.err.find("the fix: " + probe.v2_fix), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

@@ -128,6 +128,21 @@ MemoryPlan plan_memory_impl(const RunArgs& args, const MemoryProbe& probe,
 
 namespace {
 
+// A cap asked for where no memory cgroup can be had: said once, with what
+// would give one, since a per-process limit is not what people mean by a
+// cap (a forked process gets an allowance of its own, an out-of-memory end
+// is only guessed from the log).
+void warn_of_rlimit(const RunArgs& args, const CheckedRun& run) {
+  if (args.cap != CapChoice::kAuto || run.memory.mechanism != CapMechanism::kRlimit) return;
+  const auto& probe = run.probe;
+  spdlog::warn(
+      "no memory cgroup can be had here ({}): each process of a cluster is capped instead "
+      "(RLIMIT_DATA, an allowance per process), an out-of-memory end is only likely, and no "
+      "group peak is measured; {}",
+      probe.v2_why_not.empty() ? probe.v1_why_not : probe.v2_why_not,
+      probe.v2_fix.empty() ? "see runner doctor" : "the fix: " + probe.v2_fix);
+}
+
 // Where a cluster's cap must fit, where each site has its own budget: the
 // largest site's (a cluster whose cap only that one takes runs there).
 std::optional<std::uint64_t> largest_budget(const Plan& plan) {
@@ -153,6 +168,7 @@ CheckedRun check_run(const RunArgs& args) {
   check_job_log_dir(run.log_dir);
   run.plan = find_planner(args.on).plan({args, run.command, run.probe, logs_folder, run.job_name});
   run.memory = plan_memory_impl(args, run.probe, largest_budget(run.plan));
+  if (run.plan.on == "local") warn_of_rlimit(args, run);
   // A plan without budgets of its own gives its sites the run's.
   if (!run.plan.budgets_per_site)
     for (auto& site : run.plan.sites) site.budget = run.memory.budget;

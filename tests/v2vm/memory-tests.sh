@@ -38,15 +38,22 @@ chown $user $users/user@$user.service $users/user@$user.service/cgroup.procs \
 chown -R $user $users/user@$user.service/app.slice
 
 # Counts one placement's results from gtest's own summary lines, and fails
-# it if a runner cgroup is left anywhere.
+# it if a runner cgroup is left anywhere (the placements' own cgroups
+# aside), or its cgroup is not as it was before (its shape, what it
+# enables for its children, and no process left in it).
 count() {
-  name=$1 log=$2
+  name=$1 log=$2 before=$3 after=$4
   p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log")
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log")
   s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log")
-  left=$(find $cg -mindepth 1 -type d -name 'runner-*' | grep -v -e '/runner-tests\.' || true)
+  left=$(find $cg -mindepth 1 -type d -name 'runner-*' |
+    grep -v -E '/runner-tests\.(service|scope)$' || true)
   if [ -n "$left" ]; then
     echo "$name: cgroups left behind: $left"
+    f=$((${f:-0} + 1))
+  fi
+  if [ "$before" != "$after" ]; then
+    echo "$name: its cgroup is not as it was: before [$before], after [$after]"
     f=$((${f:-0} + 1))
   fi
   if [ -z "$p$f" ]; then
@@ -64,6 +71,7 @@ placement() {
   log=$out/$name.log
   echo "== $name: in $cg$cgroup as $as"
   start=$(date +%s)
+  before=$(shape "$cg$cgroup")
   drop=
   [ "$as" = root ] || drop="setpriv --reuid=$user --regid=$user --clear-groups"
   # The shell that starts the tests moves into the cgroup first, as a
@@ -72,8 +80,19 @@ placement() {
     $drop env RUNNER_TEST_PLACEMENT=$name RUNNER_TEST_REQUIRE_CGROUP=1 HOME=/tmp TMPDIR=/tmp \
     "$build/tests/e2e_tests" --gtest_filter="$tests") > "$log" 2>&1
   grep -E '^\[  (FAILED|SKIPPED) ' "$log" | sort -u
-  count "$name" "$log"
+  sed -n "s/^figures: /$name: /p" "$log"
+  count "$name" "$log" "$before" "$(shape "$cg$cgroup")"
   echo "$name: $(($(date +%s) - start)) s"
+}
+
+# A cgroup as the placement's test sees it: its children, what it enables
+# for them, and (but the root's, where this script runs) how many processes
+# it holds.
+shape() {
+  procs=-
+  [ "$1" = "$cg/" ] || procs=$(wc -l < "$1/cgroup.procs")
+  echo "$(cd "$1" && find . -mindepth 1 -maxdepth 1 -type d | sort | tr '\n' ' ')|" \
+    "$(cat "$1/cgroup.subtree_control")|$procs"
 }
 
 placement root / root "$filter"
@@ -81,7 +100,7 @@ placement delegated /system.slice/runner-tests.service root "$filter"
 placement user /user.slice/user-$user.slice/user@$user.service/app.slice/runner-tests.scope \
   $user "$filter"
 placement none /user.slice/user-$user.slice/session-1.scope $user \
-  'Memory.RlimitCapsAndNamesALikelyOom:Memory.DoctorExplainsTheMachine:MemoryV2.Doctor*'
+  'Memory.RlimitCapsAndNamesALikelyOom:Memory.DoctorExplainsTheMachine:MemoryV2.Doctor*:MemoryV2.WithNoCgroupToHave*'
 
 echo "cgroup v2 memory tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
