@@ -2,9 +2,10 @@
 # `make test` install what is missing (apt-get, as root or through sudo).
 BUILD ?= build
 JOBS ?= $(shell nproc)
-DEB_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
-               libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
-               sqlite3 python3
+# What runner is built from; then what its tests and the demo need besides.
+BUILD_PACKAGES = build-essential cmake libboost-dev libboost-filesystem-dev libsqlitecpp-dev \
+                 libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+DEB_PACKAGES = $(BUILD_PACKAGES) libgtest-dev sqlite3 python3
 # What only the tests need: the test Slurm, Chromium for the report page,
 # systemd-analyze for the unit examples, man and mandoc for the man page,
 # lintian for the .deb, bash-completion for the completion, sshd, ssh and ip
@@ -21,7 +22,7 @@ LINT_PACKAGES = clang-tidy clang-format
 # busybox for its initramfs; its kernel comes from Debian's linux-image.
 VM_PACKAGES = qemu-system-x86 busybox-static cpio
 
-.PHONY: all deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million bench-ssh bench-ssh-fit install package package-check clean
+.PHONY: all build-deps deps test-deps build runner test unit sanitize vm-test torture lint demo bench bench-slurm bench-slurm-million bench-slurm-nodes bench-head bench-ssh bench-ssh-fit install package package-check clean
 
 all: build
 
@@ -42,6 +43,9 @@ define install_missing
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) $$missing >/dev/null; \
 	fi
 endef
+
+build-deps:
+	$(call install_missing,$(BUILD_PACKAGES))
 
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
@@ -74,7 +78,7 @@ install: build
 PACKAGE_BUILD = $(BUILD)-deb
 HARDENING = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
 MAINTAINER ?=
-package: deps
+package: build-deps
 	$(call install_missing,$(PACKAGE_PACKAGES))
 	CFLAGS="$$($(HARDENING) CFLAGS) $$($(HARDENING) CPPFLAGS)" \
 	CXXFLAGS="$$($(HARDENING) CXXFLAGS) $$($(HARDENING) CPPFLAGS)" \
@@ -85,9 +89,12 @@ package: deps
 	cd $(PACKAGE_BUILD) && cpack -G DEB >/dev/null
 	@ls $(PACKAGE_BUILD)/runner_*.deb
 
-# The .deb passes lintian (no error, no warning), installs, works, and goes.
+# The .deb passes lintian (no error, no warning, and none of the hardening
+# tags, which lintian only counts as information), installs, works, and goes.
+HARDENING_TAGS = hardening-no-bindnow,hardening-no-fortify-functions,hardening-no-pie,hardening-no-relro
 package-check: package test-deps
 	lintian --fail-on error,warning $(PACKAGE_BUILD)/runner_*.deb
+	lintian --fail-on error,warning,info --tags $(HARDENING_TAGS) $(PACKAGE_BUILD)/runner_*.deb
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get install -y -qq ./$(PACKAGE_BUILD)/runner_*.deb >/dev/null && \
 	/usr/bin/runner --version && man -w runner && \
@@ -171,6 +178,25 @@ bench-ssh-fit: test-deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS) --target runner test_child
 	bench/ssh-fit.sh build-release/runner build-release/tests/test_child build-release/ssh-fit-hosts $(FIT_N)
+
+# The head as the allocation grows: the same job on 1, 4 and 16 nodes of a
+# 16-node test Slurm (not part of make test; about 5 minutes).
+NODES_N ?= 20000
+bench-slurm-nodes: test-deps
+	$(call install_missing,time sqlite3)
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target runner
+	SLURM_NODES=16 tests/slurm/cluster.sh start build-release/slurm-cluster-16
+	SLURM_CONF=$(CURDIR)/build-release/slurm-cluster-16/slurm.conf bench/slurm-nodes.sh build-release/runner $(NODES_N); \
+	  rc=$$?; tests/slurm/cluster.sh stop build-release/slurm-cluster-16; exit $$rc
+
+# The head's ceiling: the real scheduler and log against attempts that cost
+# nothing, in this process and through null workers (not part of make test;
+# about 3 minutes).
+bench-head: deps
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release -j $(JOBS) --target bench-head
+	bench/head.sh build-release/bench-head
 
 # 1,000,000 clusters in one allocation of the test Slurm (about 15 minutes).
 bench-slurm-million: test-deps

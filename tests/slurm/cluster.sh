@@ -3,6 +3,7 @@
 #
 #   cluster.sh start DIR   starts munged, slurmctld and three slurmd (n1..n3)
 #                          in one private PID namespace; writes DIR/env
+#                          (SLURM_NODES=K: K nodes, n1..nK, for benchmarks)
 #   cluster.sh stop DIR    kills the namespace (and everything it started)
 #                          and removes DIR
 #
@@ -15,6 +16,8 @@ set -euo pipefail
 
 cmd=${1:?usage: cluster.sh start|stop DIR}
 dir=${2:?usage: cluster.sh start|stop DIR}
+nodes=${SLURM_NODES:-3}
+[[ $nodes =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: SLURM_NODES '$nodes' is not valid: expected 1 to 99" >&2; exit 2; }
 
 stop() {
   if [ -f "$dir/namespace.pid" ]; then
@@ -56,6 +59,14 @@ make_cgroup() {
   echo "$cg" > "$dir/cgroup"
 }
 
+# One line of slurm.conf per node, each with a port of its own.
+node_lines() {
+  local n
+  for ((n = 1; n <= nodes; n++)); do
+    echo "NodeName=n$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + n)) CPUs=4 RealMemory=4000 State=UNKNOWN"
+  done
+}
+
 start() {
   for tool in munged slurmctld slurmd srun unshare; do
     command -v "$tool" >/dev/null || { echo "cluster.sh: $tool is not installed" >&2; exit 3; }
@@ -66,7 +77,7 @@ start() {
   chmod 700 "$dir/munge"
   dd if=/dev/urandom of="$dir/munge/key" bs=1024 count=1 status=none
   chmod 400 "$dir/munge/key"
-  local base=$((20000 + ($$ % 2000) * 10))
+  local base=$((20000 + ($$ % 400) * 100))  # slurmctld, then a port per node
   local host
   host=$(hostname)
   cat > "$dir/slurm.conf" <<CONF
@@ -97,10 +108,8 @@ MpiDefault=none
 KillWait=5
 InactiveLimit=0
 DefMemPerCPU=500
-NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 1)) CPUs=4 RealMemory=4000 State=UNKNOWN
-NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 2)) CPUs=4 RealMemory=4000 State=UNKNOWN
-NodeName=n3 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 3)) CPUs=4 RealMemory=4000 State=UNKNOWN
-PartitionName=test Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP
+$(node_lines)
+PartitionName=test Nodes=n[1-$nodes] Default=YES MaxTime=INFINITE State=UP
 CONF
   cat > "$dir/env" <<ENV
 export SLURM_CONF=$dir/slurm.conf
@@ -122,17 +131,17 @@ ENV
     munged -f --socket="$d/munge/socket" --key-file="$d/munge/key" --pid-file="$d/munge/pid" \
       --log-file="$d/log/munged.log" --seed-file="$d/munge/seed"
     slurmctld -f "$d/slurm.conf"
-    for n in n1 n2 n3; do slurmd -f "$d/slurm.conf" -N "$n"; done
+    for ((n = 1; n <= $2; n++)); do slurmd -f "$d/slurm.conf" -N "n$n"; done
     # As the namespace init, bash reaps whatever ends up orphaned in it.
-    while :; do sleep 3600 & wait; done' cluster "$dir" </dev/null >"$dir/log/namespace.log" 2>&1
+    while :; do sleep 3600 & wait; done' cluster "$dir" "$nodes" </dev/null >"$dir/log/namespace.log" 2>&1
   ) &
   echo $! > "$dir/namespace.pid"
-  # Ready when all three nodes are idle: asked until 40 s have passed (each
+  # Ready when every node is idle: asked until 40 s have passed (each
   # sinfo bounded, as one can wait long for a slurmctld not yet up), which
   # leaves ctest's 60 s room to print the logs and stop what started.
   local deadline=$((SECONDS + 40))
   while ((SECONDS < deadline)); do
-    if [ "$(timeout 5 sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" {n += $2} END {print n + 0}')" = 3 ]; then
+    if [ "$(timeout 5 sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" {n += $2} END {print n + 0}')" = "$nodes" ]; then
       return 0
     fi
     if ! kill -0 "$(cat "$dir/namespace.pid")" 2>/dev/null; then
