@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <limits>
 
 #include "runner/collect.h"
+#include "runner/journal.h"
 #include "store_fixture.h"
 
 namespace runner {
@@ -64,8 +66,8 @@ TEST(Wire, AStartThatDidNotHappenReadsBackAsSuchAndNotAsAStartOrAnEnd) {
   EXPECT_EQ(back->job, "nightly");
   EXPECT_EQ(back->cluster, 3u);
   EXPECT_EQ(back->attempt, 2u);
-  // A version-2 journal has no such line: it is not runner's there.
-  EXPECT_THROW(decode_journal(Fields(line), 2), WireError);
+  // A version-3 journal has no such line: it is not runner's there.
+  EXPECT_THROW(decode_journal(Fields(line), 3), WireError);
 }
 
 TEST(Wire, NumbersNoAttemptCanHaveAreRefused) {
@@ -137,7 +139,7 @@ TEST(Wire, TheConfigCarriesTheLogFormatAndAVersionTwoConfigIsRefusedByItsVersion
     decode_config(Fields(older));
     FAIL() << "a version-2 config was read";
   } catch (const WireError& e) {
-    EXPECT_STREQ(e.what(), "runner speaks version 2 of the worker's wire, this worker 3");
+    EXPECT_STREQ(e.what(), "runner speaks version 2 of the worker's wire, this worker 4");
   }
   auto bad = line;
   bad.replace(bad.find("\tstream"), 7, "\tstrea");
@@ -160,7 +162,7 @@ TEST(Wire, AnOutcomeSaysWhetherTheAttemptWroteNothingAndAVersionTwoOneDidNotSay)
   back = decode_journal(Fields(line), 2);
   ASSERT_TRUE(back && back->outcome);
   EXPECT_FALSE(back->outcome->wrote_nothing);
-  EXPECT_FALSE(decode_journal(Fields(line), kWireVersion)) << "cut short in version 3";
+  EXPECT_FALSE(decode_journal(Fields(line), kWireVersion)) << "cut short in version 3 and later";
 }
 
 TEST(Wire, ALockFileNamesItsJournalAndItsWorker) {
@@ -194,6 +196,56 @@ TEST_F(Collect, AJournalledStartItsWorkerSaidDidNotHappenIsNotRecorded) {
   EXPECT_EQ(collected.refused, 0u);
   EXPECT_TRUE(store_->find_attempt(job, 2, 1));
   EXPECT_FALSE(store_->find_attempt(job, 3, 1));
+}
+
+// An attempt that did not start is handed out again with the same number
+// (a cancelled start goes back to the queue): its second start and its end
+// are recorded, the first start and the line that took it back are not.
+TEST_F(Collect, AnAttemptThatStartsAfterItsNumberWasTakenBackIsRecorded) {
+  auto job = store_->open_job("nightly", 10, "cmd");
+  auto start = an_end();
+  start.cluster = 4;
+  start.attempt = 1;
+  start.outcome.reset();
+  auto never = start;
+  never.not_started = true;
+  auto end = an_end();
+  end.cluster = 4;
+  end.attempt = 1;
+  auto collected = record_journal_entries(*store_, job, {start, never, start, end}, 0);
+  EXPECT_EQ(collected.attempts, 1u);
+  EXPECT_EQ(collected.done, 1u);
+  auto row = store_->find_attempt(job, 4, 1);
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->state, AttemptState::kDone);
+}
+
+// A journal's last line without its newline was cut short by a crash: it is
+// no entry, even where what is left reads as one ('N' for attempt 12 of
+// cluster 3 cut to attempt 1 would take back attempt 1's start).
+TEST_F(Collect, ALastLineCutShortIsNoEntryEvenWhereWhatIsLeftReadsAsOne) {
+  auto dir = dir_ / "journal";
+  JournalHeader header{kWireVersion, "db", "nightly", "key", "run1"};
+  auto start = an_end();
+  start.outcome.reset();
+  {
+    JournalWriter writer(dir, header, false);
+    writer.add(start);
+    writer.add(an_end());
+    writer.flush();
+  }
+  std::ofstream(dir / "run1.1.journal", std::ios::app) << "N\t3\tnightly\t3\t2";
+  JournalOwner owner{"db", "nightly", "key", [](const std::string& run) { return run == "run1"; },
+                     std::nullopt};
+  std::vector<std::string> ignored;
+  auto journals = RunJournal::find(dir, owner, ignored);
+  ASSERT_EQ(journals.size(), 1u);
+  std::size_t garbled = 0;
+  auto entries = journals.front().read(garbled);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_FALSE(entries[0].not_started || entries[1].not_started);
+  EXPECT_TRUE(entries[1].outcome);
+  EXPECT_EQ(garbled, 0u);
 }
 
 TEST(JudgeLine, OnlyAttemptsTheLogStartedOrThatContinueItsClusterAreApplied) {

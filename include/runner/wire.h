@@ -18,7 +18,10 @@
 // again what it holds: run a newer runner's job to its end before going
 // back to an older one. Version 3 adds the log format (--log-format) to the
 // config and, to each outcome, whether the attempt wrote nothing; it reads
-// version 2 journals, whose outcomes lack that figure.
+// version 2 journals, whose outcomes lack that figure. Version 4 adds the
+// journal line for a start that did not happen ('N'): a version-3 runner
+// would take the start before it for one that ran, so it refuses the
+// journal as a newer one's.
 //
 // Whatever comes from a pipe or a file is input: a line that does not
 // decode throws WireError, which says what was wrong.
@@ -39,7 +42,7 @@
 
 namespace runner {
 
-constexpr std::uint32_t kWireVersion = 3;
+constexpr std::uint32_t kWireVersion = 4;
 
 class WireError : public std::runtime_error {
  public:

@@ -574,13 +574,16 @@ std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> WorkerEngine::journa
   for (auto& journal : RunJournal::find(config_.journal_dir, owner, ignored)) {
     if (journal.name() != name || journal.try_lock() != RunJournal::Lock::kTaken) continue;
     std::size_t garbled = 0;
-    std::set<std::pair<ClusterId, std::uint32_t>> never;  // its start did not happen
     for (auto& e : journal.read(garbled)) {
-      if (e.not_started) never.insert({e.cluster, e.attempt});
+      // A start that did not happen is forgotten; the same attempt may be
+      // handed out again and start after it.
+      if (e.not_started) {
+        out.erase({e.cluster, e.attempt});
+        continue;
+      }
       auto& kept = out[{e.cluster, e.attempt}];
       if (!kept.outcome) kept = std::move(e);
     }
-    for (const auto& key : never) out.erase(key);
     journal.remove();
   }
   return out;

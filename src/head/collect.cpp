@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -36,15 +37,28 @@ void mark_journalled_starts(std::vector<JournalEntry>& entries) {
   }
 }
 
-// Removes each attempt whose journalled start its worker said did not
-// happen, with that start: nothing of it ran.
+// Removes each start its worker then said did not happen, with the line
+// that said so: nothing of it ran. In the journals' order, as an attempt
+// that did not start may be handed out again with the same number, and
+// start (and end) after that.
 void drop_starts_that_never_happened(std::vector<JournalEntry>& entries) {
-  std::set<std::tuple<std::string, ClusterId, std::uint32_t>> never;
-  for (const auto& e : entries)
-    if (e.not_started) never.insert(std::tuple(e.job, e.cluster, e.attempt));
-  std::erase_if(entries, [&](const JournalEntry& e) {
-    return never.contains({e.job, e.cluster, e.attempt});
-  });
+  std::map<std::tuple<std::string, ClusterId, std::uint32_t>, std::vector<std::size_t>> open;
+  std::vector<bool> drop(entries.size(), false);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    auto& starts = open[std::tuple(e.job, e.cluster, e.attempt)];
+    if (e.not_started) {
+      drop[i] = true;
+      if (!starts.empty()) drop[starts.back()] = true;
+    }
+    if (e.not_started || e.outcome) {
+      if (!starts.empty()) starts.pop_back();
+    } else {
+      starts.push_back(i);
+    }
+  }
+  std::size_t i = 0;
+  std::erase_if(entries, [&](const JournalEntry&) { return drop[i++]; });
 }
 
 // Records one line the verdict lets through.

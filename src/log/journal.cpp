@@ -380,15 +380,17 @@ std::vector<JournalEntry> RunJournal::read(std::size_t& garbled) const {
         continue;
       }
       first = false;
+      // Every line is written whole with its newline: one without is the
+      // last, cut short by a crash, and no entry even where what is left
+      // reads as one (a number cut to a shorter one).
+      if (!whole) break;
       try {
         if (auto entry = decode_journal(f, version))
           out.push_back(std::move(*entry));
-        else if (whole)
+        else
           ++garbled;
       } catch (const WireError&) {
-        // A line cut short by a crash is the last and is no entry; a whole
-        // line that does not decode is not runner's.
-        if (whole) ++garbled;
+        ++garbled;  // a whole line that does not decode is not runner's
       }
     }
   }

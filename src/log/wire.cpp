@@ -490,7 +490,7 @@ std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
 }
 
 std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version) {
-  if (f.kind() == 'N' && version >= 3) {
+  if (f.kind() == 'N' && version >= 4) {
     if (f.size() < 4) return std::nullopt;
     JournalEntry e;
     e.job = f.text(1);

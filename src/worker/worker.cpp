@@ -295,6 +295,10 @@ void Worker::pump() {
   if (runner_gone_ || stopped_by_) return;
   journal_starts();
   while (running_ < slots_ && !queue_.empty() && !runner_gone_ && !stopped_by_ && !journal_lost_) {
+    // One whose start failed at once left its slot free for one more,
+    // which is journalled before it starts like the rest.
+    if (journal_ && !journalled_.contains(queue_.front().id)) journal_starts();
+    if (journal_lost_) return;
     auto spec = std::move(queue_.front());
     queue_.pop_front();
     auto id = spec.id;
@@ -511,7 +515,7 @@ void Worker::on_signal() {
   stopped_by_ = signals.front();
   spdlog::warn("the worker{} got {}: stopping its {} cluster(s)", on_node(),
                signal_name(*stopped_by_), specs_.size());
-  queue_.clear();
+  drop_queue();
   for (const auto& [id, spec] : specs_) engine_->stop(id, StopMode::kGraceful);
 }
 

@@ -77,7 +77,8 @@ start() {
   chmod 700 "$dir/munge"
   dd if=/dev/urandom of="$dir/munge/key" bs=1024 count=1 status=none
   chmod 400 "$dir/munge/key"
-  local base=$((20000 + ($$ % 400) * 100))  # slurmctld, then a port per node
+  # slurmctld, then a port per node; all below the ephemeral ports (32768 on)
+  local base=$((20000 + ($$ % 127) * 100))
   local host
   host=$(hostname)
   cat > "$dir/slurm.conf" <<CONF
