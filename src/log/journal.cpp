@@ -380,17 +380,19 @@ std::vector<JournalEntry> RunJournal::read(std::size_t& garbled) const {
         continue;
       }
       first = false;
-      // Every line is written whole with its newline: one without is the
-      // last, cut short by a crash, and no entry even where what is left
-      // reads as one (a number cut to a shorter one).
-      if (!whole) break;
+      // A line without its newline is the last, cut short by a crash (a
+      // worker killed in the middle of a write). A start cut in its last
+      // fields still names its execution, which then gets its row; a line
+      // that takes a start back is trusted only whole, as its attempt
+      // number, its last field, may have been cut to another.
+      if (!whole && f.kind() == 'N') break;
       try {
         if (auto entry = decode_journal(f, version))
           out.push_back(std::move(*entry));
-        else
+        else if (whole)
           ++garbled;
       } catch (const WireError&) {
-        ++garbled;  // a whole line that does not decode is not runner's
+        if (whole) ++garbled;  // a whole line that does not decode is not runner's
       }
     }
   }
