@@ -16,11 +16,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -31,10 +31,10 @@
 #include <vector>
 
 #include "runner/engine.h"
-#include "runner/fd.h"
 #include "runner/plan.h"
 #include "runner/progress.h"
 #include "runner/scheduler.h"
+#include "runner/signals.h"
 #include "runner/sites_engine.h"
 #include "runner/store.h"
 #include "runner/wire.h"
@@ -43,17 +43,6 @@ namespace runner {
 namespace {
 
 namespace fs = std::filesystem;
-
-// No signal ever comes: the run ends when every cluster is done.
-class NoSignals : public SignalSource {
- public:
-  NoSignals() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
-  int fd() const override { return fd_.get(); }
-  std::vector<int> drain() override { return {}; }
-
- private:
-  Fd fd_;
-};
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -255,7 +244,8 @@ int run(const Args& a) {
     Store store(db, Store::Access::kReadWrite);
     CommandTemplate command({"/bin/true"});
     auto job = store.open_job("head", a.clusters, command.display());
-    NoSignals signals;
+    // runner's own signals, as a run takes them (none comes here).
+    SignalChannel signals{SIGINT, SIGTERM, SIGHUP};
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_out(std::fopen("/dev/null", "w"),
                                                              &std::fclose);
     Progress progress(null_out.get(), a.plain ? Progress::Mode::kPlain : Progress::Mode::kSilent);

@@ -198,7 +198,7 @@ TEST(MemoryV2, DoctorTellsAnOrdinaryUserWithoutACgroupWhatWouldGiveThemOne) {
 }
 
 // Where nothing is delegated (a login session's scope), a run with a cap
-// still runs every cluster, under an address-space limit, and says so with
+// still runs every cluster, under a per-process limit, and says so with
 // the fix that would give it cgroups.
 TEST(MemoryV2, WithNoCgroupToHaveACappedRunFallsBackToRlimitAndSaysWhatWouldGiveOne) {
   auto probe = probe_memory();

@@ -176,7 +176,30 @@ TEST(Wire, ALockFileNamesItsJournalAndItsWorker) {
   EXPECT_FALSE(decode_lock(""));
 }
 
-class Collect : public StoreFixture {};
+// A worker's journal in a folder of the test's own, written and read back
+// as the worker writes one and runner reads it.
+class Collect : public StoreFixture {
+ protected:
+  void write_journal(const std::vector<JournalEntry>& lines) {
+    JournalWriter writer(dir_ / "journal",
+                         JournalHeader{kWireVersion, "db", "nightly", "key", "run1"}, false);
+    for (const auto& e : lines) writer.add(e);
+    writer.flush();
+  }
+  std::vector<JournalEntry> read_journal(std::size_t& garbled) {
+    JournalOwner owner{"db", "nightly", "key", [](const std::string& run) { return run == "run1"; },
+                       std::nullopt};
+    std::vector<std::string> ignored;
+    auto journals = RunJournal::find(dir_ / "journal", owner, ignored);
+    EXPECT_EQ(journals.size(), 1u);
+    return journals.empty() ? std::vector<JournalEntry>{} : journals.front().read(garbled);
+  }
+  std::vector<JournalEntry> through_journal(const std::vector<JournalEntry>& lines) {
+    write_journal(lines);
+    std::size_t garbled = 0;
+    return read_journal(garbled);
+  }
+};
 
 // A start its worker journalled and then said did not happen leaves no
 // attempt; a start whose end no journal told is recorded as started.
@@ -191,7 +214,8 @@ TEST_F(Collect, AJournalledStartItsWorkerSaidDidNotHappenIsNotRecorded) {
   };
   auto never = start(3);
   never.not_started = true;
-  auto collected = record_journal_entries(*store_, job, {start(2), start(3), never}, 0);
+  auto collected =
+      record_journal_entries(*store_, job, through_journal({start(2), start(3), never}), 0);
   EXPECT_EQ(collected.started, 1u);
   EXPECT_EQ(collected.refused, 0u);
   EXPECT_TRUE(store_->find_attempt(job, 2, 1));
@@ -212,7 +236,8 @@ TEST_F(Collect, AnAttemptThatStartsAfterItsNumberWasTakenBackIsRecorded) {
   auto end = an_end();
   end.cluster = 4;
   end.attempt = 1;
-  auto collected = record_journal_entries(*store_, job, {start, never, start, end}, 0);
+  auto collected =
+      record_journal_entries(*store_, job, through_journal({start, never, start, end}), 0);
   EXPECT_EQ(collected.attempts, 1u);
   EXPECT_EQ(collected.done, 1u);
   auto row = store_->find_attempt(job, 4, 1);
@@ -224,24 +249,12 @@ TEST_F(Collect, AnAttemptThatStartsAfterItsNumberWasTakenBackIsRecorded) {
 // no entry, even where what is left reads as one ('N' for attempt 12 of
 // cluster 3 cut to attempt 1 would take back attempt 1's start).
 TEST_F(Collect, ALastLineCutShortIsNoEntryEvenWhereWhatIsLeftReadsAsOne) {
-  auto dir = dir_ / "journal";
-  JournalHeader header{kWireVersion, "db", "nightly", "key", "run1"};
   auto start = an_end();
   start.outcome.reset();
-  {
-    JournalWriter writer(dir, header, false);
-    writer.add(start);
-    writer.add(an_end());
-    writer.flush();
-  }
-  std::ofstream(dir / "run1.1.journal", std::ios::app) << "N\t3\tnightly\t3\t2";
-  JournalOwner owner{"db", "nightly", "key", [](const std::string& run) { return run == "run1"; },
-                     std::nullopt};
-  std::vector<std::string> ignored;
-  auto journals = RunJournal::find(dir, owner, ignored);
-  ASSERT_EQ(journals.size(), 1u);
+  write_journal({start, an_end()});
+  std::ofstream(dir_ / "journal" / "run1.1.journal", std::ios::app) << "N\t3\tnightly\t3\t2";
   std::size_t garbled = 0;
-  auto entries = journals.front().read(garbled);
+  auto entries = read_journal(garbled);
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_FALSE(entries[0].not_started || entries[1].not_started);
   EXPECT_TRUE(entries[1].outcome);

@@ -114,7 +114,8 @@ class RunJournal {
   // returns whether it got the lock.
   bool lock_when_free(int wake_fd);
   // The attempts it tells of, starts and ends, in the order they were
-  // written; lines that are whole but do not decode are counted in `garbled`.
+  // written, less the starts its worker took back (they did not happen);
+  // lines that are whole but do not decode are counted in `garbled`.
   std::vector<JournalEntry> read(std::size_t& garbled) const;
   // Removes the journal's files (once collected, under the lock).
   void remove();

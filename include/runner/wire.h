@@ -158,6 +158,7 @@ struct JournalEntry {
   std::optional<Outcome> outcome;  // none: only its start is known
   // Its start, journalled before the process was made, did not happen (the
   // program could not be executed, runner stopped it first): nothing ran.
+  // RunJournal::read takes such a start back; no reader sees either line.
   bool not_started = false;
   std::uint32_t version = kWireVersion;  // of the journal it was read from
   bool start_journalled = false;         // its start is in the journal before it (reading)

@@ -575,12 +575,6 @@ std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> WorkerEngine::journa
     if (journal.name() != name || journal.try_lock() != RunJournal::Lock::kTaken) continue;
     std::size_t garbled = 0;
     for (auto& e : journal.read(garbled)) {
-      // A start that did not happen is forgotten; the same attempt may be
-      // handed out again and start after it.
-      if (e.not_started) {
-        out.erase({e.cluster, e.attempt});
-        continue;
-      }
       auto& kept = out[{e.cluster, e.attempt}];
       if (!kept.outcome) kept = std::move(e);
     }

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <set>
 #include <tuple>
 
@@ -35,30 +34,6 @@ void mark_journalled_starts(std::vector<JournalEntry>& entries) {
     else if (e.version < 2 || started.contains(key))
       e.start_journalled = true;
   }
-}
-
-// Removes each start its worker then said did not happen, with the line
-// that said so: nothing of it ran. In the journals' order, as an attempt
-// that did not start may be handed out again with the same number, and
-// start (and end) after that.
-void drop_starts_that_never_happened(std::vector<JournalEntry>& entries) {
-  std::map<std::tuple<std::string, ClusterId, std::uint32_t>, std::vector<std::size_t>> open;
-  std::vector<bool> drop(entries.size(), false);
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    auto& starts = open[std::tuple(e.job, e.cluster, e.attempt)];
-    if (e.not_started) {
-      drop[i] = true;
-      if (!starts.empty()) drop[starts.back()] = true;
-    }
-    if (e.not_started || e.outcome) {
-      if (!starts.empty()) starts.pop_back();
-    } else {
-      starts.push_back(i);
-    }
-  }
-  std::size_t i = 0;
-  std::erase_if(entries, [&](const JournalEntry&) { return drop[i++]; });
 }
 
 // Records one line the verdict lets through.
@@ -150,7 +125,6 @@ LineVerdict judge_line(const Job& job, const JournalEntry& e,
 Collected record_journal_entries(Store& store, const Job& job, std::vector<JournalEntry> entries,
                                  std::size_t garbled) {
   Collected collected;
-  drop_starts_that_never_happened(entries);
   mark_journalled_starts(entries);
   // By cluster and attempt (each journal's lines in their order): a retry's
   // start follows its cluster's earlier attempts.

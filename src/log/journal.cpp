@@ -16,6 +16,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <system_error>
 #include <thread>
@@ -59,6 +60,30 @@ std::string read_small(int fd) {
   ssize_t n = ::pread(fd, text.data(), text.size(), 0);
   text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
   return text;
+}
+
+// A line that takes a start back ('N') removes that start and is no entry
+// itself: nothing of it ran. The start is the latest of its attempt before
+// the line, as an attempt that did not start may be handed out again and
+// start (and end) after it.
+void take_back_starts(std::vector<JournalEntry>& entries) {
+  std::map<std::pair<ClusterId, std::uint32_t>, std::size_t> open;  // its start, not yet ended
+  std::vector<bool> drop(entries.size(), false);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    auto key = std::pair(e.cluster, e.attempt);
+    if (e.not_started) {
+      drop[i] = true;
+      if (auto it = open.find(key); it != open.end()) drop[it->second] = true;
+      open.erase(key);
+    } else if (e.outcome) {
+      open.erase(key);
+    } else {
+      open[key] = i;
+    }
+  }
+  std::size_t i = 0;
+  std::erase_if(entries, [&](const JournalEntry&) { return drop[i++]; });
 }
 
 // A version-1 lock file: JSON naming the worker.
@@ -396,6 +421,7 @@ std::vector<JournalEntry> RunJournal::read(std::size_t& garbled) const {
       }
     }
   }
+  take_back_starts(out);
   return out;
 }
 

@@ -293,12 +293,13 @@ void Worker::pump() {
   if (retry_at_ && Clock::now() < *retry_at_) return;
   retry_at_.reset();
   if (runner_gone_ || stopped_by_) return;
-  journal_starts();
   while (running_ < slots_ && !queue_.empty() && !runner_gone_ && !stopped_by_ && !journal_lost_) {
-    // One whose start failed at once left its slot free for one more,
-    // which is journalled before it starts like the rest.
-    if (journal_ && !journalled_.contains(queue_.front().id)) journal_starts();
-    if (journal_lost_) return;
+    // Journalled before it starts, with the others that fit now (also one
+    // that a start failed at once made room for); the journal may be lost.
+    if (journal_ && !journalled_.contains(queue_.front().id)) {
+      journal_starts();
+      continue;
+    }
     auto spec = std::move(queue_.front());
     queue_.pop_front();
     auto id = spec.id;
