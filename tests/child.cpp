@@ -20,6 +20,7 @@
 //   --die-with-parent    get SIGKILL when runner dies
 //   --ready-dir DIR      create DIR/C.ready once running
 //   --hold-file PATH     wait (at most 60 s) until PATH exists before exiting
+//   --release-dir DIR    with --hold-file: also go on once DIR/C exists (C: this cluster)
 //   --live-count FILE    keep a count of live children in FILE (under flock),
 //                        and the highest count ever seen in FILE.max
 //   --barrier K          with --live-count: wait (at most 30 s) until K
@@ -145,7 +146,7 @@ int exec_without_pidfd(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string record, ready_dir, hold_file, live_count;
+  std::string record, ready_dir, hold_file, release_dir, live_count;
   std::vector<std::string> exit_for, signal_for, alloc_for, sleep_for;
   std::string mem_record, exclusive, daemon_file;
   bool stop_self = false;
@@ -193,6 +194,8 @@ int main(int argc, char** argv) {
       ready_dir = next();
     else if (a == "--hold-file")
       hold_file = next();
+    else if (a == "--release-dir")
+      release_dir = next();
     else if (a == "--live-count")
       live_count = next();
     else if (a == "--barrier")
@@ -309,7 +312,9 @@ int main(int argc, char** argv) {
     }
   }
   if (!hold_file.empty()) {
-    for (int waited = 0; !exists(hold_file); ++waited) {
+    auto released = release_dir + "/" + std::to_string(cluster);
+    for (int waited = 0; !exists(hold_file) && (release_dir.empty() || !exists(released));
+         ++waited) {
       if (waited > 60'000) return 4;
       nap_ms(1);
     }

@@ -80,6 +80,28 @@ TEST_F(LocalEngineTest, TellsWhereAnAttemptStartedAndHowItEnded) {
 
 // A graceful stop: SIGTERM first; a child that shrugs it off is killed once
 // the grace has passed.
+// An end is told, rusage and all, while its process is still a zombie of
+// the engine's: a worker journals it before it is reaped, and a worker
+// killed in between leaves it for runner to read. It is reaped at the next
+// wait().
+TEST_F(LocalEngineTest, AnEndIsToldWithItsRusageBeforeItsProcessIsReaped) {
+  auto e = engine(std::chrono::seconds(10));
+  auto answer = e->start(spec(1, {"--alloc-mib", "40", "--exit", "3"}));
+  ASSERT_TRUE(answer);
+  auto pid = std::get<AttemptStarted>(*answer).where.process;
+  auto out = end_of(*e, 1);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->exit_code, 3);
+  EXPECT_GE(out->rss_peak_kib.value_or(0), 40u * 1024);
+  EXPECT_GT(out->user_cpu_s.value_or(0) + out->sys_cpu_s.value_or(0), 0.0);
+  auto stat = read_file(fs::path("/proc") / std::to_string(pid) / "stat");
+  auto state = stat.substr(stat.rfind(')') + 2);
+  EXPECT_EQ(state.substr(0, 1), "Z") << stat;
+  EXPECT_EQ(std::stol(state.substr(2)), ::getpid()) << stat;
+  EXPECT_TRUE(e->wait(Clock::now(), -1).empty());
+  EXPECT_FALSE(fs::exists(fs::path("/proc") / std::to_string(pid))) << "not reaped";
+}
+
 TEST_F(LocalEngineTest, AGracefulStopTermsThenKillsAfterTheGrace) {
   auto e = engine(std::chrono::milliseconds(100));
   auto terms = dir_ / "terms";

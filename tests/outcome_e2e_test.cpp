@@ -29,24 +29,47 @@ Witness witness(const fs::path& record) {
   return w;
 }
 
-// A runner on `clusters` whose children wait for `go`; killed with SIGKILL
-// once all of them run. Their worker lives on.
-void kill_runner_while_clusters_run(TempDir& t, const Args& args, int clusters) {
+// Waits until `clusters` clusters run: each child says so in t/ready, and
+// the log holds its start.
+void wait_until_running(const TempDir& t, int clusters) {
   auto ready = t / "ready";
-  fs::create_directories(ready);
-  RunnerProcess first(args, t.path());
   ASSERT_TRUE(
       wait_until(ready, [&] { return fs::exists(ready / (std::to_string(clusters) + ".ready")); }));
   ASSERT_TRUE(wait_for_running(t.path(), clusters));
+}
+
+// A runner on `clusters` whose children wait for `go`; killed with SIGKILL
+// once all of them run. Their worker lives on.
+void kill_runner_while_clusters_run(TempDir& t, const Args& args, int clusters) {
+  fs::create_directories(t / "ready");
+  RunnerProcess first(args, t.path());
+  wait_until_running(t, clusters);
   first.signal(SIGKILL);
   EXPECT_EQ(first.wait(), 128 + SIGKILL);
 }
 
+// Its children say when they run in t/ready (made here, before runner
+// starts them) and hold until t/go exists.
 Args child_args(TempDir& t, Args more = {}) {
+  fs::create_directories(t / "ready");
   Args a = {"--record",    (t / "record").string(), "--ready-dir", (t / "ready").string(),
             "--hold-file", (t / "go").string(),     "--alloc-mib", "4"};
   a.insert(a.end(), more.begin(), more.end());
   return a;
+}
+
+// Once `clusters` clusters run, sends their worker `sig`; returns its pid.
+pid_t signal_worker_once_running(TempDir& t, const RunnerProcess& runner, int clusters, int sig) {
+  wait_until_running(t, clusters);
+  auto worker = worker_of(runner.pid());
+  EXPECT_GT(worker, 0);
+  if (worker > 0) ::kill(worker, sig);
+  return worker;
+}
+
+// Whether runner said `what` (waiting for it, as long as a test may).
+bool runner_says(const TempDir& t, const RunnerProcess& runner, const std::string& what) {
+  return wait_until(t.path(), [&] { return runner.err().find(what) != std::string::npos; });
 }
 
 TEST(Outcome, ClustersThatFinishWhileRunnerIsDeadAreRecordedDoneAndNotRunAgain) {
@@ -99,27 +122,47 @@ TEST(Outcome, AClusterThatFailsWhileRunnerIsDeadIsRecordedFailedAndRunsAgainOnly
 // a new worker, and the job finishes.
 // runner's worker: its child named "runner worker".
 
-TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
+// The worker is killed while its clusters run: runner, their subreaper,
+// adopts them. They finish once, each recorded done as attempt 1, and
+// nothing runs twice.
+TEST(Outcome, AKilledWorkersRunningClustersAreAdoptedAndFinishOnce) {
   TempDir t;
   fs::create_directory(t / "locks");
   auto args =
       with_child({"3", "3", "--job", "j"}, child_args(t, {"--exclusive", (t / "locks").string()}));
-  auto ready = t / "ready";
-  fs::create_directories(ready);
   RunnerProcess runner(args, t.path());
-  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "3.ready"); }));
-  ASSERT_TRUE(wait_for_running(t.path(), 3));
-  auto worker = worker_of(runner.pid());
+  auto worker = signal_worker_once_running(t, runner, 3, SIGKILL);
   ASSERT_GT(worker, 0);
-  ::kill(worker, SIGKILL);
-  ASSERT_TRUE(wait_until(t.path(), [&] {
-    return runner.err().find("killed 3 process(es) of clusters its dead worker left running") !=
-           std::string::npos;
-  }));
+  ASSERT_TRUE(runner_says(t, runner, "runner adopted the 3 cluster(s) the worker"));
   EXPECT_NE(runner.err().find("the worker (pid " + std::to_string(worker) +
                               ") is gone (it was killed by signal 9)"),
             std::string::npos)
       << runner.err();
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT count(*) FROM attempts WHERE attempt = 1 AND state = 'done' AND "
+                  "exit_code = 0 AND peak_rss_kib >= 4096"),
+            "3");
+  EXPECT_EQ(query(t / "runner.db", "SELECT count(*) FROM attempts"), "3");
+  auto w = witness(t / "record");
+  EXPECT_EQ(w.starts, (std::map<long, int>{{1, 1}, {2, 1}, {3, 1}}));
+  EXPECT_EQ(w.ends, (std::map<long, int>{{1, 1}, {2, 1}, {3, 1}}));
+  EXPECT_FALSE(fs::exists(t / "locks" / "overlaps"));
+}
+
+// In the stream form a cluster's output goes through its worker, and is lost
+// with it: what a killed worker left running is killed, and runs again.
+TEST(Outcome, InTheStreamFormAKilledWorkersClustersAreKilledAndRunAgain) {
+  TempDir t;
+  fs::create_directory(t / "locks");
+  auto args = with_child({"3", "3", "--job", "j", "--log-format", "stream"},
+                         child_args(t, {"--exclusive", (t / "locks").string()}));
+  RunnerProcess runner(args, t.path());
+  auto worker = signal_worker_once_running(t, runner, 3, SIGKILL);
+  ASSERT_GT(worker, 0);
+  ASSERT_TRUE(
+      runner_says(t, runner, "killed 3 process(es) of clusters its dead worker left running"));
   std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(runner.wait(), 0) << runner.err();
   EXPECT_EQ(query(t / "runner.db",
@@ -130,23 +173,76 @@ TEST(Outcome, AKilledWorkerIsReplacedAndItsRunningClustersRunAgain) {
   EXPECT_FALSE(fs::exists(t / "locks" / "overlaps"));
 }
 
+// While runner waits for clusters it adopted, a new worker runs only the
+// slots they leave: never more than P at once.
+TEST(Outcome, AdoptedClustersKeepTheirSlotsFromTheNextWorker) {
+  TempDir t;
+  fs::create_directory(t / "release");
+  auto args = with_child({"4", "2", "--job", "j"},
+                         child_args(t, {"--live-count", (t / "live").string(), "--release-dir",
+                                        (t / "release").string()}));
+  RunnerProcess runner(args, t.path());
+  auto worker = signal_worker_once_running(t, runner, 2, SIGKILL);
+  ASSERT_GT(worker, 0);
+  ASSERT_TRUE(runner_says(t, runner, "runner adopted the 2 cluster(s)"));
+  // Cluster 1 ends: its slot is free, cluster 2's is not.
+  std::ofstream((t / "release" / "1").string()).put('x');
+  ASSERT_TRUE(runner_says(t, runner, "runs up to 1 cluster(s) at once beside the 1 runner adopted"))
+      << runner.err();
+  ASSERT_TRUE(wait_until(t / "ready", [&] { return fs::exists(t / "ready" / "3.ready"); }));
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+  EXPECT_EQ(std::stol(read_file(t / "live.max")), 2);
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state, ', ') FROM "
+                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
+            "1.1 done, 2.1 done, 3.1 done, 4.1 done");
+}
+
+// A stop (SIGTERM to runner) reaches the clusters runner adopted.
+TEST(Outcome, AdoptedClustersAreStoppedByRunnersSigterm) {
+  TempDir t;
+  auto args = with_child({"2", "2", "--job", "j"}, child_args(t));
+  RunnerProcess runner(args, t.path());
+  auto worker = signal_worker_once_running(t, runner, 2, SIGKILL);
+  ASSERT_GT(worker, 0);
+  ASSERT_TRUE(runner_says(t, runner, "runner adopted the 2 cluster(s)"));
+  runner.signal(SIGTERM);
+  EXPECT_EQ(runner.wait(), 128 + SIGTERM) << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
+                  "signal, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
+            "1.1 interrupted 15, 2.1 interrupted 15");
+}
+
+// runner holds an adopted cluster to its timeout, and stops adopted ones
+// with SIGTERM and the grace, as the worker would have.
+TEST(Outcome, AdoptedClustersAreHeldToTheirTimeoutAndStoppedByRunner) {
+  TempDir t;
+  auto args = with_child({"2", "2", "--job", "j", "--timeout", "5s"}, child_args(t));
+  RunnerProcess runner(args, t.path());
+  auto worker = signal_worker_once_running(t, runner, 2, SIGKILL);
+  ASSERT_GT(worker, 0);
+  // No go file: only the timeout ends them.
+  EXPECT_EQ(runner.wait(), 1) << runner.err();
+  EXPECT_NE(runner.err().find("runner adopted the 2 cluster(s)"), std::string::npos)
+      << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
+                  "signal, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
+            "1.1 timeout 15, 2.1 timeout 15");
+}
+
 // SIGTERM to the worker itself (systemd stopping the unit, Slurm ending the
 // step): it stops its clusters gracefully and says so, and they run again
 // with the next worker, no retry spent.
 TEST(Outcome, AWorkerToldToStopBySigtermStopsItsClustersAndTheyRunAgain) {
   TempDir t;
   auto args = with_child({"4", "2", "--job", "j"}, child_args(t));
-  auto ready = t / "ready";
-  fs::create_directories(ready);
   RunnerProcess runner(args, t.path());
-  ASSERT_TRUE(wait_until(ready, [&] { return fs::exists(ready / "2.ready"); }));
-  ASSERT_TRUE(wait_for_running(t.path(), 2));
-  auto worker = worker_of(runner.pid());
+  auto worker = signal_worker_once_running(t, runner, 2, SIGTERM);
   ASSERT_GT(worker, 0);
-  ::kill(worker, SIGTERM);
-  ASSERT_TRUE(wait_until(t.path(), [&] {
-    return runner.err().find("got SIGTERM and stopped its clusters") != std::string::npos;
-  }));
+  ASSERT_TRUE(runner_says(t, runner, "got SIGTERM and stopped its clusters"));
   std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(runner.wait(), 0) << runner.err();
   auto db = t / "runner.db";

@@ -1,16 +1,20 @@
 #include "runner/store.h"
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <iomanip>
 #include <optional>
+#include <random>
 
 #include "runner/error.h"
 #include "runner/job_lock.h"
@@ -525,3 +529,31 @@ TEST_F(StoreTest, AnUncommittedBatchIsRolledBack) {
 
 }  // namespace
 }  // namespace runner
+
+namespace runner::testing {
+namespace {
+
+// runner's own UTC times (status --json, the page) and the attempts view
+// name one instant alike, to the millisecond, wherever its fraction falls.
+TEST(UtcTime, SaysWhatTheAttemptsViewSaysOfEveryInstant) {
+  SQLite::Database db(":memory:", SQLite::OPEN_READWRITE);
+  SQLite::Statement q(db, "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch')");
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> when(1.7e9, 1.9e9);
+  std::size_t differ = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    // Half of them just beside a half millisecond, where rounding tells.
+    double t = when(rng);
+    if (i % 2) t = std::floor(t * 1000) / 1000 + 0.0005 + (i % 4 == 1 ? 1e-9 : -1e-9);
+    q.bind(1, t);
+    q.executeStep();
+    if (q.getColumn(0).getString() != utc_time(t) && ++differ < 5)
+      ADD_FAILURE() << std::setprecision(17) << t << ": " << q.getColumn(0).getString()
+                    << " against " << utc_time(t);
+    q.reset();
+  }
+  EXPECT_EQ(differ, 0u);
+}
+
+}  // namespace
+}  // namespace runner::testing

@@ -4,12 +4,14 @@
 #include "runner/wire.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <limits>
 
 #include "runner/collect.h"
 #include "runner/journal.h"
+#include "runner/spawn.h"
 #include "store_fixture.h"
 
 namespace runner {
@@ -139,7 +141,8 @@ TEST(Wire, TheConfigCarriesTheLogFormatAndAVersionTwoConfigIsRefusedByItsVersion
     decode_config(Fields(older));
     FAIL() << "a version-2 config was read";
   } catch (const WireError& e) {
-    EXPECT_STREQ(e.what(), "runner speaks version 2 of the worker's wire, this worker 4");
+    EXPECT_EQ(std::string(e.what()), "runner speaks version 2 of the worker's wire, this worker " +
+                                         std::to_string(kWireVersion));
   }
   auto bad = line;
   bad.replace(bad.find("\tstream"), 7, "\tstrea");
@@ -258,6 +261,41 @@ TEST_F(Collect, ALastLineCutShortIsNoEntryEvenWhereWhatIsLeftReadsAsOne) {
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_FALSE(entries[0].not_started || entries[1].not_started);
   EXPECT_TRUE(entries[1].outcome);
+  EXPECT_EQ(garbled, 0u);
+}
+
+// A starting process writes the line that names it into the journal before
+// it execs: the start before it reads back with its pid, so a runner whose
+// worker died before telling the start still knows which process is whose.
+// A cut line naming a process is no entry.
+TEST_F(Collect, AStartingProcessNamesItselfAndItsStartReadsBackWithItsPid) {
+  JournalHeader header{kWireVersion, "db", "nightly", "key", "run1"};
+  pid_t pid = -1;
+  {
+    JournalWriter writer(dir_ / "journal", header, false);
+    auto start = an_end();
+    start.cluster = 7;
+    start.attempt = 2;
+    start.outcome.reset();
+    start.started.where.process = 0;
+    writer.add(start);
+    writer.flush();
+    auto note = writer.process_note("nightly", 7, 2);
+    std::vector<std::string> argv{"true"};
+    SpawnRequest request{"/bin/true", &argv, nullptr, 2, 0, nullptr};
+    request.note = &note;
+    auto spawned = spawn_child(request);
+    ASSERT_EQ(spawned.error, 0);
+    pid = spawned.pid;
+    ::waitpid(pid, nullptr, 0);
+  }
+  std::ofstream(dir_ / "journal" / "run1.1.journal", std::ios::app) << "S\t0\tnightly\t7\t2\t12";
+  std::size_t garbled = 0;
+  auto entries = read_journal(garbled);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].cluster, 7u);
+  EXPECT_EQ(entries[0].started.where.process, pid);
+  EXPECT_FALSE(entries[0].outcome);
   EXPECT_EQ(garbled, 0u);
 }
 

@@ -31,6 +31,7 @@
 #include "runner/engine.h"
 #include "runner/error.h"
 #include "runner/fd.h"
+#include "runner/spawn.h"
 #include "runner/sysinfo.h"
 #include "runner/wire.h"
 
@@ -52,6 +53,9 @@ class JournalWriter {
   // worker calls before it tells runner of them.
   std::uint64_t add(const JournalEntry& entry);
   void flush();
+  // What the process of an attempt whose start was flushed writes of itself
+  // as it starts: the line that names it, in the segment being written.
+  ProcessNote process_note(const std::string& job, ClusterId cluster, std::uint32_t attempt) const;
   // runner has committed every line up to `seq`: segments wholly below go.
   void acknowledged(std::uint64_t seq);
 

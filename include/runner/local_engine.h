@@ -2,9 +2,12 @@
 // its own process group, stdin from /dev/null, stdout and stderr into its log
 // (its own file, or a pipe the engine reads into the run's stream: see
 // stream_log.h), the RUNNER_* variables, the signal state runner was started with, and
-// a cage of its own (a cgroup, or an rlimit) that it enters before exec. It
-// is reaped with wait4, so its rusage (CPU time, peak RSS of the tree) is
-// exact. runner becomes a child subreaper: descendants that daemonise are
+// a cage of its own (a cgroup, or an rlimit) that it enters before exec. Its
+// end is read with its rusage (CPU time, peak RSS of the tree), exact, but
+// it is reaped only at the next wait(): by then the caller has acted on the
+// end (a worker has journalled it). Should the caller die first, the ended
+// child is still there for whoever adopts it to read how it ended (see
+// worker_engine.h). runner becomes a child subreaper: descendants that daemonise are
 // reparented to it and killed once their cluster has ended. Timeouts and the
 // steps of a stop (SIGTERM, the grace, SIGKILL) are enforced here, each child
 // on its own monotonic clock.
@@ -14,6 +17,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +28,7 @@
 #include "runner/fd.h"
 #include "runner/memory.h"
 #include "runner/signals.h"
+#include "runner/spawn.h"
 #include "runner/stream_log.h"
 #include "runner/sysinfo.h"
 
@@ -49,6 +54,10 @@ int check_executable_format(const std::string& path);
 MemoryKill whose_limit(std::uint64_t peak_bytes, std::optional<std::uint64_t> own_cap,
                        bool run_is_limited);
 
+// What any child's end tells, read with peek_end: its exit code or signal,
+// when, its CPU time and the largest RSS of its tree.
+Outcome outcome_of_end(const ChildEnd& end);
+
 struct LocalEngineOptions {
   std::unique_ptr<MemoryCaps> caps;         // null: no caps, and no cgroup peaks
   std::optional<std::uint64_t> run_limit;   // bytes: all cages together (the budget)
@@ -58,6 +67,9 @@ struct LocalEngineOptions {
   std::string run;   // the run's id its processes carry (RUNNER_RUN); "": this process's
   std::string site;  // the node or host its children run on (RUNNER_SITE); "": none said
   LogFormat log_format = LogFormat::kFiles;
+  // The line each child writes of itself before it execs (a worker's
+  // journal), if any.
+  std::function<ProcessNote(const AttemptSpec&)> process_note;
 };
 
 class LocalEngine : public Engine {
@@ -89,6 +101,7 @@ class LocalEngine : public Engine {
     Fd output;             // stream form: the read end of its stdout and stderr, until EOF
     bool wrote = false;    // stream form: some output of it is in the stream
     std::string tail;      // stream form, under an rlimit cap: the end of its output
+    Fd ended;              // its pidfd: readable once it has ended (empty: none to be had)
     std::optional<Clock::time_point> timeout_at;
     std::optional<Clock::time_point> kill_at;  // SIGKILL then, if still there
     bool timed_out = false;
@@ -107,6 +120,7 @@ class LocalEngine : public Engine {
   std::optional<AttemptNotStarted> open_log_folder(const AttemptSpec& spec);
   std::optional<AttemptNotStarted> open_stream(const AttemptSpec& spec);
   std::optional<AttemptNotStarted> open_output(const AttemptSpec& spec, Output& out);
+  void watch_end(pid_t pid, Child& child);
   void watch_output(pid_t pid, const Child& child);
   void read_outputs();
   void read_output(Child& child, bool to_the_end);
@@ -116,7 +130,10 @@ class LocalEngine : public Engine {
   void reserve_descriptors(std::size_t parallel);
   void send(pid_t pid, Child& child, int sig);
   void reap();
-  Outcome outcome_of(Child& child, int status, const rusage& usage);
+  std::vector<pid_t> ended_children();
+  void end_child(pid_t pid, const ChildEnd& end);
+  void reap_adopted_descendants();
+  Outcome outcome_of(Child& child, const ChildEnd& end);
   void judge_memory(Child& child, Outcome& outcome);
   void enforce_deadlines();
   std::optional<Clock::time_point> next_deadline() const;
@@ -133,7 +150,10 @@ class LocalEngine : public Engine {
   std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus those two
   std::unordered_map<pid_t, Child> children_;
   std::unordered_map<AttemptId, pid_t> pid_of_;
-  std::vector<EngineEvent> events_;            // told at the next wait()
+  Fd ends_;                          // epoll: the children's pidfds
+  std::size_t unwatched_ = 0;        // children without a pidfd, looked at on every SIGCHLD
+  std::vector<pid_t> to_reap_;       // ended children told of, reaped at the next wait()
+  std::vector<EngineEvent> events_;  // told at the next wait()
   std::string resolved_name_, resolved_path_;  // the last program looked up
   std::string log_dir_;                        // the open log folder
   std::string host_ = host_name();             // where its clusters run

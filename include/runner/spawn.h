@@ -11,13 +11,23 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "runner/fd.h"
 #include "runner/memory.h"
 #include "runner/signals.h"
 
 namespace runner {
+
+// A line a starting process appends to a file of runner's before it execs,
+// its pid and a newline added: how a journal names the process of a start
+// before that process can end (see journal.h).
+struct ProcessNote {
+  int fd = -1;  // -1: none
+  std::string line;
+};
 
 struct SpawnRequest {
   static constexpr int kSameAsOut = -2;  // err_fd: stderr where stdout goes
@@ -37,6 +47,7 @@ struct SpawnRequest {
   // A process group of its own: Ctrl-C in the terminal reaches it only
   // through runner, and runner signals its whole tree at once.
   bool own_group = true;
+  const ProcessNote* note = nullptr;  // null: none
 };
 
 struct SpawnResult {
@@ -48,5 +59,20 @@ struct SpawnResult {
 // vfork and exec, with the child's set-up between them. The caller reaps
 // the child (wait4, waitpid): Boost.Process's own wait is not used.
 SpawnResult spawn_child(const SpawnRequest& request);
+
+// A descriptor that becomes readable once process `pid` has ended; empty
+// where the kernel offers none (before 5.3, or a seccomp filter refuses
+// pidfd_open).
+Fd open_pidfd(pid_t pid);
+
+// How a child of runner ended, read without collecting it: until it is
+// reaped (waitpid), it stays a zombie that keeps its pid, and its process
+// group's id, from being reused. nullopt while it runs, or when it is not
+// runner's child.
+struct ChildEnd {
+  int status = 0;  // as wait4 gives it
+  rusage usage{};  // its own and its reaped descendants', as wait4 gives them
+};
+std::optional<ChildEnd> peek_end(pid_t pid);
 
 }  // namespace runner

@@ -21,7 +21,8 @@
 // version 2 journals, whose outcomes lack that figure. Version 4 adds the
 // journal line for a start that did not happen ('N'): a version-3 runner
 // would take the start before it for one that ran, so it refuses the
-// journal as a newer one's.
+// journal as a newer one's. Version 5 adds the line that names a start's
+// process ('S'), written by the process itself before it execs.
 //
 // Whatever comes from a pipe or a file is input: a line that does not
 // decode throws WireError, which says what was wrong.
@@ -42,7 +43,7 @@
 
 namespace runner {
 
-constexpr std::uint32_t kWireVersion = 4;
+constexpr std::uint32_t kWireVersion = 5;
 
 class WireError : public std::runtime_error {
  public:
@@ -160,10 +161,18 @@ struct JournalEntry {
   // program could not be executed, runner stopped it first): nothing ran.
   // RunJournal::read takes such a start back; no reader sees either line.
   bool not_started = false;
+  // Its process, named by the process itself between its fork and its exec
+  // (kind 'S'): before it can end, and so before the worker could die
+  // without having told it. RunJournal::read gives the pid to the start
+  // before it; no reader sees the line.
+  bool names_process = false;
   std::uint32_t version = kWireVersion;  // of the journal it was read from
   bool start_journalled = false;         // its start is in the journal before it (reading)
 };
 std::string encode_journal(const JournalEntry& entry, std::uint64_t seq);
+// The line a starting process writes of itself, less its pid and newline,
+// which only it knows.
+std::string encode_process_note(const std::string& job, ClusterId cluster, std::uint32_t attempt);
 // Nothing for a line cut short by a crash; WireError for one that is whole
 // and wrong.
 std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version);

@@ -3,8 +3,15 @@
 // two pipes. The worker is the parent of every cluster and journals each
 // outcome before telling it, so a cluster that ends while runner is killed
 // is still known to have ended. If the worker dies, what its journal holds is
-// told as usual, the rest as lost; what it left running is killed before a
-// new worker takes over (at most a few times in a run).
+// told as usual. On this machine its clusters become runner's children
+// (runner is their subreaper), each known by the start it told or by the
+// line the cluster's process wrote of itself in the journal: one that has
+// ended is recorded as its status says, and one that runs is adopted, held
+// to its timeout, stopped and recorded by runner itself, while a new worker
+// takes over the other slots (at most a few times in a run). What else the
+// dead worker left running is killed; so is everything it left elsewhere,
+// and everything in the stream log form, whose clusters lost their output
+// with it.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +29,8 @@
 
 #include "runner/engine.h"
 #include "runner/fd.h"
+#include "runner/journal.h"
+#include "runner/spawn.h"
 #include "runner/wire.h"
 #include "runner/worker.h"
 
@@ -101,6 +110,26 @@ class WorkerEngine : public Engine {
   void on_event(const Fields& f);
   void give_up(const std::string& why);
   void on_worker_lost();
+  // What it left here: its clusters adopted or settled, the rest killed.
+  void take_over_what_it_left(pid_t lost_pid);
+  std::optional<pid_t> process_of(
+      AttemptId id, const AttemptSpec& spec,
+      const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled) const;
+  static void add_found(std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled,
+                        const std::vector<FoundExecution>& found);
+  void tell_start(AttemptId id, const AttemptSpec& spec,
+                  const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled);
+  void forget(AttemptId id);
+  void adopt(AttemptId id, pid_t pid, pid_t lost_pid);
+  void kill_unadopted(const std::vector<pid_t>& pids,
+                      const std::vector<std::pair<ClusterId, std::uint32_t>>& tags);
+  // The adopted clusters: their ends, timeouts and stops; how many slots the
+  // worker has beside them.
+  void look_at_adopted(Clock::time_point now);
+  void end_adopted(AttemptId id, const ChildEnd& end);
+  void signal_adopted(AttemptId id, int sig);
+  void reap_descendants();
+  void tell_slots();
   // What it left here, killed (and found, to be settled).
   std::vector<FoundExecution> kill_what_it_left();
   void settle_lost_attempts(const std::vector<FoundExecution>& left, pid_t lost_pid);
@@ -154,6 +183,19 @@ class WorkerEngine : public Engine {
   std::uint64_t told_seq_ = 0, acknowledged_seq_ = 0;
   std::optional<std::uint64_t> total_usage_;
   std::unordered_map<AttemptId, std::uint64_t> usage_;
+  // Clusters of a dead worker here that runner waits for itself.
+  struct Adopted {
+    pid_t pid = 0;
+    pid_t worker = 0;  // the worker that started it, for its note
+    std::optional<Clock::time_point> timeout_at, kill_at;
+    bool timed_out = false;
+    bool killed = false;  // runner sent it SIGKILL
+  };
+  std::unordered_map<AttemptId, Adopted> adopted_;
+  Clock::time_point adopted_look_at_;
+  std::uint32_t slots_told_ = 0;  // what the worker may run beside them
+  std::unordered_map<AttemptId, StopMode> stops_asked_;
+  bool run_cgroups_left_ = false;  // a dead worker's cgroups wait for its adopted clusters
 };
 
 }  // namespace runner

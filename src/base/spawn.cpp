@@ -6,6 +6,8 @@
 // Boost.Process has the vfork path but enables it only for old POSIX
 // feature levels; glibc's vfork is fine.
 #define BOOST_POSIX_HAS_VFORK 1
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <boost/process/args.hpp>
@@ -29,6 +31,22 @@ bool set_up(const SpawnRequest& r) {
   if (err != SpawnRequest::kKeep && ::dup2(err, STDERR_FILENO) < 0) return false;
   if (r.signals && r.signals->restore() != 0) return false;
   return !r.nofile || ::setrlimit(RLIMIT_NOFILE, r.nofile) == 0;
+}
+
+// The child's note of itself: one write, so that a reader finds it whole or
+// cut short, never mixed with another line. Best effort: without it, the
+// start is known as before, without its process.
+void write_note(const ProcessNote& note) {
+  char digits[24];
+  char* end = digits + sizeof digits;
+  char* at = end;
+  *--at = '\n';
+  for (auto pid = static_cast<unsigned long>(::getpid()); at == end - 1 || pid > 0; pid /= 10)
+    *--at = static_cast<char>('0' + pid % 10);
+  iovec parts[] = {{const_cast<char*>(note.line.data()), note.line.size()},
+                   {at, static_cast<std::size_t>(end - at)}};
+  while (::writev(note.fd, parts, 2) < 0 && errno == EINTR) {
+  }
 }
 
 // Runs in the vforked child before exec, and in the parent around the vfork.
@@ -58,6 +76,7 @@ struct ChildSetup : bp::extend::handler {
         ::_exit(127);
       }
     }
+    if (request->note && request->note->fd >= 0) write_note(*request->note);
   }
 
   template <class Executor>
@@ -87,6 +106,25 @@ SpawnResult spawn_child(const SpawnRequest& request) {
   // wait would pre-empt and lose the rusage.
   child.detach();
   return SpawnResult{child.id(), 0, false};
+}
+
+Fd open_pidfd(pid_t pid) {
+  return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+std::optional<ChildEnd> peek_end(pid_t pid) {
+  siginfo_t info{};
+  ChildEnd end;
+  // glibc's waitid passes no rusage; the system call fills it, also with
+  // WNOWAIT.
+  while (::syscall(SYS_waitid, P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT, &end.usage) != 0)
+    if (errno != EINTR) return std::nullopt;
+  if (info.si_pid != pid) return std::nullopt;
+  if (info.si_code == CLD_EXITED)
+    end.status = W_EXITCODE(info.si_status, 0);
+  else
+    end.status = info.si_status | (info.si_code == CLD_DUMPED ? WCOREFLAG : 0);
+  return end;
 }
 
 }  // namespace runner

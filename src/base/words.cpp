@@ -78,8 +78,12 @@ std::string describe_failure(const FailedCluster& f) {
 
 std::string utc_time(double epoch_seconds) {
   // Whole milliseconds first, rounded as SQLite rounds them, so that this
-  // and the attempts view say the same of one instant.
-  auto ms_total = std::llround(epoch_seconds * 1000);
+  // and the attempts view say the same of one instant: SQLite adds the Unix
+  // epoch's Julian day in milliseconds before it rounds, and the double's
+  // precision there decides a fraction that falls near half a millisecond.
+  constexpr double kEpochJulianMs = 210866760000000.0;
+  auto julian_ms = static_cast<long long>(epoch_seconds * 1000.0 + kEpochJulianMs + 0.5);
+  auto ms_total = julian_ms - static_cast<long long>(kEpochJulianMs);
   auto t = static_cast<std::time_t>(ms_total / 1000);
   auto ms = static_cast<int>(ms_total % 1000);
   std::tm utc{};

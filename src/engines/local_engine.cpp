@@ -157,8 +157,11 @@ MemoryKill whose_limit(std::uint64_t peak_bytes, std::optional<std::uint64_t> ow
 }
 
 LocalEngine::LocalEngine(LocalEngineOptions options)
-    : options_(std::move(options)), dev_null_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+    : options_(std::move(options)),
+      dev_null_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      ends_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (!dev_null_) throw std::system_error(errno, std::generic_category(), "open /dev/null");
+  if (!ends_) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   for (char** e = environ; e && *e; ++e)
     if (std::strncmp(*e, "RUNNER_", 7) != 0) base_env_.push_back(*e);
   // Every process of this run carries its id: after a kill -9 of runner, the
@@ -197,11 +200,11 @@ LocalEngine::~LocalEngine() {
 }
 
 // Makes room for `parallel` clusters at once: each holds a few descriptors
-// in runner (its log while starting; with cgroups, its cgroup folder,
-// cgroup.procs, peak and OOM count). Raises the soft RLIMIT_NOFILE as far as
+// in runner (its log while starting, its pidfd; with cgroups, its cgroup
+// folder, cgroup.procs, peak and OOM count). Raises the soft RLIMIT_NOFILE as far as
 // the hard limit allows when it is too low; children get the original.
 void LocalEngine::reserve_descriptors(std::size_t parallel) {
-  constexpr std::size_t kPerCluster = 5, kForRunner = 64;
+  constexpr std::size_t kPerCluster = 6, kForRunner = 64;
   rlimit given{};
   if (::getrlimit(RLIMIT_NOFILE, &given) != 0) return;
   auto need = static_cast<rlim_t>(parallel * kPerCluster + kForRunner);
@@ -334,6 +337,11 @@ EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
                        env.envp(),      out.child_end.get(),
                        dev_null_.get(), &options_.inherited,
                        cage.get(),      children_nofile_ ? &*children_nofile_ : nullptr};
+  ProcessNote note;
+  if (options_.process_note) {
+    note = options_.process_note(spec);
+    request.note = &note;
+  }
   auto spawned = spawn_child(request);
   if (spawned.error == 0) {
     Child child{spec, std::move(cage), out.log_path, out.log_name};
@@ -341,6 +349,7 @@ EngineEvent LocalEngine::try_start(const AttemptSpec& spec) {
     if (spec.timeout) child.timeout_at = Clock::now() + *spec.timeout;
     auto& placed = children_.emplace(spawned.pid, std::move(child)).first->second;
     watch_output(spawned.pid, placed);
+    watch_end(spawned.pid, placed);
     pid_of_[spec.id] = spawned.pid;
     return AttemptStarted{spec.id, Placement{host_, spawned.pid}, out.log_path, wall_clock_now(),
                           cap_name()};
@@ -367,6 +376,17 @@ EngineEvent LocalEngine::exec_failed(const AttemptSpec& spec, const Output& out,
   if (kept) failed.log_path = out.log_path;
   failed.cap = cap_name();
   return failed;
+}
+
+// Its end is told by its pidfd; without one, it is looked at on every SIGCHLD.
+void LocalEngine::watch_end(pid_t pid, Child& child) {
+  child.ended = open_pidfd(pid);
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.u64 = static_cast<std::uint64_t>(pid);
+  if (child.ended && ::epoll_ctl(ends_.get(), EPOLL_CTL_ADD, child.ended.get(), &e) == 0) return;
+  child.ended.reset();
+  ++unwatched_;
 }
 
 void LocalEngine::watch_output(pid_t pid, const Child& child) {
@@ -508,32 +528,72 @@ std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> dead
   }
 }
 
+// Children that ended since the last look are told of; those told of at
+// the last wait() are reaped now, their ends acted on.
 void LocalEngine::reap() {
+  for (pid_t pid : std::exchange(to_reap_, {}))
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
   bool cluster_ended = false;
-  for (;;) {
-    int status = 0;
-    rusage usage{};
-    pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
-    if (pid <= 0) break;  // 0: children remain, none ended; -1 (ECHILD): none at all
-    auto it = children_.find(pid);
-    if (it == children_.end()) continue;  // an adopted descendant: collected, nothing more
-    // What is left of its process group goes with it. The group cannot have
-    // been reused: its id stays taken while any member lives.
-    ::kill(-pid, SIGKILL);
-    // All it wrote is in its pipe by now; what is left of its group is dying.
-    read_output(it->second, true);
-    it->second.output.reset();
-    events_.push_back(AttemptEnded{it->second.spec.id, outcome_of(it->second, status, usage)});
-    pid_of_.erase(it->second.spec.id);
-    children_.erase(it);
+  for (pid_t pid : ended_children()) {
+    auto end = peek_end(pid);
+    if (!end) continue;
+    end_child(pid, *end);
     cluster_ended = true;
   }
+  reap_adopted_descendants();
   // A cgroup takes every descendant with its cluster; without one, adopted
   // descendants are looked for.
   if (cluster_ended && !has_cgroups()) kill_strays(false);
 }
 
-Outcome LocalEngine::outcome_of(Child& child, int status, const rusage& usage) {
+// The children whose pidfd says they ended, and those without one.
+std::vector<pid_t> LocalEngine::ended_children() {
+  std::vector<pid_t> out;
+  epoll_event ready[64];
+  for (int n = 64; n == 64;) {
+    n = ::epoll_wait(ends_.get(), ready, 64, 0);
+    for (int i = 0; i < n; ++i) out.push_back(static_cast<pid_t>(ready[i].data.u64));
+  }
+  if (unwatched_ > 0)
+    for (const auto& [pid, child] : children_)
+      if (!child.ended) out.push_back(pid);
+  return out;
+}
+
+void LocalEngine::end_child(pid_t pid, const ChildEnd& end) {
+  auto it = children_.find(pid);
+  auto& child = it->second;
+  // What is left of its process group goes with it. The group's id cannot
+  // have been reused: the child, not reaped yet, still holds it.
+  ::kill(-pid, SIGKILL);
+  // All it wrote is in its pipe by now; what is left of its group is dying.
+  read_output(child, true);
+  child.output.reset();
+  if (!child.ended) --unwatched_;
+  events_.push_back(AttemptEnded{child.spec.id, outcome_of(child, end)});
+  pid_of_.erase(child.spec.id);
+  children_.erase(it);  // its pidfd closed, out of the epoll set
+  to_reap_.push_back(pid);
+}
+
+// Descendants adopted once their parent died (runner is their subreaper)
+// are collected as they end. The first child that ended being a cluster's
+// own process, told of and not reaped yet, the rest wait for the next look.
+void LocalEngine::reap_adopted_descendants() {
+  for (;;) {
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+    pid_t pid = info.si_pid;
+    if (children_.contains(pid) ||
+        std::find(to_reap_.begin(), to_reap_.end(), pid) != to_reap_.end())
+      return;
+    ::waitpid(pid, nullptr, WNOHANG);
+  }
+}
+
+Outcome outcome_of_end(const ChildEnd& end) {
+  const auto& [status, usage] = end;
   Outcome out;
   if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) out.killed_by = WTERMSIG(status);
@@ -541,6 +601,11 @@ Outcome LocalEngine::outcome_of(Child& child, int status, const rusage& usage) {
   out.user_cpu_s = seconds(usage.ru_utime);
   out.sys_cpu_s = seconds(usage.ru_stime);
   out.rss_peak_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
+  return out;
+}
+
+Outcome LocalEngine::outcome_of(Child& child, const ChildEnd& end) {
+  auto out = outcome_of_end(end);
   out.timed_out = child.timed_out;
   out.unstoppable = child.unstoppable;
   judge_memory(child, out);

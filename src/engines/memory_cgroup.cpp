@@ -106,6 +106,15 @@ bool has_word(std::string_view list, std::string_view word) {
 
 namespace {
 
+// How many processes are in a cgroup and its sub-cgroups.
+std::size_t processes_in(const fs::path& dir) {
+  auto n = cgroupfs::procs_of(dir).size();
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.is_directory(ec)) n += processes_in(entry.path());
+  return n;
+}
+
 using cgroupfs::parse_u64;
 using cgroupfs::read_at;
 using cgroupfs::read_u64_at;
@@ -401,9 +410,11 @@ class CgroupCaps : public MemoryCaps {
     sweep_stale_runs(own_dir_, kill_leftovers);
     run_dir_ = own_dir_ / run_folder_name(run.empty() ? run_id(current_process()) : run);
     // A run has one worker at a time: a folder of its name is a dead
-    // worker's of the same run (runner made sure it is gone), with whatever
-    // that worker left in it.
-    if (::mkdir(run_dir_.c_str(), 0755) != 0 && errno == EEXIST &&
+    // worker's of the same run. runner killed what that worker left but the
+    // clusters it adopted, which run on in their slots: the folder is kept
+    // for them, and removed with everything else at the end. An empty one
+    // is made anew.
+    if (::mkdir(run_dir_.c_str(), 0755) != 0 && errno == EEXIST && processes_in(run_dir_) == 0 &&
         kill_and_remove(run_dir_, version_))
       ::mkdir(run_dir_.c_str(), 0755);
     if (!fs::is_directory(run_dir_))
@@ -420,10 +431,14 @@ class CgroupCaps : public MemoryCaps {
   }
 
   std::unique_ptr<Slot> make_slot() {
+    // A name taken is a dead worker's slot, which may hold an adopted cluster.
     auto slot = std::make_unique<Slot>(run_dir_ / fmt::format("s{}", ++slots_made_), version_);
-    if (::mkdir(slot->dir.c_str(), 0755) != 0 && errno != EEXIST)
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot create cgroup " + slot->dir.string());
+    while (::mkdir(slot->dir.c_str(), 0755) != 0) {
+      if (errno != EEXIST)
+        throw std::system_error(errno, std::generic_category(),
+                                "cannot create cgroup " + slot->dir.string());
+      slot = std::make_unique<Slot>(run_dir_ / fmt::format("s{}", ++slots_made_), version_);
+    }
     slot->dir_fd.reset(::open(slot->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     // On v1 the child joins by `tasks`, as a thread: moving one thread of
     // one's own takes no lock over every process of the machine, where
@@ -585,19 +600,6 @@ std::unique_ptr<MemoryCaps> make_cgroup_caps(Version version, const fs::path& ow
                                              std::unique_ptr<CgroupHome> home) {
   return std::make_unique<CgroupCaps>(version, own_dir, kill_leftovers, run, std::move(home));
 }
-
-namespace {
-
-// How many processes are in a cgroup and its sub-cgroups.
-std::size_t processes_in(const fs::path& dir) {
-  auto n = procs_of(dir).size();
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_directory(ec)) n += processes_in(entry.path());
-  return n;
-}
-
-}  // namespace
 
 std::size_t sweep_stale_runs(const fs::path& own_dir, const std::optional<std::string>& kill_in) {
   std::size_t removed = 0;

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,16 +17,11 @@
 #include <tuple>
 
 #include "runner/fd.h"
+#include "runner/spawn.h"
 #include "runner/sysinfo.h"
 
 namespace runner {
 namespace {
-
-// A pidfd becomes readable when its process ends: a wait without polling for
-// processes that are not runner's children.
-Fd open_pidfd(pid_t pid) {
-  return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-}
 
 // The RUNNER_ variables of a process's environment.
 std::map<std::string, std::string, std::less<>> runner_environment(
@@ -80,8 +74,10 @@ LeftoverProcesses find_leftovers(const Leftovers& left) {
     auto pid = static_cast<pid_t>(a.where.process);
     if (a.where.host != host || pid <= 0) continue;
     auto started = process_started_at(pid);
-    if (started && std::abs(*started - a.started_at) < 2.0 && seen.insert(pid).second)
+    if (started && std::abs(*started - a.started_at) < 2.0 && seen.insert(pid).second) {
       out.pids.push_back(pid);
+      out.tags.emplace_back(a.cluster, 0);
+    }
   }
   // A child started just before its runner died may not be in the log yet:
   // every process carries the id of the run that started it.
@@ -96,8 +92,12 @@ LeftoverProcesses find_leftovers(const Leftovers& left) {
                                       run->second) == left.previous_runs.end())
       continue;
     auto pid = static_cast<pid_t>(std::stol(name));
-    if (seen.insert(pid).second) out.pids.push_back(pid);
-    if (auto e = execution_of(pid, env)) {
+    auto e = execution_of(pid, env);
+    if (seen.insert(pid).second) {
+      out.pids.push_back(pid);
+      out.tags.emplace_back(e ? e->cluster : 0, e ? e->attempt : 0);
+    }
+    if (e) {
       auto [it, fresh] = executions.try_emplace({e->job, e->cluster, e->attempt}, *e);
       if (!fresh && e->started_at < it->second.started_at) it->second = *e;
     }

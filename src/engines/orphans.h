@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runner/engine.h"
@@ -23,6 +24,9 @@ namespace runner {
 // started process of the cluster's attempt).
 struct LeftoverProcesses {
   std::vector<pid_t> pids;
+  // For each of pids, the cluster and attempt its RUNNER_* variables name
+  // ({0, 0}: none; a recorded child found by its pid: its cluster, attempt 0).
+  std::vector<std::pair<ClusterId, std::uint32_t>> tags;
   std::vector<FoundExecution> found;
 };
 LeftoverProcesses find_leftovers(const Leftovers& left);

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <set>
 
 #include "engines/orphans.h"
 #include "runner/error.h"
@@ -48,6 +50,35 @@ constexpr auto kKillStepLook = std::chrono::milliseconds(100);
 // and what it ran, as it would a worker that died.
 constexpr auto kSilentFor = std::chrono::seconds(15);
 constexpr auto kLateBy = std::chrono::seconds(5);
+// How often runner looks at the clusters it adopted from a dead worker.
+constexpr auto kAdoptedLook = std::chrono::milliseconds(50);
+
+// Whether `pid` is a child of this process that has not ended.
+bool runs_as_my_child(pid_t pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == 0;
+}
+
+// The lock of a dead worker's journal outlives it while a cluster it was
+// starting still holds the worker's descriptors, until that cluster execs:
+// a moment, which runner waits out (that cluster's line naming its process
+// comes in it too). Bounded: a start stuck before its exec is left as one
+// whose process is not known.
+constexpr auto kExecWithin = std::chrono::seconds(5);
+
+RunJournal::Lock lock_of_dead_worker(RunJournal& journal) {
+  auto until = Clock::now() + kExecWithin;
+  auto lock = journal.try_lock();
+  for (; lock == RunJournal::Lock::kHeld && Clock::now() < until; lock = journal.try_lock())
+    ::usleep(1000);
+  return lock;
+}
+
+void reap(pid_t pid) {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
 
 // " on n2" where a worker runs elsewhere, nothing on this machine.
 std::string on_site(const std::string& site) {
@@ -78,6 +109,14 @@ std::string WorkerEngine::who(pid_t pid) const {
 }
 
 WorkerEngine::~WorkerEngine() {
+  // Adopted clusters have ended by now (runner waits for every cluster);
+  // any left, on the way out by an error, go with runner.
+  for (const auto& [id, a] : adopted_) {
+    ::kill(-a.pid, SIGKILL);
+    ::kill(a.pid, SIGKILL);
+    reap(a.pid);
+  }
+  if (pid_ < 0 && run_cgroups_left_) remove_run_cgroups(config_.run);
   if (pid_ < 0) return;
   send(encode_bye());
   flush();
@@ -137,6 +176,13 @@ void WorkerEngine::spawn() {
     pid_ = -1;
     throw Error(fmt::format("cannot start a worker{}: {}", on_site(launch_.site), failure_));
   }
+  // It owns the run's cgroups now, a dead worker's with them.
+  run_cgroups_left_ = false;
+  slots_told_ = config_.parallel;
+  tell_slots();
+  if (!adopted_.empty())
+    spdlog::info("a new worker{} runs up to {} cluster(s) at once beside the {} runner adopted",
+                 who(pid_), slots_told_, adopted_.size());
 }
 
 // Said at the next flush: once per wakeup, before runner waits.
@@ -165,14 +211,38 @@ std::optional<EngineEvent> WorkerEngine::start(AttemptSpec spec) {
 }
 
 void WorkerEngine::set_slots(std::uint32_t slots) {
-  if (slots == config_.parallel) return;
   config_.parallel = slots;
-  if (pid_ >= 0) send(encode_slots(slots));
+  tell_slots();
+}
+
+// The worker runs its share of the slots less those of the clusters runner
+// adopted from a dead one.
+void WorkerEngine::tell_slots() {
+  if (pid_ < 0) return;
+  auto beside = static_cast<std::uint32_t>(adopted_.size());
+  auto slots = config_.parallel > beside ? config_.parallel - beside : 0;
+  if (slots == slots_told_) return;
+  slots_told_ = slots;
+  send(encode_slots(slots));
 }
 
 void WorkerEngine::stop(AttemptId id, StopMode mode) {
   if (!in_flight_.contains(id)) return;
   if (held_pid_) return end_held(id);
+  auto& asked = stops_asked_.try_emplace(id, mode).first->second;
+  if (mode == StopMode::kNow) asked = mode;
+  if (auto it = adopted_.find(id); it != adopted_.end()) {
+    auto& a = it->second;
+    // Stopped by runner, it is no longer timed: its end is runner's doing.
+    a.timeout_at.reset();
+    if (mode == StopMode::kNow) {
+      signal_adopted(id, SIGKILL);
+      return;
+    }
+    signal_adopted(id, SIGTERM);
+    if (!a.kill_at) a.kill_at = Clock::now() + config_.grace;
+    return;
+  }
   send(encode_stop(id, mode == StopMode::kNow));
   // The worker ends it within its grace; runner sees to it if it does not.
   auto by = Clock::now() + (mode == StopMode::kNow ? std::chrono::milliseconds(0) : config_.grace) +
@@ -239,6 +309,7 @@ void WorkerEngine::on_event(const Fields& f) {
     pid_of_.erase(id);
     usage_.erase(id);
     due_by_.erase(id);
+    stops_asked_.erase(id);
   }
   events_.push_back(std::move(event));
 }
@@ -299,21 +370,25 @@ void WorkerEngine::on_line(const std::string& text) {
 }
 
 // When runner must look again at whether the worker still answers.
+// and at the clusters it adopted.
 std::optional<Clock::time_point> WorkerEngine::next_check() const {
   if (held_pid_) return retry_kill_at_;
-  if (pid_ < 0 || in_flight_.empty() || !broken_.empty()) return std::nullopt;
-  auto next = last_heard_ + kSilentFor;
-  for (const auto& [id, by] : due_by_) next = std::min(next, by);
+  std::optional<Clock::time_point> next;
+  if (!adopted_.empty()) next = adopted_look_at_;
+  if (pid_ < 0 || in_flight_.size() == adopted_.size() || !broken_.empty()) return next;
+  next = earliest(next, last_heard_ + kSilentFor);
+  for (const auto& [id, by] : due_by_) next = std::min(*next, by);
   return next;
 }
 
 void WorkerEngine::check(Clock::time_point now) {
   if (held_pid_) return retry_held_kill(now);
-  auto next = next_check();
-  if (!next || now < *next) return;
+  if (!adopted_.empty() && now >= adopted_look_at_) look_at_adopted(now);
+  if (pid_ < 0 || in_flight_.size() == adopted_.size() || !broken_.empty()) return;
   if (now >= last_heard_ + kSilentFor)
-    give_up(fmt::format("has said nothing for {} s", kSilentFor.count()));
-  else
+    return give_up(fmt::format("has said nothing for {} s", kSilentFor.count()));
+  if (std::any_of(due_by_.begin(), due_by_.end(),
+                  [&](const auto& due) { return now >= due.second; }))
     give_up("let an attempt run past its timeout or a stop's grace");
 }
 
@@ -321,9 +396,8 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
                                             int wake_fd) {
   flush();
   while (events_.empty()) {
-    if (pid_ < 0) {
-      if (!deadline) return {};  // nothing will come: the caller has nothing running
-    }
+    // Nothing will come: the caller has nothing running.
+    if (pid_ < 0 && adopted_.empty() && !deadline) return {};
     auto until = earliest(deadline, next_check());
     timespec ts = until ? time_left(*until) : timespec{};
     pollfd fds[] = {{pid_ < 0 ? -1 : from_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
@@ -336,8 +410,9 @@ std::vector<EngineEvent> WorkerEngine::wait(std::optional<Clock::time_point> dea
     }
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) break;
     // Nothing came: a worker that should have said something is given up
-    // (its end comes as the pipe closes), else the caller's deadline.
-    if (ready == 0) check(Clock::now());
+    // (its end comes as the pipe closes), adopted clusters are looked at,
+    // else the caller's deadline.
+    if (auto due = next_check(); due && Clock::now() >= *due) check(Clock::now());
     if (ready == 0 && deadline && Clock::now() >= *deadline) break;
   }
   return std::exchange(events_, {});
@@ -367,16 +442,18 @@ void WorkerEngine::on_worker_lost() {
     spdlog::error("the worker{} is gone ({}); {} of its cluster(s) were running", who(lost_pid),
                   how, started_.size());
   }
-  // What it left running is killed (a cluster it started in its last
-  // moment, before it journalled or told the start, is known by that: it
-  // gets its row too). Its clusters are runner's children now (runner is
-  // their subreaper): one that ended by itself before the kill ended as its
-  // status says, and is recorded so.
+  // Here, its clusters are runner's children now (runner is their
+  // subreaper), and runner takes them over. Elsewhere, what it left running
+  // is killed, by a command that may take as long as the site takes to
+  // answer: its attempts wait meanwhile, and runner goes on. In the stream
+  // form, whose clusters lost their output with the worker, it is killed
+  // here too (a cluster it started in its last moment, before it journalled
+  // or told the start, is known by that: it gets its row too).
   if (!stopped_by_ || !broken_.empty()) {
-    // Elsewhere, by a command that may take as long as the site takes to
-    // answer: its attempts wait meanwhile, and runner goes on.
     if (!launch_.leftovers_here && !launch_.kill_leftovers.empty())
       return hold_until_killed(lost_pid);
+    if (launch_.leftovers_here && config_.log_format == LogFormat::kFiles)
+      return take_over_what_it_left(lost_pid);
     settle_lost_attempts(kill_what_it_left(), lost_pid);
   } else {
     settle_lost_attempts({}, lost_pid);
@@ -388,14 +465,7 @@ void WorkerEngine::on_worker_lost() {
 void WorkerEngine::settle_lost_attempts(const std::vector<FoundExecution>& left, pid_t lost_pid) {
   auto journalled = journal_of_lost_worker();
   auto reaped = reap_orphaned_attempts();
-  for (const auto& f : left) {
-    auto& kept = journalled[{f.cluster, f.attempt}];
-    if (kept.cluster != 0) continue;
-    kept.job = f.job;
-    kept.cluster = f.cluster;
-    kept.attempt = f.attempt;
-    kept.started = AttemptStarted{0, f.where, "", f.started_at, ""};
-  }
+  add_found(journalled, left);
   for (auto& [id, spec] : in_flight_) {
     if (auto it = reaped.find(id); it != reaped.end()) {
       events_.push_back(AttemptEnded{id, it->second});
@@ -409,7 +479,220 @@ void WorkerEngine::settle_lost_attempts(const std::vector<FoundExecution>& left,
   pid_of_.clear();
   due_by_.clear();
   usage_.clear();
+  stops_asked_.clear();
   total_usage_.reset();
+}
+
+// A dead worker's clusters here are runner's children now. Each is known by
+// its pid: the start the worker told, the line the cluster's process wrote
+// of itself in the journal as it started, or the RUNNER_* variables a
+// running one carries. One whose end was journalled is recorded from the
+// journal; one that ended since is recorded as its status says; one that
+// runs is adopted. One with no process to be found is settled as for a
+// worker elsewhere. What else carries the run's mark is killed.
+void WorkerEngine::take_over_what_it_left(pid_t lost_pid) {
+  auto journalled = journal_of_lost_worker();
+  auto left = find_leftovers(Leftovers{{}, {config_.run}});
+  add_found(journalled, left.found);
+  std::vector<AttemptId> ids;
+  for (const auto& [id, spec] : in_flight_)
+    if (!adopted_.contains(id)) ids.push_back(id);
+  for (auto id : ids) {
+    const auto& spec = in_flight_.at(id);
+    auto entry = journalled.find({spec.cluster, spec.attempt});
+    bool journalled_end = entry != journalled.end() && entry->second.outcome;
+    auto pid = process_of(id, spec, journalled);
+    auto end = pid ? peek_end(*pid) : std::nullopt;
+    if (end) reap(*pid);  // its end is read: journalled, or as the kernel kept it
+    bool runs = pid && !end && !journalled_end && runs_as_my_child(*pid);
+    if (journalled_end || (!end && !runs)) {
+      settle_lost(id, spec, journalled, lost_pid);
+      forget(id);
+      continue;
+    }
+    tell_start(id, spec, journalled);
+    if (runs) {
+      adopt(id, *pid, lost_pid);
+      continue;
+    }
+    auto out = outcome_of_end(*end);
+    if (out.killed_by == SIGKILL)
+      out.interrupted = fmt::format(
+          "its worker{} died, and it was killed by SIGKILL (by its memory cap, or by another "
+          "process)",
+          who(lost_pid));
+    events_.push_back(AttemptEnded{id, std::move(out)});
+    forget(id);
+  }
+  kill_unadopted(left.pids, left.tags);
+  due_by_.clear();
+  usage_.clear();
+  total_usage_.reset();
+  if (adopted_.empty()) {
+    remove_run_cgroups(config_.run);
+    return;
+  }
+  run_cgroups_left_ = true;
+  adopted_look_at_ = Clock::now() + kAdoptedLook;
+  spdlog::warn(
+      "runner adopted the {} cluster(s) the worker{} left running: it waits for them, holds them "
+      "to their timeout and records how they end",
+      adopted_.size(), who(lost_pid));
+}
+
+// Its pid, where it is known.
+std::optional<pid_t> WorkerEngine::process_of(
+    AttemptId id, const AttemptSpec& spec,
+    const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled) const {
+  if (auto it = pid_of_.find(id); it != pid_of_.end() && it->second > 0) return it->second;
+  auto it = journalled.find({spec.cluster, spec.attempt});
+  if (it == journalled.end() || it->second.started.where.process <= 0) return std::nullopt;
+  return static_cast<pid_t>(it->second.started.where.process);
+}
+
+void WorkerEngine::adopt(AttemptId id, pid_t pid, pid_t lost_pid) {
+  auto& a = adopted_[id];
+  a.pid = pid;
+  a.worker = lost_pid;
+  const auto& spec = in_flight_.at(id);
+  auto since = started_steady_.find(id);
+  if (spec.timeout)
+    a.timeout_at = (since != started_steady_.end() ? since->second : Clock::now()) + *spec.timeout;
+  due_by_.erase(id);
+  usage_.erase(id);
+  // A stop runner asked of the worker may not have reached the cluster.
+  if (auto asked = stops_asked_.find(id); asked != stops_asked_.end()) {
+    auto mode = asked->second;
+    stops_asked_.erase(asked);
+    stop(id, mode);
+  }
+}
+
+// Everything else of the run's: processes of clusters not adopted (their
+// descendants, or one started after the worker last spoke), killed; those
+// that were runner's children, reaped.
+void WorkerEngine::kill_unadopted(const std::vector<pid_t>& pids,
+                                  const std::vector<std::pair<ClusterId, std::uint32_t>>& tags) {
+  std::set<std::pair<ClusterId, std::uint32_t>> kept;
+  for (const auto& [id, a] : adopted_) {
+    const auto& spec = in_flight_.at(id);
+    kept.emplace(spec.cluster, spec.attempt);
+  }
+  std::vector<pid_t> doomed;
+  for (std::size_t i = 0; i < pids.size(); ++i)
+    if (!kept.contains(tags[i])) doomed.push_back(pids[i]);
+  settle_leftovers(doomed, LeftoverPolicy::kKill, -1, "its dead worker left running");
+  for (pid_t pid : doomed) ::waitpid(pid, nullptr, WNOHANG);
+}
+
+// The adopted clusters that ended are recorded; the others are held to
+// their timeout and a stop's grace, as the worker would have.
+void WorkerEngine::look_at_adopted(Clock::time_point now) {
+  adopted_look_at_ = now + kAdoptedLook;
+  std::vector<std::pair<AttemptId, ChildEnd>> ended;
+  for (auto& [id, a] : adopted_) {
+    if (auto end = peek_end(a.pid)) {
+      ended.emplace_back(id, *end);
+      continue;
+    }
+    if (a.timeout_at && now >= *a.timeout_at) {
+      a.timeout_at.reset();
+      a.timed_out = true;
+      const auto& spec = in_flight_.at(id);
+      spdlog::warn("cluster {}/{}: {} timeout reached; stopping it", spec.cluster, spec.clusters,
+                   format_duration(*spec.timeout));
+      signal_adopted(id, SIGTERM);
+      if (!a.kill_at) a.kill_at = now + config_.grace;
+    }
+    if (a.kill_at && now >= *a.kill_at) {
+      a.kill_at.reset();
+      signal_adopted(id, SIGKILL);
+    }
+    adopted_look_at_ = std::min({adopted_look_at_, a.timeout_at.value_or(adopted_look_at_),
+                                 a.kill_at.value_or(adopted_look_at_)});
+  }
+  for (const auto& [id, end] : ended) end_adopted(id, end);
+  reap_descendants();
+  if (adopted_.empty() && run_cgroups_left_ && pid_ < 0) {
+    remove_run_cgroups(config_.run);
+    run_cgroups_left_ = false;
+  }
+  tell_slots();
+}
+
+void WorkerEngine::end_adopted(AttemptId id, const ChildEnd& end) {
+  auto a = adopted_.at(id);
+  adopted_.erase(id);
+  // What is left of its group goes with it; the group's id is still its own.
+  ::kill(-a.pid, SIGKILL);
+  reap(a.pid);
+  const auto& spec = in_flight_.at(id);
+  auto out = outcome_of_end(end);
+  out.timed_out = a.timed_out;
+  if (out.killed_by == SIGKILL && !a.killed)
+    out.interrupted = fmt::format(
+        "its worker{} died, and it was killed by SIGKILL (by its memory cap, or by another "
+        "process)",
+        who(a.worker));
+  // Files form: one that wrote nothing keeps no empty file.
+  auto log = fs::path(spec.log_dir) / spec.log_name;
+  struct stat st {};
+  if (::lstat(log.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+    out.wrote_nothing = ::unlink(log.c_str()) == 0;
+  events_.push_back(AttemptEnded{id, std::move(out)});
+  forget(id);
+}
+
+// A signal to an adopted cluster's whole group; SIGTERM wakes a stopped one.
+void WorkerEngine::signal_adopted(AttemptId id, int sig) {
+  auto& a = adopted_.at(id);
+  if (sig == SIGKILL) a.killed = true;
+  if (::kill(-a.pid, sig) != 0) ::kill(a.pid, sig);
+  if (sig == SIGTERM) ::kill(-a.pid, SIGCONT);
+}
+
+// Descendants of adopted clusters that became runner's children, once they
+// end. The first child that ended being one runner has yet to look at, the
+// rest wait for the next look.
+void WorkerEngine::reap_descendants() {
+  for (;;) {
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+    pid_t pid = info.si_pid;
+    if (pid == pid_ || std::any_of(adopted_.begin(), adopted_.end(),
+                                   [&](const auto& entry) { return entry.second.pid == pid; }))
+      return;
+    reap(pid);
+  }
+}
+
+// An attempt settled: nothing of it is kept.
+void WorkerEngine::forget(AttemptId id) {
+  in_flight_.erase(id);
+  started_.erase(id);
+  started_steady_.erase(id);
+  pid_of_.erase(id);
+  due_by_.erase(id);
+  usage_.erase(id);
+  stops_asked_.erase(id);
+}
+
+// Executions found by their RUNNER_* variables that the journal does not
+// name: their starts, from what they carry.
+void WorkerEngine::add_found(
+    std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled,
+    const std::vector<FoundExecution>& found) {
+  for (const auto& f : found) {
+    auto& kept = journalled[{f.cluster, f.attempt}];
+    if (kept.cluster != 0) {
+      if (kept.started.where.process <= 0) kept.started.where = f.where;
+      continue;
+    }
+    kept.job = f.job;
+    kept.cluster = f.cluster;
+    kept.attempt = f.attempt;
+    kept.started = AttemptStarted{0, f.where, "", f.started_at, ""};
+  }
 }
 
 // A stop of an attempt held for its lost worker: it ends here, its row
@@ -572,7 +855,8 @@ std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry> WorkerEngine::journa
   std::vector<std::string> ignored;
   auto name = worker_name(config_);
   for (auto& journal : RunJournal::find(config_.journal_dir, owner, ignored)) {
-    if (journal.name() != name || journal.try_lock() != RunJournal::Lock::kTaken) continue;
+    if (journal.name() != name || lock_of_dead_worker(journal) != RunJournal::Lock::kTaken)
+      continue;
     std::size_t garbled = 0;
     for (auto& e : journal.read(garbled)) {
       auto& kept = out[{e.cluster, e.attempt}];
@@ -595,12 +879,7 @@ void WorkerEngine::settle_lost(
         fmt::format("its worker{} ended before it started", on_site(launch_.site)), "", ""});
     return;
   }
-  if (!started_.contains(id)) {
-    auto s = it->second.started;
-    s.id = id;
-    if (s.log_path.empty()) s.log_path = (fs::path(spec.log_dir) / spec.log_name).string();
-    events_.push_back(s);
-  }
+  tell_start(id, spec, journalled);
   AttemptEnded ended{id, {}};
   if (known && it->second.outcome) {
     ended.outcome = *it->second.outcome;
@@ -619,6 +898,19 @@ void WorkerEngine::settle_lost(
     }
   }
   events_.push_back(std::move(ended));
+}
+
+// A start runner was not told of, from the journal (or what its process
+// carries).
+void WorkerEngine::tell_start(
+    AttemptId id, const AttemptSpec& spec,
+    const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled) {
+  if (started_.contains(id)) return;
+  auto s = journalled.at({spec.cluster, spec.attempt}).started;
+  s.id = id;
+  if (s.log_path.empty()) s.log_path = (fs::path(spec.log_dir) / spec.log_name).string();
+  events_.push_back(s);
+  started_.insert(id);
 }
 
 // Reads what the worker says until `answered`; false when `wake_fd` became

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,7 +131,7 @@ class HookExit {
   HookExit() : sigchld_(SIGCHLD) {}
   void watch(pid_t pid) {
     pid_ = pid;
-    pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    pidfd_ = open_pidfd(pid);
     if (!pidfd_)
       spdlog::debug("--on-finish: pidfd_open: {}; waiting for SIGCHLD", std::strerror(errno));
   }

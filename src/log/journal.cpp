@@ -62,17 +62,22 @@ std::string read_small(int fd) {
   return text;
 }
 
-// A line that takes a start back ('N') removes that start and is no entry
-// itself: nothing of it ran. The start is the latest of its attempt before
-// the line, as an attempt that did not start may be handed out again and
-// start (and end) after it.
-void take_back_starts(std::vector<JournalEntry>& entries) {
+// Two lines speak of the start before them and are no entry themselves: one
+// that takes it back ('N') removes it, as nothing of it ran; one that names
+// its process ('S') gives it its pid. The start is the latest of its attempt
+// before the line, as an attempt that did not start may be handed out again
+// and start (and end) after it.
+void apply_lines_about_starts(std::vector<JournalEntry>& entries) {
   std::map<std::pair<ClusterId, std::uint32_t>, std::size_t> open;  // its start, not yet ended
   std::vector<bool> drop(entries.size(), false);
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
     auto key = std::pair(e.cluster, e.attempt);
-    if (e.not_started) {
+    if (e.names_process) {
+      drop[i] = true;
+      if (auto it = open.find(key); it != open.end())
+        entries[it->second].started.where.process = e.started.where.process;
+    } else if (e.not_started) {
       drop[i] = true;
       if (auto it = open.find(key); it != open.end()) drop[it->second] = true;
       open.erase(key);
@@ -248,6 +253,11 @@ void JournalWriter::flush() {
   sync_due_ = false;
 }
 
+ProcessNote JournalWriter::process_note(const std::string& job, ClusterId cluster,
+                                        std::uint32_t attempt) const {
+  return ProcessNote{segment_.get(), encode_process_note(job, cluster, attempt)};
+}
+
 void JournalWriter::acknowledged(std::uint64_t seq) {
   acknowledged_ = std::max(acknowledged_, seq);
   // Every segment but the one being written whose lines are all committed.
@@ -408,9 +418,9 @@ std::vector<JournalEntry> RunJournal::read(std::size_t& garbled) const {
       // A line without its newline is the last, cut short by a crash (a
       // worker killed in the middle of a write). A start cut in its last
       // fields still names its execution, which then gets its row; a line
-      // that takes a start back is trusted only whole, as its attempt
-      // number, its last field, may have been cut to another.
-      if (!whole && f.kind() == 'N') break;
+      // that takes a start back, or names its process, is trusted only
+      // whole, as its last field may have been cut to another number.
+      if (!whole && (f.kind() == 'N' || f.kind() == 'S')) break;
       try {
         if (auto entry = decode_journal(f, version))
           out.push_back(std::move(*entry));
@@ -421,7 +431,7 @@ std::vector<JournalEntry> RunJournal::read(std::size_t& garbled) const {
       }
     }
   }
-  take_back_starts(out);
+  apply_lines_about_starts(out);
   return out;
 }
 

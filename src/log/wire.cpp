@@ -489,14 +489,33 @@ std::string encode_journal(const JournalEntry& e, std::uint64_t seq) {
   return out;
 }
 
+std::string encode_process_note(const std::string& job, ClusterId cluster, std::uint32_t attempt) {
+  std::string out = "S";
+  put_number(out, 0);
+  put(out, job);
+  put_number(out, cluster);
+  put_number(out, attempt);
+  out += '\t';
+  return out;
+}
+
 std::optional<JournalEntry> decode_journal(const Fields& f, std::uint32_t version) {
-  if (f.kind() == 'N' && version >= 4) {
-    if (f.size() < 4) return std::nullopt;
+  bool takes_back = f.kind() == 'N' && version >= 4;
+  bool names_process = f.kind() == 'S' && version >= 5;
+  if (takes_back || names_process) {
+    if (f.size() < (names_process ? 5u : 4u)) return std::nullopt;
     JournalEntry e;
     e.job = f.text(1);
     e.cluster = f.count(2);
     e.attempt = attempt_number(f, 3);
-    e.not_started = true;
+    e.not_started = takes_back;
+    e.names_process = names_process;
+    if (names_process) {
+      auto pid = f.number(4);
+      if (pid <= 0 || pid > std::numeric_limits<pid_t>::max())
+        throw WireError(fmt::format("not a process: {}", pid));
+      e.started.where.process = pid;
+    }
     e.version = version;
     return e;
   }

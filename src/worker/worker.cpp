@@ -125,6 +125,13 @@ class Worker {
     // worker left is found node by node.
     options.run = worker_name(config);
     options.site = config.node;
+    // Each cluster names its own process in the journal as it starts: should
+    // the worker die before it told runner, runner still knows which process
+    // is whose.
+    options.process_note = [this](const AttemptSpec& spec) {
+      return journal_ ? journal_->process_note(spec.job, spec.cluster, spec.attempt)
+                      : ProcessNote{};
+    };
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
     // Without a journal, a cluster that ends while runner is killed would
@@ -429,7 +436,8 @@ void Worker::handle(const std::string& text) {
       runner_gone_ = true;
       return;
     case 'N':
-      slots_ = std::max<std::size_t>(f.count(0), 1);
+      // None: clusters of a dead worker that runner adopted fill them all.
+      slots_ = f.count(0);
       pump();
       return;
     default:
