@@ -256,11 +256,11 @@ void Torture::check() {
     // SIGTERM killed after its last line and before its exit ended by
     // SIGTERM, as far as anyone can tell, and runs again. That is the stop's
     // doing, not the cut's, and is counted apart.
-    auto signal = query(db_,
-                        "SELECT ifnull(signal, '-') FROM attempts WHERE job = 'crash' AND "
-                        "cluster = " +
+    auto ending = query(db_,
+                        "SELECT state || ' ' || ifnull(signal, '-') FROM attempts WHERE "
+                        "job = 'crash' AND cluster = " +
                             std::to_string(c) + " AND attempt = " + std::to_string(done->second));
-    bool stopped = kind_ == Cut::kWorker && signal == "15";
+    bool stopped = kind_ == Cut::kWorker && ending == "interrupted 15";
     ++(stopped ? stopped_as_it_ended : reruns);
     if (std::getenv("RUNNER_TORTURE_SHOW"))
       std::printf("rerun of completed cluster %ld%s: %s; the record: %s\n", c,

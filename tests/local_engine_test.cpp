@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <map>
 
 #include "e2e_util.h"
 #include "runner/sysinfo.h"
@@ -78,8 +80,6 @@ TEST_F(LocalEngineTest, TellsWhereAnAttemptStartedAndHowItEnded) {
   EXPECT_NE(read_file(started->log_path).find("out line 0 of cluster 1"), std::string::npos);
 }
 
-// A graceful stop: SIGTERM first; a child that shrugs it off is killed once
-// the grace has passed.
 // An end is told, rusage and all, while its process is still a zombie of
 // the engine's: a worker journals it before it is reaped, and a worker
 // killed in between leaves it for runner to read. It is reaped at the next
@@ -102,6 +102,56 @@ TEST_F(LocalEngineTest, AnEndIsToldWithItsRusageBeforeItsProcessIsReaped) {
   EXPECT_FALSE(fs::exists(fs::path("/proc") / std::to_string(pid))) << "not reaped";
 }
 
+// A worker releases an end once it has journalled it: until then the
+// child stays a zombie, whatever wait() comes between.
+TEST_F(LocalEngineTest, WithReapWhenReleasedAnEndedChildStaysUntilReleased) {
+  LocalEngineOptions options;
+  options.reap_when_released = true;
+  LocalEngine e(std::move(options));
+  auto answer = e.start(spec(1, {"--exit", "0"}));
+  ASSERT_TRUE(answer);
+  auto pid = std::get<AttemptStarted>(*answer).where.process;
+  ASSERT_TRUE(end_of(e, 1));
+  auto proc = fs::path("/proc") / std::to_string(pid);
+  EXPECT_TRUE(e.wait(Clock::now(), -1).empty());
+  EXPECT_TRUE(fs::exists(proc)) << "reaped before it was released";
+  e.release(1);
+  EXPECT_TRUE(e.wait(Clock::now(), -1).empty());
+  EXPECT_FALSE(fs::exists(proc)) << "not reaped once released";
+}
+
+// Many children that end together are each told once (more of them than one
+// look at the pidfds would take in small batches).
+TEST_F(LocalEngineTest, SeventyChildrenEndingTogetherAreEachToldOnce) {
+  LocalEngineOptions options;
+  options.parallel = 70;
+  LocalEngine e(std::move(options));
+  auto go = dir_ / "go";
+  std::vector<std::int64_t> pids;
+  for (AttemptId id = 1; id <= 70; ++id) {
+    auto answer = e.start(spec(id, {"--hold-file", go.string()}));
+    ASSERT_TRUE(answer && std::holds_alternative<AttemptStarted>(*answer));
+    pids.push_back(std::get<AttemptStarted>(*answer).where.process);
+  }
+  std::ofstream(go.string()).put('x');
+  // All have ended before the engine looks.
+  auto ended = [](std::int64_t pid) {
+    auto stat = read_file(fs::path("/proc") / std::to_string(pid) / "stat");
+    return stat.substr(stat.rfind(')') + 2, 1) == "Z";
+  };
+  ASSERT_TRUE(
+      wait_until(dir_.path(), [&] { return std::all_of(pids.begin(), pids.end(), ended); }));
+  std::map<AttemptId, int> told;
+  auto give_up = Clock::now() + std::chrono::seconds(60);
+  while (told.size() < 70 && Clock::now() < give_up)
+    for (auto& event : e.wait(give_up, -1))
+      if (auto* ended = std::get_if<AttemptEnded>(&event)) ++told[ended->id];
+  ASSERT_EQ(told.size(), 70u);
+  for (const auto& [id, n] : told) EXPECT_EQ(n, 1) << "attempt " << id;
+}
+
+// A graceful stop: SIGTERM first; a child that shrugs it off is killed once
+// the grace has passed.
 TEST_F(LocalEngineTest, AGracefulStopTermsThenKillsAfterTheGrace) {
   auto e = engine(std::chrono::milliseconds(100));
   auto terms = dir_ / "terms";

@@ -215,6 +215,59 @@ TEST(Outcome, AdoptedClustersAreStoppedByRunnersSigterm) {
             "1.1 interrupted 15, 2.1 interrupted 15");
 }
 
+// Clusters that ended while their worker could not journal them (it was
+// stopped, then killed) are still zombies, which runner reads: each is
+// recorded as it ended, with its exit code, and nothing runs again.
+TEST(Outcome, ClustersThatEndedUnjournalledBeforeTheirWorkerDiedAreRecordedAsTheyEnded) {
+  TempDir t;
+  auto args = with_child({"2", "2", "--job", "j"}, child_args(t, {"--exit-for", "2=3"}));
+  RunnerProcess runner(args, t.path());
+  auto worker = signal_worker_once_running(t, runner, 2, SIGSTOP);
+  ASSERT_GT(worker, 0);
+  std::ofstream((t / "go").string()).put('x');
+  // Both have exited; their stopped worker cannot reap or journal them.
+  ASSERT_TRUE(wait_until(t.path(), [&] {
+    auto w = witness(t / "record");
+    return w.ends[1] == 1 && w.ends[2] == 1;
+  }));
+  ::kill(worker, SIGKILL);
+  EXPECT_EQ(runner.wait(), 1) << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
+                  "exit_code, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
+            "1.1 done 0, 2.1 failed 3");
+  EXPECT_EQ(witness(t / "record").starts, (std::map<long, int>{{1, 1}, {2, 1}}));
+}
+
+// A second worker that stops on a SIGTERM of its own leaves runner's
+// adopted clusters alone: they run on in their cgroup and end as they
+// would, and only the second worker's cluster runs again.
+TEST(Outcome, AdoptedClustersOutliveTheNextWorkerStoppingOnItsOwnSigterm) {
+  TempDir t;
+  fs::create_directory(t / "release");
+  auto args = with_child({"3", "2", "--job", "j"},
+                         child_args(t, {"--release-dir", (t / "release").string()}));
+  RunnerProcess runner(args, t.path());
+  auto first = signal_worker_once_running(t, runner, 2, SIGKILL);
+  ASSERT_GT(first, 0);
+  ASSERT_TRUE(runner_says(t, runner, "runner adopted the 2 cluster(s)"));
+  std::ofstream((t / "release" / "1").string()).put('x');
+  ASSERT_TRUE(wait_until(t / "ready", [&] { return fs::exists(t / "ready" / "3.ready"); }));
+  auto second = worker_of(runner.pid());
+  ASSERT_GT(second, 0);
+  ASSERT_NE(second, first);
+  ::kill(second, SIGTERM);
+  ASSERT_TRUE(runner_says(t, runner, "got SIGTERM and stopped its clusters")) << runner.err();
+  std::ofstream((t / "go").string()).put('x');
+  EXPECT_EQ(runner.wait(), 0) << runner.err();
+  EXPECT_EQ(query(t / "runner.db",
+                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state, ', ') FROM "
+                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
+            "1.1 done, 2.1 done, 3.1 interrupted, 3.2 done");
+  auto w = witness(t / "record");
+  EXPECT_EQ(w.starts, (std::map<long, int>{{1, 1}, {2, 1}, {3, 2}}));
+}
+
 // runner holds an adopted cluster to its timeout, and stops adopted ones
 // with SIGTERM and the grace, as the worker would have.
 TEST(Outcome, AdoptedClustersAreHeldToTheirTimeoutAndStoppedByRunner) {

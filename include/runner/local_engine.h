@@ -4,10 +4,11 @@
 // stream_log.h), the RUNNER_* variables, the signal state runner was started with, and
 // a cage of its own (a cgroup, or an rlimit) that it enters before exec. Its
 // end is read with its rusage (CPU time, peak RSS of the tree), exact, but
-// it is reaped only at the next wait(): by then the caller has acted on the
-// end (a worker has journalled it). Should the caller die first, the ended
-// child is still there for whoever adopts it to read how it ended (see
-// worker_engine.h). runner becomes a child subreaper: descendants that daemonise are
+// it is reaped only once the caller has acted on the end: at the next
+// wait(), or, with reap_when_released, once the caller releases it (a
+// worker, once it has journalled the end). Should the caller die first, the
+// ended child is still there for whoever adopts it to read how it ended
+// (see worker_engine.h). runner becomes a child subreaper: descendants that daemonise are
 // reparented to it and killed once their cluster has ended. Timeouts and the
 // steps of a stop (SIGTERM, the grace, SIGKILL) are enforced here, each child
 // on its own monotonic clock.
@@ -70,6 +71,8 @@ struct LocalEngineOptions {
   // The line each child writes of itself before it execs (a worker's
   // journal), if any.
   std::function<ProcessNote(const AttemptSpec&)> process_note;
+  // An ended child is reaped only once release() is called for it.
+  bool reap_when_released = false;
 };
 
 class LocalEngine : public Engine {
@@ -86,6 +89,8 @@ class LocalEngine : public Engine {
                                                     int wake_fd) override;
   std::optional<std::uint64_t> memory_in_use(AttemptId id) const override;
   std::optional<std::uint64_t> total_memory_in_use() const override;
+  // With reap_when_released: the end of `id` is acted on; its process goes.
+  void release(AttemptId id);
 
   // What this run's processes carry in RUNNER_RUN: how a later runner finds them.
   const std::string& run_id() const { return run_id_; }
@@ -150,13 +155,14 @@ class LocalEngine : public Engine {
   std::vector<char*> base_env_;  // runner's environment minus RUNNER_*, plus those two
   std::unordered_map<pid_t, Child> children_;
   std::unordered_map<AttemptId, pid_t> pid_of_;
-  Fd ends_;                          // epoll: the children's pidfds
-  std::size_t unwatched_ = 0;        // children without a pidfd, looked at on every SIGCHLD
-  std::vector<pid_t> to_reap_;       // ended children told of, reaped at the next wait()
-  std::vector<EngineEvent> events_;  // told at the next wait()
-  std::string resolved_name_, resolved_path_;  // the last program looked up
-  std::string log_dir_;                        // the open log folder
-  std::string host_ = host_name();             // where its clusters run
+  Fd ends_;                     // epoll: the children's pidfds
+  std::size_t unwatched_ = 0;   // children without a pidfd, looked at on every SIGCHLD
+  std::vector<pid_t> to_reap_;  // ended children told of, reaped at the next wait()
+  std::unordered_map<AttemptId, pid_t> unreleased_;  // with reap_when_released
+  std::vector<EngineEvent> events_;                  // told at the next wait()
+  std::string resolved_name_, resolved_path_;        // the last program looked up
+  std::string log_dir_;                              // the open log folder
+  std::string host_ = host_name();                   // where its clusters run
   Fd log_dir_fd_;
   std::optional<rlimit> children_nofile_;  // set when runner raised its own
   // Stream form: the run's stream, and an epoll set of the children's pipes.

@@ -75,4 +75,12 @@ struct ChildEnd {
 };
 std::optional<ChildEnd> peek_end(pid_t pid);
 
+// The same look, also telling a child that runs from a process that is not
+// runner's child, in one call: nothing can end between the two.
+struct ChildLook {
+  bool mine = false;
+  std::optional<ChildEnd> end;  // mine and ended
+};
+ChildLook look_at_child(pid_t pid);
+
 }  // namespace runner

@@ -120,7 +120,11 @@ class WorkerEngine : public Engine {
   void tell_start(AttemptId id, const AttemptSpec& spec,
                   const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled);
   void forget(AttemptId id);
-  void adopt(AttemptId id, pid_t pid, pid_t lost_pid);
+  void adopt(AttemptId id, pid_t pid, pid_t lost_pid,
+             const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled);
+  void record_end(AttemptId id, const ChildEnd& end, bool killed_here, pid_t worker,
+                  bool timed_out = false);
+  std::vector<AttemptId> not_adopted() const;
   void kill_unadopted(const std::vector<pid_t>& pids,
                       const std::vector<std::pair<ClusterId, std::uint32_t>>& tags);
   // The adopted clusters: their ends, timeouts and stops; how many slots the
@@ -193,7 +197,8 @@ class WorkerEngine : public Engine {
   };
   std::unordered_map<AttemptId, Adopted> adopted_;
   Clock::time_point adopted_look_at_;
-  std::uint32_t slots_told_ = 0;  // what the worker may run beside them
+  Clock::time_point sweep_until_;  // until then, what runner killed is collected
+  std::uint32_t slots_told_ = 0;   // what the worker may run beside them
   std::unordered_map<AttemptId, StopMode> stops_asked_;
   bool run_cgroups_left_ = false;  // a dead worker's cgroups wait for its adopted clusters
 };

@@ -112,19 +112,23 @@ Fd open_pidfd(pid_t pid) {
   return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
-std::optional<ChildEnd> peek_end(pid_t pid) {
+ChildLook look_at_child(pid_t pid) {
   siginfo_t info{};
   ChildEnd end;
   // glibc's waitid passes no rusage; the system call fills it, also with
   // WNOWAIT.
   while (::syscall(SYS_waitid, P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT, &end.usage) != 0)
-    if (errno != EINTR) return std::nullopt;
-  if (info.si_pid != pid) return std::nullopt;
+    if (errno != EINTR) return {};  // ECHILD: not runner's child
+  if (info.si_pid != pid) return {true, std::nullopt};
   if (info.si_code == CLD_EXITED)
     end.status = W_EXITCODE(info.si_status, 0);
   else
     end.status = info.si_status | (info.si_code == CLD_DUMPED ? WCOREFLAG : 0);
-  return end;
+  return {true, end};
+}
+
+std::optional<ChildEnd> peek_end(pid_t pid) {
+  return look_at_child(pid).end;
 }
 
 }  // namespace runner

@@ -82,6 +82,7 @@ std::string utc_time(double epoch_seconds) {
   // epoch's Julian day in milliseconds before it rounds, and the double's
   // precision there decides a fraction that falls near half a millisecond.
   constexpr double kEpochJulianMs = 210866760000000.0;
+  // NOLINTNEXTLINE(bugprone-incorrect-roundings): SQLite's own rounding, on purpose
   auto julian_ms = static_cast<long long>(epoch_seconds * 1000.0 + kEpochJulianMs + 0.5);
   auto ms_total = julian_ms - static_cast<long long>(kEpochJulianMs);
   auto t = static_cast<std::time_t>(ms_total / 1000);

@@ -547,14 +547,14 @@ void LocalEngine::reap() {
   if (cluster_ended && !has_cgroups()) kill_strays(false);
 }
 
-// The children whose pidfd says they ended, and those without one.
+// The children whose pidfd says they ended, and those without one. One
+// look takes them all: a pidfd stays readable until its child is ended here.
 std::vector<pid_t> LocalEngine::ended_children() {
   std::vector<pid_t> out;
-  epoll_event ready[64];
-  for (int n = 64; n == 64;) {
-    n = ::epoll_wait(ends_.get(), ready, 64, 0);
-    for (int i = 0; i < n; ++i) out.push_back(static_cast<pid_t>(ready[i].data.u64));
-  }
+  std::vector<epoll_event> ready(std::max<std::size_t>(children_.size(), 1));
+  int n = ::epoll_wait(ends_.get(), ready.data(), static_cast<int>(ready.size()), 0);
+  out.reserve(static_cast<std::size_t>(std::max(n, 0)) + unwatched_);
+  for (int i = 0; i < n; ++i) out.push_back(static_cast<pid_t>(ready[i].data.u64));
   if (unwatched_ > 0)
     for (const auto& [pid, child] : children_)
       if (!child.ended) out.push_back(pid);
@@ -563,6 +563,7 @@ std::vector<pid_t> LocalEngine::ended_children() {
 
 void LocalEngine::end_child(pid_t pid, const ChildEnd& end) {
   auto it = children_.find(pid);
+  if (it == children_.end()) return;
   auto& child = it->second;
   // What is left of its process group goes with it. The group's id cannot
   // have been reused: the child, not reaped yet, still holds it.
@@ -573,8 +574,18 @@ void LocalEngine::end_child(pid_t pid, const ChildEnd& end) {
   if (!child.ended) --unwatched_;
   events_.push_back(AttemptEnded{child.spec.id, outcome_of(child, end)});
   pid_of_.erase(child.spec.id);
+  if (options_.reap_when_released)
+    unreleased_.emplace(child.spec.id, pid);
+  else
+    to_reap_.push_back(pid);
   children_.erase(it);  // its pidfd closed, out of the epoll set
-  to_reap_.push_back(pid);
+}
+
+void LocalEngine::release(AttemptId id) {
+  auto it = unreleased_.find(id);
+  if (it == unreleased_.end()) return;
+  to_reap_.push_back(it->second);
+  unreleased_.erase(it);
 }
 
 // Descendants adopted once their parent died (runner is their subreaper)
@@ -586,7 +597,9 @@ void LocalEngine::reap_adopted_descendants() {
     if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
     pid_t pid = info.si_pid;
     if (children_.contains(pid) ||
-        std::find(to_reap_.begin(), to_reap_.end(), pid) != to_reap_.end())
+        std::find(to_reap_.begin(), to_reap_.end(), pid) != to_reap_.end() ||
+        std::any_of(unreleased_.begin(), unreleased_.end(),
+                    [&](const auto& entry) { return entry.second == pid; }))
       return;
     ::waitpid(pid, nullptr, WNOHANG);
   }

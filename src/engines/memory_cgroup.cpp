@@ -323,7 +323,9 @@ class CgroupCaps : public MemoryCaps {
     returned_.clear();
     idle_.clear();
     resting_.clear();
-    if (!kill_and_remove(run_dir_, version_))
+    // What is left is in slots not its own: clusters of a dead worker of the
+    // run that runner adopted, and runner removes the folder after them.
+    if (processes_in(run_dir_) == 0 && !kill_and_remove(run_dir_, version_))
       spdlog::warn("could not remove cgroup {}", run_dir_.string());
     // Folders spared at the start because processes were still in them.
     sweep_stale_runs(own_dir_, std::nullopt);

@@ -53,12 +53,10 @@ constexpr auto kLateBy = std::chrono::seconds(5);
 // How often runner looks at the clusters it adopted from a dead worker.
 constexpr auto kAdoptedLook = std::chrono::milliseconds(50);
 
-// Whether `pid` is a child of this process that has not ended.
-bool runs_as_my_child(pid_t pid) {
-  siginfo_t info{};
-  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-         info.si_pid == 0;
-}
+// How long runner goes on collecting what it killed of a dead worker's:
+// processes die a moment after SIGKILL, and descendants pass to runner as
+// their parents die.
+constexpr auto kSweepFor = std::chrono::seconds(2);
 
 // The lock of a dead worker's journal outlives it while a cluster it was
 // starting still holds the worker's descriptors, until that cluster execs:
@@ -116,8 +114,10 @@ WorkerEngine::~WorkerEngine() {
     ::kill(a.pid, SIGKILL);
     reap(a.pid);
   }
-  if (pid_ < 0 && run_cgroups_left_) remove_run_cgroups(config_.run);
-  if (pid_ < 0) return;
+  if (pid_ < 0) {
+    if (run_cgroups_left_) remove_run_cgroups(config_.run);
+    return;
+  }
   send(encode_bye());
   flush();
   to_.reset();
@@ -125,6 +125,8 @@ WorkerEngine::~WorkerEngine() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  // A dead worker's cgroups its successor kept for adopted clusters.
+  if (run_cgroups_left_) remove_run_cgroups(config_.run);
 }
 
 void WorkerEngine::spawn() {
@@ -176,8 +178,6 @@ void WorkerEngine::spawn() {
     pid_ = -1;
     throw Error(fmt::format("cannot start a worker{}: {}", on_site(launch_.site), failure_));
   }
-  // It owns the run's cgroups now, a dead worker's with them.
-  run_cgroups_left_ = false;
   slots_told_ = config_.parallel;
   tell_slots();
   if (!adopted_.empty())
@@ -374,7 +374,7 @@ void WorkerEngine::on_line(const std::string& text) {
 std::optional<Clock::time_point> WorkerEngine::next_check() const {
   if (held_pid_) return retry_kill_at_;
   std::optional<Clock::time_point> next;
-  if (!adopted_.empty()) next = adopted_look_at_;
+  if (!adopted_.empty() || Clock::now() < sweep_until_) next = adopted_look_at_;
   if (pid_ < 0 || in_flight_.size() == adopted_.size() || !broken_.empty()) return next;
   next = earliest(next, last_heard_ + kSilentFor);
   for (const auto& [id, by] : due_by_) next = std::min(*next, by);
@@ -383,7 +383,7 @@ std::optional<Clock::time_point> WorkerEngine::next_check() const {
 
 void WorkerEngine::check(Clock::time_point now) {
   if (held_pid_) return retry_held_kill(now);
-  if (!adopted_.empty() && now >= adopted_look_at_) look_at_adopted(now);
+  if ((!adopted_.empty() || now < sweep_until_) && now >= adopted_look_at_) look_at_adopted(now);
   if (pid_ < 0 || in_flight_.size() == adopted_.size() || !broken_.empty()) return;
   if (now >= last_heard_ + kSilentFor)
     return give_up(fmt::format("has said nothing for {} s", kSilentFor.count()));
@@ -430,6 +430,12 @@ void WorkerEngine::on_worker_lost() {
   pid_ = -1;
   to_.reset();
   from_.reset();
+  // What runner kills of it here, and what it leaves runner to reap, is
+  // collected for a while.
+  if (launch_.leftovers_here) {
+    sweep_until_ = Clock::now() + kSweepFor;
+    adopted_look_at_ = Clock::now() + kAdoptedLook;
+  }
   auto how = !broken_.empty()      ? broken_
              : stopped_by_         ? std::string()
              : WIFSIGNALED(status) ? fmt::format("it was killed by signal {}", WTERMSIG(status))
@@ -466,21 +472,24 @@ void WorkerEngine::settle_lost_attempts(const std::vector<FoundExecution>& left,
   auto journalled = journal_of_lost_worker();
   auto reaped = reap_orphaned_attempts();
   add_found(journalled, left);
-  for (auto& [id, spec] : in_flight_) {
-    if (auto it = reaped.find(id); it != reaped.end()) {
+  // Clusters adopted from an earlier worker are runner's, not this one's.
+  for (auto id : not_adopted()) {
+    if (auto it = reaped.find(id); it != reaped.end())
       events_.push_back(AttemptEnded{id, it->second});
-      continue;
-    }
-    settle_lost(id, spec, journalled, lost_pid);
+    else
+      settle_lost(id, in_flight_.at(id), journalled, lost_pid);
+    forget(id);
   }
-  in_flight_.clear();
-  started_.clear();
-  started_steady_.clear();
-  pid_of_.clear();
   due_by_.clear();
   usage_.clear();
-  stops_asked_.clear();
   total_usage_.reset();
+}
+
+std::vector<AttemptId> WorkerEngine::not_adopted() const {
+  std::vector<AttemptId> ids;
+  for (const auto& [id, spec] : in_flight_)
+    if (!adopted_.contains(id)) ids.push_back(id);
+  return ids;
 }
 
 // A dead worker's clusters here are runner's children now. Each is known by
@@ -494,46 +503,40 @@ void WorkerEngine::take_over_what_it_left(pid_t lost_pid) {
   auto journalled = journal_of_lost_worker();
   auto left = find_leftovers(Leftovers{{}, {config_.run}});
   add_found(journalled, left.found);
-  std::vector<AttemptId> ids;
-  for (const auto& [id, spec] : in_flight_)
-    if (!adopted_.contains(id)) ids.push_back(id);
-  for (auto id : ids) {
+  for (auto id : not_adopted()) {
     const auto& spec = in_flight_.at(id);
     auto entry = journalled.find({spec.cluster, spec.attempt});
     bool journalled_end = entry != journalled.end() && entry->second.outcome;
     auto pid = process_of(id, spec, journalled);
-    auto end = pid ? peek_end(*pid) : std::nullopt;
-    if (end) reap(*pid);  // its end is read: journalled, or as the kernel kept it
-    bool runs = pid && !end && !journalled_end && runs_as_my_child(*pid);
-    if (journalled_end || (!end && !runs)) {
+    auto look = pid ? look_at_child(*pid) : ChildLook{};
+    if (look.end) reap(*pid);  // its end is read: journalled, or as the kernel kept it
+    bool runs = look.mine && !look.end && !journalled_end;
+    if (journalled_end || (!look.end && !runs)) {
       settle_lost(id, spec, journalled, lost_pid);
       forget(id);
       continue;
     }
     tell_start(id, spec, journalled);
     if (runs) {
-      adopt(id, *pid, lost_pid);
+      adopt(id, *pid, lost_pid, journalled);
       continue;
     }
-    auto out = outcome_of_end(*end);
-    if (out.killed_by == SIGKILL)
-      out.interrupted = fmt::format(
-          "its worker{} died, and it was killed by SIGKILL (by its memory cap, or by another "
-          "process)",
-          who(lost_pid));
-    events_.push_back(AttemptEnded{id, std::move(out)});
-    forget(id);
+    record_end(id, *look.end, false, lost_pid);
   }
   kill_unadopted(left.pids, left.tags);
   due_by_.clear();
   usage_.clear();
   total_usage_.reset();
+  // What was killed, and clusters whose end the worker had told but not
+  // reaped, are collected.
+  sweep_until_ = Clock::now() + kSweepFor;
+  adopted_look_at_ = Clock::now() + kAdoptedLook;
+  reap_descendants();
   if (adopted_.empty()) {
     remove_run_cgroups(config_.run);
     return;
   }
   run_cgroups_left_ = true;
-  adopted_look_at_ = Clock::now() + kAdoptedLook;
   spdlog::warn(
       "runner adopted the {} cluster(s) the worker{} left running: it waits for them, holds them "
       "to their timeout and records how they end",
@@ -550,14 +553,23 @@ std::optional<pid_t> WorkerEngine::process_of(
   return static_cast<pid_t>(it->second.started.where.process);
 }
 
-void WorkerEngine::adopt(AttemptId id, pid_t pid, pid_t lost_pid) {
+void WorkerEngine::adopt(
+    AttemptId id, pid_t pid, pid_t lost_pid,
+    const std::map<std::pair<ClusterId, std::uint32_t>, JournalEntry>& journalled) {
   auto& a = adopted_[id];
   a.pid = pid;
   a.worker = lost_pid;
   const auto& spec = in_flight_.at(id);
-  auto since = started_steady_.find(id);
-  if (spec.timeout)
-    a.timeout_at = (since != started_steady_.end() ? since->second : Clock::now()) + *spec.timeout;
+  // Timed from its start as told, else as journalled (wall clock).
+  if (!started_steady_.contains(id)) {
+    auto entry = journalled.find({spec.cluster, spec.attempt});
+    auto ago = entry == journalled.end()
+                   ? 0.0
+                   : std::max(0.0, wall_clock_now() - entry->second.started.started_at);
+    started_steady_[id] = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(ago));
+  }
+  if (spec.timeout) a.timeout_at = started_steady_.at(id) + *spec.timeout;
   due_by_.erase(id);
   usage_.erase(id);
   // A stop runner asked of the worker may not have reached the cluster.
@@ -626,14 +638,26 @@ void WorkerEngine::end_adopted(AttemptId id, const ChildEnd& end) {
   // What is left of its group goes with it; the group's id is still its own.
   ::kill(-a.pid, SIGKILL);
   reap(a.pid);
+  sweep_until_ = Clock::now() + kSweepFor;
+  record_end(id, end, a.killed, a.worker, a.timed_out);
+}
+
+// How a dead worker's cluster ended, as runner read it. One past its
+// timeout was timed out (by runner, or by its worker before it died); a
+// SIGKILL runner did not send is not the cluster's doing that runner can
+// name.
+void WorkerEngine::record_end(AttemptId id, const ChildEnd& end, bool killed_here, pid_t worker,
+                              bool timed_out) {
   const auto& spec = in_flight_.at(id);
   auto out = outcome_of_end(end);
-  out.timed_out = a.timed_out;
-  if (out.killed_by == SIGKILL && !a.killed)
+  auto since = started_steady_.find(id);
+  out.timed_out = timed_out || (spec.timeout && since != started_steady_.end() &&
+                                Clock::now() - since->second >= *spec.timeout);
+  if (out.killed_by == SIGKILL && !killed_here && !out.timed_out)
     out.interrupted = fmt::format(
         "its worker{} died, and it was killed by SIGKILL (by its memory cap, or by another "
         "process)",
-        who(a.worker));
+        who(worker));
   // Files form: one that wrote nothing keeps no empty file.
   auto log = fs::path(spec.log_dir) / spec.log_name;
   struct stat st {};
@@ -811,6 +835,7 @@ std::map<AttemptId, Outcome> WorkerEngine::reap_orphaned_attempts() {
   std::map<AttemptId, Outcome> out;
   if (!launch_.leftovers_here) return out;
   for (const auto& [id, pid] : pid_of_) {
+    if (adopted_.contains(id)) continue;
     int status = 0;
     rusage usage{};
     if (::wait4(pid, &status, WNOHANG, &usage) != pid) continue;  // not runner's child

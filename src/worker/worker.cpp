@@ -132,6 +132,9 @@ class Worker {
       return journal_ ? journal_->process_note(spec.job, spec.cluster, spec.attempt)
                       : ProcessNote{};
     };
+    // A cluster that ended stays a zombie until its end is journalled:
+    // should the worker die before, runner reads the end from the kernel.
+    options.reap_when_released = true;
     slots_ = std::max<std::size_t>(config.parallel, 1);
     engine_ = std::make_unique<LocalEngine>(std::move(options));
     // Without a journal, a cluster that ends while runner is killed would
@@ -265,6 +268,8 @@ void Worker::tell(EngineEvent event) {
       ended->outcome.interrupted =
           fmt::format("its worker{} got {} and stopped it", on_node(), signal_name(*stopped_by_));
     if (journal_) seq = journal_->add(entry_of(specs_.at(id), started_of_.at(id), ended->outcome));
+    // Reaped once the line is written, at the end of this wakeup.
+    engine_->release(id);
     if (running_ > 0) --running_;
   } else if (specs_.contains(id)) {
     seq = journal_not_started(specs_.at(id));
