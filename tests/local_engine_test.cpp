@@ -135,12 +135,12 @@ TEST_F(LocalEngineTest, SeventyChildrenEndingTogetherAreEachToldOnce) {
   }
   std::ofstream(go.string()).put('x');
   // All have ended before the engine looks.
-  auto ended = [](std::int64_t pid) {
+  auto is_zombie = [](std::int64_t pid) {
     auto stat = read_file(fs::path("/proc") / std::to_string(pid) / "stat");
     return stat.substr(stat.rfind(')') + 2, 1) == "Z";
   };
   ASSERT_TRUE(
-      wait_until(dir_.path(), [&] { return std::all_of(pids.begin(), pids.end(), ended); }));
+      wait_until(dir_.path(), [&] { return std::all_of(pids.begin(), pids.end(), is_zombie); }));
   std::map<AttemptId, int> told;
   auto give_up = Clock::now() + std::chrono::seconds(60);
   while (told.size() < 70 && Clock::now() < give_up)

@@ -20,8 +20,11 @@ TEST(MetricsText, EverySampleHasTheLabelRunnerJobEscaped) {
   EXPECT_NE(text.find("runner_job_clusters{runner_job=\"night\\\"ly\\\\\"} 4\n"), std::string::npos)
       << text;
   std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);)
-    if (!line.starts_with("#")) EXPECT_NE(line.find("{runner_job="), std::string::npos) << line;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("#")) {
+      EXPECT_NE(line.find("{runner_job="), std::string::npos) << line;
+    }
+  }
   EXPECT_EQ(text.find("{job="), std::string::npos) << text;
 }
 

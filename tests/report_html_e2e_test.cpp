@@ -137,8 +137,9 @@ TEST(ReportHtml, ChromiumLaysThePageOutWithNothingHiddenOrWrapped) {
   EXPECT_EQ(probe["wrappedCells"], 0) << probe;
   EXPECT_GE(probe["lowestLane"].get<double>(), 20) << probe;
   // Where cluster 7 ended oom (a cgroup cap), its dot was measured.
-  if (query(t / "runner.db", "select state from attempts where cluster = 7") == "oom")
+  if (query(t / "runner.db", "select state from attempts where cluster = 7") == "oom") {
     EXPECT_EQ(probe["dots"], 1) << probe;
+  }
 }
 
 TEST(ReportHtml, BadInputIsOneLineAndWritesNothing) {
