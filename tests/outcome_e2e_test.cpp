@@ -72,6 +72,13 @@ bool runner_says(const TempDir& t, const RunnerProcess& runner, const std::strin
   return wait_until(t.path(), [&] { return runner.err().find(what) != std::string::npos; });
 }
 
+// Each attempt of the job, in order, as "cluster.attempt" and `what` of it.
+std::string attempts(const TempDir& t, const std::string& what) {
+  return query(t / "runner.db", "SELECT group_concat(cluster || '.' || attempt || ' ' || " + what +
+                                    ", ', ') FROM (SELECT * FROM attempts ORDER BY cluster, "
+                                    "attempt)");
+}
+
 TEST(Outcome, ClustersThatFinishWhileRunnerIsDeadAreRecordedDoneAndNotRunAgain) {
   TempDir t;
   auto args = with_child({"4", "4", "--job", "j"}, child_args(t));
@@ -193,10 +200,7 @@ TEST(Outcome, AdoptedClustersKeepTheirSlotsFromTheNextWorker) {
   std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(runner.wait(), 0) << runner.err();
   EXPECT_EQ(std::stol(read_file(t / "live.max")), 2);
-  EXPECT_EQ(query(t / "runner.db",
-                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state, ', ') FROM "
-                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
-            "1.1 done, 2.1 done, 3.1 done, 4.1 done");
+  EXPECT_EQ(attempts(t, "state"), "1.1 done, 2.1 done, 3.1 done, 4.1 done");
 }
 
 // A stop (SIGTERM to runner) reaches the clusters runner adopted.
@@ -209,10 +213,7 @@ TEST(Outcome, AdoptedClustersAreStoppedByRunnersSigterm) {
   ASSERT_TRUE(runner_says(t, runner, "runner adopted the 2 cluster(s)"));
   runner.signal(SIGTERM);
   EXPECT_EQ(runner.wait(), 128 + SIGTERM) << runner.err();
-  EXPECT_EQ(query(t / "runner.db",
-                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
-                  "signal, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
-            "1.1 interrupted 15, 2.1 interrupted 15");
+  EXPECT_EQ(attempts(t, "state || ' ' || signal"), "1.1 interrupted 15, 2.1 interrupted 15");
 }
 
 // Clusters that ended while their worker could not journal them (it was
@@ -232,10 +233,7 @@ TEST(Outcome, ClustersThatEndedUnjournalledBeforeTheirWorkerDiedAreRecordedAsThe
   }));
   ::kill(worker, SIGKILL);
   EXPECT_EQ(runner.wait(), 1) << runner.err();
-  EXPECT_EQ(query(t / "runner.db",
-                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
-                  "exit_code, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
-            "1.1 done 0, 2.1 failed 3");
+  EXPECT_EQ(attempts(t, "state || ' ' || exit_code"), "1.1 done 0, 2.1 failed 3");
   EXPECT_EQ(witness(t / "record").starts, (std::map<long, int>{{1, 1}, {2, 1}}));
 }
 
@@ -260,10 +258,7 @@ TEST(Outcome, AdoptedClustersOutliveTheNextWorkerStoppingOnItsOwnSigterm) {
   ASSERT_TRUE(runner_says(t, runner, "got SIGTERM and stopped its clusters")) << runner.err();
   std::ofstream((t / "go").string()).put('x');
   EXPECT_EQ(runner.wait(), 0) << runner.err();
-  EXPECT_EQ(query(t / "runner.db",
-                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state, ', ') FROM "
-                  "(SELECT * FROM attempts ORDER BY cluster, attempt)"),
-            "1.1 done, 2.1 done, 3.1 interrupted, 3.2 done");
+  EXPECT_EQ(attempts(t, "state"), "1.1 done, 2.1 done, 3.1 interrupted, 3.2 done");
   auto w = witness(t / "record");
   EXPECT_EQ(w.starts, (std::map<long, int>{{1, 1}, {2, 1}, {3, 2}}));
 }
@@ -280,10 +275,7 @@ TEST(Outcome, AdoptedClustersAreHeldToTheirTimeoutAndStoppedByRunner) {
   EXPECT_EQ(runner.wait(), 1) << runner.err();
   EXPECT_NE(runner.err().find("runner adopted the 2 cluster(s)"), std::string::npos)
       << runner.err();
-  EXPECT_EQ(query(t / "runner.db",
-                  "SELECT group_concat(cluster || '.' || attempt || ' ' || state || ' ' || "
-                  "signal, ', ') FROM (SELECT * FROM attempts ORDER BY cluster)"),
-            "1.1 timeout 15, 2.1 timeout 15");
+  EXPECT_EQ(attempts(t, "state || ' ' || signal"), "1.1 timeout 15, 2.1 timeout 15");
 }
 
 // SIGTERM to the worker itself (systemd stopping the unit, Slurm ending the

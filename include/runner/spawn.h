@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -82,5 +83,14 @@ struct ChildLook {
   std::optional<ChildEnd> end;  // mine and ended
 };
 ChildLook look_at_child(pid_t pid);
+
+// Collects a child of runner that has ended (waitpid, waiting for it).
+void reap_child(pid_t pid);
+
+// Collects runner's children that have ended, but those `keep` names
+// (whose end their owner reads first). The kernel shows only the first
+// ended child without collecting it: at a kept one, the rest wait for the
+// next call.
+void reap_ended_children(const std::function<bool(pid_t)>& keep);
 
 }  // namespace runner

@@ -131,4 +131,18 @@ std::optional<ChildEnd> peek_end(pid_t pid) {
   return look_at_child(pid).end;
 }
 
+void reap_child(pid_t pid) {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void reap_ended_children(const std::function<bool(pid_t)>& keep) {
+  for (;;) {
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+    if (keep(info.si_pid)) return;
+    reap_child(info.si_pid);
+  }
+}
+
 }  // namespace runner

@@ -531,9 +531,7 @@ std::vector<EngineEvent> LocalEngine::wait(std::optional<Clock::time_point> dead
 // Children that ended since the last look are told of; those told of at
 // the last wait() are reaped now, their ends acted on.
 void LocalEngine::reap() {
-  for (pid_t pid : std::exchange(to_reap_, {}))
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+  for (pid_t pid : std::exchange(to_reap_, {})) reap_child(pid);
   bool cluster_ended = false;
   for (pid_t pid : ended_children()) {
     auto end = peek_end(pid);
@@ -592,17 +590,12 @@ void LocalEngine::release(AttemptId id) {
 // are collected as they end. The first child that ended being a cluster's
 // own process, told of and not reaped yet, the rest wait for the next look.
 void LocalEngine::reap_adopted_descendants() {
-  for (;;) {
-    siginfo_t info{};
-    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
-    pid_t pid = info.si_pid;
-    if (children_.contains(pid) ||
-        std::find(to_reap_.begin(), to_reap_.end(), pid) != to_reap_.end() ||
-        std::any_of(unreleased_.begin(), unreleased_.end(),
-                    [&](const auto& entry) { return entry.second == pid; }))
-      return;
-    ::waitpid(pid, nullptr, WNOHANG);
-  }
+  reap_ended_children([&](pid_t pid) {
+    return children_.contains(pid) ||
+           std::find(to_reap_.begin(), to_reap_.end(), pid) != to_reap_.end() ||
+           std::any_of(unreleased_.begin(), unreleased_.end(),
+                       [&](const auto& entry) { return entry.second == pid; });
+  });
 }
 
 Outcome outcome_of_end(const ChildEnd& end) {

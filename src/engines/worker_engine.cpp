@@ -73,11 +73,6 @@ RunJournal::Lock lock_of_dead_worker(RunJournal& journal) {
   return lock;
 }
 
-void reap(pid_t pid) {
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-}
-
 // " on n2" where a worker runs elsewhere, nothing on this machine.
 std::string on_site(const std::string& site) {
   return site.empty() ? "" : " on " + site;
@@ -112,7 +107,7 @@ WorkerEngine::~WorkerEngine() {
   for (const auto& [id, a] : adopted_) {
     ::kill(-a.pid, SIGKILL);
     ::kill(a.pid, SIGKILL);
-    reap(a.pid);
+    reap_child(a.pid);
   }
   if (pid_ < 0) {
     if (run_cgroups_left_) remove_run_cgroups(config_.run);
@@ -509,7 +504,7 @@ void WorkerEngine::take_over_what_it_left(pid_t lost_pid) {
     bool journalled_end = entry != journalled.end() && entry->second.outcome;
     auto pid = process_of(id, spec, journalled);
     auto look = pid ? look_at_child(*pid) : ChildLook{};
-    if (look.end) reap(*pid);  // its end is read: journalled, or as the kernel kept it
+    if (look.end) reap_child(*pid);  // its end is read: journalled, or as the kernel kept it
     bool runs = look.mine && !look.end && !journalled_end;
     if (journalled_end || (!look.end && !runs)) {
       settle_lost(id, spec, journalled, lost_pid);
@@ -637,7 +632,7 @@ void WorkerEngine::end_adopted(AttemptId id, const ChildEnd& end) {
   adopted_.erase(id);
   // What is left of its group goes with it; the group's id is still its own.
   ::kill(-a.pid, SIGKILL);
-  reap(a.pid);
+  reap_child(a.pid);
   sweep_until_ = Clock::now() + kSweepFor;
   record_end(id, end, a.killed, a.worker, a.timed_out);
 }
@@ -679,15 +674,10 @@ void WorkerEngine::signal_adopted(AttemptId id, int sig) {
 // end. The first child that ended being one runner has yet to look at, the
 // rest wait for the next look.
 void WorkerEngine::reap_descendants() {
-  for (;;) {
-    siginfo_t info{};
-    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
-    pid_t pid = info.si_pid;
-    if (pid == pid_ || std::any_of(adopted_.begin(), adopted_.end(),
-                                   [&](const auto& entry) { return entry.second.pid == pid; }))
-      return;
-    reap(pid);
-  }
+  reap_ended_children([&](pid_t pid) {
+    return pid == pid_ || std::any_of(adopted_.begin(), adopted_.end(),
+                                      [&](const auto& entry) { return entry.second.pid == pid; });
+  });
 }
 
 // An attempt settled: nothing of it is kept.
@@ -836,18 +826,11 @@ std::map<AttemptId, Outcome> WorkerEngine::reap_orphaned_attempts() {
   if (!launch_.leftovers_here) return out;
   for (const auto& [id, pid] : pid_of_) {
     if (adopted_.contains(id)) continue;
-    int status = 0;
-    rusage usage{};
-    if (::wait4(pid, &status, WNOHANG, &usage) != pid) continue;  // not runner's child
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) continue;
-    Outcome o;
-    if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) o.killed_by = WTERMSIG(status);
-    o.finished_at = wall_clock_now();
-    o.user_cpu_s = static_cast<double>(usage.ru_utime.tv_sec) + usage.ru_utime.tv_usec / 1e6;
-    o.sys_cpu_s = static_cast<double>(usage.ru_stime.tv_sec) + usage.ru_stime.tv_usec / 1e6;
-    o.rss_peak_kib = static_cast<std::uint64_t>(usage.ru_maxrss);
-    out.emplace(id, o);
+    auto end = peek_end(pid);  // none: still running, or not runner's child
+    if (!end) continue;
+    reap_child(pid);
+    auto o = outcome_of_end(*end);
+    if (o.killed_by != SIGKILL) out.emplace(id, o);
   }
   return out;
 }
